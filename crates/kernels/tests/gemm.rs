@@ -1,0 +1,198 @@
+//! The fast kernels against the naive reference, on odd shapes, extreme values and both ISAs.
+
+use ergon_kernels::gemm::{
+    gemm_into, transcript_grid, FoldState, GemmOptions, Isa, Transcript, MAX_K,
+};
+use ergon_kernels::reference::matmul_naive;
+use ergon_kernels::{matmul_with, KernelError, MatI32, MatI8};
+use proptest::prelude::*;
+
+fn random(rows: usize, cols: usize, seed: u64) -> MatI8 {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    MatI8::from_fn(rows, cols, |_, _| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 24) as i8
+    })
+    .unwrap()
+}
+
+fn isas() -> Vec<Isa> {
+    let mut v = vec![Isa::Portable];
+    if Isa::detect() == Isa::Avx2 {
+        v.push(Isa::Avx2);
+    }
+    v
+}
+
+fn product(a: &MatI8, b: &MatI8, isa: Isa) -> MatI32 {
+    matmul_with(
+        a,
+        b,
+        GemmOptions {
+            isa: Some(isa),
+            progress: None,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn odd_shapes_match_the_reference() {
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (7, 13, 5),
+        (6, 16, 16),
+        (13, 257, 33),
+        (97, 513, 31),
+        (5, 1, 300),
+        (300, 1, 7),
+    ] {
+        let (a, b) = (random(m, k, m as u64), random(k, n, n as u64 + 7));
+        let want = matmul_naive(&a, &b).unwrap();
+        for isa in isas() {
+            assert_eq!(product(&a, &b, isa), want, "{m}x{k}x{n} on {isa:?}");
+        }
+    }
+}
+
+#[test]
+fn large_odd_shape_matches_the_reference() {
+    let (a, b) = (random(999, 1001, 1), random(1001, 1000, 2));
+    let want = matmul_naive(&a, &b).unwrap();
+    assert_eq!(product(&a, &b, Isa::detect()), want);
+}
+
+#[test]
+fn extreme_values_are_exact() {
+    for (va, vb) in [
+        (127, 127),
+        (-127, 127),
+        (-128, -128),
+        (-128, 127),
+        (127, -128),
+    ] {
+        let (m, k, n) = (19, 1000, 21);
+        let a = MatI8::from_fn(m, k, |_, _| va).unwrap();
+        let b = MatI8::from_fn(k, n, |_, _| vb).unwrap();
+        let want = matmul_naive(&a, &b).unwrap();
+        assert_eq!(want.get(0, 0), va as i32 * vb as i32 * k as i32);
+        for isa in isas() {
+            assert_eq!(product(&a, &b, isa), want, "{va}*{vb} on {isa:?}");
+        }
+    }
+}
+
+#[test]
+fn deepest_allowed_k_is_exact_and_deeper_is_refused() {
+    let a = MatI8::from_fn(2, MAX_K, |i, _| if i == 0 { 127 } else { -127 }).unwrap();
+    let b = MatI8::from_fn(MAX_K, 3, |_, _| 127).unwrap();
+    let c = product(&a, &b, Isa::detect());
+    assert_eq!(c.get(0, 0), 127 * 127 * MAX_K as i32);
+    assert_eq!(c.get(1, 2), -127 * 127 * MAX_K as i32);
+
+    let a = MatI8::from_fn(1, MAX_K + 1, |_, _| 1).unwrap();
+    let b = MatI8::from_fn(MAX_K + 1, 1, |_, _| 1).unwrap();
+    assert!(matches!(
+        matmul_with(&a, &b, GemmOptions::default()),
+        Err(KernelError::TooDeep { .. })
+    ));
+    // -128 at k near MAX_K could overflow int32, so it is refused with a reason.
+    let a = MatI8::from_fn(1, 132_000, |_, _| -128).unwrap();
+    let b = MatI8::from_fn(132_000, 1, |_, _| -128).unwrap();
+    assert!(matches!(
+        matmul_with(&a, &b, GemmOptions::default()),
+        Err(KernelError::Overflow { .. })
+    ));
+}
+
+#[test]
+fn mismatched_shapes_are_refused() {
+    let err = matmul_with(&random(3, 4, 1), &random(5, 6, 2), GemmOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("inner dimensions differ"), "{err}");
+}
+
+#[test]
+fn thread_count_does_not_change_bits() {
+    let (a, b) = (random(200, 300, 5), random(300, 170, 6));
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let c1 = one.install(|| product(&a, &b, Isa::detect()));
+    assert_eq!(c1, product(&a, &b, Isa::detect()));
+}
+
+fn folded(a: &MatI8, b: &MatI8, depth: usize, isa: Isa) -> (MatI32, Vec<FoldState>) {
+    let (gr, gc) = transcript_grid(a.rows(), b.cols());
+    let mut states = vec![[0u32; 8]; gr * gc];
+    let mut c = MatI32::zeros(a.rows(), b.cols()).unwrap();
+    let t = Transcript {
+        depth,
+        states: &mut states,
+    };
+    gemm_into(
+        a,
+        b,
+        &mut c,
+        Some(t),
+        GemmOptions {
+            isa: Some(isa),
+            progress: None,
+        },
+    )
+    .unwrap();
+    (c, states)
+}
+
+#[test]
+fn transcript_folds_agree_across_isas_and_do_not_disturb_the_product() {
+    for &(m, k, n, depth) in &[
+        (7, 13, 5, 16),
+        (25, 600, 40, 16),
+        (12, 512, 32, 32),
+        (6, 17, 16, 2),
+    ] {
+        let (a, b) = (random(m, k, 11), random(k, n, 12));
+        let want = matmul_naive(&a, &b).unwrap();
+        let (c0, s0) = folded(&a, &b, depth, Isa::Portable);
+        assert_eq!(c0, want);
+        for isa in isas() {
+            let (c, s) = folded(&a, &b, depth, isa);
+            assert_eq!(c, want);
+            assert_eq!(s, s0, "{m}x{k}x{n} depth {depth} on {isa:?}");
+        }
+        // The fold sees every step: once k spans several steps, another depth gives other states.
+        if k > 32 {
+            let (_, other) = folded(&a, &b, if depth == 16 { 32 } else { 16 }, Isa::Portable);
+            assert_ne!(other, s0);
+        }
+    }
+}
+
+#[test]
+fn bad_fold_depth_is_refused() {
+    let (a, b) = (random(6, 16, 1), random(16, 16, 2));
+    let mut states = vec![[0u32; 8]; 1];
+    let mut c = MatI32::zeros(6, 16).unwrap();
+    for depth in [0, 3, 24] {
+        let t = Transcript {
+            depth,
+            states: &mut states,
+        };
+        assert!(gemm_into(&a, &b, &mut c, Some(t), GemmOptions::default()).is_err());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    #[test]
+    fn random_shapes_match_the_reference(m in 1usize..40, k in 1usize..600, n in 1usize..50, seed in any::<u64>()) {
+        let (a, b) = (random(m, k, seed), random(k, n, seed ^ 0xabc));
+        let want = matmul_naive(&a, &b).unwrap();
+        for isa in isas() {
+            prop_assert_eq!(product(&a, &b, isa), want.clone());
+        }
+    }
+}
