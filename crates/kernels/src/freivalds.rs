@@ -32,13 +32,7 @@ const BITS_PER_ROUND: u32 = 60;
 
 /// Checks C = A·B with `rounds` rounds, drawing the random vectors from `seed`. The seed must be
 /// unknown to whoever produced C (the caller draws it from the OS, or a beacon after commitment).
-pub fn check(
-    a: &MatI8,
-    b: &MatI8,
-    c: &MatI32,
-    rounds: u32,
-    seed: [u8; 32],
-) -> Result<Verdict, KernelError> {
+pub fn check(a: &MatI8, b: &MatI8, c: &MatI32, rounds: u32, seed: [u8; 32]) -> Result<Verdict, KernelError> {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     if b.rows() != k || c.rows() != m || c.cols() != n {
         return Err(KernelError::Shape(format!(
@@ -49,13 +43,9 @@ pub fn check(
         )));
     }
     if rounds == 0 {
-        return Err(KernelError::Shape(
-            "Freivalds needs at least one round".into(),
-        ));
+        return Err(KernelError::Shape("Freivalds needs at least one round".into()));
     }
-    let mut xof = blake3::Hasher::new_keyed(&seed)
-        .update(b"ergon/freivalds/v1")
-        .finalize_xof();
+    let mut xof = blake3::Hasher::new_keyed(&seed).update(b"ergon/freivalds/v1").finalize_xof();
     for _ in 0..rounds {
         let x: Vec<u64> = (0..n).map(|_| uniform_element(&mut xof)).collect();
         let y = mat_i8_vec(b.as_slice(), k, n, &x);
@@ -65,9 +55,7 @@ pub fn check(
             return Ok(Verdict::Reject { row });
         }
     }
-    Ok(Verdict::Accept {
-        false_accept_bits: rounds.saturating_mul(BITS_PER_ROUND),
-    })
+    Ok(Verdict::Accept { false_accept_bits: rounds.saturating_mul(BITS_PER_ROUND) })
 }
 
 fn uniform_element(xof: &mut blake3::OutputReader) -> u64 {
@@ -88,9 +76,7 @@ fn reduce(v: i128) -> u64 {
 
 /// Splits field elements into (low 31 bits, high 30 bits), both as i32 for widening multiplies.
 fn limbs(x: &[u64]) -> (Vec<i32>, Vec<i32>) {
-    x.iter()
-        .map(|&v| ((v & 0x7fff_ffff) as i32, (v >> 31) as i32))
-        .unzip()
+    x.iter().map(|&v| ((v & 0x7fff_ffff) as i32, (v >> 31) as i32)).unzip()
 }
 
 /// M·x mod p for an int8 rows × cols matrix M.
@@ -118,11 +104,7 @@ fn mat_i32_vec(mat: &[i32], rows: usize, cols: usize, x: &[u64]) -> Vec<u64> {
         .map(|row| {
             let mut total: i128 = 0;
             // |limb of C · limb of x| < 2^47: exact i64 sums over 2^15 columns at a time.
-            for ((r, l), h) in row
-                .chunks(1 << 15)
-                .zip(lo.chunks(1 << 15))
-                .zip(hi.chunks(1 << 15))
-            {
+            for ((r, l), h) in row.chunks(1 << 15).zip(lo.chunks(1 << 15)).zip(hi.chunks(1 << 15)) {
                 let (mut ll, mut lh, mut hl, mut hh) = (0i64, 0i64, 0i64, 0i64);
                 for ((&v, &xl), &xh) in r.iter().zip(l).zip(h) {
                     let (vl, vh) = ((v & 0xffff) as i64, (v >> 16) as i64);
@@ -131,8 +113,7 @@ fn mat_i32_vec(mat: &[i32], rows: usize, cols: usize, x: &[u64]) -> Vec<u64> {
                     hl += vh * xl as i64;
                     hh += vh * xh as i64;
                 }
-                total +=
-                    ll as i128 + ((lh as i128) << 31) + ((hl as i128) << 16) + ((hh as i128) << 47);
+                total += ll as i128 + ((lh as i128) << 31) + ((hl as i128) << 16) + ((hh as i128) << 47);
                 total = reduce(total) as i128;
             }
             reduce(total)
@@ -148,9 +129,7 @@ mod tests {
     fn random(rows: usize, cols: usize, seed: u64) -> MatI8 {
         let mut s = seed;
         MatI8::from_fn(rows, cols, |_, _| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (s >> 56) as i8
         })
         .unwrap()
@@ -161,21 +140,13 @@ mod tests {
         for (m, k, n) in [(1, 1, 1), (7, 13, 5), (33, 70, 41)] {
             let (a, b) = (random(m, k, 1), random(k, n, 2));
             let c = matmul_naive(&a, &b).unwrap();
-            assert_eq!(
-                check(&a, &b, &c, DEFAULT_ROUNDS, [7; 32]).unwrap(),
-                Verdict::Accept {
-                    false_accept_bits: 120
-                }
-            );
+            assert_eq!(check(&a, &b, &c, DEFAULT_ROUNDS, [7; 32]).unwrap(), Verdict::Accept { false_accept_bits: 120 });
             for i in 0..m {
                 for j in 0..n {
                     for delta in [1, -1] {
                         let mut bad = c.clone();
                         bad.set(i, j, c.get(i, j).wrapping_add(delta));
-                        assert_eq!(
-                            check(&a, &b, &bad, 1, [i as u8; 32]).unwrap(),
-                            Verdict::Reject { row: i }
-                        );
+                        assert_eq!(check(&a, &b, &bad, 1, [i as u8; 32]).unwrap(), Verdict::Reject { row: i });
                     }
                 }
             }
@@ -187,16 +158,10 @@ mod tests {
         let a = MatI8::from_fn(3, 4000, |i, _| if i == 0 { -128 } else { 127 }).unwrap();
         let b = MatI8::from_fn(4000, 2, |_, j| if j == 0 { -128 } else { -127 }).unwrap();
         let c = matmul_naive(&a, &b).unwrap();
-        assert!(matches!(
-            check(&a, &b, &c, 2, [1; 32]).unwrap(),
-            Verdict::Accept { .. }
-        ));
+        assert!(matches!(check(&a, &b, &c, 2, [1; 32]).unwrap(), Verdict::Accept { .. }));
         let mut bad = c.clone();
         bad.set(2, 1, i32::MIN);
-        assert_eq!(
-            check(&a, &b, &bad, 2, [1; 32]).unwrap(),
-            Verdict::Reject { row: 2 }
-        );
+        assert_eq!(check(&a, &b, &bad, 2, [1; 32]).unwrap(), Verdict::Reject { row: 2 });
     }
 
     #[test]

@@ -28,9 +28,7 @@ pub enum KernelError {
     Shape(String),
     #[error("inner dimension k = {k} exceeds {max}: int32 sums could overflow")]
     TooDeep { k: usize, max: usize },
-    #[error(
-        "inner dimension k = {k} with entries of -128 could overflow int32; keep |entries| <= 127"
-    )]
+    #[error("inner dimension k = {k} with entries of -128 could overflow int32; keep |entries| <= 127")]
     Overflow { k: usize },
     #[error("unsupported: {0}")]
     Unsupported(&'static str),

@@ -14,31 +14,20 @@ impl<T: Copy + Default> Matrix<T> {
     /// A rows × cols matrix of zeros.
     pub fn zeros(rows: usize, cols: usize) -> Result<Self, KernelError> {
         let len = checked_len(rows, cols)?;
-        Ok(Self {
-            rows,
-            cols,
-            data: vec![T::default(); len],
-        })
+        Ok(Self { rows, cols, data: vec![T::default(); len] })
     }
 
     /// Wraps row-major `data`, which must hold exactly rows × cols entries.
     pub fn from_vec(rows: usize, cols: usize, data: Vec<T>) -> Result<Self, KernelError> {
         let len = checked_len(rows, cols)?;
         if data.len() != len {
-            return Err(KernelError::Shape(format!(
-                "{rows}x{cols} matrix needs {len} entries, got {}",
-                data.len()
-            )));
+            return Err(KernelError::Shape(format!("{rows}x{cols} matrix needs {len} entries, got {}", data.len())));
         }
         Ok(Self { rows, cols, data })
     }
 
     /// Builds a matrix entry by entry; handy for tests and generated inputs.
-    pub fn from_fn(
-        rows: usize,
-        cols: usize,
-        mut f: impl FnMut(usize, usize) -> T,
-    ) -> Result<Self, KernelError> {
+    pub fn from_fn(rows: usize, cols: usize, mut f: impl FnMut(usize, usize) -> T) -> Result<Self, KernelError> {
         let len = checked_len(rows, cols)?;
         let mut data = Vec::with_capacity(len);
         for i in 0..rows {
@@ -71,22 +60,12 @@ impl<T: Copy + Default> Matrix<T> {
 
     /// Entry (i, j). Panics when out of range, like slice indexing.
     pub fn get(&self, i: usize, j: usize) -> T {
-        assert!(
-            i < self.rows && j < self.cols,
-            "({i}, {j}) outside {}x{}",
-            self.rows,
-            self.cols
-        );
+        assert!(i < self.rows && j < self.cols, "({i}, {j}) outside {}x{}", self.rows, self.cols);
         self.data[i * self.cols + j]
     }
 
     pub fn set(&mut self, i: usize, j: usize, v: T) {
-        assert!(
-            i < self.rows && j < self.cols,
-            "({i}, {j}) outside {}x{}",
-            self.rows,
-            self.cols
-        );
+        assert!(i < self.rows && j < self.cols, "({i}, {j}) outside {}x{}", self.rows, self.cols);
         self.data[i * self.cols + j] = v;
     }
 
@@ -103,11 +82,7 @@ impl<T: Copy + Default> Matrix<T> {
                 data.push(self.data[i * self.cols + j]);
             }
         }
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            data,
-        }
+        Self { rows: self.cols, cols: self.rows, data }
     }
 }
 

@@ -24,10 +24,7 @@ pub enum NpyError {
     #[error("malformed .npy header: {0}")]
     Header(String),
     #[error("expected dtype {expected}, file has {found}")]
-    Dtype {
-        expected: &'static str,
-        found: String,
-    },
+    Dtype { expected: &'static str, found: String },
     #[error("expected a 2-D array, file has shape {0}")]
     NotMatrix(String),
     #[error("array data truncated: expected {expected} bytes, found {found}")]
@@ -97,8 +94,7 @@ pub struct NpyHeader {
 
 /// Reads a 2-D matrix of element type `T` from a `.npy` file.
 pub fn read_npy<T: NpyElement>(path: &Path) -> Result<Matrix<T>, NpyError> {
-    let file =
-        std::fs::File::open(path).map_err(|e| NpyError::Io(format!("{}: {e}", path.display())))?;
+    let file = std::fs::File::open(path).map_err(|e| NpyError::Io(format!("{}: {e}", path.display())))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut reader = std::io::BufReader::new(file);
     let mut bytes = Vec::with_capacity(len.min(MAX_PAYLOAD_BYTES + MAX_HEADER_LEN as u64) as usize);
@@ -112,8 +108,7 @@ pub fn read_npy<T: NpyElement>(path: &Path) -> Result<Matrix<T>, NpyError> {
 
 /// Reads only the header of a `.npy` file (to learn its dtype before choosing how to load it).
 pub fn read_npy_header(path: &Path) -> Result<NpyHeader, NpyError> {
-    let mut file =
-        std::fs::File::open(path).map_err(|e| NpyError::Io(format!("{}: {e}", path.display())))?;
+    let mut file = std::fs::File::open(path).map_err(|e| NpyError::Io(format!("{}: {e}", path.display())))?;
     let mut buf = Vec::new();
     Read::by_ref(&mut file)
         .take(MAX_HEADER_LEN as u64 + 12)
@@ -126,19 +121,14 @@ pub fn read_npy_header(path: &Path) -> Result<NpyHeader, NpyError> {
 pub fn decode_npy<T: NpyElement>(bytes: &[u8]) -> Result<Matrix<T>, NpyError> {
     let (header, data_start) = parse_header(bytes)?;
     if !T::accepts(&header.descr) {
-        return Err(NpyError::Dtype {
-            expected: T::DESCR,
-            found: header.descr,
-        });
+        return Err(NpyError::Dtype { expected: T::DESCR, found: header.descr });
     }
     let (rows, cols) = match header.shape.as_slice() {
         [r, c] if *r > 0 && *c > 0 => (*r, *c),
         other => return Err(NpyError::NotMatrix(format!("{other:?}"))),
     };
-    let expected = rows
-        .checked_mul(cols)
-        .and_then(|n| n.checked_mul(T::SIZE as u64))
-        .ok_or(NpyError::TooLarge(u64::MAX))?;
+    let expected =
+        rows.checked_mul(cols).and_then(|n| n.checked_mul(T::SIZE as u64)).ok_or(NpyError::TooLarge(u64::MAX))?;
     if expected > MAX_PAYLOAD_BYTES {
         return Err(NpyError::TooLarge(expected));
     }
@@ -162,12 +152,7 @@ pub fn decode_npy<T: NpyElement>(bytes: &[u8]) -> Result<Matrix<T>, NpyError> {
 
 /// Encodes a matrix as a version 1.0 `.npy` file (C order), as `numpy.save` would.
 pub fn encode_npy<T: NpyElement>(m: &Matrix<T>) -> Vec<u8> {
-    let dict = format!(
-        "{{'descr': '{}', 'fortran_order': False, 'shape': ({}, {}), }}",
-        T::DESCR,
-        m.rows(),
-        m.cols()
-    );
+    let dict = format!("{{'descr': '{}', 'fortran_order': False, 'shape': ({}, {}), }}", T::DESCR, m.rows(), m.cols());
     // Magic (6) + version (2) + length (2) + dict + padding + '\n' must be a multiple of 64.
     let unpadded = 10 + dict.len() + 1;
     let pad = (64 - unpadded % 64) % 64;
@@ -209,24 +194,16 @@ fn parse_header(bytes: &[u8]) -> Result<(NpyHeader, usize), NpyError> {
             if bytes.len() < 12 {
                 return Err(NpyError::Header("truncated header length".into()));
             }
-            (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                12,
-            )
+            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
         }
         _ => return Err(NpyError::Version(major, minor)),
     };
     if header_len > MAX_HEADER_LEN {
-        return Err(NpyError::Header(format!(
-            "header of {header_len} bytes is too long"
-        )));
+        return Err(NpyError::Header(format!("header of {header_len} bytes is too long")));
     }
     let end = start + header_len;
-    let text = bytes
-        .get(start..end)
-        .ok_or_else(|| NpyError::Header("file ends inside the header".into()))?;
-    let text =
-        std::str::from_utf8(text).map_err(|_| NpyError::Header("header is not text".into()))?;
+    let text = bytes.get(start..end).ok_or_else(|| NpyError::Header("file ends inside the header".into()))?;
+    let text = std::str::from_utf8(text).map_err(|_| NpyError::Header("header is not text".into()))?;
     Ok((parse_dict(text)?, end))
 }
 
@@ -243,14 +220,9 @@ fn parse_dict(text: &str) -> Result<NpyHeader, NpyError> {
         Ok(rest[colon + 1..].trim_start())
     };
     let descr_raw = value_after("descr")?;
-    let quote = descr_raw
-        .chars()
-        .next()
-        .filter(|c| *c == '\'' || *c == '"')
-        .ok_or_else(|| err("descr is not a string"))?;
-    let descr_end = descr_raw[1..]
-        .find(quote)
-        .ok_or_else(|| err("unterminated descr"))?;
+    let quote =
+        descr_raw.chars().next().filter(|c| *c == '\'' || *c == '"').ok_or_else(|| err("descr is not a string"))?;
+    let descr_end = descr_raw[1..].find(quote).ok_or_else(|| err("unterminated descr"))?;
     let descr = descr_raw[1..1 + descr_end].to_string();
 
     let order = value_after("fortran_order")?;
@@ -266,24 +238,14 @@ fn parse_dict(text: &str) -> Result<NpyHeader, NpyError> {
     if !shape_raw.starts_with('(') {
         return Err(err("shape is not a tuple"));
     }
-    let close = shape_raw
-        .find(')')
-        .ok_or_else(|| err("unterminated shape"))?;
+    let close = shape_raw.find(')').ok_or_else(|| err("unterminated shape"))?;
     let shape = shape_raw[1..close]
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.trim_end_matches('L')
-                .parse::<u64>()
-                .map_err(|_| err("bad dimension"))
-        })
+        .map(|s| s.trim_end_matches('L').parse::<u64>().map_err(|_| err("bad dimension")))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(NpyHeader {
-        descr,
-        fortran_order,
-        shape,
-    })
+    Ok(NpyHeader { descr, fortran_order, shape })
 }
 
 #[cfg(test)]
@@ -305,9 +267,7 @@ mod tests {
     #[test]
     fn reads_what_numpy_writes() {
         // Bytes of numpy.save(f, np.array([[1, -2, 3], [4, 5, -128]], dtype=np.int8)).
-        let mut file =
-            b"\x93NUMPY\x01\x00v\x00{'descr': '|i1', 'fortran_order': False, 'shape': (2, 3), }"
-                .to_vec();
+        let mut file = b"\x93NUMPY\x01\x00v\x00{'descr': '|i1', 'fortran_order': False, 'shape': (2, 3), }".to_vec();
         while file.len() < 127 {
             file.push(b' ');
         }
@@ -337,14 +297,8 @@ mod tests {
     fn rejects_bad_files_with_reasons() {
         let good = encode_npy(&Matrix::from_fn(4, 4, |i, j| (i + j) as i32).unwrap());
         assert_eq!(decode_npy::<i32>(b"hello"), Err(NpyError::BadMagic));
-        assert!(matches!(
-            decode_npy::<i8>(&good),
-            Err(NpyError::Dtype { .. })
-        ));
-        assert!(matches!(
-            decode_npy::<i32>(&good[..good.len() - 1]),
-            Err(NpyError::Truncated { .. })
-        ));
+        assert!(matches!(decode_npy::<i8>(&good), Err(NpyError::Dtype { .. })));
+        assert!(matches!(decode_npy::<i32>(&good[..good.len() - 1]), Err(NpyError::Truncated { .. })));
         let mut long = good.clone();
         long.push(0);
         assert_eq!(decode_npy::<i32>(&long), Err(NpyError::Trailing(1)));
@@ -352,25 +306,16 @@ mod tests {
             assert!(decode_npy::<i32>(&good[..cut]).is_err());
         }
         let vector = replace_in_header(&good, "(4, 4)", "(16,) ");
-        assert!(matches!(
-            decode_npy::<i32>(&vector),
-            Err(NpyError::NotMatrix(_))
-        ));
+        assert!(matches!(decode_npy::<i32>(&vector), Err(NpyError::NotMatrix(_))));
         let huge = replace_in_header(&good, "(4, 4), }              ", "(99999999, 99999999), }");
-        assert!(matches!(
-            decode_npy::<i32>(&huge),
-            Err(NpyError::TooLarge(_))
-        ));
+        assert!(matches!(decode_npy::<i32>(&huge), Err(NpyError::TooLarge(_))));
     }
 
     /// Rewrites part of the header text in place, keeping its length.
     fn replace_in_header(file: &[u8], from: &str, to: &str) -> Vec<u8> {
         assert_eq!(from.len(), to.len());
         let mut out = file.to_vec();
-        let at = out
-            .windows(from.len())
-            .position(|w| w == from.as_bytes())
-            .expect("pattern in header");
+        let at = out.windows(from.len()).position(|w| w == from.as_bytes()).expect("pattern in header");
         out[at..at + to.len()].copy_from_slice(to.as_bytes());
         out
     }

@@ -32,16 +32,11 @@ pub struct Quantized {
 /// Quantizes `x` to integers in [−qmax, qmax]. Refuses NaN and infinities, and qmax outside 1..=127.
 pub fn quantize(x: &MatF32, axis: Axis, qmax: i8) -> Result<Quantized, KernelError> {
     if qmax < 1 {
-        return Err(KernelError::Shape(format!(
-            "qmax {qmax} must be in 1..=127"
-        )));
+        return Err(KernelError::Shape(format!("qmax {qmax} must be in 1..=127")));
     }
     if let Some(pos) = x.as_slice().iter().position(|v| !v.is_finite()) {
         let (i, j) = (pos / x.cols(), pos % x.cols());
-        return Err(KernelError::Shape(format!(
-            "entry ({i}, {j}) is not finite: {}",
-            x.as_slice()[pos]
-        )));
+        return Err(KernelError::Shape(format!("entry ({i}, {j}) is not finite: {}", x.as_slice()[pos])));
     }
     let groups = match axis {
         Axis::Row => x.rows(),
@@ -55,10 +50,7 @@ pub fn quantize(x: &MatF32, axis: Axis, qmax: i8) -> Result<Quantized, KernelErr
             *g = g.max(v.abs());
         }
     }
-    let scales: Vec<f32> = max_abs
-        .iter()
-        .map(|&m| if m > 0.0 { m / qmax as f32 } else { 1.0 })
-        .collect();
+    let scales: Vec<f32> = max_abs.iter().map(|&m| if m > 0.0 { m / qmax as f32 } else { 1.0 }).collect();
     let (mut max_err, mut sq_err) = (0f64, 0f64);
     let values = MatI8::from_fn(x.rows(), x.cols(), |i, j| {
         let v = x.get(i, j);
@@ -70,13 +62,7 @@ pub fn quantize(x: &MatF32, axis: Axis, qmax: i8) -> Result<Quantized, KernelErr
         q
     })?;
     let count = (x.rows() * x.cols()) as f64;
-    Ok(Quantized {
-        values,
-        scales,
-        axis,
-        max_abs_error: max_err,
-        rms_error: (sq_err / count).sqrt(),
-    })
+    Ok(Quantized { values, scales, axis, max_abs_error: max_err, rms_error: (sq_err / count).sqrt() })
 }
 
 #[cfg(test)]
@@ -85,18 +71,11 @@ mod tests {
 
     #[test]
     fn error_is_within_half_a_step_and_reported() {
-        let x = MatF32::from_fn(5, 9, |i, j| {
-            ((i * 9 + j) as f32 * 0.37).sin() * (i + 1) as f32
-        })
-        .unwrap();
+        let x = MatF32::from_fn(5, 9, |i, j| ((i * 9 + j) as f32 * 0.37).sin() * (i + 1) as f32).unwrap();
         for axis in [Axis::Row, Axis::Column] {
             let q = quantize(&x, axis, 127).unwrap();
             let half_step = q.scales.iter().cloned().fold(0f32, f32::max) as f64 / 2.0;
-            assert!(
-                q.max_abs_error <= half_step + 1e-6,
-                "{} > {half_step}",
-                q.max_abs_error
-            );
+            assert!(q.max_abs_error <= half_step + 1e-6, "{} > {half_step}", q.max_abs_error);
             assert!(q.rms_error <= q.max_abs_error && q.rms_error > 0.0);
             assert!(q.values.as_slice().iter().all(|v| v.unsigned_abs() <= 127));
             // The largest entry of each group maps to ±qmax.

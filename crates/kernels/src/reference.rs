@@ -6,11 +6,7 @@ use crate::KernelError;
 /// C = A·B by definition, accumulating in i64 and refusing any sum outside int32.
 pub fn matmul_naive(a: &MatI8, b: &MatI8) -> Result<MatI32, KernelError> {
     if a.cols() != b.rows() {
-        return Err(KernelError::Shape(format!(
-            "inner dimensions {} and {} differ",
-            a.cols(),
-            b.rows()
-        )));
+        return Err(KernelError::Shape(format!("inner dimensions {} and {} differ", a.cols(), b.rows())));
     }
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     let mut c = MatI32::zeros(m, n)?;

@@ -1,8 +1,6 @@
 //! The fast kernels against the naive reference, on odd shapes, extreme values and both ISAs.
 
-use ergon_kernels::gemm::{
-    gemm_into, transcript_grid, FoldState, GemmOptions, Isa, Transcript, MAX_K,
-};
+use ergon_kernels::gemm::{gemm_into, transcript_grid, FoldState, GemmOptions, Isa, Transcript, MAX_K};
 use ergon_kernels::reference::matmul_naive;
 use ergon_kernels::{matmul_with, KernelError, MatI32, MatI8};
 use proptest::prelude::*;
@@ -27,28 +25,12 @@ fn isas() -> Vec<Isa> {
 }
 
 fn product(a: &MatI8, b: &MatI8, isa: Isa) -> MatI32 {
-    matmul_with(
-        a,
-        b,
-        GemmOptions {
-            isa: Some(isa),
-            progress: None,
-        },
-    )
-    .unwrap()
+    matmul_with(a, b, GemmOptions { isa: Some(isa), progress: None }).unwrap()
 }
 
 #[test]
 fn odd_shapes_match_the_reference() {
-    for &(m, k, n) in &[
-        (1, 1, 1),
-        (7, 13, 5),
-        (6, 16, 16),
-        (13, 257, 33),
-        (97, 513, 31),
-        (5, 1, 300),
-        (300, 1, 7),
-    ] {
+    for &(m, k, n) in &[(1, 1, 1), (7, 13, 5), (6, 16, 16), (13, 257, 33), (97, 513, 31), (5, 1, 300), (300, 1, 7)] {
         let (a, b) = (random(m, k, m as u64), random(k, n, n as u64 + 7));
         let want = matmul_naive(&a, &b).unwrap();
         for isa in isas() {
@@ -66,13 +48,7 @@ fn large_odd_shape_matches_the_reference() {
 
 #[test]
 fn extreme_values_are_exact() {
-    for (va, vb) in [
-        (127, 127),
-        (-127, 127),
-        (-128, -128),
-        (-128, 127),
-        (127, -128),
-    ] {
+    for (va, vb) in [(127, 127), (-127, 127), (-128, -128), (-128, 127), (127, -128)] {
         let (m, k, n) = (19, 1000, 21);
         let a = MatI8::from_fn(m, k, |_, _| va).unwrap();
         let b = MatI8::from_fn(k, n, |_, _| vb).unwrap();
@@ -94,17 +70,11 @@ fn deepest_allowed_k_is_exact_and_deeper_is_refused() {
 
     let a = MatI8::from_fn(1, MAX_K + 1, |_, _| 1).unwrap();
     let b = MatI8::from_fn(MAX_K + 1, 1, |_, _| 1).unwrap();
-    assert!(matches!(
-        matmul_with(&a, &b, GemmOptions::default()),
-        Err(KernelError::TooDeep { .. })
-    ));
+    assert!(matches!(matmul_with(&a, &b, GemmOptions::default()), Err(KernelError::TooDeep { .. })));
     // -128 at k near MAX_K could overflow int32, so it is refused with a reason.
     let a = MatI8::from_fn(1, 132_000, |_, _| -128).unwrap();
     let b = MatI8::from_fn(132_000, 1, |_, _| -128).unwrap();
-    assert!(matches!(
-        matmul_with(&a, &b, GemmOptions::default()),
-        Err(KernelError::Overflow { .. })
-    ));
+    assert!(matches!(matmul_with(&a, &b, GemmOptions::default()), Err(KernelError::Overflow { .. })));
 }
 
 #[test]
@@ -116,10 +86,7 @@ fn mismatched_shapes_are_refused() {
 #[test]
 fn thread_count_does_not_change_bits() {
     let (a, b) = (random(200, 300, 5), random(300, 170, 6));
-    let one = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     let c1 = one.install(|| product(&a, &b, Isa::detect()));
     assert_eq!(c1, product(&a, &b, Isa::detect()));
 }
@@ -128,32 +95,14 @@ fn folded(a: &MatI8, b: &MatI8, depth: usize, isa: Isa) -> (MatI32, Vec<FoldStat
     let (gr, gc) = transcript_grid(a.rows(), b.cols());
     let mut states = vec![[0u32; 8]; gr * gc];
     let mut c = MatI32::zeros(a.rows(), b.cols()).unwrap();
-    let t = Transcript {
-        depth,
-        states: &mut states,
-    };
-    gemm_into(
-        a,
-        b,
-        &mut c,
-        Some(t),
-        GemmOptions {
-            isa: Some(isa),
-            progress: None,
-        },
-    )
-    .unwrap();
+    let t = Transcript { depth, states: &mut states };
+    gemm_into(a, b, &mut c, Some(t), GemmOptions { isa: Some(isa), progress: None }).unwrap();
     (c, states)
 }
 
 #[test]
 fn transcript_folds_agree_across_isas_and_do_not_disturb_the_product() {
-    for &(m, k, n, depth) in &[
-        (7, 13, 5, 16),
-        (25, 600, 40, 16),
-        (12, 512, 32, 32),
-        (6, 17, 16, 2),
-    ] {
+    for &(m, k, n, depth) in &[(7, 13, 5, 16), (25, 600, 40, 16), (12, 512, 32, 32), (6, 17, 16, 2)] {
         let (a, b) = (random(m, k, 11), random(k, n, 12));
         let want = matmul_naive(&a, &b).unwrap();
         let (c0, s0) = folded(&a, &b, depth, Isa::Portable);
@@ -177,10 +126,7 @@ fn bad_fold_depth_is_refused() {
     let mut states = vec![[0u32; 8]; 1];
     let mut c = MatI32::zeros(6, 16).unwrap();
     for depth in [0, 3, 24] {
-        let t = Transcript {
-            depth,
-            states: &mut states,
-        };
+        let t = Transcript { depth, states: &mut states };
         assert!(gemm_into(&a, &b, &mut c, Some(t), GemmOptions::default()).is_err());
     }
 }

@@ -34,11 +34,7 @@ pub(super) unsafe fn kernel_6x16(
     }
     let mut p = 0;
     while p < kp {
-        let end = if step_pairs == 0 {
-            kp
-        } else {
-            (p + step_pairs).min(kp)
-        };
+        let end = if step_pairs == 0 { kp } else { (p + step_pairs).min(kp) };
         while p < end {
             let bp = b.add(p * NR * 2);
             let b0 = _mm256_loadu_si256(bp as *const __m256i);
@@ -68,11 +64,7 @@ pub(super) unsafe fn kernel_6x16(
 unsafe fn fold_avx2(state: &mut FoldState, acc: &[__m256i; 2 * MR]) {
     let mut s = _mm256_loadu_si256(state.as_ptr() as *const __m256i);
     for (q, v) in acc.iter().enumerate() {
-        s = if q % 2 == 0 {
-            _mm256_xor_si256(s, *v)
-        } else {
-            _mm256_add_epi32(s, *v)
-        };
+        s = if q % 2 == 0 { _mm256_xor_si256(s, *v) } else { _mm256_add_epi32(s, *v) };
     }
     s = _mm256_xor_si256(s, _mm256_srli_epi32(s, 11));
     _mm256_storeu_si256(state.as_mut_ptr() as *mut __m256i, s);

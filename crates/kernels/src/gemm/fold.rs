@@ -42,9 +42,7 @@ mod tests {
         let mut t = [[0; NR]; MR];
         for (i, row) in t.iter_mut().enumerate() {
             for (j, v) in row.iter_mut().enumerate() {
-                *v = seed
-                    .wrapping_mul(7919)
-                    .wrapping_add((i * 31 + j * 17) as i32 * 104_729);
+                *v = seed.wrapping_mul(7919).wrapping_add((i * 31 + j * 17) as i32 * 104_729);
             }
         }
         t
@@ -82,9 +80,7 @@ mod tests {
             s
         };
         let (fx, fy, fxy, f0) = (f(&x), f(&y), f(&sum), f(&[[0; NR]; MR]));
-        let linear: Vec<u32> = (0..8)
-            .map(|l| fx[l].wrapping_add(fy[l]).wrapping_sub(f0[l]))
-            .collect();
+        let linear: Vec<u32> = (0..8).map(|l| fx[l].wrapping_add(fy[l]).wrapping_sub(f0[l])).collect();
         assert_ne!(fxy.to_vec(), linear);
         let xor_linear: Vec<u32> = (0..8).map(|l| fx[l] ^ fy[l] ^ f0[l]).collect();
         let mut xor_tile = x;

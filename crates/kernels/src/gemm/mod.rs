@@ -113,13 +113,7 @@ pub fn check_exact(a: &MatI8, b: &MatI8) -> Result<(), KernelError> {
     if k > MAX_K {
         return Err(KernelError::TooDeep { k, max: MAX_K });
     }
-    let max_abs = |m: &MatI8| {
-        m.as_slice()
-            .iter()
-            .map(|v| v.unsigned_abs() as u64)
-            .max()
-            .unwrap_or(0)
-    };
+    let max_abs = |m: &MatI8| m.as_slice().iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
     // Below this depth even −128 · −128 sums fit, so the scan for extreme entries is skipped.
     let always_safe = i32::MAX as u64 / (128 * 128);
     if k as u64 > always_safe && k as u64 * max_abs(a) * max_abs(b) > i32::MAX as u64 {
@@ -139,20 +133,13 @@ pub fn gemm_into(
     check_exact(a, b)?;
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     if c.rows() != m || c.cols() != n {
-        return Err(KernelError::Shape(format!(
-            "output is {}x{}, product is {m}x{n}",
-            c.rows(),
-            c.cols()
-        )));
+        return Err(KernelError::Shape(format!("output is {}x{}, product is {m}x{n}", c.rows(), c.cols())));
     }
     let (grid_rows, grid_cols) = transcript_grid(m, n);
     let (depth, states) = match transcript {
         Some(t) => {
             if t.depth == 0 || t.depth % 2 != 0 || KC % t.depth != 0 {
-                return Err(KernelError::Shape(format!(
-                    "fold depth {} must be even and divide {KC}",
-                    t.depth
-                )));
+                return Err(KernelError::Shape(format!("fold depth {} must be even and divide {KC}", t.depth)));
             }
             if t.states.len() != grid_rows * grid_cols {
                 return Err(KernelError::Shape(format!(
@@ -170,16 +157,8 @@ pub fn gemm_into(
     }
 
     let packed_b = pack_b(b.as_slice(), k, n);
-    let ctx = Ctx {
-        a: a.as_slice(),
-        packed_b: &packed_b,
-        m,
-        k,
-        n,
-        step_pairs: depth / 2,
-        isa,
-        progress: opts.progress,
-    };
+    let ctx =
+        Ctx { a: a.as_slice(), packed_b: &packed_b, m, k, n, step_pairs: depth / 2, isa, progress: opts.progress };
 
     // One task per MC rows of C; each carries its rows of C and of the fold-state grid.
     let state_chunk = MC / MR * grid_cols;
@@ -187,17 +166,10 @@ pub fn gemm_into(
         Some(s) => s.chunks_mut(state_chunk).map(Some).collect(),
         None => (0..m.div_ceil(MC)).map(|_| None).collect(),
     };
-    let tasks: Vec<_> = c
-        .as_mut_slice()
-        .chunks_mut(MC * n)
-        .zip(state_blocks.iter_mut())
-        .enumerate()
-        .collect();
+    let tasks: Vec<_> = c.as_mut_slice().chunks_mut(MC * n).zip(state_blocks.iter_mut()).enumerate().collect();
     tasks.into_par_iter().for_each_init(
         || vec![0i16; MC * KC],
-        |apack, (block, (c_rows, states))| {
-            ctx.row_block(block * MC, c_rows, states.as_deref_mut(), apack)
-        },
+        |apack, (block, (c_rows, states))| ctx.row_block(block * MC, c_rows, states.as_deref_mut(), apack),
     );
     Ok(())
 }
@@ -215,13 +187,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Rows row0.. row0+mc of C, over every k-panel.
-    fn row_block(
-        &self,
-        row0: usize,
-        c: &mut [i32],
-        mut states: Option<&mut [FoldState]>,
-        apack: &mut [i16],
-    ) {
+    fn row_block(&self, row0: usize, c: &mut [i32], mut states: Option<&mut [FoldState]>, apack: &mut [i16]) {
         let (k, n) = (self.k, self.n);
         let mc = (self.m - row0).min(MC);
         let a_panels = mc.div_ceil(MR);
@@ -238,16 +204,7 @@ impl Ctx<'_> {
                     let fold = states.as_deref_mut().map(|s| &mut s[ip * b_panels + jp]);
                     let (r0, c0) = (ip * MR, jp * NR);
                     let (rows, cols) = ((mc - r0).min(MR), (n - c0).min(NR));
-                    self.tile(
-                        kp,
-                        amicro,
-                        bmicro,
-                        &mut c[r0 * n + c0..],
-                        rows,
-                        cols,
-                        pc > 0,
-                        fold,
-                    );
+                    self.tile(kp, amicro, bmicro, &mut c[r0 * n + c0..], rows, cols, pc > 0, fold);
                 }
             }
             if let Some(p) = self.progress {
@@ -304,16 +261,7 @@ impl Ctx<'_> {
                 assert!(c.len() >= (MR - 1) * ldc + NR);
                 // SAFETY: AVX2 was detected in gemm_into; the asserts above bound every access.
                 unsafe {
-                    avx2::kernel_6x16(
-                        kp,
-                        a.as_ptr(),
-                        b.as_ptr(),
-                        c.as_mut_ptr(),
-                        ldc,
-                        load,
-                        fold,
-                        self.step_pairs,
-                    )
+                    avx2::kernel_6x16(kp, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, load, fold, self.step_pairs)
                 }
             }
             _ => portable::kernel_6x16(kp, a, b, c, ldc, load, fold, self.step_pairs),
@@ -327,10 +275,7 @@ fn pack_b(b: &[i8], k: usize, n: usize) -> Vec<i16> {
     let b_panels = n.div_ceil(NR);
     let panel_len = |kc: usize| kc.div_ceil(2) * 2 * b_panels * NR;
     // Every k-panel starts at pc · b_panels · NR (KC is even, so full panels pack without padding).
-    let total: usize = (0..k)
-        .step_by(KC)
-        .map(|pc| panel_len((k - pc).min(KC)))
-        .sum();
+    let total: usize = (0..k).step_by(KC).map(|pc| panel_len((k - pc).min(KC))).sum();
     let mut out = vec![0i16; total];
     let mut chunks: Vec<(usize, usize, &mut [i16])> = Vec::new();
     let mut rest = out.as_mut_slice();
@@ -368,10 +313,7 @@ fn pack_b(b: &[i8], k: usize, n: usize) -> Vec<i16> {
 /// p, the 6 row pairs (A[i][2p], A[i][2p+1]) as i16, zero-padded past mc and kc.
 fn pack_a(a: &[i8], k: usize, row0: usize, mc: usize, pc: usize, kc: usize, out: &mut [i16]) {
     let kp = kc.div_ceil(2);
-    for (ip, panel) in out[..mc.div_ceil(MR) * kp * MR * 2]
-        .chunks_exact_mut(kp * MR * 2)
-        .enumerate()
-    {
+    for (ip, panel) in out[..mc.div_ceil(MR) * kp * MR * 2].chunks_exact_mut(kp * MR * 2).enumerate() {
         for i in 0..MR {
             let r = ip * MR + i;
             if r >= mc {

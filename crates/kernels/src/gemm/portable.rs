@@ -27,11 +27,7 @@ pub(super) fn kernel_6x16(
     }
     let mut p = 0;
     while p < kp {
-        let end = if step_pairs == 0 {
-            kp
-        } else {
-            (p + step_pairs).min(kp)
-        };
+        let end = if step_pairs == 0 { kp } else { (p + step_pairs).min(kp) };
         for q in p..end {
             let bq = &b[q * NR * 2..(q + 1) * NR * 2];
             let aq = &a[q * MR * 2..(q + 1) * MR * 2];
