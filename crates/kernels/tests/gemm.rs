@@ -25,7 +25,7 @@ fn isas() -> Vec<Isa> {
 }
 
 fn product(a: &MatI8, b: &MatI8, isa: Isa) -> MatI32 {
-    matmul_with(a, b, GemmOptions { isa: Some(isa), progress: None }).unwrap()
+    matmul_with(a, b, GemmOptions { isa: Some(isa), ..GemmOptions::default() }).unwrap()
 }
 
 #[test]
@@ -96,7 +96,7 @@ fn folded(a: &MatI8, b: &MatI8, depth: usize, isa: Isa) -> (MatI32, Vec<FoldStat
     let mut states = vec![[0u32; 8]; gr * gc];
     let mut c = MatI32::zeros(a.rows(), b.cols()).unwrap();
     let t = Transcript { depth, states: &mut states };
-    gemm_into(a, b, &mut c, Some(t), GemmOptions { isa: Some(isa), progress: None }).unwrap();
+    gemm_into(a, b, &mut c, Some(t), GemmOptions { isa: Some(isa), ..GemmOptions::default() }).unwrap();
     (c, states)
 }
 

@@ -105,6 +105,23 @@ impl Challenge {
         out
     }
 
+    /// Inverse of [`Challenge::encode`]; also returns the bytes consumed.
+    pub fn decode(bytes: &[u8]) -> Result<(Self, usize), PouwError> {
+        let short = || PouwError::Decode("challenge truncated".into());
+        let len = u32::from_le_bytes(bytes.get(..4).ok_or_else(short)?.try_into().expect("4 bytes")) as usize;
+        if len > MAX_HEADER_BYTES {
+            return Err(PouwError::Decode(format!("header of {len} bytes exceeds {MAX_HEADER_BYTES}")));
+        }
+        let header = bytes.get(4..4 + len).ok_or_else(short)?.to_vec();
+        let work: &[u8; WORK_BYTES] =
+            bytes.get(4 + len..4 + len + WORK_BYTES).ok_or_else(short)?.try_into().expect("fixed size");
+        let end = 4 + len + WORK_BYTES + 8;
+        let difficulty = u64::from_le_bytes(bytes.get(end - 8..end).ok_or_else(short)?.try_into().expect("8 bytes"));
+        let challenge = Self::new(header, WorkCommitment::decode(work)?, difficulty)
+            .map_err(|e| PouwError::Decode(e.to_string()))?;
+        Ok((challenge, end))
+    }
+
     /// seed = BLAKE3-keyed(key = derive_key("…challenge", encode()), nonce as u64 LE).
     /// Every noise matrix and every ticket of this nonce is derived from it.
     pub fn seed(&self, nonce: u64) -> Seed {

@@ -36,32 +36,35 @@ pub fn wins(value: u64, work: u64, difficulty: u64) -> bool {
     (value as u128) * (difficulty as u128) < (work as u128) << 64
 }
 
-/// The ticket hash over the fold states of one ticket tile, given in row-major microtile order.
+/// The ticket of one tile: its microtile fold states (row-major microtile order) are combined as
+/// acc ← rotl(acc, 9) ⊕ state per lane, then acc is hashed with BLAKE3 keyed by the seed:
+/// `"ergon pouw v1 ticket" ‖ tile_row ‖ tile_col ‖ acc` (one compression). Returns the first 8
+/// bytes of the hash, little-endian.
 pub fn ticket_value<'a>(seed: &Seed, tile_row: u32, tile_col: u32, states: impl Iterator<Item = &'a FoldState>) -> u64 {
-    let mut h = blake3::Hasher::new_keyed(&seed.0);
-    h.update(b"ergon pouw v1 ticket");
-    h.update(&tile_row.to_le_bytes());
-    h.update(&tile_col.to_le_bytes());
-    for s in states {
-        for lane in s {
-            h.update(&lane.to_le_bytes());
+    let mut acc = [0u32; 8];
+    for st in states {
+        for (a, &s) in acc.iter_mut().zip(st) {
+            *a = a.rotate_left(9) ^ s;
         }
     }
-    let out = h.finalize();
+    let mut msg = [0u8; 20 + 8 + 32];
+    msg[..20].copy_from_slice(b"ergon pouw v1 ticket");
+    msg[20..24].copy_from_slice(&tile_row.to_le_bytes());
+    msg[24..28].copy_from_slice(&tile_col.to_le_bytes());
+    for (chunk, lane) in msg[28..].chunks_exact_mut(4).zip(acc) {
+        chunk.copy_from_slice(&lane.to_le_bytes());
+    }
+    let out = blake3::keyed_hash(&seed.0, &msg);
     u64::from_le_bytes(out.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
-/// The fold states of ticket tile (tr, tc), from a full microtile grid of an m×n product.
-pub fn tile_states(states: &[FoldState], m: usize, n: usize, tr: usize, tc: usize) -> Vec<FoldState> {
+/// The fold states of ticket tile (tr, tc) in row-major microtile order, from the full grid.
+pub fn tile_states(states: &[FoldState], m: usize, n: usize, tr: usize, tc: usize) -> impl Iterator<Item = &FoldState> {
     let (grid_rows, grid_cols) = transcript_grid(m, n);
     let (per_row, per_col) = (TILE_ROWS / MR, TILE_COLS / NR);
-    let mut out = Vec::with_capacity(per_row * per_col);
-    for r in tr * per_row..((tr + 1) * per_row).min(grid_rows) {
-        for c in tc * per_col..((tc + 1) * per_col).min(grid_cols) {
-            out.push(states[r * grid_cols + c]);
-        }
-    }
-    out
+    let rows = tr * per_row..((tr + 1) * per_row).min(grid_rows);
+    let cols = tc * per_col..((tc + 1) * per_col).min(grid_cols);
+    rows.flat_map(move |r| cols.clone().map(move |c| &states[r * grid_cols + c]))
 }
 
 /// Every ticket of a mined product; returns (tickets evaluated, winners).
@@ -72,8 +75,7 @@ pub fn evaluate(seed: &Seed, states: &[FoldState], dims: (usize, usize, usize), 
         .into_par_iter()
         .filter_map(|idx| {
             let (tr, tc) = (idx / cols, idx % cols);
-            let tile = tile_states(states, m, n, tr, tc);
-            let value = ticket_value(seed, tr as u32, tc as u32, tile.iter());
+            let value = ticket_value(seed, tr as u32, tc as u32, tile_states(states, m, n, tr, tc));
             let work = tile_work(m, k, n, tr, tc);
             wins(value, work, difficulty).then_some(Ticket { tile_row: tr as u32, tile_col: tc as u32, value, work })
         })

@@ -22,7 +22,7 @@ pub(super) unsafe fn kernel_6x16(
     c: *mut i32,
     ldc: usize,
     load: bool,
-    mut fold: Option<&mut FoldState>,
+    fold: Option<&mut FoldState>,
     step_pairs: usize,
 ) {
     let mut acc = [_mm256_setzero_si256(); 2 * MR];
@@ -32,6 +32,11 @@ pub(super) unsafe fn kernel_6x16(
             acc[2 * i + 1] = _mm256_loadu_si256(c.add(i * ldc + 8) as *const __m256i);
         }
     }
+    // The fold state lives in a register for the whole call.
+    let mut state = match fold.as_deref() {
+        Some(st) => _mm256_loadu_si256(st.as_ptr() as *const __m256i),
+        None => _mm256_setzero_si256(),
+    };
     let mut p = 0;
     while p < kp {
         let end = if step_pairs == 0 { kp } else { (p + step_pairs).min(kp) };
@@ -47,9 +52,12 @@ pub(super) unsafe fn kernel_6x16(
             }
             p += 1;
         }
-        if let Some(state) = fold.as_deref_mut() {
-            fold_avx2(state, &acc);
+        if fold.is_some() {
+            state = fold_avx2(state, &acc);
         }
+    }
+    if let Some(st) = fold {
+        _mm256_storeu_si256(st.as_mut_ptr() as *mut __m256i, state);
     }
     for i in 0..MR {
         _mm256_storeu_si256(c.add(i * ldc) as *mut __m256i, acc[2 * i]);
@@ -61,11 +69,9 @@ pub(super) unsafe fn kernel_6x16(
 /// 8·(q%2)..8·(q%2)+8, exactly the v_q of the normative definition.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn fold_avx2(state: &mut FoldState, acc: &[__m256i; 2 * MR]) {
-    let mut s = _mm256_loadu_si256(state.as_ptr() as *const __m256i);
+unsafe fn fold_avx2(mut s: __m256i, acc: &[__m256i; 2 * MR]) -> __m256i {
     for (q, v) in acc.iter().enumerate() {
         s = if q % 2 == 0 { _mm256_xor_si256(s, *v) } else { _mm256_add_epi32(s, *v) };
     }
-    s = _mm256_xor_si256(s, _mm256_srli_epi32(s, 11));
-    _mm256_storeu_si256(state.as_mut_ptr() as *mut __m256i, s);
+    s
 }

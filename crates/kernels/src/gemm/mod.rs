@@ -70,6 +70,20 @@ pub struct GemmOptions<'a> {
     pub isa: Option<Isa>,
     /// Incremented by the multiply-adds done so far, for progress bars on long products.
     pub progress: Option<&'a AtomicU64>,
+    /// Called once per output tile right after its final values are stored (still in L1), to
+    /// post-process C without another pass over memory.
+    pub epilogue: Option<&'a (dyn Fn(TileMut<'_>) + Sync)>,
+}
+
+/// One finished output tile handed to an epilogue: rows row0.., columns col0.. of C.
+pub struct TileMut<'a> {
+    pub row0: usize,
+    pub col0: usize,
+    pub rows: usize,
+    pub cols: usize,
+    /// Starts at entry (row0, col0); row i of the tile begins at i · ldc.
+    pub c: &'a mut [i32],
+    pub ldc: usize,
 }
 
 /// Per-microtile transcript folds requested alongside a product.
@@ -157,8 +171,17 @@ pub fn gemm_into(
     }
 
     let packed_b = pack_b(b.as_slice(), k, n);
-    let ctx =
-        Ctx { a: a.as_slice(), packed_b: &packed_b, m, k, n, step_pairs: depth / 2, isa, progress: opts.progress };
+    let ctx = Ctx {
+        a: a.as_slice(),
+        packed_b: &packed_b,
+        m,
+        k,
+        n,
+        step_pairs: depth / 2,
+        isa,
+        progress: opts.progress,
+        epilogue: opts.epilogue,
+    };
 
     // One task per MC rows of C; each carries its rows of C and of the fold-state grid.
     let state_chunk = MC / MR * grid_cols;
@@ -183,6 +206,7 @@ struct Ctx<'a> {
     step_pairs: usize,
     isa: Isa,
     progress: Option<&'a AtomicU64>,
+    epilogue: Option<&'a (dyn Fn(TileMut<'_>) + Sync)>,
 }
 
 impl Ctx<'_> {
@@ -204,7 +228,11 @@ impl Ctx<'_> {
                     let fold = states.as_deref_mut().map(|s| &mut s[ip * b_panels + jp]);
                     let (r0, c0) = (ip * MR, jp * NR);
                     let (rows, cols) = ((mc - r0).min(MR), (n - c0).min(NR));
-                    self.tile(kp, amicro, bmicro, &mut c[r0 * n + c0..], rows, cols, pc > 0, fold);
+                    let tile = &mut c[r0 * n + c0..];
+                    self.tile(kp, amicro, bmicro, tile, rows, cols, pc > 0, fold);
+                    if let (Some(epilogue), true) = (self.epilogue, pc + kc == k) {
+                        epilogue(TileMut { row0: row0 + r0, col0: c0, rows, cols, c: tile, ldc: n });
+                    }
                 }
             }
             if let Some(p) = self.progress {

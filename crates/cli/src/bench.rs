@@ -1,0 +1,319 @@
+//! `ergon bench matmul|pouw`: side-by-side measurements taken in one run, as a table and as JSON.
+//!
+//! Each figure is the median of `--reps` runs; the runs of the things being compared are
+//! interleaved (plain, mining, plain, mining, …) so drift on a shared machine hits both alike.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use ergon_kernels::freivalds;
+use ergon_kernels::gemm::Isa;
+use ergon_kernels::peak::measure_int8_peak;
+use ergon_pouw::{mine, prove, verify, Challenge, MineOptions, WorkCommitment};
+use serde::Serialize;
+
+use crate::matrix_cmds::{fresh_seed, gmacs, random_matrix};
+use crate::CmdResult;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// int8 kernel vs float32 GEMM (matrixmultiply) vs this machine's measured int8 peak.
+    Matmul(BenchArgs),
+    /// Mining overhead, proof size, verification time, Freivalds cost.
+    Pouw(BenchArgs),
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Square sizes to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1024, 2048, 4096])]
+    sizes: Vec<usize>,
+    /// Runs per measurement (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[v.len() / 2]
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let t = Instant::now();
+    let out = f();
+    (out, t.elapsed().as_secs_f64())
+}
+
+pub fn run(which: BenchCommand) -> CmdResult {
+    match which {
+        BenchCommand::Matmul(args) => bench_matmul(args),
+        BenchCommand::Pouw(args) => bench_pouw(args),
+    }
+}
+
+fn check_args(args: &BenchArgs) -> Result<(), String> {
+    if args.reps == 0 || args.sizes.is_empty() || args.sizes.iter().any(|&n| n == 0 || n > 16_384) {
+        return Err("need --reps >= 1 and --sizes in 1..=16384".into());
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct MatmulRow {
+    n: usize,
+    int8_seconds: f64,
+    int8_gmacs: f64,
+    f32_seconds: f64,
+    f32_gmacs: f64,
+    int8_over_f32: f64,
+    fraction_of_int8_peak: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct MatmulReport {
+    bench: &'static str,
+    threads: usize,
+    kernel: &'static str,
+    f32_library: &'static str,
+    int8_peak_gmacs: Option<f64>,
+    peak_method: &'static str,
+    results: Vec<MatmulRow>,
+}
+
+fn bench_matmul(args: BenchArgs) -> CmdResult {
+    check_args(&args)?;
+    let threads = rayon::current_num_threads();
+    let peak = measure_int8_peak(1000);
+    let mut results = Vec::new();
+    for &n in &args.sizes {
+        let (a, b) = (random_matrix(n, n, 127, 1)?, random_matrix(n, n, 127, 2)?);
+        let af: Vec<f32> = a.as_slice().iter().map(|&v| v as f32).collect();
+        let bf: Vec<f32> = b.as_slice().iter().map(|&v| v as f32).collect();
+        let mut cf = vec![0f32; n * n];
+        let (mut ti, mut tf) = (Vec::new(), Vec::new());
+        for rep in 0..=args.reps {
+            let (c, s) = time(|| ergon_kernels::matmul(&a, &b));
+            std::hint::black_box(c.map_err(|e| e.to_string())?);
+            let ((), sf) = time(|| sgemm(n, &af, &bf, &mut cf));
+            std::hint::black_box(&cf);
+            if rep > 0 {
+                // The first round warms caches, page tables and thread pools.
+                ti.push(s);
+                tf.push(sf);
+            }
+        }
+        let (si, sf) = (median(ti), median(tf));
+        let macs = (n * n * n) as f64;
+        results.push(MatmulRow {
+            n,
+            int8_seconds: si,
+            int8_gmacs: gmacs(macs, si),
+            f32_seconds: sf,
+            f32_gmacs: gmacs(macs, sf),
+            int8_over_f32: sf / si,
+            fraction_of_int8_peak: peak.map(|p| macs / si / p),
+        });
+    }
+    let report = MatmulReport {
+        bench: "matmul",
+        threads,
+        kernel: Isa::detect().name(),
+        f32_library: "matrixmultiply 0.3 (threading)",
+        int8_peak_gmacs: peak.map(|p| p / 1e9),
+        peak_method: "register-only loop of independent vpmaddwd+vpaddd chains on every thread, best batch of 1 s",
+        results,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "int8 matmul ({} kernel, {} threads); int8 peak {} GMAC/s ({})",
+        report.kernel,
+        threads,
+        report.int8_peak_gmacs.map_or("n/a".into(), |p| format!("{p:.1}")),
+        report.peak_method
+    );
+    println!(
+        "{:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>8}",
+        "n", "int8 s", "int8 GMAC/s", "f32 s", "f32 GMAC/s", "int8/f32", "% peak"
+    );
+    for r in &report.results {
+        println!(
+            "{:>6} {:>12.4} {:>12.1} {:>12.4} {:>12.1} {:>10.2} {:>8}",
+            r.n,
+            r.int8_seconds,
+            r.int8_gmacs,
+            r.f32_seconds,
+            r.f32_gmacs,
+            r.int8_over_f32,
+            r.fraction_of_int8_peak.map_or("n/a".into(), |f| format!("{:.0}%", f * 100.0))
+        );
+    }
+    println!("(GMAC = 10^9 multiply-adds; a float32 FMA counts as one multiply-add, i.e. GFLOP/s / 2)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// C = A·B in float32 with matrixmultiply (multi-threaded), row-major n×n.
+fn sgemm(n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    let s = n as isize;
+    // SAFETY: all three buffers hold n·n elements with row stride n and column stride 1.
+    unsafe {
+        matrixmultiply::sgemm(n, n, n, 1.0, a.as_ptr(), s, 1, b.as_ptr(), s, 1, 0.0, c.as_mut_ptr(), s, 1);
+    }
+}
+
+#[derive(Serialize)]
+struct PouwRow {
+    n: usize,
+    plain_seconds: f64,
+    mining_seconds: f64,
+    /// mining ÷ plain, medians of interleaved runs.
+    mining_overhead: f64,
+    noise_seconds: f64,
+    product_seconds: f64,
+    tickets_seconds: f64,
+    recovery_seconds: f64,
+    commit_seconds: f64,
+    tickets: u64,
+    winners: usize,
+    proof_bytes: usize,
+    verify_ms: f64,
+    freivalds_seconds: f64,
+    freivalds_fraction_of_product: f64,
+}
+
+#[derive(Serialize)]
+struct PouwReport {
+    bench: &'static str,
+    threads: usize,
+    kernel: &'static str,
+    freivalds_rounds: u32,
+    results: Vec<PouwRow>,
+}
+
+fn bench_pouw(args: BenchArgs) -> CmdResult {
+    check_args(&args)?;
+    let mut results = Vec::new();
+    for &n in &args.sizes {
+        let (a, b) = (random_matrix(n, n, 126, 3)?, random_matrix(n, n, 126, 4)?);
+        let work = (n * n * n) as u64;
+        let (commitment, commit_s) = time(|| WorkCommitment::compute(&a, &b));
+        let commitment = commitment.map_err(|e| e.to_string())?;
+        // About 16 winners per pass, so a proof is always at hand.
+        let challenge =
+            Challenge::new(b"ergon bench".to_vec(), commitment, (work / 16).max(1)).map_err(|e| e.to_string())?;
+        let (mut plain, mut mining, mut last) = (Vec::new(), Vec::new(), None);
+        let mut parts: Vec<[f64; 4]> = Vec::new();
+        let mut fr = Vec::new();
+        for rep in 0..=args.reps {
+            let (c, sp) = time(|| ergon_kernels::matmul(&a, &b));
+            let c = c.map_err(|e| e.to_string())?;
+            let (mined, sm) = time(|| mine(&challenge, &a, &b, rep as u64, MineOptions::default()));
+            let mined = mined.map_err(|e| e.to_string())?;
+            if mined.product != c {
+                return Err(format!("n={n}: mined product differs from the plain product (bug)"));
+            }
+            let seed = fresh_seed()?;
+            let (verdict, sf) = time(|| freivalds::check(&a, &b, &c, freivalds::DEFAULT_ROUNDS, seed));
+            if !matches!(verdict.map_err(|e| e.to_string())?, freivalds::Verdict::Accept { .. }) {
+                return Err(format!("n={n}: Freivalds rejected a true product (bug)"));
+            }
+            if rep > 0 {
+                plain.push(sp);
+                mining.push(sm);
+                fr.push(sf);
+                let t = mined.timings;
+                parts.push([t.noise, t.product, t.tickets, t.recovery].map(|d| d.as_secs_f64()));
+            }
+            last = Some(mined);
+        }
+        let mined = last.ok_or("no run")?;
+        let winner = mined.winners.first().ok_or(format!("n={n}: no winning ticket in the last pass (rerun)"))?;
+        let proof = prove(&challenge, &a, &b, mined.nonce, winner).map_err(|e| e.to_string())?;
+        let proof_bytes = proof.encode().len();
+        let mut vt = Vec::new();
+        for _ in 0..7 {
+            let (ok, s) = time(|| verify(&challenge, &proof));
+            ok.map_err(|e| format!("own proof rejected (bug): {e}"))?;
+            vt.push(s * 1e3);
+        }
+        let part = |i: usize| median(parts.iter().map(|p| p[i]).collect());
+        let (sp, sm) = (median(plain), median(mining));
+        let sf = median(fr);
+        results.push(PouwRow {
+            n,
+            plain_seconds: sp,
+            mining_seconds: sm,
+            mining_overhead: sm / sp,
+            noise_seconds: part(0),
+            product_seconds: part(1),
+            tickets_seconds: part(2),
+            recovery_seconds: part(3),
+            commit_seconds: commit_s,
+            tickets: mined.tickets,
+            winners: mined.winners.len(),
+            proof_bytes,
+            verify_ms: median(vt),
+            freivalds_seconds: sf,
+            freivalds_fraction_of_product: sf / sp,
+        });
+    }
+    let report = PouwReport {
+        bench: "pouw",
+        threads: rayon::current_num_threads(),
+        kernel: Isa::detect().name(),
+        freivalds_rounds: freivalds::DEFAULT_ROUNDS,
+        results,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "Proof of Useful Work ({} kernel, {} threads; medians of {} interleaved runs)",
+        report.kernel, report.threads, args.reps
+    );
+    println!(
+        "{:>6} {:>9} {:>9} {:>9} {:>24} {:>8} {:>10} {:>10} {:>10}",
+        "n",
+        "plain s",
+        "mining s",
+        "overhead",
+        "noise/prod/tix/recov ms",
+        "tickets",
+        "proof KiB",
+        "verify ms",
+        "Freivalds"
+    );
+    for r in &report.results {
+        println!(
+            "{:>6} {:>9.4} {:>9.4} {:>9.3} {:>24} {:>8} {:>10.1} {:>10.2} {:>9.2}%",
+            r.n,
+            r.plain_seconds,
+            r.mining_seconds,
+            r.mining_overhead,
+            format!(
+                "{:.1}/{:.1}/{:.1}/{:.1}",
+                r.noise_seconds * 1e3,
+                r.product_seconds * 1e3,
+                r.tickets_seconds * 1e3,
+                r.recovery_seconds * 1e3
+            ),
+            r.tickets,
+            r.proof_bytes as f64 / 1024.0,
+            r.verify_ms,
+            r.freivalds_fraction_of_product * 100.0
+        );
+    }
+    println!("(overhead = mining ÷ plain, both with the same kernel; mining includes noise, tickets and recovery;");
+    println!(" Freivalds = its time as a share of the plain product; committing A and B is the client's, not counted)");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,67 @@
+//! `ergon`: the command-line entry point. Thin: parsing, files, printing; the work lives in the
+//! `ergon-kernels` and `ergon-pouw` crates.
+
+mod bench;
+mod demo;
+mod matrix_cmds;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ergon", version, about = "Ergon: AI compute that secures a blockchain (Proof of Useful Work)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mine a block on a generated job end to end: product, tickets, proof, verification.
+    Demo(demo::DemoArgs),
+    /// C = A·B for int8 .npy matrices (exact int32 result), optionally mining on the product.
+    Matmul(matrix_cmds::MatmulArgs),
+    /// Check that C = A·B (Freivalds over 2^61−1). Exit 0 if it is, 1 with the reason if not.
+    Verify {
+        a: PathBuf,
+        b: PathBuf,
+        c: PathBuf,
+        /// Rounds; false accept ≤ 2^(−60·rounds).
+        #[arg(long, default_value_t = ergon_kernels::freivalds::DEFAULT_ROUNDS)]
+        rounds: u32,
+    },
+    /// Check a winning-ticket proof file written by `matmul --mine --proof-out`.
+    VerifyProof { proof: PathBuf },
+    /// Quantize a float32 .npy matrix to int8 with per-row or per-column scales.
+    Quantize(matrix_cmds::QuantizeArgs),
+    /// Benchmarks that print side-by-side measurements from one run.
+    Bench {
+        #[command(subcommand)]
+        which: bench::BenchCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Matmul(args) => matrix_cmds::matmul(args),
+        Command::Verify { a, b, c, rounds } => matrix_cmds::verify(&a, &b, &c, rounds),
+        Command::VerifyProof { proof } => matrix_cmds::verify_proof(&proof),
+        Command::Quantize(args) => matrix_cmds::quantize(args),
+        Command::Bench { which } => bench::run(which),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Errors end the command with one line and exit status 2 (1 is reserved for "checked and false").
+pub type CmdResult = Result<ExitCode, String>;
