@@ -20,9 +20,9 @@ mod ticket;
 
 pub use challenge::{Challenge, Seed, WorkCommitment, WORK_BYTES};
 pub use mine::{mine, prove, MineOptions, MineTimings, Mined};
-pub use noise::Noise;
+pub use noise::{Factors, Noise};
 pub use proof::{verify, Proof, MAX_PROOF_BYTES};
-pub use ticket::{ticket_grid, tile_work, wins, Ticket};
+pub use ticket::{ticket_grid, ticket_value, tile_work, wins, Ticket};
 
 /// Why mining or verification refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

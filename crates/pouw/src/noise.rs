@@ -130,6 +130,19 @@ fn pm1(mask: u16, s: usize) -> i8 {
     }
 }
 
+/// E = E_L·E_R and F = F_L·F_R spelled out (over a Noise's row and column ranges).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Factors {
+    /// Row i of E_L (±1).
+    pub e_l: Vec<[i8; RANK]>,
+    /// Column t of E_R: (row holding the ±1, its sign).
+    pub e_r: Vec<(u8, i8)>,
+    /// Row t of F_L: (column holding the ±1, its sign).
+    pub f_l: Vec<(u8, i8)>,
+    /// Column j of F_R (±1).
+    pub f_r: Vec<[i8; RANK]>,
+}
+
 /// The noise restricted to rows `rows` of E and columns `cols` of F (all of k).
 pub struct Noise {
     rows: Range<usize>,
@@ -154,6 +167,19 @@ impl Noise {
 
     fn k(&self) -> usize {
         self.er.sel.len()
+    }
+
+    /// The low-rank factors themselves. Anyone can derive them from the public seed; exposed so
+    /// tests and tools can play the adversary who uses them instead of multiplying.
+    pub fn factors(&self) -> Factors {
+        let signs = |mask: u16| std::array::from_fn(|s| pm1(mask, s));
+        let pairs = |x: &Selection| x.sel.iter().copied().zip(x.sign.iter().copied()).collect();
+        Factors {
+            e_l: self.el.iter().map(|&mk| signs(mk)).collect(),
+            e_r: pairs(&self.er),
+            f_l: pairs(&self.fl),
+            f_r: self.fr.iter().map(|&mk| signs(mk)).collect(),
+        }
     }
 
     /// E[i, t] for a row i in range (reference form; the perturbation below is the fast path).

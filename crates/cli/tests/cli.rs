@@ -1,0 +1,148 @@
+//! The `ergon` binary on real files: results, exit codes, and one-line errors for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ergon_kernels::npy::{encode_npy, write_npy};
+use ergon_kernels::{MatF32, MatI32, MatI8};
+
+fn ergon(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ergon")).args(args).output().expect("run ergon")
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ergon-cli-test-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn p(d: &Path, f: &str) -> String {
+    d.join(f).to_string_lossy().into_owned()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn write_pair(d: &Path, m: usize, k: usize, n: usize) {
+    let a = MatI8::from_fn(m, k, |i, j| ((i * 31 + j * 7) % 253) as i8 / 2).unwrap();
+    let b = MatI8::from_fn(k, n, |i, j| ((i * 11 + j * 5) % 251) as i8 / 2).unwrap();
+    write_npy(&d.join("A.npy"), &a).unwrap();
+    write_npy(&d.join("B.npy"), &b).unwrap();
+}
+
+#[test]
+fn matmul_then_verify_accepts_and_a_changed_entry_is_caught() {
+    let d = dir("verify");
+    write_pair(&d, 37, 50, 29);
+    let o = ergon(&["matmul", &p(&d, "A.npy"), &p(&d, "B.npy"), "-o", &p(&d, "C.npy")]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = ergon(&["verify", &p(&d, "A.npy"), &p(&d, "B.npy"), &p(&d, "C.npy")]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert!(text(&o).0.starts_with("ok: C = A·B"));
+
+    let mut c: MatI32 = ergon_kernels::npy::read_npy(&d.join("C.npy")).unwrap();
+    c.set(20, 3, c.get(20, 3) + 1);
+    write_npy(&d.join("C.npy"), &c).unwrap();
+    let o = ergon(&["verify", &p(&d, "A.npy"), &p(&d, "B.npy"), &p(&d, "C.npy")]);
+    assert_eq!(o.status.code(), Some(1));
+    let (out, _) = text(&o);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("row 20"), "{out}");
+}
+
+#[test]
+fn mining_writes_a_proof_that_verify_proof_accepts_and_tampering_breaks() {
+    let d = dir("mine");
+    write_pair(&d, 50, 64, 70);
+    let o = ergon(&[
+        "matmul",
+        &p(&d, "A.npy"),
+        &p(&d, "B.npy"),
+        "-o",
+        &p(&d, "C.npy"),
+        "--mine",
+        "--target",
+        "1",
+        "--proof-out",
+        &p(&d, "proof.bin"),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("9 tickets, 9 winning"), "{out}");
+    let o = ergon(&["verify", &p(&d, "A.npy"), &p(&d, "B.npy"), &p(&d, "C.npy")]);
+    assert_eq!(o.status.code(), Some(0), "mined product must be the exact product");
+    let o = ergon(&["verify-proof", &p(&d, "proof.bin")]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+
+    let mut bytes = std::fs::read(d.join("proof.bin")).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 4;
+    std::fs::write(d.join("bad.bin"), &bytes).unwrap();
+    let o = ergon(&["verify-proof", &p(&d, "bad.bin")]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    assert!(text(&o).0.starts_with("invalid:"));
+}
+
+#[test]
+fn bad_files_get_one_line_errors_never_panics() {
+    let d = dir("bad");
+    write_pair(&d, 5, 6, 7);
+    std::fs::write(d.join("text.npy"), b"this is not numpy").unwrap();
+    let full = encode_npy(&MatI8::from_fn(4, 4, |i, j| (i + j) as i8).unwrap());
+    std::fs::write(d.join("truncated.npy"), &full[..full.len() - 3]).unwrap();
+    write_npy(&d.join("int32.npy"), &MatI32::from_fn(6, 7, |i, j| (i * j) as i32).unwrap()).unwrap();
+    write_npy(&d.join("wide.npy"), &MatI8::from_fn(9, 9, |_, _| 1).unwrap()).unwrap();
+    let a = p(&d, "A.npy");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["matmul".into(), p(&d, "text.npy"), p(&d, "B.npy"), "-o".into(), p(&d, "C.npy")], "not a .npy file"),
+        (vec!["matmul".into(), p(&d, "truncated.npy"), p(&d, "B.npy"), "-o".into(), p(&d, "C.npy")], "truncated"),
+        (vec!["matmul".into(), a.clone(), p(&d, "int32.npy"), "-o".into(), p(&d, "C.npy")], "expected dtype |i1"),
+        (vec!["matmul".into(), a.clone(), p(&d, "wide.npy"), "-o".into(), p(&d, "C.npy")], "inner dimensions differ"),
+        (vec!["matmul".into(), a.clone(), p(&d, "missing.npy"), "-o".into(), p(&d, "C.npy")], "No such file"),
+        (vec!["verify".into(), a.clone(), p(&d, "B.npy"), p(&d, "A.npy")], "expected dtype <i4"),
+        (vec!["verify-proof".into(), p(&d, "A.npy")], "not an ergon proof file"),
+        (vec!["quantize".into(), a.clone(), "-o".into(), p(&d, "Q.npy")], "expected dtype <f4"),
+    ];
+    for (args, want) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = ergon(&args);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {out}{err}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: wanted {want:?} in {err}");
+    }
+    // A 127 cannot be mined on (A+E would leave int8): refused with the position.
+    let mut a127 = MatI8::from_fn(5, 6, |_, _| 0).unwrap();
+    a127.set(2, 3, 127);
+    write_npy(&d.join("A127.npy"), &a127).unwrap();
+    let o = ergon(&["matmul", &p(&d, "A127.npy"), &p(&d, "B.npy"), "-o", &p(&d, "C.npy"), "--mine"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("A[2, 3] = 127"), "{err}");
+}
+
+#[test]
+fn quantize_reports_its_error_and_the_result_multiplies() {
+    let d = dir("quant");
+    let x = MatF32::from_fn(10, 12, |i, j| ((i * 12 + j) as f32 * 0.41).sin() * 3.0).unwrap();
+    write_npy(&d.join("X.npy"), &x).unwrap();
+    let o = ergon(&[
+        "quantize",
+        &p(&d, "X.npy"),
+        "-o",
+        &p(&d, "Q.npy"),
+        "--axis",
+        "column",
+        "--scales-out",
+        &p(&d, "S.npy"),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("max abs error") && out.contains("RMS error"), "{out}");
+    let q: MatI8 = ergon_kernels::npy::read_npy(&d.join("Q.npy")).unwrap();
+    assert!(q.as_slice().iter().all(|v| v.unsigned_abs() <= 126));
+    let s: MatF32 = ergon_kernels::npy::read_npy(&d.join("S.npy")).unwrap();
+    assert_eq!((s.rows(), s.cols()), (1, 12));
+}
