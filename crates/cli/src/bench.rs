@@ -175,8 +175,11 @@ struct PouwRow {
     n: usize,
     plain_seconds: f64,
     mining_seconds: f64,
-    /// Median over interleaved pairs of (mining time ÷ plain time).
+    /// Fastest mining run ÷ fastest plain run: interference on a shared machine only ever adds
+    /// time, so minima estimate the undisturbed cost of each.
     mining_overhead: f64,
+    /// Median over interleaved pairs of (mining time ÷ plain time), for comparison.
+    mining_overhead_median_of_pairs: f64,
     noise_seconds: f64,
     product_seconds: f64,
     tickets_seconds: f64,
@@ -247,7 +250,9 @@ fn bench_pouw(args: BenchArgs) -> CmdResult {
         }
         let part = |i: usize| median(parts.iter().map(|p| p[i]).collect());
         let ratios = plain.iter().zip(&mining).map(|(p, m)| m / p).collect();
-        let overhead = median(ratios);
+        let overhead_pairs = median(ratios);
+        let fastest = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
+        let overhead = fastest(&mining) / fastest(&plain);
         let (sp, sm) = (median(plain), median(mining));
         let sf = median(fr);
         results.push(PouwRow {
@@ -255,6 +260,7 @@ fn bench_pouw(args: BenchArgs) -> CmdResult {
             plain_seconds: sp,
             mining_seconds: sm,
             mining_overhead: overhead,
+            mining_overhead_median_of_pairs: overhead_pairs,
             noise_seconds: part(0),
             product_seconds: part(1),
             tickets_seconds: part(2),
@@ -280,15 +286,16 @@ fn bench_pouw(args: BenchArgs) -> CmdResult {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "Proof of Useful Work ({} kernel, {} threads; medians of {} interleaved runs)",
+        "Proof of Useful Work ({} kernel, {} threads; {} interleaved runs, times are medians)",
         report.kernel, report.threads, args.reps
     );
     println!(
-        "{:>6} {:>9} {:>9} {:>9} {:>24} {:>8} {:>10} {:>10} {:>10}",
+        "{:>6} {:>9} {:>9} {:>9} {:>9} {:>24} {:>8} {:>10} {:>10} {:>10}",
         "n",
         "plain s",
         "mining s",
         "overhead",
+        "(pairs)",
         "noise/prod/tix/recov ms",
         "tickets",
         "proof KiB",
@@ -297,11 +304,12 @@ fn bench_pouw(args: BenchArgs) -> CmdResult {
     );
     for r in &report.results {
         println!(
-            "{:>6} {:>9.4} {:>9.4} {:>9.3} {:>24} {:>8} {:>10.1} {:>10.2} {:>9.2}%",
+            "{:>6} {:>9.4} {:>9.4} {:>9.3} {:>9.3} {:>24} {:>8} {:>10.1} {:>10.2} {:>9.2}%",
             r.n,
             r.plain_seconds,
             r.mining_seconds,
             r.mining_overhead,
+            r.mining_overhead_median_of_pairs,
             format!(
                 "{:.1}/{:.1}/{:.1}/{:.1}",
                 r.noise_seconds * 1e3,
@@ -315,7 +323,8 @@ fn bench_pouw(args: BenchArgs) -> CmdResult {
             r.freivalds_fraction_of_product * 100.0
         );
     }
-    println!("(overhead = median over interleaved pairs of mining ÷ plain, same kernel; mining includes noise,");
+    println!("(overhead = fastest mining ÷ fastest plain run, same kernel (interference only adds time);");
+    println!(" (pairs) = median over interleaved pairs of mining ÷ plain. Mining includes noise,");
     println!(" tickets and recovery (its preparation shown, its application fused into the product);");
     println!(" Freivalds = its time as a share of the plain product; committing A and B is the client's, not counted)");
     Ok(ExitCode::SUCCESS)

@@ -20,43 +20,67 @@ use rayon::prelude::*;
 
 use crate::challenge::Seed;
 use crate::params::{MINING_MAX, RANK};
+
+/// A row of E_L or column of F_R: bit s set ⇒ component s is −1.
+type Mask = u32;
+const MASK_BYTES: usize = RANK / 8;
+/// Components per 128-bit lane: a block of RANK inner indices is two independent halves.
+const HALF: usize = 16;
 use crate::PouwError;
 
 /// One signed selection per inner index: which rank component, and its sign.
+///
+/// A block of RANK = 32 inner indices is two halves of 16; half h permutes components
+/// 16h..16h+16 among its positions. So every block selects each component exactly once (the
+/// step's noise has full rank), and a half never leaves its 128-bit lane: one `vpshufb` serves a
+/// whole block.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Selection {
     sel: Vec<u8>,
+    /// sel mod 16: the index within the 128-bit lane, as `vpshufb` wants it.
+    lane_sel: Vec<u8>,
     /// +1 or −1, as i8 (so it can feed `vpsignb` directly).
     sign: Vec<i8>,
-    /// For each full block, the inverse permutation: inv[b][s] = q where sel[16b + q] = s.
+    /// For each full block, the in-lane inverse permutation: inv[b][16h + s] = q where
+    /// sel[32b + 16h + q] = 16h + s.
     inv: Vec<[u8; RANK]>,
 }
 
 impl Selection {
     fn derive(seed: &Seed, label: &str, k: usize) -> Self {
         let mut xof = seed.stream(label);
-        let (mut sel, mut sign, mut inverse) = (Vec::with_capacity(k), Vec::with_capacity(k), Vec::new());
+        let mut sel = Vec::with_capacity(k);
+        let mut sign = Vec::with_capacity(k);
+        let mut inverse = Vec::new();
         let mut block = [0u8; 2 * RANK];
         for start in (0..k).step_by(RANK) {
             xof.fill(&mut block);
-            // Fisher–Yates with 16-bit draws (bias < 2^-12 per swap, irrelevant to security).
-            let mut perm: [u8; RANK] = std::array::from_fn(|s| s as u8);
-            for s in (1..RANK).rev() {
-                let draw = u16::from_le_bytes([block[2 * s], block[2 * s + 1]]) as usize;
-                perm.swap(s, draw % (s + 1));
+            let mut perm = [0u8; RANK];
+            let mut signs = 0u32;
+            for (h, bytes) in block.chunks_exact(2 * HALF).enumerate() {
+                // Fisher–Yates over 16 with 16-bit draws (bias < 2^-12 per swap, irrelevant here).
+                let mut half: [u8; HALF] = std::array::from_fn(|q| q as u8);
+                for q in (1..HALF).rev() {
+                    let draw = u16::from_le_bytes([bytes[2 * q], bytes[2 * q + 1]]) as usize;
+                    half.swap(q, draw % (q + 1));
+                }
+                for (q, &v) in half.iter().enumerate() {
+                    perm[h * HALF + q] = (h * HALF) as u8 + v;
+                }
+                signs |= (u16::from_le_bytes([bytes[0], bytes[1]]) as u32) << (h * HALF);
             }
-            let signs = u16::from_le_bytes([block[0], block[1]]);
             if k - start >= RANK {
                 let mut inv = [0u8; RANK];
-                perm.iter().enumerate().for_each(|(q, &p)| inv[p as usize] = q as u8);
+                perm.iter().enumerate().for_each(|(q, &p)| inv[p as usize] = (q % HALF) as u8);
                 inverse.push(inv);
             }
-            for (s, &p) in perm.iter().enumerate().take((k - start).min(RANK)) {
+            for (q, &p) in perm.iter().enumerate().take((k - start).min(RANK)) {
                 sel.push(p);
-                sign.push(if signs >> s & 1 == 1 { -1 } else { 1 });
+                sign.push(if signs >> q & 1 == 1 { -1 } else { 1 });
             }
         }
-        Self { sel, sign, inv: inverse }
+        let lane_sel = sel.iter().map(|&v| v % HALF as u8).collect();
+        Self { sel, lane_sel, sign, inv: inverse }
     }
 
     /// acc[s] = Σ_t row[t]·sign[t]·[sel[t] = s]: a row times this selection (|row| ≤ 127).
@@ -84,45 +108,52 @@ impl Selection {
         acc
     }
 
-    /// Per block: `vpsignb` applies the signs, `vpshufb` with the inverse permutation lines each
-    /// entry up under its rank component, and i16 lanes accumulate (flushed to i32 every 128
-    /// blocks: 128·127 < 2^15, so i16 never overflows).
+    /// Per block of 32: `vpsignb` applies the signs, `vpshufb` with the in-lane inverse
+    /// permutation lines each entry up under its rank component (half h in lane h), and i16 lanes
+    /// accumulate, flushed to i32 every 128 blocks (128·127 < 2^15, so they never overflow).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn gather_avx2(&self, row: &[i8]) -> [i32; RANK] {
         use std::arch::x86_64::*;
         let blocks = row.len() / RANK;
         assert!(blocks <= self.inv.len() && blocks * RANK <= self.sign.len());
-        let (mut lo, mut hi, mut acc16) = (_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256());
+        let mut acc32 = [_mm256_setzero_si256(); 4];
+        let (mut acc_lo, mut acc_hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
         for b in 0..blocks {
-            let x = _mm_loadu_si128(row.as_ptr().add(b * RANK) as *const __m128i);
-            let g = _mm_loadu_si128(self.sign.as_ptr().add(b * RANK) as *const __m128i);
-            let p = _mm_loadu_si128(self.inv[b].as_ptr() as *const __m128i);
-            let z = _mm_shuffle_epi8(_mm_sign_epi8(x, g), p);
-            acc16 = _mm256_add_epi16(acc16, _mm256_cvtepi8_epi16(z));
+            let x = _mm256_loadu_si256(row.as_ptr().add(b * RANK) as *const __m256i);
+            let g = _mm256_loadu_si256(self.sign.as_ptr().add(b * RANK) as *const __m256i);
+            let p = _mm256_loadu_si256(self.inv[b].as_ptr() as *const __m256i);
+            let z = _mm256_shuffle_epi8(_mm256_sign_epi8(x, g), p);
+            acc_lo = _mm256_add_epi16(acc_lo, _mm256_cvtepi8_epi16(_mm256_castsi256_si128(z)));
+            acc_hi = _mm256_add_epi16(acc_hi, _mm256_cvtepi8_epi16(_mm256_extracti128_si256(z, 1)));
             if b % 128 == 127 || b + 1 == blocks {
-                lo = _mm256_add_epi32(lo, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc16)));
-                hi = _mm256_add_epi32(hi, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc16, 1)));
-                acc16 = _mm256_setzero_si256();
+                for (q, acc16) in [acc_lo, acc_lo, acc_hi, acc_hi].into_iter().enumerate() {
+                    let half =
+                        if q % 2 == 0 { _mm256_castsi256_si128(acc16) } else { _mm256_extracti128_si256(acc16, 1) };
+                    acc32[q] = _mm256_add_epi32(acc32[q], _mm256_cvtepi16_epi32(half));
+                }
+                acc_lo = _mm256_setzero_si256();
+                acc_hi = _mm256_setzero_si256();
             }
         }
         let mut out = [0i32; RANK];
-        _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, lo);
-        _mm256_storeu_si256(out.as_mut_ptr().add(8) as *mut __m256i, hi);
+        for (q, v) in acc32.iter().enumerate() {
+            _mm256_storeu_si256(out.as_mut_ptr().add(8 * q) as *mut __m256i, *v);
+        }
         out
     }
 }
 
 /// Sign masks for a seekable range of rows (E_L) or columns (F_R).
-fn masks(seed: &Seed, label: &str, range: Range<usize>) -> Vec<u16> {
+fn masks(seed: &Seed, label: &str, range: Range<usize>) -> Vec<Mask> {
     let mut xof = seed.stream(label);
-    xof.set_position(2 * range.start as u64);
-    let mut bytes = vec![0u8; 2 * range.len()];
+    xof.set_position(MASK_BYTES as u64 * range.start as u64);
+    let mut bytes = vec![0u8; MASK_BYTES * range.len()];
     xof.fill(&mut bytes);
-    bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect()
+    bytes.chunks_exact(MASK_BYTES).map(|b| Mask::from_le_bytes(b.try_into().expect("mask bytes"))).collect()
 }
 
-fn pm1(mask: u16, s: usize) -> i8 {
+fn pm1(mask: Mask, s: usize) -> i8 {
     if mask >> s & 1 == 1 {
         -1
     } else {
@@ -147,10 +178,10 @@ pub struct Factors {
 pub struct Noise {
     rows: Range<usize>,
     cols: Range<usize>,
-    el: Vec<u16>,
+    el: Vec<Mask>,
     er: Selection,
     fl: Selection,
-    fr: Vec<u16>,
+    fr: Vec<Mask>,
 }
 
 impl Noise {
@@ -172,7 +203,7 @@ impl Noise {
     /// The low-rank factors themselves. Anyone can derive them from the public seed; exposed so
     /// tests and tools can play the adversary who uses them instead of multiplying.
     pub fn factors(&self) -> Factors {
-        let signs = |mask: u16| std::array::from_fn(|s| pm1(mask, s));
+        let signs = |mask: Mask| std::array::from_fn(|s| pm1(mask, s));
         let pairs = |x: &Selection| x.sel.iter().copied().zip(x.sign.iter().copied()).collect();
         Factors {
             e_l: self.el.iter().map(|&mk| signs(mk)).collect(),
@@ -203,7 +234,7 @@ impl Noise {
             .zip(self.el.par_iter())
             .map(|((dst, src), &mask)| {
                 let lut: [i8; RANK] = std::array::from_fn(|s| pm1(mask, s));
-                perturb_row(src, dst, &lut, &self.er.sel, &self.er.sign)
+                perturb_row(src, dst, &lut, &self.er)
             })
             .max();
         if worst.unwrap_or(0) > MINING_MAX as u8 {
@@ -377,13 +408,13 @@ fn range_error(x: &[i8], cols: usize, name: &str, row0: usize) -> PouwError {
 }
 
 /// dst[t] = src[t] + lut[sel[t]]·sign[t] (wrapping; meaningful when |src| ≤ 126); returns max |src|.
-fn perturb_row(src: &[i8], dst: &mut [i8], lut: &[i8; RANK], sel: &[u8], sign: &[i8]) -> u8 {
+fn perturb_row(src: &[i8], dst: &mut [i8], lut: &[i8; RANK], sel: &Selection) -> u8 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 detected; the function bounds every access by the slice lengths.
-        return unsafe { perturb_row_avx2(src, dst, lut, sel, sign) };
+        return unsafe { perturb_row_avx2(src, dst, lut, sel) };
     }
-    perturb_row_scalar(src, dst, lut, sel, sign)
+    perturb_row_scalar(src, dst, lut, &sel.sel, &sel.sign)
 }
 
 fn perturb_row_scalar(src: &[i8], dst: &mut [i8], lut: &[i8; RANK], sel: &[u8], sign: &[i8]) -> u8 {
@@ -395,27 +426,28 @@ fn perturb_row_scalar(src: &[i8], dst: &mut [i8], lut: &[i8; RANK], sel: &[u8], 
     worst
 }
 
-/// `vpshufb` looks the 16-entry LUT up for 32 columns at once; `vpsignb` applies the signs.
+/// 32 columns = one selection block at a time: `vpshufb` looks up lane h's 16 signs (components
+/// 16h..16h+16) for the block's half h, `vpsignb` applies the selection's signs.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn perturb_row_avx2(src: &[i8], dst: &mut [i8], lut: &[i8; RANK], sel: &[u8], sign: &[i8]) -> u8 {
+unsafe fn perturb_row_avx2(src: &[i8], dst: &mut [i8], lut: &[i8; RANK], sel: &Selection) -> u8 {
     use std::arch::x86_64::*;
-    let len = src.len().min(dst.len()).min(sel.len()).min(sign.len());
-    let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(lut.as_ptr() as *const __m128i));
+    let len = src.len().min(dst.len()).min(sel.lane_sel.len()).min(sel.sign.len());
+    let table = _mm256_loadu_si256(lut.as_ptr() as *const __m256i);
     let mut t = 0;
     let mut worst = _mm256_setzero_si256();
-    while t + 32 <= len {
-        let s = _mm256_loadu_si256(sel.as_ptr().add(t) as *const __m256i);
-        let g = _mm256_loadu_si256(sign.as_ptr().add(t) as *const __m256i);
+    while t + RANK <= len {
+        let s = _mm256_loadu_si256(sel.lane_sel.as_ptr().add(t) as *const __m256i);
+        let g = _mm256_loadu_si256(sel.sign.as_ptr().add(t) as *const __m256i);
         let x = _mm256_loadu_si256(src.as_ptr().add(t) as *const __m256i);
         let e = _mm256_sign_epi8(_mm256_shuffle_epi8(table, s), g);
         _mm256_storeu_si256(dst.as_mut_ptr().add(t) as *mut __m256i, _mm256_add_epi8(x, e));
         worst = _mm256_max_epu8(worst, _mm256_abs_epi8(x));
-        t += 32;
+        t += RANK;
     }
     let mut lanes = [0u8; 32];
     _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, worst);
-    let tail = perturb_row_scalar(&src[t..len], &mut dst[t..len], lut, &sel[t..len], &sign[t..len]);
+    let tail = perturb_row_scalar(&src[t..len], &mut dst[t..len], lut, &sel.sel[t..len], &sel.sign[t..len]);
     lanes.into_iter().max().unwrap_or(0).max(tail)
 }
 
@@ -481,7 +513,7 @@ mod tests {
 
     #[test]
     fn recovery_is_exact() {
-        for (m, k, n) in [(1, 1, 1), (7, 13, 5), (31, 100, 45), (5, 16 * 130 + 5, 7)] {
+        for (m, k, n) in [(1, 1, 1), (7, 13, 5), (31, 100, 45), (5, 32 * 130 + 5, 7)] {
             let a = MatI8::from_fn(m, k, |i, j| ((i * 31 + j * 7) % 253) as i8 / 2).unwrap();
             let b = MatI8::from_fn(k, n, |i, j| ((i * 11 + j * 5) % 251) as i8 / 2).unwrap();
             let noise = Noise::derive(&seed(5), 0..m, k, 0..n);

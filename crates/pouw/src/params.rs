@@ -8,7 +8,7 @@ pub const VERSION: u8 = 1;
 /// Rank of the noise E = E_L·E_R and F = F_L·F_R, and the inner depth of one transcript step.
 /// Equal on purpose: each step's share of the noise product is then a fresh rank-r term, so a
 /// miner who knows A·B still pays about tile area × r multiply-adds per step (docs/pouw.md).
-pub const RANK: usize = 16;
+pub const RANK: usize = 32;
 
 /// Rows of a ticket tile and of one Merkle leaf of A.
 pub const TILE_ROWS: usize = 4 * MR;
@@ -25,5 +25,5 @@ pub const MAX_HEADER_BYTES: usize = 4096;
 /// Largest side of a mined matrix (keeps every index a u32 and every Merkle path short).
 pub const MAX_SIDE: usize = 1 << 24;
 
-const _: () = assert!(RANK == 16, "noise rows are stored as u16 sign masks");
+const _: () = assert!(RANK == 32, "noise rows are u32 sign masks; a block is two 16-lane halves");
 const _: () = assert!(ergon_kernels::gemm::KC % RANK == 0);
