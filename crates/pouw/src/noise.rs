@@ -1,12 +1,13 @@
 //! The low-rank noise E = E_L·E_R (m×k) and F = F_L·F_R (k×n), derived from a nonce's seed, and
 //! the recovery of A·B from the noisy product.
 //!
-//! Shapes (r = RANK = 16):
-//! - E_L ∈ {±1}^{m×r}: row i is a u16 sign mask (bit s set ⇒ −1), bytes 2i..2i+2 of stream "EL".
+//! Shapes (r = RANK = 32; docs/pouw.md §3 has the exact byte layout):
+//! - E_L ∈ {±1}^{m×r}: row i is a u32 sign mask (bit s set ⇒ −1), bytes 4i..4i+4 of stream "EL".
 //! - E_R ∈ {0,±1}^{r×k}: column t holds one ±1, in row sel_E(t); within each block of r columns
-//!   sel_E is a permutation, so every step's slice of E has rank r. Stream "ER", 32 bytes/block.
-//! - F_L ∈ {0,±1}^{k×r}: row t holds one ±1 in column sel_F(t), permutation per block (stream "FL").
-//! - F_R ∈ {±1}^{r×n}: column j is a u16 sign mask, bytes 2j..2j+2 of stream "FR".
+//!   sel_E is a permutation (two independent 16-halves), so every step's slice of E has rank r.
+//!   Stream "ER", 64 bytes per block.
+//! - F_L ∈ {0,±1}^{k×r}: row t holds one ±1 in column sel_F(t), the same way (stream "FL").
+//! - F_R ∈ {±1}^{r×n}: column j is a u32 sign mask, bytes 4j..4j+4 of stream "FR".
 //!
 //! So E[i,t] = ±E_L[i, sel_E(t)] and F[t,j] = ±F_R[sel_F(t), j] are ±1: A+E and B+F stay in int8
 //! whenever |A|, |B| ≤ 126. Rows of E_L and columns of F_R are seekable, so a verifier derives
