@@ -296,24 +296,38 @@ impl Noise {
                 strip
             })
             .collect();
-        // F_R and H are stored panel-major (16 columns × r rows contiguous) so the rows a tile
-        // reads are adjacent; row-major rows n·4 bytes apart would all fall in one L1 set.
-        let mut h = vec![0i32; n.div_ceil(PANEL) * RANK * PANEL];
-        for (q, strip) in strips.iter().enumerate() {
-            let width = strip.len() / RANK;
-            for s in 0..RANK {
-                for (jj, &v) in strip[s * width..(s + 1) * width].iter().enumerate() {
-                    h[panel_index(s, q * STRIP + jj)] = v;
-                }
-            }
-        }
-        let mut f_r = vec![0i32; h.len()];
+        // F_R and the tables are stored panel-major (16 columns contiguous per row) so what a
+        // tile reads is adjacent; row-major rows n·4 bytes apart would all fall in one L1 set.
+        let panels = n.div_ceil(PANEL);
+        let mut f_r = vec![0i32; panels * RANK * PANEL];
         for s in 0..RANK {
             for (j, &mk) in self.fr.iter().enumerate() {
                 f_r[panel_index(s, j)] = pm1(mk, s) as i32;
             }
         }
-        Correction { g, h, f_r, e_l: self.el.iter().map(|&mk| std::array::from_fn(|s| pm1(mk, s) as i32)).collect() }
+        // E_L·H by the method of Four Russians: per panel, group q of 4 components and sign
+        // pattern p (bit u set ⇒ component 4q+u is −1), tabulate Σ_u ±H[4q+u][j]. A row of E_L
+        // then needs 8 table rows instead of 32 signed terms.
+        let mut eh = vec![0i32; panels * GROUPS * PATTERNS * PANEL];
+        eh.par_chunks_mut(GROUPS * PATTERNS * PANEL).enumerate().for_each(|(panel, table)| {
+            let (strip, offset) = ((panel * PANEL) / STRIP, (panel * PANEL) % STRIP);
+            let strip = &strips[strip];
+            let width = strip.len() / RANK;
+            let cols = (n - panel * PANEL).min(PANEL);
+            for q in 0..GROUPS {
+                for p in 0..PATTERNS {
+                    let out = &mut table[(q * PATTERNS + p) * PANEL..][..PANEL];
+                    for u in 0..4 {
+                        let row = &strip[(4 * q + u) * width + offset..][..cols];
+                        let negative = p >> u & 1 == 1;
+                        for (o, &v) in out.iter_mut().zip(row) {
+                            *o = if negative { o.wrapping_sub(v) } else { o.wrapping_add(v) };
+                        }
+                    }
+                }
+            }
+        });
+        Correction { g, f_r, eh, el: self.el.clone() }
     }
 
     /// C' → A·B in place (the unfused form of [`Noise::correction`], for tests and tools).
@@ -326,16 +340,20 @@ impl Noise {
     }
 }
 
+/// Groups of 4 rank components in the Four-Russians tables, and sign patterns per group.
+const GROUPS: usize = RANK / 4;
+const PATTERNS: usize = 16;
+
 /// The rank-2r correction from the noisy to the true product (see [`Noise::correction`]).
 pub struct Correction {
     /// G = A·F_L, one row of r per row of A.
     g: Vec<[i32; RANK]>,
-    /// H = E_R·(B+F), r rows of n, panel-major (see [`panel_index`]).
-    h: Vec<i32>,
-    /// F_R as ±1, r rows of n, panel-major.
+    /// F_R as ±1, r rows of n, panel-major (see [`panel_index`]).
     f_r: Vec<i32>,
-    /// E_L as ±1, one row of r per row of A.
-    e_l: Vec<[i32; RANK]>,
+    /// Four-Russians tables of H = E_R·(B+F): [panel][group][pattern][16 columns].
+    eh: Vec<i32>,
+    /// E_L rows as sign masks (bit s set ⇒ −1).
+    el: Vec<Mask>,
 }
 
 impl Correction {
@@ -344,56 +362,84 @@ impl Correction {
         let TileMut { row0, col0, rows, cols, c, ldc } = tile;
         #[cfg(target_arch = "x86_64")]
         if cols == PANEL && col0 % PANEL == 0 && std::arch::is_x86_feature_detected!("avx2") {
-            for i in 0..rows {
-                // SAFETY: AVX2 detected; row i of the tile has 16 entries at i·ldc (TileMut's
-                // contract) and F_R and H hold a whole panel at col0.
-                unsafe { self.apply_row16_avx2(&mut c[i * ldc..i * ldc + 16], row0 + i, col0) };
+            let mut i = 0;
+            while i < rows {
+                let group = if rows - i >= 3 { 3 } else { 1 };
+                // SAFETY: AVX2 detected; rows i..i+group of the tile have 16 entries at
+                // (i+r)·ldc (TileMut's contract) and the tables hold a whole panel at col0.
+                unsafe { self.apply_rows16_avx2(&mut c[i * ldc..], ldc, row0 + i, group, col0) };
+                i += group;
             }
             return;
         }
         for i in 0..rows {
-            let (g, e) = (&self.g[row0 + i], &self.e_l[row0 + i]);
+            let (g, mask) = (&self.g[row0 + i], self.el[row0 + i]);
             for (jj, v) in c[i * ldc..i * ldc + cols].iter_mut().enumerate() {
-                for s in 0..RANK {
-                    let at = panel_index(s, col0 + jj);
-                    *v = v.wrapping_sub(g[s].wrapping_mul(self.f_r[at])).wrapping_sub(e[s].wrapping_mul(self.h[at]));
+                let j = col0 + jj;
+                for (s, &gs) in g.iter().enumerate() {
+                    *v = v.wrapping_sub(gs.wrapping_mul(self.f_r[panel_index(s, j)]));
+                }
+                for q in 0..GROUPS {
+                    *v = v.wrapping_sub(self.eh[table_index(q, nibble(mask, q), j)]);
                 }
             }
         }
     }
 
-    /// 16 columns of one row: `vpsignd` applies the ±1 factors without multiplying.
+    /// 1 or 3 rows × 16 columns: each F_R vector is loaded once for all rows and `vpsignd`
+    /// applies it to G; E_L·H is 8 table rows per row.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn apply_row16_avx2(&self, row: &mut [i32], i: usize, col0: usize) {
+    unsafe fn apply_rows16_avx2(&self, c: &mut [i32], ldc: usize, i: usize, rows: usize, col0: usize) {
         use std::arch::x86_64::*;
         let base = panel_index(0, col0);
-        assert!(row.len() >= PANEL && base + RANK * PANEL <= self.h.len() && i < self.g.len());
-        let (g, e) = (&self.g[i], &self.e_l[i]);
-        let mut lo = _mm256_loadu_si256(row.as_ptr() as *const __m256i);
-        let mut hi = _mm256_loadu_si256(row.as_ptr().add(8) as *const __m256i);
+        let tables = table_index(0, 0, col0);
+        assert!(rows <= 3 && i + rows <= self.g.len() && c.len() >= (rows - 1) * ldc + PANEL);
+        assert!(base + RANK * PANEL <= self.f_r.len() && tables + GROUPS * PATTERNS * PANEL <= self.eh.len());
+        let mut acc = [_mm256_setzero_si256(); 6];
+        for r in 0..rows {
+            acc[2 * r] = _mm256_loadu_si256(c.as_ptr().add(r * ldc) as *const __m256i);
+            acc[2 * r + 1] = _mm256_loadu_si256(c.as_ptr().add(r * ldc + 8) as *const __m256i);
+        }
         for s in 0..RANK {
             let f = self.f_r.as_ptr().add(base + s * PANEL);
-            let h = self.h.as_ptr().add(base + s * PANEL);
-            let (gs, es) = (_mm256_set1_epi32(g[s]), _mm256_set1_epi32(e[s]));
             let f_lo = _mm256_loadu_si256(f as *const __m256i);
             let f_hi = _mm256_loadu_si256(f.add(8) as *const __m256i);
-            let h_lo = _mm256_loadu_si256(h as *const __m256i);
-            let h_hi = _mm256_loadu_si256(h.add(8) as *const __m256i);
-            lo = _mm256_sub_epi32(_mm256_sub_epi32(lo, _mm256_sign_epi32(gs, f_lo)), _mm256_sign_epi32(h_lo, es));
-            hi = _mm256_sub_epi32(_mm256_sub_epi32(hi, _mm256_sign_epi32(gs, f_hi)), _mm256_sign_epi32(h_hi, es));
+            for r in 0..rows {
+                let gs = _mm256_set1_epi32(self.g[i + r][s]);
+                acc[2 * r] = _mm256_sub_epi32(acc[2 * r], _mm256_sign_epi32(gs, f_lo));
+                acc[2 * r + 1] = _mm256_sub_epi32(acc[2 * r + 1], _mm256_sign_epi32(gs, f_hi));
+            }
         }
-        _mm256_storeu_si256(row.as_mut_ptr() as *mut __m256i, lo);
-        _mm256_storeu_si256(row.as_mut_ptr().add(8) as *mut __m256i, hi);
+        for r in 0..rows {
+            let mask = self.el[i + r];
+            for q in 0..GROUPS {
+                let t = self.eh.as_ptr().add(tables + (q * PATTERNS + nibble(mask, q)) * PANEL);
+                acc[2 * r] = _mm256_sub_epi32(acc[2 * r], _mm256_loadu_si256(t as *const __m256i));
+                acc[2 * r + 1] = _mm256_sub_epi32(acc[2 * r + 1], _mm256_loadu_si256(t.add(8) as *const __m256i));
+            }
+            _mm256_storeu_si256(c.as_mut_ptr().add(r * ldc) as *mut __m256i, acc[2 * r]);
+            _mm256_storeu_si256(c.as_mut_ptr().add(r * ldc + 8) as *mut __m256i, acc[2 * r + 1]);
+        }
     }
 }
 
-/// Columns per panel of the correction's F_R and H (one microtile's width).
+/// Columns per panel of the correction's F_R and tables (one microtile's width).
 const PANEL: usize = ergon_kernels::gemm::NR;
 
 /// Where entry (s, j) of an r×n matrix lives in panel-major order.
 fn panel_index(s: usize, j: usize) -> usize {
     (j / PANEL) * RANK * PANEL + s * PANEL + j % PANEL
+}
+
+/// Where the Four-Russians entry (group q, pattern p, column j) lives.
+fn table_index(q: usize, p: usize, j: usize) -> usize {
+    ((j / PANEL) * GROUPS * PATTERNS + q * PATTERNS + p) * PANEL + j % PANEL
+}
+
+/// Bits 4q..4q+4 of a sign mask.
+fn nibble(mask: Mask, q: usize) -> usize {
+    (mask >> (4 * q)) as usize & 0xf
 }
 
 /// The error for entries outside ±MINING_MAX, naming the first one (only on the failure path).
