@@ -551,6 +551,17 @@ mod tests {
     }
 
     #[test]
+    fn simd_gather_matches_scalar() {
+        let k = RANK * 300 + 7; // crosses the i16 flush at 128 blocks, plus a partial block
+        let sel = Selection::derive(&seed(6), "FL", k);
+        let row: Vec<i8> = (0..k).map(|t| ((t * 89 % 253) as i16 - 126) as i8).collect();
+        let full = sel.inv.len() * RANK;
+        let mut want = sel.gather_scalar(&row[..full], 0);
+        want.iter_mut().zip(sel.gather_scalar(&row[full..], full)).for_each(|(w, t)| *w += t);
+        assert_eq!(sel.gather(&row), want);
+    }
+
+    #[test]
     fn out_of_range_entries_are_refused_with_their_position() {
         let noise = Noise::derive(&seed(4), 0..2, 3, 0..2);
         let err = noise.perturb_a(&[0, 0, 0, 0, 127, 0]).unwrap_err();

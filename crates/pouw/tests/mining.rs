@@ -131,3 +131,47 @@ fn decoder_survives_garbage() {
         let _ = Proof::decode(&v);
     });
 }
+
+mod properties {
+    use super::common::{challenge, random};
+    use ergon_kernels::reference::matmul_naive;
+    use ergon_pouw::{mine, prove, verify, MineOptions, Proof};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// On any shape: the mined product is exact, and every ticket (difficulty 1 makes them all
+        /// winners) proves, survives encoding and verifies to itself.
+        #[test]
+        fn any_shape_mines_exactly_and_every_ticket_verifies(
+            m in 1usize..60, k in 1usize..140, n in 1usize..70, seed in any::<u64>(), nonce in any::<u64>()
+        ) {
+            let (a, b) = (random(m, k, seed), random(k, n, seed ^ 0x5555));
+            let ch = challenge(&a, &b, &seed.to_le_bytes(), 1);
+            let mined = mine(&ch, &a, &b, nonce, MineOptions::default()).unwrap();
+            prop_assert_eq!(&mined.product, &matmul_naive(&a, &b).unwrap());
+            prop_assert_eq!(mined.winners.len() as u64, mined.tickets);
+            for w in &mined.winners {
+                let proof = Proof::decode(&prove(&ch, &a, &b, nonce, w).unwrap().encode()).unwrap();
+                prop_assert_eq!(verify(&ch, &proof).unwrap(), *w);
+            }
+        }
+    }
+}
+
+/// Tickets are consensus data: a CPU without AVX2 must find exactly the same ones.
+#[test]
+fn portable_and_simd_kernels_find_the_same_tickets() {
+    use ergon_kernels::gemm::Isa;
+    if Isa::detect() != Isa::Avx2 {
+        return; // nothing to compare against on this CPU
+    }
+    for &(m, k, n) in &[(24, 64, 32), (50, 300, 70), (7, 33, 100)] {
+        let (a, b) = (random(m, k, 21), random(k, n, 22));
+        let ch = challenge(&a, &b, b"isa", 3 * 24 * 32 * k as u64);
+        let run = |isa| mine(&ch, &a, &b, 9, MineOptions { isa: Some(isa), progress: None }).unwrap();
+        let (simd, portable) = (run(Isa::Avx2), run(Isa::Portable));
+        assert_eq!(simd.product, portable.product);
+        assert_eq!(simd.winners, portable.winners, "{m}x{k}x{n}");
+    }
+}
