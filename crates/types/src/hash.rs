@@ -1,0 +1,58 @@
+//! 32-byte BLAKE3 hashes, always domain-separated.
+
+use std::fmt;
+
+/// A 32-byte hash (BLAKE3).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    pub const ZERO: Hash = Hash([0; 32]);
+
+    /// BLAKE3 in derive-key mode: `context` names what is hashed, so two kinds of object can
+    /// never share a hash.
+    pub fn of(context: &str, parts: &[&[u8]]) -> Hash {
+        let mut h = blake3::Hasher::new_derive_key(context);
+        for p in parts {
+            h.update(p);
+        }
+        Hash(*h.finalize().as_bytes())
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Result<Hash, crate::TypesError> {
+        Ok(Hash(unhex::<32>(s).ok_or_else(|| crate::TypesError::Parse(format!("not a 64-digit hex hash: {s:?}")))?))
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}…", &self.to_hex()[..12])
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let s = s.as_bytes();
+    if s.len() != 2 * N {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = digit(s[2 * i])? << 4 | digit(s[2 * i + 1])?;
+    }
+    Some(out)
+}

@@ -1,0 +1,116 @@
+//! Transactions: what an account asks the chain to do, signed by its key.
+//!
+//! Encoding, version 1: `version u8 = 1 ‖ chain Hash ‖ from PublicKey ‖ nonce u64 ‖ fee u64 ‖
+//! kind`, where kind is `0 ‖ to Address ‖ amount u64` (transfer), `1 ‖ amount u64` (stake) or
+//! `2 ‖ amount u64` (unstake). A signed transaction appends the 64-byte signature over
+//! `"ergon v1 transaction" ‖ encoding`. The chain hash (the genesis hash) stops a transaction
+//! signed for one network from being replayed on another.
+
+use crate::codec::{Canonical, Reader, Writer};
+use crate::hash::Hash;
+use crate::keys::{Address, PublicKey, SecretKey, Signature};
+use crate::TypesError;
+
+const VERSION: u8 = 1;
+const SIGNING_DOMAIN: &[u8] = b"ergon v1 transaction";
+
+/// What a transaction does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxKind {
+    /// Move `amount` to `to`.
+    Transfer { to: Address, amount: u64 },
+    /// Lock `amount` of the sender's balance as stake.
+    Stake { amount: u64 },
+    /// Start unbonding `amount` of stake (released after the unbonding period).
+    Unstake { amount: u64 },
+}
+
+/// An unsigned transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transaction {
+    /// Genesis hash of the network this transaction is for.
+    pub chain: Hash,
+    pub from: PublicKey,
+    /// The sender's next nonce: each nonce is usable once, in order.
+    pub nonce: u64,
+    pub fee: u64,
+    pub kind: TxKind,
+}
+
+impl Transaction {
+    pub fn sign(self, key: &SecretKey) -> SignedTransaction {
+        let signature = key.sign(&self.signing_bytes());
+        SignedTransaction { tx: self, signature }
+    }
+
+    fn signing_bytes(&self) -> Vec<u8> {
+        let mut m = SIGNING_DOMAIN.to_vec();
+        m.extend_from_slice(&self.encode());
+        m
+    }
+
+    pub fn sender(&self) -> Address {
+        self.from.address()
+    }
+}
+
+impl Canonical for Transaction {
+    const MAX_BYTES: usize = 1 + 32 + 32 + 8 + 8 + 1 + 20 + 8;
+
+    fn write(&self, w: &mut Writer) {
+        w.u8(VERSION).bytes(&self.chain.0).bytes(&self.from.0).u64(self.nonce).u64(self.fee);
+        match &self.kind {
+            TxKind::Transfer { to, amount } => w.u8(0).bytes(&to.0).u64(*amount),
+            TxKind::Stake { amount } => w.u8(1).u64(*amount),
+            TxKind::Unstake { amount } => w.u8(2).u64(*amount),
+        };
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, TypesError> {
+        r.version(VERSION)?;
+        let chain = Hash(r.array()?);
+        let from = PublicKey(r.array()?);
+        let (nonce, fee) = (r.u64()?, r.u64()?);
+        let kind = match r.u8()? {
+            0 => TxKind::Transfer { to: Address(r.array()?), amount: r.u64()? },
+            1 => TxKind::Stake { amount: r.u64()? },
+            2 => TxKind::Unstake { amount: r.u64()? },
+            tag => return r.fail(format!("unknown transaction kind {tag}")),
+        };
+        Ok(Self { chain, from, nonce, fee, kind })
+    }
+}
+
+/// A transaction with its sender's signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedTransaction {
+    pub tx: Transaction,
+    pub signature: Signature,
+}
+
+impl SignedTransaction {
+    /// The transaction's identity: a hash of the unsigned transaction (strict ed25519 admits one
+    /// signature per message and key, so the id cannot be malleated through the signature).
+    pub fn id(&self) -> Hash {
+        Hash::of("ergon v1 transaction id", &[&self.tx.encode()])
+    }
+
+    /// Checks the signature against the sender's key.
+    pub fn verify(&self) -> Result<(), TypesError> {
+        self.tx.from.verify(&self.tx.signing_bytes(), &self.signature)
+    }
+}
+
+impl Canonical for SignedTransaction {
+    const MAX_BYTES: usize = Transaction::MAX_BYTES + 64;
+
+    fn write(&self, w: &mut Writer) {
+        self.tx.write(w);
+        w.bytes(&self.signature.0);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, TypesError> {
+        let tx = Transaction::read(r)?;
+        Ok(Self { tx, signature: Signature(r.array()?) })
+    }
+}
