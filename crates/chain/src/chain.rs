@@ -1,0 +1,420 @@
+//! The block tree and the active chain: block validity, fork choice by cumulative expected work,
+//! and reorganisations that restore the winning branch's exact state.
+//!
+//! Sans-IO: the caller hands in blocks and the current time and gets decisions back. Nothing
+//! here reads a clock, a socket or a disk.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use ergon_kernels::MatI8;
+use ergon_types::block::{proof_hash, tx_root};
+use ergon_types::{Address, Block, BlockHeader, Hash, SignedTransaction};
+
+use crate::asert::{next_difficulty, Anchor};
+use crate::filler::{filler_commitment, filler_matrices};
+use crate::params::{ChainParams, Genesis};
+use crate::state::{Ledger, TxRejection, Undo};
+use crate::ChainError;
+
+/// Blocks whose median time the next block must exceed.
+const MEDIAN_TIME_SPAN: usize = 11;
+
+/// Why a block was refused, in words a node operator can act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockRejection {
+    UnknownParent(Hash),
+    WrongHeight { expected: u64, got: u64 },
+    TooEarly { median_past_ms: u64, got: u64 },
+    TooFarInFuture { now_ms: u64, got: u64 },
+    WrongDifficulty { expected: u64, got: u64 },
+    JobsNotYetSupported,
+    WrongFillerMatrices,
+    Malformed(String),
+    BadSignature { index: usize },
+    BadTransaction { index: usize, reason: TxRejection },
+    StateRootMismatch,
+    KnownInvalid,
+}
+
+impl fmt::Display for BlockRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownParent(p) => write!(f, "parent {p:?} is unknown (sync it first)"),
+            Self::WrongHeight { expected, got } => write!(f, "height {got} but the parent implies {expected}"),
+            Self::TooEarly { median_past_ms, got } => {
+                write!(f, "time {got} is not after the median {median_past_ms} of the last {MEDIAN_TIME_SPAN} blocks")
+            }
+            Self::TooFarInFuture { now_ms, got } => {
+                write!(f, "time {got} is too far ahead of this node's clock {now_ms}")
+            }
+            Self::WrongDifficulty { expected, got } => write!(f, "difficulty {got} but ASERT requires {expected}"),
+            Self::JobsNotYetSupported => write!(f, "mined on a job, but no jobs exist on this chain yet"),
+            Self::WrongFillerMatrices => write!(f, "filler block not mined on the filler matrices of its parent"),
+            Self::Malformed(why) => write!(f, "{why}"),
+            Self::BadSignature { index } => write!(f, "transaction {index} has a bad signature"),
+            Self::BadTransaction { index, reason } => write!(f, "transaction {index} cannot apply: {reason}"),
+            Self::StateRootMismatch => write!(f, "state root does not match the state its transactions produce"),
+            Self::KnownInvalid => write!(f, "block or an ancestor was already found invalid"),
+        }
+    }
+}
+
+/// What importing a valid block did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Imported {
+    AlreadyKnown,
+    /// Extended the active chain.
+    Extended {
+        height: u64,
+    },
+    /// Stored on a side branch with less work than the active chain.
+    SideBranch {
+        height: u64,
+    },
+    /// Became the tip of a heavier branch: `undone` blocks were rolled back, `applied` applied.
+    Reorganized {
+        undone: usize,
+        applied: usize,
+        height: u64,
+    },
+}
+
+struct Node {
+    header: BlockHeader,
+    /// None only for genesis.
+    block: Option<Block>,
+    /// Σ difficulty from genesis: expected multiply-adds behind this block.
+    work: u128,
+    invalid: bool,
+}
+
+/// The chain state machine.
+pub struct Chain {
+    genesis: Genesis,
+    chain_id: Hash,
+    nodes: HashMap<Hash, Node>,
+    /// Active chain, by height.
+    active: Vec<Hash>,
+    /// Undo records of active blocks (index = height; genesis has none).
+    undos: Vec<Option<Undo>>,
+    ledger: Ledger,
+}
+
+impl Chain {
+    pub fn new(genesis: Genesis) -> Result<Self, ChainError> {
+        genesis.params.check()?;
+        let ledger = Ledger::genesis(&genesis.allocations()?);
+        let chain_id = genesis.hash();
+        let header = BlockHeader {
+            parent: Hash::ZERO,
+            height: 0,
+            time_ms: genesis.time_ms,
+            state_root: ledger.root(),
+            tx_root: tx_root(&[]),
+            job: Hash::ZERO,
+            work: filler_commitment(&chain_id, 24),
+            miner: Address::default(),
+            difficulty: genesis.params.initial_difficulty,
+            nonce: 0,
+            proof_hash: Hash::ZERO,
+        };
+        let mut nodes = HashMap::new();
+        nodes.insert(chain_id, Node { header, block: None, work: 0, invalid: false });
+        Ok(Self { genesis, chain_id, nodes, active: vec![chain_id], undos: vec![None], ledger })
+    }
+
+    /// The genesis hash: the network's identity and the id of block 0.
+    pub fn chain_id(&self) -> Hash {
+        self.chain_id
+    }
+    pub fn params(&self) -> &ChainParams {
+        &self.genesis.params
+    }
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+    pub fn tip(&self) -> Hash {
+        *self.active.last().expect("genesis is always active")
+    }
+    pub fn height(&self) -> u64 {
+        self.active.len() as u64 - 1
+    }
+    pub fn tip_header(&self) -> &BlockHeader {
+        &self.nodes[&self.tip()].header
+    }
+    /// Total expected multiply-adds behind the tip.
+    pub fn tip_work(&self) -> u128 {
+        self.nodes[&self.tip()].work
+    }
+    pub fn block(&self, id: &Hash) -> Option<&Block> {
+        self.nodes.get(id).and_then(|n| n.block.as_ref())
+    }
+    pub fn active_id(&self, height: u64) -> Option<Hash> {
+        self.active.get(height as usize).copied()
+    }
+    pub fn knows(&self, id: &Hash) -> bool {
+        self.nodes.contains_key(id)
+    }
+
+    /// Difficulty a child of `parent` must carry.
+    pub fn expected_difficulty(&self, parent: &BlockHeader) -> u64 {
+        let anchor =
+            Anchor { difficulty: self.genesis.params.initial_difficulty, time_ms: self.genesis.time_ms, height: 0 };
+        next_difficulty(anchor, parent.time_ms, parent.height, &self.genesis.params)
+    }
+
+    /// Median time of the last blocks ending at `id`; a child must be strictly later.
+    fn median_time_past(&self, mut id: Hash) -> u64 {
+        let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN);
+        while times.len() < MEDIAN_TIME_SPAN {
+            let n = &self.nodes[&id];
+            times.push(n.header.time_ms);
+            if n.header.height == 0 {
+                break;
+            }
+            id = n.header.parent;
+        }
+        times.sort_unstable();
+        times[times.len() / 2]
+    }
+
+    /// Everything about a block that does not need its parent's state.
+    fn check_header_and_proof(&self, block: &Block, now_ms: u64) -> Result<(), BlockRejection> {
+        let h = &block.header;
+        let parent = match self.nodes.get(&h.parent) {
+            Some(p) if p.invalid => return Err(BlockRejection::KnownInvalid),
+            Some(p) => &p.header,
+            None => return Err(BlockRejection::UnknownParent(h.parent)),
+        };
+        if h.height != parent.height + 1 {
+            return Err(BlockRejection::WrongHeight { expected: parent.height + 1, got: h.height });
+        }
+        let mtp = self.median_time_past(h.parent);
+        if h.time_ms <= mtp {
+            return Err(BlockRejection::TooEarly { median_past_ms: mtp, got: h.time_ms });
+        }
+        if h.time_ms > now_ms.saturating_add(self.params().max_future_ms) {
+            return Err(BlockRejection::TooFarInFuture { now_ms, got: h.time_ms });
+        }
+        let expected = self.expected_difficulty(parent);
+        if h.difficulty != expected {
+            return Err(BlockRejection::WrongDifficulty { expected, got: h.difficulty });
+        }
+        if h.job != Hash::ZERO {
+            return Err(BlockRejection::JobsNotYetSupported);
+        }
+        if h.work != filler_commitment(&h.parent, self.params().filler_size as usize) {
+            return Err(BlockRejection::WrongFillerMatrices);
+        }
+        block.check_self_consistent().map_err(|e| BlockRejection::Malformed(e.to_string()))?;
+        if let Some(index) = block.txs.iter().position(|t| t.verify().is_err()) {
+            return Err(BlockRejection::BadSignature { index });
+        }
+        Ok(())
+    }
+
+    /// Applies a block (already checked) to the ledger, which must be at its parent's state.
+    fn apply(&mut self, block: &Block) -> Result<Undo, BlockRejection> {
+        let h = &block.header;
+        let params = self.genesis.params.clone();
+        let mut undo = self.ledger.begin_block(h.height);
+        let mut fees: u64 = 0;
+        for (index, tx) in block.txs.iter().enumerate() {
+            match self.ledger.apply_tx(&mut undo, tx, &self.chain_id, h.height, &params) {
+                Ok(fee) => fees = fees.saturating_add(fee),
+                Err(reason) => {
+                    self.ledger.undo(undo);
+                    return Err(BlockRejection::BadTransaction { index, reason });
+                }
+            }
+        }
+        self.ledger.reward(&mut undo, h.miner, fees, h.job == Hash::ZERO, &params);
+        if self.ledger.root() != h.state_root {
+            self.ledger.undo(undo);
+            return Err(BlockRejection::StateRootMismatch);
+        }
+        Ok(undo)
+    }
+
+    /// Imports a block received at `now_ms`.
+    pub fn import(&mut self, block: Block, now_ms: u64) -> Result<Imported, BlockRejection> {
+        let id = block.header.id();
+        match self.nodes.get(&id) {
+            Some(n) if n.invalid => return Err(BlockRejection::KnownInvalid),
+            Some(_) => return Ok(Imported::AlreadyKnown),
+            None => {}
+        }
+        self.check_header_and_proof(&block, now_ms)?;
+        let height = block.header.height;
+        let work = self.nodes[&block.header.parent].work + block.header.difficulty as u128;
+        let extends_tip = block.header.parent == self.tip();
+        self.nodes.insert(id, Node { header: block.header.clone(), block: Some(block), work, invalid: false });
+
+        if extends_tip {
+            let block = self.nodes[&id].block.clone().expect("just inserted");
+            return match self.apply(&block) {
+                Ok(undo) => {
+                    self.active.push(id);
+                    self.undos.push(Some(undo));
+                    Ok(Imported::Extended { height })
+                }
+                Err(e) => {
+                    self.mark_invalid(id);
+                    Err(e)
+                }
+            };
+        }
+        if work > self.tip_work() {
+            return self.reorganize(id);
+        }
+        Ok(Imported::SideBranch { height })
+    }
+
+    fn mark_invalid(&mut self, id: Hash) {
+        if let Some(n) = self.nodes.get_mut(&id) {
+            n.invalid = true;
+            n.block = None;
+        }
+    }
+
+    /// Switches the active chain to the branch ending at `new_tip`, or stays put if a block on
+    /// it turns out invalid (that block is then marked invalid and the error returned).
+    fn reorganize(&mut self, new_tip: Hash) -> Result<Imported, BlockRejection> {
+        // The new branch back to the first block on the active chain.
+        let mut branch = vec![];
+        let mut cursor = new_tip;
+        while self.active.get(self.nodes[&cursor].header.height as usize) != Some(&cursor) {
+            branch.push(cursor);
+            cursor = self.nodes[&cursor].header.parent;
+        }
+        branch.reverse();
+        let fork_height = self.nodes[&cursor].header.height as usize;
+        let undone = self.rollback_to(fork_height);
+        for (i, id) in branch.iter().enumerate() {
+            let block = self.nodes[id].block.clone().expect("side-branch blocks keep their bodies");
+            match self.apply(&block) {
+                Ok(undo) => {
+                    self.active.push(*id);
+                    self.undos.push(Some(undo));
+                }
+                Err(e) => {
+                    for bad in &branch[i..] {
+                        self.mark_invalid(*bad);
+                    }
+                    // Back to the old branch, block by block.
+                    self.rollback_to(fork_height);
+                    for id in &undone {
+                        let block = self.nodes[id].block.clone().expect("active blocks keep their bodies");
+                        let undo = self.apply(&block).expect("the old branch applied before");
+                        self.active.push(*id);
+                        self.undos.push(Some(undo));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Imported::Reorganized { undone: undone.len(), applied: branch.len(), height: self.height() })
+    }
+
+    /// Undoes active blocks above `height`; returns their ids, lowest first.
+    fn rollback_to(&mut self, height: usize) -> Vec<Hash> {
+        let mut undone = Vec::new();
+        while self.active.len() > height + 1 {
+            let id = self.active.pop().expect("above genesis");
+            let undo = self.undos.pop().flatten().expect("active blocks have undo records");
+            self.ledger.undo(undo);
+            undone.push(id);
+        }
+        undone.reverse();
+        undone
+    }
+
+    /// The next block on the tip for `miner`: the transactions that apply (the rest come back
+    /// with their reasons) and the filler matrices to mine on. Nonce and proof hash are left
+    /// for [`seal`].
+    pub fn template(&mut self, miner: Address, candidates: Vec<SignedTransaction>, now_ms: u64) -> Template {
+        let parent = self.tip_header().clone();
+        let params = self.genesis.params.clone();
+        let height = parent.height + 1;
+        let time_ms = now_ms.max(self.median_time_past(self.tip()) + 1);
+        let mut undo = self.ledger.begin_block(height);
+        let (mut included, mut refused, mut fees) = (Vec::new(), Vec::new(), 0u64);
+        for tx in candidates {
+            if tx.verify().is_err() {
+                refused.push((tx, TxRejection::BadSignature));
+                continue;
+            }
+            match self.ledger.apply_tx(&mut undo, &tx, &self.chain_id, height, &params) {
+                Ok(fee) => {
+                    fees = fees.saturating_add(fee);
+                    included.push(tx);
+                }
+                Err(r) => refused.push((tx, r)),
+            }
+        }
+        self.ledger.reward(&mut undo, miner, fees, true, &params);
+        let state_root = self.ledger.root();
+        self.ledger.undo(undo);
+        let matrices = filler_matrices(&self.tip(), params.filler_size as usize);
+        let header = BlockHeader {
+            parent: self.tip(),
+            height,
+            time_ms,
+            state_root,
+            tx_root: tx_root(&included),
+            job: Hash::ZERO,
+            work: ergon_pouw::WorkCommitment::compute(&matrices.0, &matrices.1).expect("valid filler"),
+            miner,
+            difficulty: self.expected_difficulty(&parent),
+            nonce: 0,
+            proof_hash: Hash::ZERO,
+        };
+        Template { header, txs: included, refused, matrices }
+    }
+
+    /// Fraction of the active chain's work that was useful (mined on paid jobs).
+    pub fn useful_work_fraction(&self) -> f64 {
+        let (mut useful, mut total) = (0u128, 0u128);
+        for id in &self.active[1..] {
+            let h = &self.nodes[id].header;
+            total += h.difficulty as u128;
+            if h.job != Hash::ZERO {
+                useful += h.difficulty as u128;
+            }
+        }
+        if total == 0 {
+            0.0
+        } else {
+            useful as f64 / total as f64
+        }
+    }
+}
+
+/// A block to be mined: see [`Chain::template`].
+pub struct Template {
+    pub header: BlockHeader,
+    pub txs: Vec<SignedTransaction>,
+    /// Candidates left out, and why.
+    pub refused: Vec<(SignedTransaction, TxRejection)>,
+    /// The filler matrices (A, B) the header commits to.
+    pub matrices: (MatI8, MatI8),
+}
+
+/// Seals a template by mining nonces from `first_nonce` until a ticket wins (at most `tries`).
+pub fn seal(template: Template, first_nonce: u64, tries: u64) -> Result<Option<Block>, ChainError> {
+    let Template { mut header, txs, matrices, .. } = template;
+    let challenge = header.challenge().map_err(|e| ChainError::Mining(e.to_string()))?;
+    for nonce in first_nonce..first_nonce.saturating_add(tries) {
+        let mined = ergon_pouw::mine(&challenge, &matrices.0, &matrices.1, nonce, Default::default())
+            .map_err(|e| ChainError::Mining(e.to_string()))?;
+        if let Some(w) = mined.winners.first() {
+            let proof = ergon_pouw::prove(&challenge, &matrices.0, &matrices.1, nonce, w)
+                .map_err(|e| ChainError::Mining(e.to_string()))?;
+            header.nonce = nonce;
+            header.proof_hash = proof_hash(&proof);
+            return Ok(Some(Block { header, proof, txs }));
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,28 @@
+//! Ergon's ledger and consensus rules as a deterministic state machine (sans-IO).
+//!
+//! - [`params`]: consensus parameters and the genesis file.
+//! - [`state`]: accounts, transactions, rewards, undo records.
+//! - [`asert`]: the difficulty rule.
+//! - [`filler`]: the matrices mined on when no job is available.
+//! - [`chain`]: block validity, fork choice by cumulative expected work, reorganisations.
+//!
+//! It takes blocks and the current time as inputs and never reads a clock, socket or disk, so
+//! the node and the simulator drive the same code.
+
+pub mod asert;
+pub mod chain;
+pub mod filler;
+pub mod params;
+pub mod state;
+
+pub use chain::{seal, BlockRejection, Chain, Imported, Template};
+pub use params::{ChainParams, Genesis};
+pub use state::{Account, Ledger, TxRejection};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChainError {
+    #[error("genesis: {0}")]
+    Genesis(String),
+    #[error("mining: {0}")]
+    Mining(String),
+}

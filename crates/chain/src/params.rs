@@ -1,0 +1,111 @@
+//! Consensus parameters and the genesis file that fixes them.
+
+use std::collections::BTreeMap;
+
+use ergon_types::{Address, Hash};
+use serde::{Deserialize, Serialize};
+
+use crate::ChainError;
+
+/// Rules every node of one network must share (set by its genesis file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainParams {
+    /// Target block interval.
+    pub block_time_ms: u64,
+    /// ASERT half-life: a schedule error of this much time halves or doubles the difficulty.
+    pub asert_half_life_ms: u64,
+    /// Difficulty of the first block (expected multiply-adds per block).
+    pub initial_difficulty: u64,
+    /// Difficulty never drops below this.
+    pub min_difficulty: u64,
+    /// New coins per block mined on a paid job.
+    pub block_subsidy: u64,
+    /// Share of the subsidy (percent) a block mined on filler matrices earns.
+    pub filler_subsidy_percent: u64,
+    /// Share of every fee (percent) that is burned rather than paid to the miner.
+    pub fee_burn_percent: u64,
+    /// Blocks between an unstake and the release of the coins.
+    pub unbonding_blocks: u64,
+    /// Side of the square filler matrices mined on when no job is available.
+    pub filler_size: u32,
+    /// How far ahead of a node's clock a block's time may be.
+    pub max_future_ms: u64,
+}
+
+impl ChainParams {
+    /// Devnet defaults: 10 s blocks, difficulty sized for a 2-core laptop.
+    pub fn devnet() -> Self {
+        Self {
+            block_time_ms: 10_000,
+            asert_half_life_ms: 200_000,
+            initial_difficulty: 50_000_000_000,
+            min_difficulty: 1_000_000,
+            block_subsidy: 50_000_000,
+            filler_subsidy_percent: 20,
+            fee_burn_percent: 30,
+            unbonding_blocks: 100,
+            filler_size: 512,
+            max_future_ms: 120_000,
+        }
+    }
+
+    pub fn check(&self) -> Result<(), ChainError> {
+        let bad = |why: &str| Err(ChainError::Genesis(why.to_string()));
+        if self.block_time_ms == 0 || self.asert_half_life_ms == 0 {
+            return bad("block_time_ms and asert_half_life_ms must be positive");
+        }
+        if self.min_difficulty == 0 || self.initial_difficulty < self.min_difficulty {
+            return bad("need 0 < min_difficulty <= initial_difficulty");
+        }
+        if self.filler_subsidy_percent > 100 || self.fee_burn_percent > 100 {
+            return bad("percentages must be at most 100");
+        }
+        if !(ergon_pouw::params::TILE_ROWS as u32..=4096).contains(&self.filler_size) {
+            return bad("filler_size must be in 24..=4096");
+        }
+        Ok(())
+    }
+}
+
+/// The genesis file: parameters, the genesis time, and who owns what at the start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// Human-readable network name; part of the genesis hash.
+    pub network: String,
+    pub time_ms: u64,
+    pub params: ChainParams,
+    /// Initial balances by address (`erg…`).
+    pub balances: BTreeMap<String, u64>,
+}
+
+impl Genesis {
+    pub fn from_json(text: &str) -> Result<Self, ChainError> {
+        let g: Genesis = serde_json::from_str(text).map_err(|e| ChainError::Genesis(e.to_string()))?;
+        g.params.check()?;
+        g.allocations()?;
+        Ok(g)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("genesis serialises")
+    }
+
+    /// The initial balances, parsed.
+    pub fn allocations(&self) -> Result<Vec<(Address, u64)>, ChainError> {
+        let mut total: u64 = 0;
+        self.balances
+            .iter()
+            .map(|(a, &v)| {
+                total = total.checked_add(v).ok_or_else(|| ChainError::Genesis("total supply overflows".into()))?;
+                Ok((a.parse::<Address>().map_err(|e| ChainError::Genesis(e.to_string()))?, v))
+            })
+            .collect()
+    }
+
+    /// Identifies the network: transactions sign over it, so they cannot be replayed elsewhere.
+    pub fn hash(&self) -> Hash {
+        Hash::of("ergon v1 genesis", &[self.to_json().as_bytes()])
+    }
+}

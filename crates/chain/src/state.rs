@@ -1,0 +1,244 @@
+//! The ledger: accounts with balances, nonces and stake, plus the supply counters; how
+//! transactions and block rewards change it; and undo records that restore it exactly.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ergon_types::codec::Writer;
+use ergon_types::{Address, Hash, SignedTransaction, TxKind};
+
+use crate::params::ChainParams;
+
+/// Stake on its way out: (height at which it is released, amount).
+pub type Unbonding = (u64, u64);
+
+/// One account. Absent accounts are all zeros.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Account {
+    pub balance: u64,
+    /// Transactions sent so far; the next must carry this nonce.
+    pub nonce: u64,
+    pub stake: u64,
+    /// (height at which it is released, amount), in release order.
+    pub unbonding: Vec<Unbonding>,
+}
+
+impl Account {
+    fn is_empty(&self) -> bool {
+        *self == Account::default()
+    }
+}
+
+/// Why a transaction cannot be applied: each reads as a sentence for the sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxRejection {
+    WrongChain,
+    BadSignature,
+    WrongNonce { expected: u64, got: u64 },
+    InsufficientBalance { needed: u64, available: u64 },
+    InsufficientStake { requested: u64, staked: u64 },
+    ZeroAmount,
+    Overflow,
+}
+
+impl fmt::Display for TxRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TxRejection::WrongChain => write!(f, "signed for another network (genesis hash differs)"),
+            TxRejection::BadSignature => write!(f, "signature does not verify for the sender's key"),
+            TxRejection::WrongNonce { expected, got } => {
+                write!(f, "nonce {got} but the account's next nonce is {expected}")
+            }
+            TxRejection::InsufficientBalance { needed, available } => {
+                write!(f, "needs {needed} (amount + fee) but the balance is {available}")
+            }
+            TxRejection::InsufficientStake { requested, staked } => {
+                write!(f, "unstakes {requested} but only {staked} is staked")
+            }
+            TxRejection::ZeroAmount => write!(f, "amount must be positive"),
+            TxRejection::Overflow => write!(f, "amount overflows the recipient's balance"),
+        }
+    }
+}
+
+/// The full ledger state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ledger {
+    accounts: BTreeMap<Address, Account>,
+    /// Coins created: genesis allocations plus every subsidy.
+    pub minted: u64,
+    /// Coins destroyed: the burned share of fees.
+    pub burned: u64,
+}
+
+/// Everything a block changed, so it can be undone exactly.
+#[derive(Clone, Debug, Default)]
+pub struct Undo {
+    accounts: Vec<(Address, Option<Account>)>,
+    minted: u64,
+    burned: u64,
+}
+
+impl Ledger {
+    pub fn genesis(allocations: &[(Address, u64)]) -> Self {
+        let mut l = Ledger::default();
+        for &(a, v) in allocations {
+            l.accounts.entry(a).or_default().balance += v;
+            l.minted += v;
+        }
+        l
+    }
+
+    pub fn account(&self, a: &Address) -> Account {
+        self.accounts.get(a).cloned().unwrap_or_default()
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = (&Address, &Account)> {
+        self.accounts.iter()
+    }
+
+    /// Balances plus stake plus unbonding over all accounts: must equal minted − burned.
+    pub fn circulating(&self) -> u128 {
+        self.accounts
+            .values()
+            .map(|a| a.balance as u128 + a.stake as u128 + a.unbonding.iter().map(|u| u.1 as u128).sum::<u128>())
+            .sum()
+    }
+
+    /// Commitment to the whole state: every non-empty account in address order, then the
+    /// supply counters. (Linear in the number of accounts; a Merkle tree replaces it when light
+    /// clients need proofs of single accounts.)
+    pub fn root(&self) -> Hash {
+        let mut w = Writer::new();
+        for (a, acc) in &self.accounts {
+            w.bytes(&a.0).u64(acc.balance).u64(acc.nonce).u64(acc.stake).u32(acc.unbonding.len() as u32);
+            for &(h, v) in &acc.unbonding {
+                w.u64(h).u64(v);
+            }
+        }
+        w.u64(self.minted).u64(self.burned);
+        Hash::of("ergon v1 state root", &[&w.finish()])
+    }
+
+    fn touch(&mut self, undo: &mut Undo, a: Address) -> &mut Account {
+        if !undo.accounts.iter().any(|(x, _)| *x == a) {
+            undo.accounts.push((a, self.accounts.get(&a).cloned()));
+        }
+        self.accounts.entry(a).or_default()
+    }
+
+    /// Starts a block: records counters for undo and releases matured unbonding stake.
+    pub fn begin_block(&mut self, height: u64) -> Undo {
+        let mut undo = Undo { accounts: Vec::new(), minted: self.minted, burned: self.burned };
+        let matured: Vec<Address> = self
+            .accounts
+            .iter()
+            .filter(|(_, acc)| acc.unbonding.first().is_some_and(|&(h, _)| h <= height))
+            .map(|(a, _)| *a)
+            .collect();
+        for a in matured {
+            let acc = self.touch(&mut undo, a);
+            let (ready, later): (Vec<Unbonding>, Vec<Unbonding>) =
+                acc.unbonding.iter().partition(|&&(h, _)| h <= height);
+            acc.balance += ready.iter().map(|u| u.1).sum::<u64>();
+            acc.unbonding = later;
+        }
+        undo
+    }
+
+    /// Applies one transaction (signature already checked by the caller, possibly in a batch).
+    /// Returns the fee collected, or why it cannot apply (in which case nothing changed).
+    pub fn apply_tx(
+        &mut self,
+        undo: &mut Undo,
+        tx: &SignedTransaction,
+        chain: &Hash,
+        height: u64,
+        params: &ChainParams,
+    ) -> Result<u64, TxRejection> {
+        let t = &tx.tx;
+        if t.chain != *chain {
+            return Err(TxRejection::WrongChain);
+        }
+        let from = t.sender();
+        let sender = self.account(&from);
+        if t.nonce != sender.nonce {
+            return Err(TxRejection::WrongNonce { expected: sender.nonce, got: t.nonce });
+        }
+        let amount = match t.kind {
+            TxKind::Transfer { amount, .. } | TxKind::Stake { amount } | TxKind::Unstake { amount } => amount,
+        };
+        if amount == 0 {
+            return Err(TxRejection::ZeroAmount);
+        }
+        let spend = match t.kind {
+            TxKind::Unstake { .. } => t.fee,
+            _ => amount.checked_add(t.fee).ok_or(TxRejection::Overflow)?,
+        };
+        if sender.balance < spend {
+            return Err(TxRejection::InsufficientBalance { needed: spend, available: sender.balance });
+        }
+        if let TxKind::Unstake { amount } = t.kind {
+            if sender.stake < amount {
+                return Err(TxRejection::InsufficientStake { requested: amount, staked: sender.stake });
+            }
+        }
+        if let TxKind::Transfer { to, amount } = t.kind {
+            if to != from && self.account(&to).balance.checked_add(amount).is_none() {
+                return Err(TxRejection::Overflow);
+            }
+        }
+        // All checks passed: mutate.
+        let acc = self.touch(undo, from);
+        acc.nonce += 1;
+        acc.balance -= spend;
+        match t.kind {
+            TxKind::Transfer { to, amount } => self.touch(undo, to).balance += amount,
+            TxKind::Stake { amount } => acc.stake += amount,
+            TxKind::Unstake { amount } => {
+                acc.stake -= amount;
+                acc.unbonding.push((height + params.unbonding_blocks, amount));
+            }
+        }
+        Ok(t.fee)
+    }
+
+    /// Pays the miner: subsidy (reduced for filler blocks) plus fees less the burned share.
+    /// Returns (minted, burned).
+    pub fn reward(
+        &mut self,
+        undo: &mut Undo,
+        miner: Address,
+        fees: u64,
+        filler: bool,
+        params: &ChainParams,
+    ) -> (u64, u64) {
+        let subsidy = if filler {
+            (params.block_subsidy as u128 * params.filler_subsidy_percent as u128 / 100) as u64
+        } else {
+            params.block_subsidy
+        };
+        let burned = (fees as u128 * params.fee_burn_percent as u128 / 100) as u64;
+        let acc = self.touch(undo, miner);
+        acc.balance = acc.balance.saturating_add(subsidy + (fees - burned));
+        self.minted += subsidy;
+        self.burned += burned;
+        (subsidy, burned)
+    }
+
+    /// Reverses a block exactly.
+    pub fn undo(&mut self, undo: Undo) {
+        for (a, before) in undo.accounts.into_iter().rev() {
+            match before {
+                Some(acc) if !acc.is_empty() => {
+                    self.accounts.insert(a, acc);
+                }
+                _ => {
+                    self.accounts.remove(&a);
+                }
+            }
+        }
+        self.minted = undo.minted;
+        self.burned = undo.burned;
+    }
+}

@@ -1,0 +1,178 @@
+//! The chain core driven as a node would drive it: real mined blocks, real signatures.
+
+use std::collections::BTreeMap;
+
+use ergon_chain::{seal, BlockRejection, Chain, ChainParams, Genesis, Imported, TxRejection};
+use ergon_types::{Address, Block, Hash, SecretKey, SignedTransaction, Transaction, TxKind};
+
+const T: u64 = 10_000;
+
+fn key(n: u8) -> SecretKey {
+    SecretKey::from_bytes(&[n; 32])
+}
+
+fn genesis() -> Genesis {
+    let params = ChainParams {
+        // 48×48 filler matrices: 4 tickets per nonce; difficulty = the product's multiply-adds.
+        filler_size: 48,
+        initial_difficulty: 48 * 48 * 48,
+        min_difficulty: 1000,
+        ..ChainParams::devnet()
+    };
+    let mut balances = BTreeMap::new();
+    balances.insert(key(1).public().address().to_string(), 1_000_000);
+    balances.insert(key(2).public().address().to_string(), 5_000);
+    Genesis { network: "test".into(), time_ms: 1_000_000, params, balances }
+}
+
+fn transfer(chain: Hash, from: u8, nonce: u64, to: Address, amount: u64, fee: u64) -> SignedTransaction {
+    let k = key(from);
+    Transaction { chain, from: k.public(), nonce, fee, kind: TxKind::Transfer { to, amount } }.sign(&k)
+}
+
+fn tx(chain: Hash, from: u8, nonce: u64, kind: TxKind) -> SignedTransaction {
+    let k = key(from);
+    Transaction { chain, from: k.public(), nonce, fee: 1, kind }.sign(&k)
+}
+
+/// Mines the next block on `chain`'s tip, on schedule, with `txs`; checks none were refused.
+fn mine_next(chain: &mut Chain, miner: u8, txs: Vec<SignedTransaction>) -> Block {
+    let now = chain.tip_header().time_ms + T;
+    let template = chain.template(key(miner).public().address(), txs, now);
+    assert!(template.refused.is_empty(), "{:?}", template.refused);
+    seal(template, 0, 1000).unwrap().expect("a winner within 1000 nonces")
+}
+
+fn supply_holds(chain: &Chain) {
+    let l = chain.ledger();
+    assert_eq!(l.circulating(), (l.minted - l.burned) as u128, "supply != minted - burned");
+}
+
+#[test]
+fn genesis_round_trips_and_bad_files_are_refused() {
+    let g = genesis();
+    assert_eq!(Genesis::from_json(&g.to_json()).unwrap(), g);
+    assert!(Genesis::from_json("{}").is_err());
+    let bad_addr = g.to_json().replace(&key(2).public().address().to_string(), "erg123");
+    assert!(Genesis::from_json(&bad_addr).unwrap_err().to_string().contains("not an address"));
+    let mut bad = g.clone();
+    bad.params.fee_burn_percent = 101;
+    assert!(Genesis::from_json(&bad.to_json()).is_err());
+}
+
+#[test]
+fn blocks_move_balances_exactly_and_keep_supply() {
+    let mut chain = Chain::new(genesis()).unwrap();
+    let id = chain.chain_id();
+    let (alice, bob, miner) = (key(1).public().address(), key(2).public().address(), key(9).public().address());
+    let b1 = mine_next(&mut chain, 9, vec![transfer(id, 1, 0, bob, 500, 10)]);
+    assert_eq!(chain.import(b1, 2_000_000).unwrap(), Imported::Extended { height: 1 });
+    let p = chain.params().clone();
+    let filler_subsidy = p.block_subsidy * p.filler_subsidy_percent / 100;
+    let burned = 10 * p.fee_burn_percent / 100;
+    assert_eq!(chain.ledger().account(&alice).balance, 1_000_000 - 510);
+    assert_eq!(chain.ledger().account(&alice).nonce, 1);
+    assert_eq!(chain.ledger().account(&bob).balance, 5_500);
+    assert_eq!(chain.ledger().account(&miner).balance, filler_subsidy + 10 - burned);
+    supply_holds(&chain);
+
+    // Stake, then unstake: coins return only after the unbonding period.
+    let b2 = mine_next(&mut chain, 9, vec![tx(id, 1, 1, TxKind::Stake { amount: 1_000 })]);
+    chain.import(b2, 3_000_000).unwrap();
+    let b3 = mine_next(&mut chain, 9, vec![tx(id, 1, 2, TxKind::Unstake { amount: 400 })]);
+    chain.import(b3, 3_000_000).unwrap();
+    let acc = chain.ledger().account(&alice);
+    assert_eq!((acc.stake, acc.unbonding.clone()), (600, vec![(3 + p.unbonding_blocks, 400)]));
+    supply_holds(&chain);
+    assert_eq!(chain.useful_work_fraction(), 0.0, "no jobs yet: all work is filler");
+}
+
+#[test]
+fn transactions_that_cannot_apply_are_refused_with_reasons() {
+    let mut chain = Chain::new(genesis()).unwrap();
+    let id = chain.chain_id();
+    let bob = key(2).public().address();
+    let now = chain.tip_header().time_ms + T;
+    let cases = vec![
+        transfer(id, 1, 5, bob, 1, 1),
+        transfer(id, 2, 0, bob, 10_000, 1),
+        tx(id, 2, 0, TxKind::Unstake { amount: 1 }),
+        transfer(id, 1, 0, bob, 0, 1),
+    ];
+    let template = chain.template(key(9).public().address(), cases, now);
+    let refused = template.refused;
+    assert!(template.txs.is_empty());
+    let reasons: Vec<String> = refused.iter().map(|(_, r)| r.to_string()).collect();
+    assert!(matches!(refused[0].1, TxRejection::WrongNonce { expected: 0, got: 5 }), "{reasons:?}");
+    assert!(reasons[1].contains("needs 10001") && reasons[1].contains("balance is 5000"), "{reasons:?}");
+    assert!(reasons[2].contains("only 0 is staked"), "{reasons:?}");
+    assert!(reasons[3].contains("positive"), "{reasons:?}");
+}
+
+#[test]
+fn invalid_blocks_are_refused_with_reasons() {
+    let mut chain = Chain::new(genesis()).unwrap();
+    let good = mine_next(&mut chain, 9, vec![]);
+    let now = good.header.time_ms;
+
+    let mut b = good.clone();
+    b.header.parent = Hash([7; 32]);
+    assert!(matches!(chain.import(b, now), Err(BlockRejection::UnknownParent(_))));
+
+    let mut b = good.clone();
+    b.header.difficulty += 1;
+    assert!(matches!(chain.import(b, now), Err(BlockRejection::WrongDifficulty { .. })));
+
+    let err = chain.import(good.clone(), good.header.time_ms - 200_000).unwrap_err();
+    assert!(err.to_string().contains("too far ahead"), "{err}");
+
+    let mut b = good.clone();
+    b.header.time_ms = chain.tip_header().time_ms;
+    assert!(matches!(chain.import(b, now), Err(BlockRejection::TooEarly { .. })));
+
+    let mut b = good.clone();
+    b.proof.b_cols[3] ^= 1;
+    b.header.proof_hash = ergon_types::block::proof_hash(&b.proof);
+    assert!(matches!(chain.import(b, now), Err(BlockRejection::Malformed(_))));
+
+    // A correctly mined block whose state root lies.
+    let mut template = chain.template(key(9).public().address(), vec![], now);
+    template.header.state_root = Hash([5; 32]);
+    let liar = seal(template, 0, 1000).unwrap().unwrap();
+    assert_eq!(chain.import(liar.clone(), now), Err(BlockRejection::StateRootMismatch));
+    assert_eq!(chain.import(liar, now), Err(BlockRejection::KnownInvalid));
+
+    assert_eq!(chain.import(good.clone(), now).unwrap(), Imported::Extended { height: 1 });
+    assert_eq!(chain.import(good, now).unwrap(), Imported::AlreadyKnown);
+}
+
+#[test]
+fn the_heavier_branch_wins_and_its_state_is_exact() {
+    let (mut x, mut y) = (Chain::new(genesis()).unwrap(), Chain::new(genesis()).unwrap());
+    let id = x.chain_id();
+    let bob = key(2).public().address();
+    // x: two blocks with a transfer; y: three blocks by another miner with other transfers.
+    let a1 = mine_next(&mut x, 8, vec![transfer(id, 1, 0, bob, 100, 5)]);
+    x.import(a1.clone(), u64::MAX / 2).unwrap();
+    let a2 = mine_next(&mut x, 8, vec![]);
+    x.import(a2, u64::MAX / 2).unwrap();
+    let mut ys = vec![];
+    for i in 0..3 {
+        let b = mine_next(&mut y, 7, vec![transfer(id, 2, i, key(3).public().address(), 10 + i, 2)]);
+        y.import(b.clone(), u64::MAX / 2).unwrap();
+        ys.push(b);
+    }
+    let before = x.ledger().clone();
+    assert!(matches!(x.import(ys[0].clone(), u64::MAX / 2).unwrap(), Imported::SideBranch { height: 1 }));
+    assert!(matches!(x.import(ys[1].clone(), u64::MAX / 2).unwrap(), Imported::SideBranch { height: 2 }));
+    assert_eq!(x.ledger(), &before, "equal work: the first-seen branch stays");
+    assert_eq!(
+        x.import(ys[2].clone(), u64::MAX / 2).unwrap(),
+        Imported::Reorganized { undone: 2, applied: 3, height: 3 }
+    );
+    assert_eq!(x.ledger(), y.ledger(), "after the reorg, exactly the winning branch's state");
+    assert_eq!(x.tip(), y.tip());
+    supply_holds(&x);
+    // The losing branch's transfer is gone (bob got nothing from it).
+    assert_eq!(x.ledger().account(&bob).balance, 5_000 - (10 + 11 + 12) - 3 * 2);
+}
