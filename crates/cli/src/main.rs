@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod matrix_cmds;
 mod progress;
+mod sim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,8 @@ enum Command {
     VerifyProof { proof: PathBuf },
     /// Quantize a float32 .npy matrix to int8 with per-row or per-column scales.
     Quantize(matrix_cmds::QuantizeArgs),
+    /// Run the deterministic network simulator over many seeds and check its invariants.
+    Sim(sim::SimArgs),
     /// Benchmarks that print side-by-side measurements from one run.
     Bench {
         #[command(subcommand)]
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Verify { a, b, c, rounds } => matrix_cmds::verify(&a, &b, &c, rounds),
         Command::VerifyProof { proof } => matrix_cmds::verify_proof(&proof),
         Command::Quantize(args) => matrix_cmds::quantize(args),
+        Command::Sim(args) => sim::run_sim(args),
         Command::Bench { which } => bench::run(which),
     };
     match result {
