@@ -10,6 +10,7 @@ use std::fmt;
 use ergon_kernels::MatI8;
 use ergon_types::block::{proof_hash, tx_root};
 use ergon_types::{Address, Block, BlockHeader, Hash, SignedTransaction};
+use rayon::prelude::*;
 
 use crate::asert::{next_difficulty, Anchor};
 use crate::filler::{filler_commitment, filler_matrices};
@@ -208,7 +209,8 @@ impl Chain {
             return Err(BlockRejection::WrongFillerMatrices);
         }
         block.check_self_consistent().map_err(|e| BlockRejection::Malformed(e.to_string()))?;
-        if let Some(index) = block.txs.iter().position(|t| t.verify().is_err()) {
+        // Signatures in parallel; position_first keeps the reported index deterministic.
+        if let Some(index) = block.txs.par_iter().position_first(|t| t.verify().is_err()) {
             return Err(BlockRejection::BadSignature { index });
         }
         Ok(())
@@ -340,8 +342,9 @@ impl Chain {
         let time_ms = now_ms.max(self.median_time_past(self.tip()) + 1);
         let mut undo = self.ledger.begin_block(height);
         let (mut included, mut refused, mut fees) = (Vec::new(), Vec::new(), 0u64);
-        for tx in candidates {
-            if tx.verify().is_err() {
+        let signed_ok: Vec<bool> = candidates.par_iter().map(|t| t.verify().is_ok()).collect();
+        for (tx, ok) in candidates.into_iter().zip(signed_ok) {
+            if !ok {
                 refused.push((tx, TxRejection::BadSignature));
                 continue;
             }

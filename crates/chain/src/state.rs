@@ -1,7 +1,7 @@
 //! The ledger: accounts with balances, nonces and stake, plus the supply counters; how
 //! transactions and block rewards change it; and undo records that restore it exactly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use ergon_types::codec::Writer;
@@ -75,6 +75,8 @@ pub struct Ledger {
 #[derive(Clone, Debug, Default)]
 pub struct Undo {
     accounts: Vec<(Address, Option<Account>)>,
+    /// Addresses already saved in `accounts` (a block touches each once, whatever its size).
+    touched: HashSet<Address>,
     minted: u64,
     burned: u64,
 }
@@ -121,7 +123,7 @@ impl Ledger {
     }
 
     fn touch(&mut self, undo: &mut Undo, a: Address) -> &mut Account {
-        if !undo.accounts.iter().any(|(x, _)| *x == a) {
+        if undo.touched.insert(a) {
             undo.accounts.push((a, self.accounts.get(&a).cloned()));
         }
         self.accounts.entry(a).or_default()
@@ -129,7 +131,7 @@ impl Ledger {
 
     /// Starts a block: records counters for undo and releases matured unbonding stake.
     pub fn begin_block(&mut self, height: u64) -> Undo {
-        let mut undo = Undo { accounts: Vec::new(), minted: self.minted, burned: self.burned };
+        let mut undo = Undo { minted: self.minted, burned: self.burned, ..Undo::default() };
         let matured: Vec<Address> = self
             .accounts
             .iter()

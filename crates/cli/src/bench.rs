@@ -11,6 +11,7 @@ use ergon_kernels::freivalds;
 use ergon_kernels::gemm::Isa;
 use ergon_kernels::peak::measure_int8_peak;
 use ergon_pouw::{mine, prove, verify, Challenge, MineOptions, WorkCommitment};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::matrix_cmds::{fresh_seed, gmacs, random_matrix};
@@ -22,6 +23,15 @@ pub enum BenchCommand {
     Matmul(BenchArgs),
     /// Mining overhead, proof size, verification time, Freivalds cost.
     Pouw(BenchArgs),
+    /// Signed transfers validated and applied per second; block import time.
+    Chain {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Transfers in the measured block.
+        #[arg(long, default_value_t = 20_000)]
+        transfers: usize,
+    },
 }
 
 #[derive(Args)]
@@ -55,6 +65,7 @@ pub fn run(which: BenchCommand) -> CmdResult {
     match which {
         BenchCommand::Matmul(args) => bench_matmul(args),
         BenchCommand::Pouw(args) => bench_pouw(args),
+        BenchCommand::Chain { json, transfers } => bench_chain(json, transfers),
     }
 }
 
@@ -327,5 +338,96 @@ fn bench_pouw(args: BenchArgs) -> CmdResult {
     println!(" (pairs) = median over interleaved pairs of mining ÷ plain. Mining includes noise,");
     println!(" tickets and recovery (its preparation shown, its application fused into the product);");
     println!(" Freivalds = its time as a share of the plain product; committing A and B is the client's, not counted)");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct ChainReport {
+    bench: &'static str,
+    threads: usize,
+    transfers: usize,
+    accounts: usize,
+    /// Signature checks + ledger application + state root, building the block.
+    template_seconds: f64,
+    transfers_per_second_building: f64,
+    /// Full import of the same block by a second node (all checks, PoUW included).
+    import_seconds: f64,
+    transfers_per_second_importing: f64,
+    block_bytes: usize,
+    propagation: &'static str,
+}
+
+fn bench_chain(json: bool, transfers: usize) -> CmdResult {
+    use ergon_chain::{seal, Chain, ChainParams, Genesis};
+    use ergon_types::{Canonical, SecretKey, Transaction, TxKind};
+    if transfers == 0 || transfers > ergon_types::block::MAX_TXS {
+        return Err(format!("--transfers must be in 1..={}", ergon_types::block::MAX_TXS));
+    }
+    let accounts = 1000usize;
+    let keys: Vec<SecretKey> = (0..accounts)
+        .map(|i| {
+            let mut b = [7u8; 32];
+            b[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            SecretKey::from_bytes(&b)
+        })
+        .collect();
+    let params = ChainParams {
+        filler_size: 48,
+        initial_difficulty: 48 * 48 * 48,
+        min_difficulty: 1000,
+        ..ChainParams::devnet()
+    };
+    let balances = keys.iter().map(|k| (k.public().address().to_string(), 1_000_000_000)).collect();
+    let genesis = Genesis { network: "bench".into(), time_ms: 1_000_000, params, balances };
+    let (mut builder, mut importer) =
+        (Chain::new(genesis.clone()).map_err(|e| e.to_string())?, Chain::new(genesis).map_err(|e| e.to_string())?);
+    let chain_id = builder.chain_id();
+    let txs: Vec<_> = (0..transfers)
+        .into_par_iter()
+        .map(|i| {
+            let (from, to) = (&keys[i % accounts], &keys[(i * 7 + 1) % accounts]);
+            let kind = TxKind::Transfer { to: to.public().address(), amount: 1 + (i % 100) as u64 };
+            Transaction { chain: chain_id, from: from.public(), nonce: (i / accounts) as u64, fee: 1, kind }.sign(from)
+        })
+        .collect();
+    let miner = SecretKey::from_bytes(&[200; 32]).public().address();
+    let (template, template_s) = time(|| builder.template(miner, txs, 1_010_000));
+    if !template.refused.is_empty() {
+        return Err(format!("{} transfers refused (bug): {}", template.refused.len(), template.refused[0].1));
+    }
+    let block = seal(template, 0, 100_000).map_err(|e| e.to_string())?.ok_or("no winning ticket (rerun)")?;
+    let block_bytes = block.encode().len();
+    let (imported, import_s) = time(|| importer.import(block, 1_010_000));
+    imported.map_err(|e| format!("own block refused (bug): {e}"))?;
+    let report = ChainReport {
+        bench: "chain",
+        threads: rayon::current_num_threads(),
+        transfers,
+        accounts,
+        template_seconds: template_s,
+        transfers_per_second_building: transfers as f64 / template_s,
+        import_seconds: import_s,
+        transfers_per_second_importing: transfers as f64 / import_s,
+        block_bytes,
+        propagation: "not measured: the peer-to-peer network is not built yet",
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        println!(
+            "chain ({} threads): a block of {transfers} signed transfers among {accounts} accounts ({} KiB)",
+            report.threads,
+            block_bytes / 1024
+        );
+        println!(
+            "  building (verify + apply + state root): {:.3} s = {:.0} transfers/s",
+            template_s, report.transfers_per_second_building
+        );
+        println!(
+            "  importing (all checks incl. PoUW):      {:.3} s = {:.0} transfers/s",
+            import_s, report.transfers_per_second_importing
+        );
+        println!("  block propagation: {}", report.propagation);
+    }
     Ok(ExitCode::SUCCESS)
 }
