@@ -4,6 +4,7 @@
 mod bench;
 mod demo;
 mod matrix_cmds;
+mod mine_local;
 mod progress;
 mod sim;
 
@@ -38,6 +39,8 @@ enum Command {
     VerifyProof { proof: PathBuf },
     /// Quantize a float32 .npy matrix to int8 with per-row or per-column scales.
     Quantize(matrix_cmds::QuantizeArgs),
+    /// Run one node without a network: replay its store, mine filler blocks, persist each.
+    MineLocal(mine_local::MineLocalArgs),
     /// Run the deterministic network simulator over many seeds and check its invariants.
     Sim(sim::SimArgs),
     /// Benchmarks that print side-by-side measurements from one run.
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::VerifyProof { proof } => matrix_cmds::verify_proof(&proof),
         Command::Quantize(args) => matrix_cmds::quantize(args),
         Command::Sim(args) => sim::run_sim(args),
+        Command::MineLocal(args) => mine_local::run(args),
         Command::Bench { which } => bench::run(which),
     };
     match result {
