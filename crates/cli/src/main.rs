@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod matrix_cmds;
 mod mine_local;
+mod node_cmds;
 mod progress;
 mod sim;
 
@@ -39,6 +40,20 @@ enum Command {
     VerifyProof { proof: PathBuf },
     /// Quantize a float32 .npy matrix to int8 with per-row or per-column scales.
     Quantize(matrix_cmds::QuantizeArgs),
+    /// Write a genesis file.
+    Genesis(node_cmds::GenesisArgs),
+    /// Run a node: store, HTTP API (JSON + /metrics), optional mining.
+    Node(node_cmds::NodeArgs),
+    /// Keys.
+    Key {
+        #[command(subcommand)]
+        cmd: node_cmds::KeyCommand,
+    },
+    /// Balances and transfers through a node's API.
+    Wallet {
+        #[command(subcommand)]
+        cmd: node_cmds::WalletCommand,
+    },
     /// Run one node without a network: replay its store, mine filler blocks, persist each.
     MineLocal(mine_local::MineLocalArgs),
     /// Run the deterministic network simulator over many seeds and check its invariants.
@@ -60,6 +75,10 @@ fn main() -> ExitCode {
         Command::Quantize(args) => matrix_cmds::quantize(args),
         Command::Sim(args) => sim::run_sim(args),
         Command::MineLocal(args) => mine_local::run(args),
+        Command::Node(args) => node_cmds::node(args),
+        Command::Genesis(args) => node_cmds::genesis(args),
+        Command::Key { cmd } => node_cmds::key(cmd),
+        Command::Wallet { cmd } => node_cmds::wallet(cmd),
         Command::Bench { which } => bench::run(which),
     };
     match result {

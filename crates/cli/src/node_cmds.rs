@@ -1,0 +1,214 @@
+//! `ergon node`, `ergon key new`, `ergon wallet balance|send`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use ergon_chain::Genesis;
+use ergon_node::NodeConfig;
+use ergon_types::{Address, Canonical, Hash, SecretKey, Transaction, TxKind};
+use serde_json::Value;
+
+use crate::CmdResult;
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// Where the node keeps its database.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// HTTP API address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    api: SocketAddr,
+    /// Mine filler blocks on the tip.
+    #[arg(long)]
+    mine: bool,
+    /// Address paid for mined blocks (default: the zero address).
+    #[arg(long)]
+    miner: Option<Address>,
+    /// Genesis file (JSON), required for a new data directory.
+    #[arg(long)]
+    genesis: Option<PathBuf>,
+}
+
+pub fn node(args: NodeArgs) -> CmdResult {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .try_init();
+    let genesis = match &args.genesis {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            Some(Genesis::from_json(&text).map_err(|e| format!("{}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    let cfg = NodeConfig {
+        data_dir: args.data_dir,
+        api: args.api,
+        mine: args.mine,
+        miner: args.miner.unwrap_or_default(),
+        genesis,
+    };
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    rt.block_on(ergon_node::run(cfg, async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Make a new key from OS randomness; writes its secret to a file readable only by you.
+    New {
+        #[arg(long, default_value = "ergon.key")]
+        out: PathBuf,
+    },
+}
+
+pub fn key(cmd: KeyCommand) -> CmdResult {
+    let KeyCommand::New { out } = cmd;
+    if out.exists() {
+        return Err(format!("{} exists; refusing to overwrite a key", out.display()));
+    }
+    let seed = crate::matrix_cmds::fresh_seed()?;
+    let key = SecretKey::from_bytes(&seed);
+    let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&out, &format!("{hex}\n"))?;
+    println!("{}  (secret key in {})", key.public().address(), out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_private(path: &PathBuf, text: &str) -> Result<(), String> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn read_key(path: &PathBuf) -> Result<SecretKey, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let hex = text.trim();
+    let bytes: Option<Vec<u8>> =
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
+    let bytes: [u8; 32] =
+        bytes.and_then(|b| b.try_into().ok()).ok_or(format!("{}: not a 64-digit hex key", path.display()))?;
+    Ok(SecretKey::from_bytes(&bytes))
+}
+
+#[derive(Subcommand)]
+pub enum WalletCommand {
+    /// Balance, stake and nonce of an address.
+    Balance {
+        address: Address,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: SocketAddr,
+    },
+    /// Sign a transfer with a key file and submit it to a node.
+    Send {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        to: Address,
+        #[arg(long)]
+        amount: u64,
+        #[arg(long, default_value_t = 1)]
+        fee: u64,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: SocketAddr,
+    },
+}
+
+pub fn wallet(cmd: WalletCommand) -> CmdResult {
+    match cmd {
+        WalletCommand::Balance { address, api } => {
+            let v = http(api, "GET", &format!("/accounts/{address}"), None)?;
+            println!(
+                "{address}: balance {}, staked {}, next nonce {} ({} pending)",
+                v["balance"], v["stake"], v["next_nonce"], v["pending"]
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        WalletCommand::Send { key, to, amount, fee, api } => {
+            let key = read_key(&key)?;
+            let from = key.public().address();
+            let status = http(api, "GET", "/status", None)?;
+            let chain = Hash::from_hex(status["chain_id"].as_str().unwrap_or("")).map_err(|e| e.to_string())?;
+            let nonce = http(api, "GET", &format!("/accounts/{from}"), None)?["next_nonce"].as_u64().unwrap_or(0);
+            let tx =
+                Transaction { chain, from: key.public(), nonce, fee, kind: TxKind::Transfer { to, amount } }.sign(&key);
+            let hex: String = tx.encode().iter().map(|b| format!("{b:02x}")).collect();
+            let v = http(api, "POST", "/transactions", Some(&serde_json::json!({ "tx": hex }).to_string()))?;
+            println!("submitted {} ({amount} to {to}, fee {fee}, nonce {nonce}): {}", v["id"], v["status"]);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 JSON client (loopback APIs; no TLS, no redirects).
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<Value, String> {
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("node at {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    s.take(16 << 20).read_to_end(&mut resp).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&resp);
+    let (head, payload) = text.split_once("\r\n\r\n").ok_or("malformed HTTP response")?;
+    let code: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or("malformed HTTP status")?;
+    let v: Value = serde_json::from_str(payload).map_err(|e| format!("bad JSON from node: {e}"))?;
+    if code >= 400 {
+        return Err(v["error"].as_str().unwrap_or("request failed").to_string());
+    }
+    Ok(v)
+}
+
+#[derive(Args)]
+pub struct GenesisArgs {
+    #[arg(long, default_value = "genesis.json")]
+    out: PathBuf,
+    /// Initial balance: ADDRESS=AMOUNT (repeatable).
+    #[arg(long)]
+    alloc: Vec<String>,
+    #[arg(long, default_value = "devnet")]
+    network: String,
+    /// Target block interval.
+    #[arg(long, default_value_t = 10_000)]
+    block_time_ms: u64,
+    /// Side of the filler matrices (difficulty starts at one filler product per block).
+    #[arg(long, default_value_t = 512)]
+    filler_size: u32,
+}
+
+pub fn genesis(args: GenesisArgs) -> CmdResult {
+    let mut balances = std::collections::BTreeMap::new();
+    for a in &args.alloc {
+        let (addr, amount) = a.split_once('=').ok_or(format!("--alloc {a:?}: expected ADDRESS=AMOUNT"))?;
+        addr.parse::<Address>().map_err(|e| e.to_string())?;
+        let amount: u64 = amount.parse().map_err(|_| format!("--alloc {a:?}: amount is not a whole number"))?;
+        balances.insert(addr.to_string(), amount);
+    }
+    let n = args.filler_size as u64;
+    let params = ergon_chain::ChainParams {
+        block_time_ms: args.block_time_ms,
+        asert_half_life_ms: 20 * args.block_time_ms,
+        filler_size: args.filler_size,
+        initial_difficulty: n * n * n,
+        min_difficulty: (n * n * n / 1000).max(1),
+        ..ergon_chain::ChainParams::devnet()
+    };
+    let g = Genesis { network: args.network, time_ms: ergon_node::now_ms(), params, balances };
+    let text = g.to_json();
+    Genesis::from_json(&text).map_err(|e| e.to_string())?;
+    std::fs::write(&args.out, text).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    println!("genesis {} written to {}", g.hash(), args.out.display());
+    Ok(ExitCode::SUCCESS)
+}

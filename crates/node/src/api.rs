@@ -1,0 +1,173 @@
+//! The HTTP JSON API and Prometheus metrics.
+//!
+//! `GET /status`, `GET /blocks?from=&limit=`, `GET /blocks/{hash}`, `GET /accounts/{address}`,
+//! `POST /transactions` (`{"tx": "<hex of the signed transaction's canonical encoding>"}`),
+//! `GET /metrics`. Errors are JSON `{"error": "..."}` with a 4xx status and a readable reason.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ergon_types::{Address, Block, Canonical, Hash, SignedTransaction, TxKind};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::Shared;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/blocks", get(blocks))
+        .route("/blocks/{hash}", get(block))
+        .route("/accounts/{address}", get(account))
+        .route("/transactions", post(submit))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+fn error(code: StatusCode, why: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": why.into() }))).into_response()
+}
+
+async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let node = s.lock();
+    let tip = node.chain.tip_header();
+    let uptime = s.started.elapsed().as_secs_f64().max(1e-9);
+    Json(json!({
+        "chain_id": node.chain.chain_id().to_hex(),
+        "height": node.chain.height(),
+        "tip": node.chain.tip().to_hex(),
+        "tip_time_ms": tip.time_ms,
+        "next_difficulty": node.chain.expected_difficulty(tip),
+        "cumulative_work": node.chain.tip_work().to_string(),
+        "useful_work_fraction": node.chain.useful_work_fraction(),
+        "peers": 0,
+        "mempool": node.mempool.len(),
+        "mining": s.mining,
+        "blocks_mined": s.stats.blocks_mined.load(Ordering::Relaxed),
+        "mining_rate_macs_per_s": s.stats.macs_mined.load(Ordering::Relaxed) as f64 / uptime,
+        "uptime_s": uptime,
+    }))
+}
+
+fn summary(b: &Block) -> Value {
+    let h = &b.header;
+    json!({
+        "height": h.height,
+        "id": h.id().to_hex(),
+        "parent": h.parent.to_hex(),
+        "time_ms": h.time_ms,
+        "miner": h.miner.to_string(),
+        "difficulty": h.difficulty,
+        "job": if h.job == Hash::ZERO { Value::Null } else { Value::String(h.job.to_hex()) },
+        "work": { "m": h.work.m, "k": h.work.k, "n": h.work.n },
+        "transactions": b.txs.len(),
+    })
+}
+
+fn tx_json(t: &SignedTransaction) -> Value {
+    let (kind, to, amount) = match t.tx.kind {
+        TxKind::Transfer { to, amount } => ("transfer", Some(to.to_string()), amount),
+        TxKind::Stake { amount } => ("stake", None, amount),
+        TxKind::Unstake { amount } => ("unstake", None, amount),
+    };
+    json!({ "id": t.id().to_hex(), "from": t.tx.sender().to_string(), "nonce": t.tx.nonce, "fee": t.tx.fee,
+            "kind": kind, "to": to, "amount": amount })
+}
+
+#[derive(Deserialize)]
+struct Range {
+    from: Option<u64>,
+    limit: Option<u64>,
+}
+
+async fn blocks(State(s): State<Arc<Shared>>, Query(r): Query<Range>) -> Json<Value> {
+    let node = s.lock();
+    let from = r.from.unwrap_or(1).max(1);
+    let limit = r.limit.unwrap_or(20).min(200);
+    let list: Vec<Value> = (from..from.saturating_add(limit))
+        .map_while(|h| node.chain.active_id(h))
+        .filter_map(|id| node.chain.block(&id).map(summary))
+        .collect();
+    Json(json!({ "height": node.chain.height(), "blocks": list }))
+}
+
+async fn block(State(s): State<Arc<Shared>>, Path(hash): Path<String>) -> Response {
+    let Ok(id) = Hash::from_hex(&hash) else {
+        return error(StatusCode::BAD_REQUEST, format!("{hash:?} is not a 64-digit hex block id"));
+    };
+    let node = s.lock();
+    match node.chain.block(&id) {
+        Some(b) => {
+            let mut v = summary(b);
+            v["txs"] = Value::Array(b.txs.iter().map(tx_json).collect());
+            v["state_root"] = Value::String(b.header.state_root.to_hex());
+            v["nonce"] = json!(b.header.nonce);
+            Json(v).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, "no such block"),
+    }
+}
+
+async fn account(State(s): State<Arc<Shared>>, Path(address): Path<String>) -> Response {
+    let a: Address = match address.parse() {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let node = s.lock();
+    let acc = node.chain.ledger().account(&a);
+    let pending = node.mempool.pending().iter().filter(|t| t.tx.sender() == a).count();
+    Json(json!({
+        "address": a.to_string(), "balance": acc.balance, "nonce": acc.nonce, "pending": pending,
+        "next_nonce": acc.nonce + pending as u64, "stake": acc.stake,
+        "unbonding": acc.unbonding.iter().map(|(h, v)| json!({"release_height": h, "amount": v})).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct Submit {
+    tx: String,
+}
+
+async fn submit(State(s): State<Arc<Shared>>, Json(body): Json<Submit>) -> Response {
+    if body.tx.len() > 2 * SignedTransaction::MAX_BYTES || body.tx.len() % 2 != 0 {
+        return error(StatusCode::BAD_REQUEST, "tx must be the hex of one signed transaction");
+    }
+    let bytes: Option<Vec<u8>> =
+        (0..body.tx.len()).step_by(2).map(|i| u8::from_str_radix(body.tx.get(i..i + 2)?, 16).ok()).collect();
+    let Some(bytes) = bytes else { return error(StatusCode::BAD_REQUEST, "tx is not hex") };
+    let tx = match SignedTransaction::decode(&bytes) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let mut node = s.lock();
+    let node = &mut *node;
+    match node.mempool.admit(&node.chain, tx) {
+        Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "id": id.to_hex(), "status": "pending" }))).into_response(),
+        Err(why) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("refused: {why}")),
+    }
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    let node = s.lock();
+    let st = &s.stats;
+    let body = format!(
+        "# HELP ergon_height Height of the active chain.\n# TYPE ergon_height gauge\nergon_height {}\n\
+         # HELP ergon_mempool_transactions Transactions waiting for a block.\n# TYPE ergon_mempool_transactions gauge\nergon_mempool_transactions {}\n\
+         # HELP ergon_blocks_mined_total Blocks this node mined.\n# TYPE ergon_blocks_mined_total counter\nergon_blocks_mined_total {}\n\
+         # HELP ergon_mined_multiply_adds_total Multiply-adds spent mining.\n# TYPE ergon_mined_multiply_adds_total counter\nergon_mined_multiply_adds_total {}\n\
+         # HELP ergon_useful_work_fraction Share of the chain's work done on paid jobs.\n# TYPE ergon_useful_work_fraction gauge\nergon_useful_work_fraction {}\n\
+         # HELP ergon_peers Connected peers.\n# TYPE ergon_peers gauge\nergon_peers 0\n",
+        node.chain.height(),
+        node.mempool.len(),
+        st.blocks_mined.load(Ordering::Relaxed),
+        st.macs_mined.load(Ordering::Relaxed),
+        node.chain.useful_work_fraction(),
+    );
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}

@@ -1,0 +1,156 @@
+//! The node: the async shell around the sans-IO chain core.
+//!
+//! It owns the chain and its store behind one lock, a mempool, a mining thread that seals filler
+//! blocks on the tip, and an HTTP JSON API (axum) with Prometheus metrics. Everything consensus
+//! decides happens in `ergon-chain`; this crate only feeds it time, transactions and blocks.
+
+mod api;
+mod mining;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use ergon_chain::{Chain, Genesis, TxRejection};
+use ergon_store::Store;
+use ergon_types::{Address, Hash, SignedTransaction};
+
+/// How a node is started.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub api: SocketAddr,
+    pub mine: bool,
+    pub miner: Address,
+    /// Required for a new data directory; must match an existing one.
+    pub genesis: Option<Genesis>,
+}
+
+/// Transactions waiting for a block, in arrival order.
+#[derive(Default)]
+pub struct Mempool {
+    txs: Vec<SignedTransaction>,
+}
+
+/// Counters the API and metrics report.
+#[derive(Default)]
+pub struct Stats {
+    pub blocks_mined: AtomicU64,
+    pub macs_mined: AtomicU64,
+    pub blocks_imported: AtomicU64,
+    pub blocks_rejected: AtomicU64,
+}
+
+/// What the API, the miner and (soon) the network share.
+pub struct Node {
+    pub chain: Chain,
+    pub store: Store,
+    pub mempool: Mempool,
+}
+
+pub struct Shared {
+    pub node: Mutex<Node>,
+    pub stats: Stats,
+    pub started: Instant,
+    pub stop: AtomicBool,
+    pub miner: Address,
+    pub mining: bool,
+}
+
+impl Shared {
+    /// Locks the node; a panic elsewhere while holding it must not take the API down with it.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Node> {
+        self.node.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Mempool {
+    /// Admits a transaction that could apply on top of the current state (or a later nonce of a
+    /// sender whose earlier ones are pending). Returns its id or why it was refused.
+    pub fn admit(&mut self, chain: &Chain, tx: SignedTransaction) -> Result<Hash, String> {
+        if tx.verify().is_err() {
+            return Err(TxRejection::BadSignature.to_string());
+        }
+        if tx.tx.chain != chain.chain_id() {
+            return Err(TxRejection::WrongChain.to_string());
+        }
+        let id = tx.id();
+        if self.txs.iter().any(|t| t.id() == id) {
+            return Ok(id);
+        }
+        let from = tx.tx.sender();
+        let next =
+            chain.ledger().account(&from).nonce + self.txs.iter().filter(|t| t.tx.sender() == from).count() as u64;
+        if tx.tx.nonce != next {
+            return Err(TxRejection::WrongNonce { expected: next, got: tx.tx.nonce }.to_string());
+        }
+        if self.txs.len() >= 50_000 {
+            return Err("mempool full; retry later".into());
+        }
+        self.txs.push(tx);
+        Ok(id)
+    }
+
+    pub fn pending(&self) -> Vec<SignedTransaction> {
+        self.txs.clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    /// Drops transactions that the chain has applied or can no longer apply.
+    pub fn prune(&mut self, chain: &Chain) {
+        self.txs.retain(|t| t.tx.nonce >= chain.ledger().account(&t.tx.sender()).nonce);
+    }
+}
+
+/// Runs a node until `shutdown` resolves.
+pub async fn run(
+    cfg: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
+    let db = cfg.data_dir.join("chain.redb");
+    let (store, chain) = Store::open(&db, cfg.genesis.as_ref()).map_err(|e| format!("{}: {e}", db.display()))?;
+    tracing::info!(height = chain.height(), tip = %chain.tip(), "chain loaded");
+    let shared = Arc::new(Shared {
+        node: Mutex::new(Node { chain, store, mempool: Mempool::default() }),
+        stats: Stats::default(),
+        started: Instant::now(),
+        stop: AtomicBool::new(false),
+        miner: cfg.miner,
+        mining: cfg.mine,
+    });
+    let miner = cfg.mine.then(|| {
+        let s = shared.clone();
+        std::thread::spawn(move || mining::mine_forever(s))
+    });
+    let listener = tokio::net::TcpListener::bind(cfg.api).await.map_err(|e| format!("API {}: {e}", cfg.api))?;
+    tracing::info!(api = %cfg.api, mining = cfg.mine, "serving");
+    let app = api::router(shared.clone());
+    let stop = shared.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stop.stop.store(true, Ordering::Relaxed);
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    shared.stop.store(true, Ordering::Relaxed);
+    if let Some(m) = miner {
+        let _ = m.join();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! The mining thread: seal filler blocks on the tip, a few nonces at a time, so a new tip or a
+//! shutdown interrupts it within milliseconds.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use ergon_chain::seal;
+
+use crate::{now_ms, Shared};
+
+/// Nonces tried before checking whether the tip moved.
+const NONCES_PER_ROUND: u64 = 4;
+
+pub fn mine_forever(shared: Arc<Shared>) {
+    let mut nonce = 0u64;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let template = {
+            let mut node = shared.lock();
+            let pending = node.mempool.pending();
+            node.chain.template(shared.miner, pending, now_ms())
+        };
+        let (parent, work) = (template.header.parent, template.header.work);
+        let macs = work.m as u64 * work.k as u64 * work.n as u64;
+        let sealed = seal(template, nonce, NONCES_PER_ROUND);
+        nonce = nonce.wrapping_add(NONCES_PER_ROUND);
+        shared.stats.macs_mined.fetch_add(macs * NONCES_PER_ROUND, Ordering::Relaxed);
+        let block = match sealed {
+            Ok(Some(b)) => b,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "mining failed");
+                return;
+            }
+        };
+        let mut node = shared.lock();
+        if node.chain.tip() != parent {
+            continue; // someone else extended the chain meanwhile
+        }
+        let height = block.header.height;
+        let node = &mut *node;
+        match node.store.import(&mut node.chain, block, now_ms()) {
+            Ok(Ok(_)) => {
+                shared.stats.blocks_mined.fetch_add(1, Ordering::Relaxed);
+                node.mempool.prune(&node.chain);
+                tracing::info!(height, tip = %node.chain.tip(), "mined a block");
+            }
+            Ok(Err(reason)) => tracing::error!(height, %reason, "own block refused (bug)"),
+            Err(e) => {
+                tracing::error!(error = %e, "store failed; stopping the miner");
+                return;
+            }
+        }
+    }
+}
