@@ -31,6 +31,12 @@ pub struct NodeArgs {
     /// Genesis file (JSON), required for a new data directory.
     #[arg(long)]
     genesis: Option<PathBuf>,
+    /// Peer-to-peer listen address, e.g. /ip4/127.0.0.1/tcp/9000 (none: no network).
+    #[arg(long)]
+    listen: Option<String>,
+    /// A peer to connect to (repeatable), e.g. /ip4/127.0.0.1/tcp/9001.
+    #[arg(long)]
+    peer: Vec<String>,
 }
 
 pub fn node(args: NodeArgs) -> CmdResult {
@@ -50,6 +56,8 @@ pub fn node(args: NodeArgs) -> CmdResult {
         mine: args.mine,
         miner: args.miner.unwrap_or_default(),
         genesis,
+        listen: args.listen,
+        peers: args.peer,
     };
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     rt.block_on(ergon_node::run(cfg, async {

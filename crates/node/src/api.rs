@@ -45,7 +45,8 @@ async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
         "next_difficulty": node.chain.expected_difficulty(tip),
         "cumulative_work": node.chain.tip_work().to_string(),
         "useful_work_fraction": node.chain.useful_work_fraction(),
-        "peers": 0,
+        "peers": s.peers(),
+        "peer_id": s.net.get().map(|n| n.peer_id.to_string()),
         "mempool": node.mempool.len(),
         "mining": s.mining,
         "blocks_mined": s.stats.blocks_mined.load(Ordering::Relaxed),
@@ -148,7 +149,10 @@ async fn submit(State(s): State<Arc<Shared>>, Json(body): Json<Submit>) -> Respo
     let mut node = s.lock();
     let node = &mut *node;
     match node.mempool.admit(&node.chain, tx) {
-        Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "id": id.to_hex(), "status": "pending" }))).into_response(),
+        Ok(id) => {
+            s.send(ergon_net::Command::PublishTx(bytes));
+            (StatusCode::ACCEPTED, Json(json!({ "id": id.to_hex(), "status": "pending" }))).into_response()
+        }
         Err(why) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("refused: {why}")),
     }
 }
@@ -162,12 +166,13 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
          # HELP ergon_blocks_mined_total Blocks this node mined.\n# TYPE ergon_blocks_mined_total counter\nergon_blocks_mined_total {}\n\
          # HELP ergon_mined_multiply_adds_total Multiply-adds spent mining.\n# TYPE ergon_mined_multiply_adds_total counter\nergon_mined_multiply_adds_total {}\n\
          # HELP ergon_useful_work_fraction Share of the chain's work done on paid jobs.\n# TYPE ergon_useful_work_fraction gauge\nergon_useful_work_fraction {}\n\
-         # HELP ergon_peers Connected peers.\n# TYPE ergon_peers gauge\nergon_peers 0\n",
+         # HELP ergon_peers Connected peers.\n# TYPE ergon_peers gauge\nergon_peers {}\n",
         node.chain.height(),
         node.mempool.len(),
         st.blocks_mined.load(Ordering::Relaxed),
         st.macs_mined.load(Ordering::Relaxed),
         node.chain.useful_work_fraction(),
+        s.peers(),
     );
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

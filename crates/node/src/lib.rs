@@ -6,6 +6,7 @@
 
 mod api;
 mod mining;
+mod sync;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +27,10 @@ pub struct NodeConfig {
     pub miner: Address,
     /// Required for a new data directory; must match an existing one.
     pub genesis: Option<Genesis>,
+    /// Peer-to-peer listen address (a multiaddr such as /ip4/127.0.0.1/tcp/9000); none: no network.
+    pub listen: Option<String>,
+    /// Peers to dial (multiaddrs).
+    pub peers: Vec<String>,
 }
 
 /// Transactions waiting for a block, in arrival order.
@@ -48,6 +53,8 @@ pub struct Node {
     pub chain: Chain,
     pub store: Store,
     pub mempool: Mempool,
+    /// Blocks received before their parent, by parent id.
+    pub orphans: std::collections::HashMap<Hash, Vec<ergon_types::Block>>,
 }
 
 pub struct Shared {
@@ -57,9 +64,21 @@ pub struct Shared {
     pub stop: AtomicBool,
     pub miner: Address,
     pub mining: bool,
+    pub net: std::sync::OnceLock<ergon_net::NetHandle>,
 }
 
 impl Shared {
+    /// Hands a command to the network, if there is one.
+    pub fn send(&self, cmd: ergon_net::Command) {
+        if let Some(net) = self.net.get() {
+            let _ = net.commands.send(cmd);
+        }
+    }
+
+    pub fn peers(&self) -> usize {
+        self.net.get().map_or(0, |n| n.peers.load(Ordering::Relaxed))
+    }
+
     /// Locks the node; a panic elsewhere while holding it must not take the API down with it.
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Node> {
         self.node.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -125,13 +144,17 @@ pub async fn run(
     let (store, chain) = Store::open(&db, cfg.genesis.as_ref()).map_err(|e| format!("{}: {e}", db.display()))?;
     tracing::info!(height = chain.height(), tip = %chain.tip(), "chain loaded");
     let shared = Arc::new(Shared {
-        node: Mutex::new(Node { chain, store, mempool: Mempool::default() }),
+        node: Mutex::new(Node { chain, store, mempool: Mempool::default(), orphans: Default::default() }),
         stats: Stats::default(),
         started: Instant::now(),
         stop: AtomicBool::new(false),
         miner: cfg.miner,
         mining: cfg.mine,
+        net: std::sync::OnceLock::new(),
     });
+    if let Some(listen) = &cfg.listen {
+        sync::start_network(&shared, listen, &cfg.peers)?;
+    }
     let miner = cfg.mine.then(|| {
         let s = shared.clone();
         std::thread::spawn(move || mining::mine_forever(s))

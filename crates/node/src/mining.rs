@@ -37,11 +37,13 @@ pub fn mine_forever(shared: Arc<Shared>) {
             continue; // someone else extended the chain meanwhile
         }
         let height = block.header.height;
+        let bytes = ergon_types::Canonical::encode(&block);
         let node = &mut *node;
         match node.store.import(&mut node.chain, block, now_ms()) {
             Ok(Ok(_)) => {
                 shared.stats.blocks_mined.fetch_add(1, Ordering::Relaxed);
                 node.mempool.prune(&node.chain);
+                shared.send(ergon_net::Command::PublishBlock(bytes));
                 tracing::info!(height, tip = %node.chain.tip(), "mined a block");
             }
             Ok(Err(reason)) => tracing::error!(height, %reason, "own block refused (bug)"),

@@ -1,0 +1,196 @@
+//! Ergon's peer-to-peer layer (rust-libp2p): TCP with noise encryption and yamux multiplexing;
+//! gossipsub for blocks and transactions; a request-response protocol that fetches a block by id
+//! or a peer's tip, which is all header-first sync needs at devnet scale; identify.
+//!
+//! The swarm runs in its own task. The node talks to it through [`Command`]s and receives
+//! [`Event`]s; blocks are served through a provider callback, so this crate knows nothing of the
+//! chain. Messages are size-bounded by gossipsub and the request-response codec, and a peer the
+//! node reports as sending invalid data is disconnected and banned.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashSet;
+use std::hash::{Hash as _, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::request_response::{self, cbor, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{gossipsub, identify, noise, tcp, yamux, Multiaddr, StreamProtocol};
+pub use libp2p::{Multiaddr as Address, PeerId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// Largest gossip message: a block with its PoUW proof (≤ ~7.5 MB) and transactions.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// What one peer may ask another.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// The block with this id.
+    Block([u8; 32]),
+    /// The peer's current tip block.
+    Tip,
+}
+
+/// A block's canonical bytes, or nothing if the peer does not have it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response(pub Option<Vec<u8>>);
+
+/// What the node asks the network to do.
+#[derive(Debug)]
+pub enum Command {
+    PublishBlock(Vec<u8>),
+    PublishTx(Vec<u8>),
+    Request {
+        peer: PeerId,
+        request: Request,
+    },
+    /// Drop and ban a peer that sent invalid data.
+    Punish(PeerId),
+}
+
+/// What the network tells the node.
+#[derive(Debug)]
+pub enum Event {
+    Block { from: PeerId, bytes: Vec<u8> },
+    Tx { from: PeerId, bytes: Vec<u8> },
+    PeerConnected(PeerId),
+}
+
+/// Serves a peer's request from the node's state.
+pub type Provider = Arc<dyn Fn(&Request) -> Option<Vec<u8>> + Send + Sync>;
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    gossipsub: gossipsub::Behaviour,
+    blocks: cbor::Behaviour<Request, Response>,
+    identify: identify::Behaviour,
+}
+
+pub struct NetConfig {
+    pub listen: Multiaddr,
+    pub peers: Vec<Multiaddr>,
+    /// Topics are per network, so two devnets on one machine never mix.
+    pub chain_id: [u8; 32],
+}
+
+/// The node's side of the network task.
+#[derive(Clone)]
+pub struct NetHandle {
+    pub commands: mpsc::UnboundedSender<Command>,
+    pub peer_id: PeerId,
+    pub peers: Arc<AtomicUsize>,
+}
+
+fn topic(kind: &str, chain_id: &[u8; 32]) -> gossipsub::IdentTopic {
+    let short: String = chain_id[..8].iter().map(|b| format!("{b:02x}")).collect();
+    gossipsub::IdentTopic::new(format!("ergon/{kind}/1/{short}"))
+}
+
+/// Starts the swarm on the current tokio runtime.
+pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::UnboundedReceiver<Event>), String> {
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| e.to_string())?
+        .with_behaviour(|key| {
+            let gossip = gossipsub::ConfigBuilder::default()
+                .max_transmit_size(MAX_MESSAGE_BYTES)
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .heartbeat_interval(Duration::from_millis(500))
+                .message_id_fn(|m: &gossipsub::Message| {
+                    let mut h = DefaultHasher::new();
+                    m.data.hash(&mut h);
+                    gossipsub::MessageId::from(h.finish().to_le_bytes().to_vec())
+                })
+                .build()
+                .map_err(|e| e.to_string())?;
+            let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip)?;
+            let blocks = cbor::Behaviour::new(
+                [(StreamProtocol::new("/ergon/blocks/1"), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+            );
+            let identify = identify::Behaviour::new(identify::Config::new("/ergon/1".into(), key.public()));
+            Ok(Behaviour { gossipsub, blocks, identify })
+        })
+        .map_err(|e| e.to_string())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    let (blocks_topic, txs_topic) = (topic("blocks", &cfg.chain_id), topic("txs", &cfg.chain_id));
+    for t in [&blocks_topic, &txs_topic] {
+        swarm.behaviour_mut().gossipsub.subscribe(t).map_err(|e| e.to_string())?;
+    }
+    swarm.listen_on(cfg.listen.clone()).map_err(|e| format!("listen on {}: {e}", cfg.listen))?;
+    for p in &cfg.peers {
+        swarm.dial(p.clone()).map_err(|e| format!("dial {p}: {e}"))?;
+    }
+    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let peers = Arc::new(AtomicUsize::new(0));
+    let handle = NetHandle { commands: cmd_tx, peer_id: *swarm.local_peer_id(), peers: peers.clone() };
+    let redial = cfg.peers.clone();
+    tokio::spawn(async move {
+        let mut banned: HashSet<PeerId> = HashSet::new();
+        let mut redial_timer = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                cmd = cmd_rx.recv() => match cmd {
+                    None => break,
+                    Some(Command::PublishBlock(b)) => { let _ = swarm.behaviour_mut().gossipsub.publish(blocks_topic.clone(), b); }
+                    Some(Command::PublishTx(b)) => { let _ = swarm.behaviour_mut().gossipsub.publish(txs_topic.clone(), b); }
+                    Some(Command::Request { peer, request }) => { swarm.behaviour_mut().blocks.send_request(&peer, request); }
+                    Some(Command::Punish(peer)) => {
+                        tracing::warn!(%peer, "dropping and banning a peer that sent invalid data");
+                        banned.insert(peer);
+                        let _ = swarm.disconnect_peer_id(peer);
+                    }
+                },
+                _ = redial_timer.tick() => {
+                    // Keep trying configured peers that are not connected (they may start later).
+                    if swarm.connected_peers().count() < redial.len() {
+                        for p in &redial { let _ = swarm.dial(p.clone()); }
+                    }
+                }
+                ev = swarm.select_next_some() => match ev {
+                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message, .. })) => {
+                        let ev = if message.topic == blocks_topic.hash() {
+                            Event::Block { from: propagation_source, bytes: message.data }
+                        } else {
+                            Event::Tx { from: propagation_source, bytes: message.data }
+                        };
+                        let _ = ev_tx.send(ev);
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Blocks(request_response::Event::Message { peer, message, .. })) => match message {
+                        request_response::Message::Request { request, channel, .. } => {
+                            let _ = swarm.behaviour_mut().blocks.send_response(channel, Response(provider(&request)));
+                        }
+                        request_response::Message::Response { response, .. } => {
+                            if let Some(bytes) = response.0 {
+                                let _ = ev_tx.send(Event::Block { from: peer, bytes });
+                            }
+                        }
+                    },
+                    SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+                        if banned.contains(&peer_id) {
+                            let _ = swarm.disconnect_peer_id(peer_id);
+                        } else if num_established.get() == 1 {
+                            peers.fetch_add(1, Ordering::Relaxed);
+                            swarm.behaviour_mut().gossipsub.add_explicit_peer(&peer_id);
+                            swarm.behaviour_mut().blocks.send_request(&peer_id, Request::Tip);
+                            let _ = ev_tx.send(Event::PeerConnected(peer_id));
+                        }
+                    }
+                    SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                        swarm.behaviour_mut().gossipsub.remove_explicit_peer(&peer_id);
+                        peers.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening for peers"),
+                    _ => {}
+                },
+            }
+        }
+    });
+    Ok((handle, ev_rx))
+}
