@@ -395,6 +395,7 @@ impl Chain {
 }
 
 /// A block to be mined: see [`Chain::template`].
+#[derive(Clone)]
 pub struct Template {
     pub header: BlockHeader,
     pub txs: Vec<SignedTransaction>,

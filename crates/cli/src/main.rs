@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod devnet;
 mod matrix_cmds;
 mod mine_local;
 mod node_cmds;
@@ -23,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start a local network of node processes on loopback, with a live status table.
+    Devnet(devnet::DevnetArgs),
     /// Mine a block on a generated job end to end: product, tickets, proof, verification.
     Demo(demo::DemoArgs),
     /// C = A·B for int8 .npy matrices (exact int32 result), optionally mining on the product.
@@ -68,6 +71,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Devnet(args) => devnet::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Matmul(args) => matrix_cmds::matmul(args),
         Command::Verify { a, b, c, rounds } => matrix_cmds::verify(&a, &b, &c, rounds),

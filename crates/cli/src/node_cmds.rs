@@ -157,7 +157,7 @@ pub fn wallet(cmd: WalletCommand) -> CmdResult {
 }
 
 /// A minimal HTTP/1.1 JSON client (loopback APIs; no TLS, no redirects).
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<Value, String> {
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<Value, String> {
     let mut s =
         TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("node at {addr}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;

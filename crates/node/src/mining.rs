@@ -4,20 +4,32 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use ergon_chain::seal;
+use std::time::{Duration, Instant};
+
+use ergon_chain::{seal, Template};
+use ergon_types::Hash;
 
 use crate::{now_ms, Shared};
 
 /// Nonces tried before checking whether the tip moved.
-const NONCES_PER_ROUND: u64 = 4;
+const NONCES_PER_ROUND: u64 = 8;
+
+/// A template is rebuilt when the tip moves, or this often to pick up new transactions and time.
+const TEMPLATE_REFRESH: Duration = Duration::from_secs(1);
 
 pub fn mine_forever(shared: Arc<Shared>) {
     let mut nonce = 0u64;
+    let mut current: Option<(Hash, Instant, Template)> = None;
     while !shared.stop.load(Ordering::Relaxed) {
         let template = {
             let mut node = shared.lock();
-            let pending = node.mempool.pending();
-            node.chain.template(shared.miner, pending, now_ms())
+            let tip = node.chain.tip();
+            let stale = current.as_ref().is_none_or(|(t, at, _)| *t != tip || at.elapsed() >= TEMPLATE_REFRESH);
+            if stale {
+                let pending = node.mempool.pending();
+                current = Some((tip, Instant::now(), node.chain.template(shared.miner, pending, now_ms())));
+            }
+            current.as_ref().map(|c| c.2.clone()).expect("set above")
         };
         let (parent, work) = (template.header.parent, template.header.work);
         let macs = work.m as u64 * work.k as u64 * work.n as u64;

@@ -1,0 +1,215 @@
+//! `ergon devnet`: a local network of separate node processes on loopback, with a live table.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use ergon_chain::{ChainParams, Genesis};
+use ergon_types::SecretKey;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+
+use crate::node_cmds::http;
+use crate::CmdResult;
+
+#[derive(Args)]
+pub struct DevnetArgs {
+    /// Node processes to start (all mine).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// API of node i listens on this port + i; its peer-to-peer port is this + 100 + i.
+    #[arg(long, default_value_t = 8080)]
+    api_base_port: u16,
+    /// Target block interval.
+    #[arg(long, default_value_t = 10)]
+    block_time_s: u64,
+    /// Where genesis, data and logs go (cleared at start).
+    #[arg(long, default_value = "ergon-devnet")]
+    dir: PathBuf,
+    /// Stop by itself after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration_s: Option<u64>,
+}
+
+/// Stops every child when dropped, so no node outlives the devnet (even on an error).
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in &self.0 {
+            let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for c in &mut self.0 {
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Multiply-adds per second one mining pass reaches here, to size the first difficulty.
+fn measure_rate(size: usize) -> Result<f64, String> {
+    let (a, b) = ergon_chain::filler::filler_matrices(&ergon_types::Hash::ZERO, size);
+    let ch =
+        ergon_pouw::Challenge::new(vec![], ergon_pouw::WorkCommitment::compute(&a, &b).map_err(|e| e.to_string())?, 1)
+            .map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let mut passes = 0;
+    while t.elapsed() < Duration::from_millis(300) {
+        ergon_pouw::mine(&ch, &a, &b, passes, Default::default()).map_err(|e| e.to_string())?;
+        passes += 1;
+    }
+    Ok((size * size * size) as f64 * passes as f64 / t.elapsed().as_secs_f64())
+}
+
+pub fn run(args: DevnetArgs) -> CmdResult {
+    if !(1..=16).contains(&args.nodes) || args.block_time_s == 0 {
+        return Err("need --nodes in 1..=16 and --block-time-s >= 1".into());
+    }
+    let _ = std::fs::remove_dir_all(&args.dir);
+    std::fs::create_dir_all(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let filler = 256usize;
+    // All nodes share this machine's cores: one block every block_time needs about this much.
+    let rate = measure_rate(filler)?;
+    let difficulty = (rate * args.block_time_s as f64 * 0.5) as u64;
+    let keys: Vec<SecretKey> = (0..args.nodes).map(|i| SecretKey::from_bytes(&[i as u8 + 1; 32])).collect();
+    let params = ChainParams {
+        block_time_ms: args.block_time_s * 1000,
+        asert_half_life_ms: 20 * args.block_time_s * 1000,
+        filler_size: filler as u32,
+        initial_difficulty: difficulty.max(1_000_000),
+        min_difficulty: 1_000_000,
+        ..ChainParams::devnet()
+    };
+    let balances = keys.iter().map(|k| (k.public().address().to_string(), 1_000_000_000)).collect();
+    let genesis = Genesis { network: "devnet".into(), time_ms: ergon_node::now_ms(), params, balances };
+    let genesis_path = args.dir.join("genesis.json");
+    std::fs::write(&genesis_path, genesis.to_json()).map_err(|e| e.to_string())?;
+    println!(
+        "devnet {}: {} nodes, {} s blocks, first difficulty {:.2e} multiply-adds (this machine mines {:.1} G/s); files in {}",
+        &genesis.hash().to_hex()[..12],
+        args.nodes,
+        args.block_time_s,
+        difficulty as f64,
+        rate / 1e9,
+        args.dir.display()
+    );
+
+    let mut nodes = Nodes(Vec::new());
+    let mut apis = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let api: SocketAddr = ([127, 0, 0, 1], args.api_base_port + i as u16).into();
+        let p2p = |j: usize| format!("/ip4/127.0.0.1/tcp/{}", args.api_base_port as usize + 100 + j);
+        let log = std::fs::File::create(args.dir.join(format!("node-{i}.log"))).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(&exe);
+        cmd.args(["node", "--mine", "--genesis"]).arg(&genesis_path);
+        cmd.arg("--data-dir").arg(args.dir.join(format!("node-{i}")));
+        cmd.args(["--api", &api.to_string(), "--listen", &p2p(i), "--miner", &key.public().address().to_string()]);
+        for j in 0..i {
+            cmd.args(["--peer", &p2p(j)]);
+        }
+        let child = cmd.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log).spawn();
+        nodes.0.push(child.map_err(|e| format!("starting node {i}: {e}"))?);
+        apis.push(api);
+        println!(
+            "  node {i}: API http://{api}  p2p {}  log {}",
+            p2p(i),
+            args.dir.join(format!("node-{i}.log")).display()
+        );
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                rt.block_on(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                });
+                stop.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    let started = Instant::now();
+    let bar = ProgressBar::new(3);
+    bar.set_style(
+        ProgressStyle::with_template("waiting for the first blocks [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let tty = std::io::stdout().is_terminal();
+    let mut drawn = 0;
+    let mut last_print = Instant::now() - Duration::from_secs(60);
+    while !stop.load(Ordering::Relaxed) && args.duration_s.is_none_or(|d| started.elapsed() < Duration::from_secs(d)) {
+        for (i, c) in nodes.0.iter_mut().enumerate() {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Err(format!(
+                    "node {i} exited ({status}); see {}",
+                    args.dir.join(format!("node-{i}.log")).display()
+                ));
+            }
+        }
+        let statuses: Vec<Option<Value>> = apis.iter().map(|a| http(*a, "GET", "/status", None).ok()).collect();
+        let height = statuses.iter().flatten().filter_map(|s| s["height"].as_u64()).max().unwrap_or(0);
+        if !bar.is_finished() {
+            bar.set_position(height.min(3));
+            if height >= 3 {
+                bar.finish_and_clear();
+            }
+        }
+        if bar.is_finished() && (tty || last_print.elapsed() >= Duration::from_secs(10)) {
+            let table = render(&statuses, started.elapsed().as_secs(), tty);
+            if tty && drawn > 0 {
+                print!("\x1b[{drawn}A");
+            }
+            print!("{table}");
+            let _ = std::io::stdout().flush();
+            drawn = table.lines().count();
+            last_print = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    bar.finish_and_clear();
+    let statuses: Vec<Option<Value>> = apis.iter().map(|a| http(*a, "GET", "/status", None).ok()).collect();
+    print!("{}", render(&statuses, started.elapsed().as_secs(), false));
+    println!("stopping {} nodes…", nodes.0.len());
+    drop(nodes);
+    println!("stopped; data and logs kept in {}", args.dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(statuses: &[Option<Value>], secs: u64, tty: bool) -> String {
+    // Erase to end of line when redrawing in place on a terminal.
+    let el = if tty { "\x1b[K" } else { "" };
+    let mut out = format!(
+        "{:<6} {:>7} {:<14} {:>6} {:>7} {:>8} {:>12}{el}\n",
+        "node", "height", "tip", "peers", "mined", "mempool", "G mult-add/s"
+    );
+    for (i, s) in statuses.iter().enumerate() {
+        match s {
+            Some(s) => {
+                out += &format!(
+                    "{:<6} {:>7} {:<14} {:>6} {:>7} {:>8} {:>12.2}{el}\n",
+                    i,
+                    s["height"].as_u64().unwrap_or(0),
+                    s["tip"].as_str().map_or("?", |t| &t[..12.min(t.len())]),
+                    s["peers"].as_u64().unwrap_or(0),
+                    s["blocks_mined"].as_u64().unwrap_or(0),
+                    s["mempool"].as_u64().unwrap_or(0),
+                    s["mining_rate_macs_per_s"].as_f64().unwrap_or(0.0) / 1e9
+                )
+            }
+            None => out += &format!("{i:<6} (not answering yet){el}\n"),
+        }
+    }
+    out += &format!("{secs} s running; Ctrl-C stops every node{el}\n");
+    out
+}

@@ -1,0 +1,37 @@
+//! `ergon devnet`: separate node processes on loopback find each other and agree on one chain.
+
+use std::net::TcpListener;
+use std::process::Command;
+
+#[test]
+fn three_node_processes_connect_and_agree() {
+    // A base port whose neighbours are very likely free.
+    let base = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().clamp(20_000, 60_000);
+    let dir = std::env::temp_dir().join(format!("ergon-devnet-test-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_ergon"))
+        .args(["devnet", "--nodes", "3", "--block-time-s", "2", "--duration-s", "25"])
+        .args(["--api-base-port", &base.to_string(), "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    // The final table: one row per node with height, tip and peers.
+    let table: Vec<Vec<&str>> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("node "))
+        .skip(1)
+        .take(3)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(table.len(), 3, "{text}");
+    let heights: Vec<u64> = table.iter().map(|r| r[1].parse().unwrap()).collect();
+    let peers: Vec<u64> = table.iter().map(|r| r[3].parse().unwrap()).collect();
+    assert!(peers.iter().all(|&p| p == 2), "every node sees the other two: {text}");
+    assert!(*heights.iter().min().unwrap() >= 2, "blocks were mined: {text}");
+    assert!(
+        heights.iter().max().unwrap() - heights.iter().min().unwrap() <= 1,
+        "nodes agree within a block in flight: {text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
