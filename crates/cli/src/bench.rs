@@ -23,6 +23,8 @@ pub enum BenchCommand {
     Matmul(BenchArgs),
     /// Mining overhead, proof size, verification time, Freivalds cost.
     Pouw(BenchArgs),
+    /// Block propagation to N node processes and sync time of a fresh node.
+    Network(crate::bench_network::NetworkArgs),
     /// Signed transfers validated and applied per second; block import time.
     Chain {
         /// Print JSON instead of a table.
@@ -66,6 +68,7 @@ pub fn run(which: BenchCommand) -> CmdResult {
         BenchCommand::Matmul(args) => bench_matmul(args),
         BenchCommand::Pouw(args) => bench_pouw(args),
         BenchCommand::Chain { json, transfers } => bench_chain(json, transfers),
+        BenchCommand::Network(args) => crate::bench_network::run(args),
     }
 }
 
@@ -409,7 +412,7 @@ fn bench_chain(json: bool, transfers: usize) -> CmdResult {
         import_seconds: import_s,
         transfers_per_second_importing: transfers as f64 / import_s,
         block_bytes,
-        propagation: "not measured: the peer-to-peer network is not built yet",
+        propagation: "see: ergon bench network",
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);

@@ -37,7 +37,36 @@ pub struct DevnetArgs {
 }
 
 /// Stops every child when dropped, so no node outlives the devnet (even on an error).
-struct Nodes(Vec<Child>);
+pub struct Nodes(pub Vec<Child>);
+
+/// One `ergon node` process: data in `dir/node-{i}`, log in `dir/node-{i}.log`.
+pub struct NodeSpec<'a> {
+    pub dir: &'a std::path::Path,
+    pub index: usize,
+    pub genesis: &'a std::path::Path,
+    pub api: SocketAddr,
+    pub listen: String,
+    pub peers: Vec<String>,
+    pub miner: Option<String>,
+}
+
+pub fn spawn_node(spec: NodeSpec<'_>) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let i = spec.index;
+    let log = std::fs::File::create(spec.dir.join(format!("node-{i}.log"))).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["node", "--genesis"]).arg(spec.genesis);
+    cmd.arg("--data-dir").arg(spec.dir.join(format!("node-{i}")));
+    cmd.args(["--api", &spec.api.to_string(), "--listen", &spec.listen]);
+    if let Some(m) = &spec.miner {
+        cmd.args(["--mine", "--miner", m]);
+    }
+    for p in &spec.peers {
+        cmd.args(["--peer", p]);
+    }
+    cmd.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);
+    cmd.spawn().map_err(|e| format!("starting node {i}: {e}"))
+}
 
 impl Drop for Nodes {
     fn drop(&mut self) {
@@ -76,7 +105,6 @@ pub fn run(args: DevnetArgs) -> CmdResult {
     }
     let _ = std::fs::remove_dir_all(&args.dir);
     std::fs::create_dir_all(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let filler = 256usize;
     // All nodes share this machine's cores: one block every block_time needs about this much.
     let rate = measure_rate(filler)?;
@@ -109,16 +137,15 @@ pub fn run(args: DevnetArgs) -> CmdResult {
     for (i, key) in keys.iter().enumerate() {
         let api: SocketAddr = ([127, 0, 0, 1], args.api_base_port + i as u16).into();
         let p2p = |j: usize| format!("/ip4/127.0.0.1/tcp/{}", args.api_base_port as usize + 100 + j);
-        let log = std::fs::File::create(args.dir.join(format!("node-{i}.log"))).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(&exe);
-        cmd.args(["node", "--mine", "--genesis"]).arg(&genesis_path);
-        cmd.arg("--data-dir").arg(args.dir.join(format!("node-{i}")));
-        cmd.args(["--api", &api.to_string(), "--listen", &p2p(i), "--miner", &key.public().address().to_string()]);
-        for j in 0..i {
-            cmd.args(["--peer", &p2p(j)]);
-        }
-        let child = cmd.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log).spawn();
-        nodes.0.push(child.map_err(|e| format!("starting node {i}: {e}"))?);
+        nodes.0.push(spawn_node(NodeSpec {
+            dir: &args.dir,
+            index: i,
+            genesis: &genesis_path,
+            api,
+            listen: p2p(i),
+            peers: (0..i).map(p2p).collect(),
+            miner: Some(key.public().address().to_string()),
+        })?);
         apis.push(api);
         println!(
             "  node {i}: API http://{api}  p2p {}  log {}",

@@ -108,6 +108,7 @@ async fn block(State(s): State<Arc<Shared>>, Path(hash): Path<String>) -> Respon
             v["txs"] = Value::Array(b.txs.iter().map(tx_json).collect());
             v["state_root"] = Value::String(b.header.state_root.to_hex());
             v["nonce"] = json!(b.header.nonce);
+            v["received_ms"] = json!(node.seen_ms.get(&id));
             Json(v).into_response()
         }
         None => error(StatusCode::NOT_FOUND, "no such block"),

@@ -55,6 +55,8 @@ pub struct Node {
     pub mempool: Mempool,
     /// Blocks received before their parent, by parent id.
     pub orphans: std::collections::HashMap<Hash, Vec<ergon_types::Block>>,
+    /// When this node first accepted each block (mined or received), for propagation figures.
+    pub seen_ms: std::collections::HashMap<Hash, u64>,
 }
 
 pub struct Shared {
@@ -144,7 +146,13 @@ pub async fn run(
     let (store, chain) = Store::open(&db, cfg.genesis.as_ref()).map_err(|e| format!("{}: {e}", db.display()))?;
     tracing::info!(height = chain.height(), tip = %chain.tip(), "chain loaded");
     let shared = Arc::new(Shared {
-        node: Mutex::new(Node { chain, store, mempool: Mempool::default(), orphans: Default::default() }),
+        node: Mutex::new(Node {
+            chain,
+            store,
+            mempool: Mempool::default(),
+            orphans: Default::default(),
+            seen_ms: Default::default(),
+        }),
         stats: Stats::default(),
         started: Instant::now(),
         stop: AtomicBool::new(false),

@@ -48,12 +48,13 @@ pub fn mine_forever(shared: Arc<Shared>) {
         if node.chain.tip() != parent {
             continue; // someone else extended the chain meanwhile
         }
-        let height = block.header.height;
+        let (height, id) = (block.header.height, block.header.id());
         let bytes = ergon_types::Canonical::encode(&block);
         let node = &mut *node;
         match node.store.import(&mut node.chain, block, now_ms()) {
             Ok(Ok(_)) => {
                 shared.stats.blocks_mined.fetch_add(1, Ordering::Relaxed);
+                node.seen_ms.insert(id, now_ms());
                 node.mempool.prune(&node.chain);
                 shared.send(ergon_net::Command::PublishBlock(bytes));
                 tracing::info!(height, tip = %node.chain.tip(), "mined a block");

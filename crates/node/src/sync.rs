@@ -69,6 +69,7 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8]) {
         match node.store.import(&mut node.chain, b.clone(), now_ms()) {
             Ok(Ok(imported)) => {
                 if imported != Imported::AlreadyKnown {
+                    node.seen_ms.insert(id, now_ms());
                     shared.stats.blocks_imported.fetch_add(1, Ordering::Relaxed);
                     node.mempool.prune(&node.chain);
                     tracing::info!(height, %id, ?imported, "imported a block");
