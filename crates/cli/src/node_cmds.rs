@@ -37,6 +37,9 @@ pub struct NodeArgs {
     /// A peer to connect to (repeatable), e.g. /ip4/127.0.0.1/tcp/9001.
     #[arg(long)]
     peer: Vec<String>,
+    /// Also discover peers on the local network by mDNS (off by default).
+    #[arg(long)]
+    mdns: bool,
 }
 
 pub fn node(args: NodeArgs) -> CmdResult {
@@ -58,6 +61,7 @@ pub fn node(args: NodeArgs) -> CmdResult {
         genesis,
         listen: args.listen,
         peers: args.peer,
+        mdns: args.mdns,
     };
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     rt.block_on(ergon_node::run(cfg, async {

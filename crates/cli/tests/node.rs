@@ -91,3 +91,62 @@ fn a_node_mines_serves_its_api_and_applies_a_transfer() {
     node.kill().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Kademlia: in a line A ← B ← C (each dials only its predecessor), A still meets C.
+#[test]
+fn peers_discover_each_other_beyond_their_configured_peers() {
+    let dir = std::env::temp_dir().join(format!("ergon-kad-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    assert!(ergon(&["genesis", "--out", &p("g.json"), "--block-time-ms", "1000", "--filler-size", "48"])
+        .status
+        .success());
+    let (apis, p2ps): (Vec<String>, Vec<String>) =
+        (0..3).map(|_| (format!("127.0.0.1:{}", free_port()), format!("/ip4/127.0.0.1/tcp/{}", free_port()))).unzip();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ergon"));
+        cmd.args([
+            "node",
+            "--data-dir",
+            &p(&format!("n{i}")),
+            "--api",
+            &apis[i],
+            "--genesis",
+            &p("g.json"),
+            "--listen",
+            &p2ps[i],
+        ]);
+        if i > 0 {
+            cmd.args(["--peer", &p2ps[i - 1]]);
+        }
+        nodes.push(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let peers_of_a = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&apis[0]).ok()?;
+        s.write_all(format!("GET /status HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", apis[0]).as_bytes())
+            .ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        let body = resp.split_once("\r\n\r\n")?.1;
+        serde_json::from_str::<serde_json::Value>(body).ok()?["peers"].as_u64()
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut seen = None;
+    while Instant::now() < deadline {
+        seen = peers_of_a();
+        if seen == Some(2) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for mut n in nodes {
+        let _ = n.kill();
+        let _ = n.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(seen, Some(2), "A should have found C through B's routing table");
+}

@@ -1,6 +1,7 @@
 //! Ergon's peer-to-peer layer (rust-libp2p): TCP with noise encryption and yamux multiplexing;
 //! gossipsub for blocks and transactions; a request-response protocol that fetches a block by id
-//! or a peer's tip, which is all header-first sync needs at devnet scale; identify.
+//! or a peer's tip, which is all sync needs at devnet scale; identify; Kademlia for discovering
+//! peers beyond the configured ones; mDNS, off by default.
 //!
 //! The swarm runs in its own task. The node talks to it through [`Command`]s and receives
 //! [`Event`]s; blocks are served through a provider callback, so this crate knows nothing of the
@@ -16,8 +17,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::request_response::{self, cbor, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{gossipsub, identify, noise, tcp, yamux, Multiaddr, StreamProtocol};
+use libp2p::{gossipsub, identify, kad, mdns, noise, tcp, yamux, Multiaddr, StreamProtocol};
 pub use libp2p::{Multiaddr as Address, PeerId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -67,6 +69,11 @@ struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     blocks: cbor::Behaviour<Request, Response>,
     identify: identify::Behaviour,
+    /// Peer discovery beyond the configured peers: addresses learnt from identify are added, and
+    /// peers found in the routing table are dialled.
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Local-network discovery, off unless asked for.
+    mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
 pub struct NetConfig {
@@ -74,6 +81,8 @@ pub struct NetConfig {
     pub peers: Vec<Multiaddr>,
     /// Topics are per network, so two devnets on one machine never mix.
     pub chain_id: [u8; 32],
+    /// Discover peers on the local network by mDNS.
+    pub mdns: bool,
 }
 
 /// The node's side of the network task.
@@ -91,6 +100,7 @@ fn topic(kind: &str, chain_id: &[u8; 32]) -> gossipsub::IdentTopic {
 
 /// Starts the swarm on the current tokio runtime.
 pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::UnboundedReceiver<Event>), String> {
+    let mdns_on = cfg.mdns;
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -113,7 +123,14 @@ pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::Unb
                 request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
             );
             let identify = identify::Behaviour::new(identify::Config::new("/ergon/1".into(), key.public()));
-            Ok(Behaviour { gossipsub, blocks, identify })
+            let peer_id = key.public().to_peer_id();
+            let mut kad_cfg = kad::Config::new(StreamProtocol::new("/ergon/kad/1"));
+            kad_cfg.set_query_timeout(Duration::from_secs(30));
+            let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
+            kad.set_mode(Some(kad::Mode::Server));
+            let mdns =
+                if mdns_on { Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?) } else { None };
+            Ok(Behaviour { gossipsub, blocks, identify, kad, mdns: Toggle::from(mdns) })
         })
         .map_err(|e| e.to_string())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
@@ -134,6 +151,7 @@ pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::Unb
     tokio::spawn(async move {
         let mut banned: HashSet<PeerId> = HashSet::new();
         let mut redial_timer = tokio::time::interval(Duration::from_secs(2));
+        let mut discovery_timer = tokio::time::interval(Duration::from_secs(30));
         loop {
             tokio::select! {
                 cmd = cmd_rx.recv() => match cmd {
@@ -147,6 +165,9 @@ pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::Unb
                         let _ = swarm.disconnect_peer_id(peer);
                     }
                 },
+                _ = discovery_timer.tick() => {
+                    let _ = swarm.behaviour_mut().kad.bootstrap();
+                }
                 _ = redial_timer.tick() => {
                     // Keep trying configured peers that are not connected (they may start later).
                     if swarm.connected_peers().count() < redial.len() {
@@ -187,6 +208,24 @@ pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::Unb
                         peers.fetch_sub(1, Ordering::Relaxed);
                     }
                     SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening for peers"),
+                    SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                        for addr in info.listen_addrs {
+                            swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                        }
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }))
+                        if !swarm.is_connected(&peer) && !banned.contains(&peer) =>
+                    {
+                        let _ = swarm.dial(addresses.first().clone());
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                        for (peer, addr) in found {
+                            if !swarm.is_connected(&peer) && !banned.contains(&peer) {
+                                tracing::info!(%peer, %addr, "found by mDNS");
+                                let _ = swarm.dial(addr);
+                            }
+                        }
+                    }
                     _ => {}
                 },
             }

@@ -31,6 +31,8 @@ pub struct NodeConfig {
     pub listen: Option<String>,
     /// Peers to dial (multiaddrs).
     pub peers: Vec<String>,
+    /// Discover peers on the local network by mDNS.
+    pub mdns: bool,
 }
 
 /// Transactions waiting for a block, in arrival order.
@@ -161,7 +163,7 @@ pub async fn run(
         net: std::sync::OnceLock::new(),
     });
     if let Some(listen) = &cfg.listen {
-        sync::start_network(&shared, listen, &cfg.peers)?;
+        sync::start_network(&shared, listen, &cfg.peers, cfg.mdns)?;
     }
     let miner = cfg.mine.then(|| {
         let s = shared.clone();

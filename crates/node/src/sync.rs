@@ -12,7 +12,7 @@ use crate::{now_ms, Shared};
 /// Orphans kept at most (blocks whose parent has not arrived yet).
 const MAX_ORPHANS: usize = 10_000;
 
-pub fn start_network(shared: &Arc<Shared>, listen: &str, peers: &[String]) -> Result<(), String> {
+pub fn start_network(shared: &Arc<Shared>, listen: &str, peers: &[String], mdns: bool) -> Result<(), String> {
     let listen = listen.parse().map_err(|e| format!("--listen {listen:?}: {e}"))?;
     let peers = peers
         .iter()
@@ -28,7 +28,7 @@ pub fn start_network(shared: &Arc<Shared>, listen: &str, peers: &[String]) -> Re
         };
         node.chain.block(&id).map(|b| b.encode())
     });
-    let (handle, mut events) = ergon_net::spawn(NetConfig { listen, peers, chain_id }, provider)?;
+    let (handle, mut events) = ergon_net::spawn(NetConfig { listen, peers, chain_id, mdns }, provider)?;
     tracing::info!(peer_id = %handle.peer_id, "network started");
     let _ = shared.net.set(handle);
     let shared = shared.clone();
