@@ -51,13 +51,45 @@ pub enum Command {
     },
     /// Drop and ban a peer that sent invalid data.
     Punish(PeerId),
+    /// The node's verdict on a gossiped message: only accepted ones are forwarded, and rejected
+    /// ones lower the sender's gossipsub score.
+    Verdict {
+        message: MessageRef,
+        verdict: Verdict,
+    },
+}
+
+/// Identifies a gossiped message awaiting the node's verdict.
+#[derive(Debug, Clone)]
+pub struct MessageRef {
+    id: gossipsub::MessageId,
+    source: PeerId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: forward it.
+    Accept,
+    /// Invalid: drop it and penalise the sender.
+    Reject,
+    /// Cannot judge (e.g. its parent is missing) or already known: drop it quietly.
+    Ignore,
 }
 
 /// What the network tells the node.
 #[derive(Debug)]
 pub enum Event {
-    Block { from: PeerId, bytes: Vec<u8> },
-    Tx { from: PeerId, bytes: Vec<u8> },
+    /// A block; `gossip` is set when it came by gossip and awaits a [`Command::Verdict`].
+    Block {
+        from: PeerId,
+        bytes: Vec<u8>,
+        gossip: Option<MessageRef>,
+    },
+    Tx {
+        from: PeerId,
+        bytes: Vec<u8>,
+        gossip: MessageRef,
+    },
     PeerConnected(PeerId),
 }
 
@@ -109,6 +141,7 @@ pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::Unb
             let gossip = gossipsub::ConfigBuilder::default()
                 .max_transmit_size(MAX_MESSAGE_BYTES)
                 .validation_mode(gossipsub::ValidationMode::Strict)
+                .validate_messages()
                 .heartbeat_interval(Duration::from_millis(500))
                 .message_id_fn(|m: &gossipsub::Message| {
                     let mut h = DefaultHasher::new();
@@ -159,6 +192,14 @@ pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::Unb
                     Some(Command::PublishBlock(b)) => { let _ = swarm.behaviour_mut().gossipsub.publish(blocks_topic.clone(), b); }
                     Some(Command::PublishTx(b)) => { let _ = swarm.behaviour_mut().gossipsub.publish(txs_topic.clone(), b); }
                     Some(Command::Request { peer, request }) => { swarm.behaviour_mut().blocks.send_request(&peer, request); }
+                    Some(Command::Verdict { message, verdict }) => {
+                        let acceptance = match verdict {
+                            Verdict::Accept => gossipsub::MessageAcceptance::Accept,
+                            Verdict::Reject => gossipsub::MessageAcceptance::Reject,
+                            Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+                        };
+                        swarm.behaviour_mut().gossipsub.report_message_validation_result(&message.id, &message.source, acceptance);
+                    }
                     Some(Command::Punish(peer)) => {
                         tracing::warn!(%peer, "dropping and banning a peer that sent invalid data");
                         banned.insert(peer);
@@ -175,11 +216,12 @@ pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::Unb
                     }
                 }
                 ev = swarm.select_next_some() => match ev {
-                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message, .. })) => {
+                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
+                        let gossip = MessageRef { id: message_id, source: propagation_source };
                         let ev = if message.topic == blocks_topic.hash() {
-                            Event::Block { from: propagation_source, bytes: message.data }
+                            Event::Block { from: propagation_source, bytes: message.data, gossip: Some(gossip) }
                         } else {
-                            Event::Tx { from: propagation_source, bytes: message.data }
+                            Event::Tx { from: propagation_source, bytes: message.data, gossip }
                         };
                         let _ = ev_tx.send(ev);
                     }
@@ -189,7 +231,7 @@ pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::Unb
                         }
                         request_response::Message::Response { response, .. } => {
                             if let Some(bytes) = response.0 {
-                                let _ = ev_tx.send(Event::Block { from: peer, bytes });
+                                let _ = ev_tx.send(Event::Block { from: peer, bytes, gossip: None });
                             }
                         }
                     },

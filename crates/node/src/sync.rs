@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use ergon_chain::{BlockRejection, Imported};
-use ergon_net::{Command, Event, NetConfig, PeerId, Request};
+use ergon_net::{Command, Event, NetConfig, PeerId, Request, Verdict};
 use ergon_types::{Block, Canonical, Hash, SignedTransaction};
 
 use crate::{now_ms, Shared};
@@ -35,8 +35,16 @@ pub fn start_network(shared: &Arc<Shared>, listen: &str, peers: &[String], mdns:
     tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
             match ev {
-                Event::Block { from, bytes } => on_block(&shared, from, &bytes),
-                Event::Tx { from, bytes } => on_tx(&shared, from, &bytes),
+                Event::Block { from, bytes, gossip } => {
+                    let verdict = on_block(&shared, from, &bytes);
+                    if let Some(message) = gossip {
+                        shared.send(Command::Verdict { message, verdict });
+                    }
+                }
+                Event::Tx { from, bytes, gossip } => {
+                    let verdict = on_tx(&shared, from, &bytes);
+                    shared.send(Command::Verdict { message: gossip, verdict });
+                }
                 Event::PeerConnected(peer) => tracing::info!(%peer, "peer connected"),
             }
         }
@@ -44,23 +52,33 @@ pub fn start_network(shared: &Arc<Shared>, listen: &str, peers: &[String], mdns:
     Ok(())
 }
 
-fn on_tx(shared: &Shared, from: PeerId, bytes: &[u8]) {
-    match SignedTransaction::decode(bytes) {
-        Ok(tx) => {
-            let mut node = shared.lock();
-            let node = &mut *node;
-            let _ = node.mempool.admit(&node.chain, tx);
-        }
-        Err(_) => shared.send(Command::Punish(from)),
+/// Admits a gossiped transaction; forwards only those this node would mine.
+fn on_tx(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
+    let Ok(tx) = SignedTransaction::decode(bytes) else {
+        shared.send(Command::Punish(from));
+        return Verdict::Reject;
+    };
+    if tx.verify().is_err() {
+        return Verdict::Reject;
+    }
+    let mut node = shared.lock();
+    let node = &mut *node;
+    // A stale nonce or a full mempool is no fault of the sender's.
+    if node.mempool.admit(&node.chain, tx).is_ok() {
+        Verdict::Accept
+    } else {
+        Verdict::Ignore
     }
 }
 
-/// Imports a block (and any orphans it unlocks); asks the sender for a missing parent.
-fn on_block(shared: &Shared, from: PeerId, bytes: &[u8]) {
+/// Imports a block (and any orphans it unlocks); asks the sender for a missing parent. Returns
+/// the verdict on the block itself (not on the orphans it unlocked).
+fn on_block(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
     let Ok(block) = Block::decode(bytes) else {
         shared.send(Command::Punish(from));
-        return;
+        return Verdict::Reject;
     };
+    let mut verdict = None;
     let mut node = shared.lock();
     let node = &mut *node;
     let mut pending = vec![block];
@@ -68,7 +86,9 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8]) {
         let (id, parent, height) = (b.header.id(), b.header.parent, b.header.height);
         match node.store.import(&mut node.chain, b.clone(), now_ms()) {
             Ok(Ok(imported)) => {
-                if imported != Imported::AlreadyKnown {
+                let known = imported == Imported::AlreadyKnown;
+                verdict.get_or_insert(if known { Verdict::Ignore } else { Verdict::Accept });
+                if !known {
                     node.seen_ms.insert(id, now_ms());
                     shared.stats.blocks_imported.fetch_add(1, Ordering::Relaxed);
                     node.mempool.prune(&node.chain);
@@ -79,19 +99,27 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8]) {
                 }
             }
             Ok(Err(BlockRejection::UnknownParent(_))) => {
+                verdict.get_or_insert(Verdict::Ignore);
                 if node.orphans.values().map(Vec::len).sum::<usize>() < MAX_ORPHANS {
                     node.orphans.entry(parent).or_default().push(b);
                 }
                 shared.send(Command::Request { peer: from, request: Request::Block(parent.0) });
             }
             // Our clock may lag: not proof of a bad peer.
-            Ok(Err(BlockRejection::TooFarInFuture { .. })) => {}
+            Ok(Err(BlockRejection::TooFarInFuture { .. })) => {
+                verdict.get_or_insert(Verdict::Ignore);
+            }
             Ok(Err(reason)) => {
+                verdict.get_or_insert(Verdict::Reject);
                 shared.stats.blocks_rejected.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(height, %reason, peer = %from, "refused a block");
                 shared.send(Command::Punish(from));
             }
-            Err(e) => tracing::error!(error = %e, "store failed"),
+            Err(e) => {
+                verdict.get_or_insert(Verdict::Ignore);
+                tracing::error!(error = %e, "store failed");
+            }
         }
     }
+    verdict.unwrap_or(Verdict::Ignore)
 }
