@@ -50,6 +50,14 @@ impl ChainParams {
         }
     }
 
+    /// Filler matrices of side `filler_size` and a first difficulty of one filler product (about
+    /// one winning ticket per nonce), floor 1000: blocks in milliseconds, for simulations, tests,
+    /// benchmarks and small local networks. Block time and half-life are the devnet's.
+    pub fn small(filler_size: u32) -> Self {
+        let n = filler_size as u64;
+        Self { filler_size, initial_difficulty: n * n * n, min_difficulty: 1000, ..Self::devnet() }
+    }
+
     pub fn check(&self) -> Result<(), ChainError> {
         let bad = |why: &str| Err(ChainError::Genesis(why.to_string()));
         if self.block_time_ms == 0 || self.asert_half_life_ms == 0 {

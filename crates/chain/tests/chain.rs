@@ -12,13 +12,8 @@ fn key(n: u8) -> SecretKey {
 }
 
 fn genesis() -> Genesis {
-    let params = ChainParams {
-        // 48×48 filler matrices: 4 tickets per nonce; difficulty = the product's multiply-adds.
-        filler_size: 48,
-        initial_difficulty: 48 * 48 * 48,
-        min_difficulty: 1000,
-        ..ChainParams::devnet()
-    };
+    // 48×48 filler matrices: 4 tickets per nonce; difficulty = the product's multiply-adds.
+    let params = ChainParams::small(48);
     let mut balances = BTreeMap::new();
     balances.insert(key(1).public().address().to_string(), 1_000_000);
     balances.insert(key(2).public().address().to_string(), 5_000);

@@ -374,12 +374,7 @@ fn bench_chain(json: bool, transfers: usize) -> CmdResult {
             SecretKey::from_bytes(&b)
         })
         .collect();
-    let params = ChainParams {
-        filler_size: 48,
-        initial_difficulty: 48 * 48 * 48,
-        min_difficulty: 1000,
-        ..ChainParams::devnet()
-    };
+    let params = ChainParams::small(48);
     let balances = keys.iter().map(|k| (k.public().address().to_string(), 1_000_000_000)).collect();
     let genesis = Genesis { network: "bench".into(), time_ms: 1_000_000, params, balances };
     let (mut builder, mut importer) =

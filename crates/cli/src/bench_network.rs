@@ -46,15 +46,7 @@ struct NetworkReport {
 }
 
 fn genesis(block_time_ms: u64, filler: u32) -> Genesis {
-    let n = filler as u64;
-    let params = ChainParams {
-        block_time_ms,
-        asert_half_life_ms: 20 * block_time_ms,
-        filler_size: filler,
-        initial_difficulty: n * n * n,
-        min_difficulty: 1000,
-        ..ChainParams::devnet()
-    };
+    let params = ChainParams { block_time_ms, asert_half_life_ms: 20 * block_time_ms, ..ChainParams::small(filler) };
     Genesis { network: "bench".into(), time_ms: ergon_node::now_ms(), params, balances: Default::default() }
 }
 

@@ -13,14 +13,7 @@ fn ergon() -> Command {
 /// Fast blocks (20 ms target) on small filler matrices, so many are committed between kills.
 fn write_genesis(dir: &Path) -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-    let params = ChainParams {
-        block_time_ms: 20,
-        asert_half_life_ms: 2_000,
-        filler_size: 48,
-        initial_difficulty: 48 * 48 * 48,
-        min_difficulty: 1000,
-        ..ChainParams::devnet()
-    };
+    let params = ChainParams { block_time_ms: 20, asert_half_life_ms: 2_000, ..ChainParams::small(48) };
     let g = Genesis { network: "kill-test".into(), time_ms: now, params, balances: Default::default() };
     let path = dir.join("genesis.json");
     std::fs::write(&path, g.to_json()).unwrap();

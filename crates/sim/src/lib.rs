@@ -118,12 +118,7 @@ const GENESIS_TIME: u64 = 1_000_000;
 const KEYS: u8 = 4;
 
 fn genesis() -> Genesis {
-    let params = ChainParams {
-        filler_size: 48,
-        initial_difficulty: 48 * 48 * 48,
-        min_difficulty: 1000,
-        ..ChainParams::devnet()
-    };
+    let params = ChainParams::small(48);
     let balances =
         (1..=KEYS).map(|k| (SecretKey::from_bytes(&[k; 32]).public().address().to_string(), 1_000_000)).collect();
     Genesis { network: "sim".into(), time_ms: GENESIS_TIME, params, balances }
