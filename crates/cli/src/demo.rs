@@ -41,8 +41,8 @@ pub fn run(args: DemoArgs) -> CmdResult {
     let commitment = WorkCommitment::compute(&a, &b).map_err(|e| e.to_string())?;
     println!(
         "2. The job is committed by Merkle roots: A {}…, B {}… ({:.0} ms).",
-        hex(&commitment.root_a[..6]),
-        hex(&commitment.root_b[..6]),
+        ergon_types::hex::encode(&commitment.root_a[..6]),
+        ergon_types::hex::encode(&commitment.root_b[..6]),
         t.elapsed().as_secs_f64() * 1e3
     );
     // About four winning tickets per pass.
@@ -107,8 +107,4 @@ pub fn run(args: DemoArgs) -> CmdResult {
     println!("\nTry it yourself:\n  ergon verify {d}/A.npy {d}/B.npy {d}/C.npy\n  ergon verify-proof {d}/proof.bin");
     println!("  ergon matmul {d}/A.npy {d}/B.npy -o {d}/C2.npy --mine --proof-out {d}/proof2.bin");
     Ok(ExitCode::SUCCESS)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -86,8 +86,7 @@ pub fn key(cmd: KeyCommand) -> CmdResult {
     }
     let seed = crate::matrix_cmds::fresh_seed()?;
     let key = SecretKey::from_bytes(&seed);
-    let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&out, &format!("{hex}\n"))?;
+    write_private(&out, &format!("{}\n", ergon_types::hex::encode(&seed)))?;
     println!("{}  (secret key in {})", key.public().address(), out.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -103,11 +102,8 @@ fn write_private(path: &PathBuf, text: &str) -> Result<(), String> {
 
 fn read_key(path: &PathBuf) -> Result<SecretKey, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let hex = text.trim();
-    let bytes: Option<Vec<u8>> =
-        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
-    let bytes: [u8; 32] =
-        bytes.and_then(|b| b.try_into().ok()).ok_or(format!("{}: not a 64-digit hex key", path.display()))?;
+    let bytes = ergon_types::hex::decode_array::<32>(text.trim())
+        .ok_or(format!("{}: not a 64-digit hex key", path.display()))?;
     Ok(SecretKey::from_bytes(&bytes))
 }
 
@@ -152,7 +148,7 @@ pub fn wallet(cmd: WalletCommand) -> CmdResult {
             let nonce = http(api, "GET", &format!("/accounts/{from}"), None)?["next_nonce"].as_u64().unwrap_or(0);
             let tx =
                 Transaction { chain, from: key.public(), nonce, fee, kind: TxKind::Transfer { to, amount } }.sign(&key);
-            let hex: String = tx.encode().iter().map(|b| format!("{b:02x}")).collect();
+            let hex = ergon_types::hex::encode(&tx.encode());
             let v = http(api, "POST", "/transactions", Some(&serde_json::json!({ "tx": hex }).to_string()))?;
             println!("submitted {} ({amount} to {to}, fee {fee}, nonce {nonce}): {}", v["id"], v["status"]);
             Ok(ExitCode::SUCCESS)

@@ -140,9 +140,9 @@ async fn submit(State(s): State<Arc<Shared>>, Json(body): Json<Submit>) -> Respo
     if body.tx.len() > 2 * SignedTransaction::MAX_BYTES || body.tx.len() % 2 != 0 {
         return error(StatusCode::BAD_REQUEST, "tx must be the hex of one signed transaction");
     }
-    let bytes: Option<Vec<u8>> =
-        (0..body.tx.len()).step_by(2).map(|i| u8::from_str_radix(body.tx.get(i..i + 2)?, 16).ok()).collect();
-    let Some(bytes) = bytes else { return error(StatusCode::BAD_REQUEST, "tx is not hex") };
+    let Some(bytes) = ergon_types::hex::decode(&body.tx) else {
+        return error(StatusCode::BAD_REQUEST, "tx is not hex");
+    };
     let tx = match SignedTransaction::decode(&bytes) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),

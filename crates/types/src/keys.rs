@@ -8,7 +8,8 @@ use std::str::FromStr;
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
-use crate::hash::{hex, unhex, Hash};
+use crate::hash::Hash;
+use crate::hex::{decode_array as unhex, encode as hex};
 use crate::TypesError;
 
 /// A secret signing key. Never printed.

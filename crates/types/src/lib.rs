@@ -10,6 +10,7 @@
 pub mod block;
 pub mod codec;
 pub mod hash;
+pub mod hex;
 pub mod keys;
 pub mod tx;
 

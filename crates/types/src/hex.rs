@@ -1,0 +1,34 @@
+//! Lowercase hexadecimal, the one text form of hashes, keys and encoded values at the edges
+//! (API, CLI, key files).
+
+/// Lowercase hex of `bytes`.
+pub fn encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes of an even-length hex string; `None` for anything else.
+pub fn decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
+}
+
+/// Exactly `N` bytes of hex.
+pub fn decode_array<const N: usize>(s: &str) -> Option<[u8; N]> {
+    decode(s)?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn round_trips_and_refuses_junk() {
+        assert_eq!(super::encode(&[0, 1, 0xab, 0xff]), "0001abff");
+        assert_eq!(super::decode("0001abFF"), Some(vec![0, 1, 0xab, 0xff]));
+        for junk in ["0", "zz", "é1", "0x12"] {
+            assert_eq!(super::decode(junk), None, "{junk}");
+        }
+        assert_eq!(super::decode_array::<2>("0102"), Some([1, 2]));
+        assert_eq!(super::decode_array::<2>("010203"), None);
+    }
+}
