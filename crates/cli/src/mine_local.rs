@@ -66,7 +66,7 @@ pub fn run(args: MineLocalArgs) -> CmdResult {
         let difficulty = template.header.difficulty;
         let mut nonce = 0u64;
         let block = loop {
-            if let Some(b) = seal(chain.template(miner, vec![], now_ms()), nonce, 64).map_err(|e| e.to_string())? {
+            if let Some(b) = seal(template.clone(), nonce, 64).map_err(|e| e.to_string())? {
                 break b;
             }
             nonce += 64;
