@@ -50,6 +50,8 @@ async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
         "mempool": node.mempool.len(),
         "mining": s.mining,
         "blocks_mined": s.stats.blocks_mined.load(Ordering::Relaxed),
+        "blocks_imported": s.stats.blocks_imported.load(Ordering::Relaxed),
+        "blocks_rejected": s.stats.blocks_rejected.load(Ordering::Relaxed),
         "mining_rate_macs_per_s": s.stats.macs_mined.load(Ordering::Relaxed) as f64 / uptime,
         "uptime_s": uptime,
     }))
@@ -165,12 +167,16 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         "# HELP ergon_height Height of the active chain.\n# TYPE ergon_height gauge\nergon_height {}\n\
          # HELP ergon_mempool_transactions Transactions waiting for a block.\n# TYPE ergon_mempool_transactions gauge\nergon_mempool_transactions {}\n\
          # HELP ergon_blocks_mined_total Blocks this node mined.\n# TYPE ergon_blocks_mined_total counter\nergon_blocks_mined_total {}\n\
+         # HELP ergon_blocks_imported_total Blocks accepted from peers.\n# TYPE ergon_blocks_imported_total counter\nergon_blocks_imported_total {}\n\
+         # HELP ergon_blocks_rejected_total Blocks from peers refused as invalid.\n# TYPE ergon_blocks_rejected_total counter\nergon_blocks_rejected_total {}\n\
          # HELP ergon_mined_multiply_adds_total Multiply-adds spent mining.\n# TYPE ergon_mined_multiply_adds_total counter\nergon_mined_multiply_adds_total {}\n\
          # HELP ergon_useful_work_fraction Share of the chain's work done on paid jobs.\n# TYPE ergon_useful_work_fraction gauge\nergon_useful_work_fraction {}\n\
          # HELP ergon_peers Connected peers.\n# TYPE ergon_peers gauge\nergon_peers {}\n",
         node.chain.height(),
         node.mempool.len(),
         st.blocks_mined.load(Ordering::Relaxed),
+        st.blocks_imported.load(Ordering::Relaxed),
+        st.blocks_rejected.load(Ordering::Relaxed),
         st.macs_mined.load(Ordering::Relaxed),
         node.chain.useful_work_fraction(),
         s.peers(),
