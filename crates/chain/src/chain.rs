@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::fmt;
 
 use ergon_kernels::MatI8;
-use ergon_types::block::{proof_hash, tx_root};
-use ergon_types::{Address, Block, BlockHeader, Hash, SignedTransaction};
+use ergon_types::block::{proof_hash, tx_root, MAX_TXS, MAX_TX_BYTES};
+use ergon_types::{Address, Block, BlockHeader, Canonical, Hash, SignedTransaction};
 use rayon::prelude::*;
 
 use crate::asert::{next_difficulty, Anchor};
@@ -25,15 +25,33 @@ const MEDIAN_TIME_SPAN: usize = 11;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BlockRejection {
     UnknownParent(Hash),
-    WrongHeight { expected: u64, got: u64 },
-    TooEarly { median_past_ms: u64, got: u64 },
-    TooFarInFuture { now_ms: u64, got: u64 },
-    WrongDifficulty { expected: u64, got: u64 },
-    JobsNotYetSupported,
+    WrongHeight {
+        expected: u64,
+        got: u64,
+    },
+    TooEarly {
+        median_past_ms: u64,
+        got: u64,
+    },
+    TooFarInFuture {
+        now_ms: u64,
+        got: u64,
+    },
+    WrongDifficulty {
+        expected: u64,
+        got: u64,
+    },
+    /// Mined on a job the miner may not mine on, with the market's reason.
+    NotLeased(String),
     WrongFillerMatrices,
     Malformed(String),
-    BadSignature { index: usize },
-    BadTransaction { index: usize, reason: TxRejection },
+    BadSignature {
+        index: usize,
+    },
+    BadTransaction {
+        index: usize,
+        reason: TxRejection,
+    },
     StateRootMismatch,
     KnownInvalid,
 }
@@ -50,7 +68,7 @@ impl fmt::Display for BlockRejection {
                 write!(f, "time {got} is too far ahead of this node's clock {now_ms}")
             }
             Self::WrongDifficulty { expected, got } => write!(f, "difficulty {got} but ASERT requires {expected}"),
-            Self::JobsNotYetSupported => write!(f, "mined on a job, but no jobs exist on this chain yet"),
+            Self::NotLeased(why) => write!(f, "{why}"),
             Self::WrongFillerMatrices => write!(f, "filler block not mined on the filler matrices of its parent"),
             Self::Malformed(why) => write!(f, "{why}"),
             Self::BadSignature { index } => write!(f, "transaction {index} has a bad signature"),
@@ -202,10 +220,8 @@ impl Chain {
         if h.difficulty != expected {
             return Err(BlockRejection::WrongDifficulty { expected, got: h.difficulty });
         }
-        if h.job != Hash::ZERO {
-            return Err(BlockRejection::JobsNotYetSupported);
-        }
-        if h.work != filler_commitment(&h.parent, self.params().filler_size as usize) {
+        // A job block's lease is checked against its parent's state, in `apply`.
+        if h.job == Hash::ZERO && h.work != filler_commitment(&h.parent, self.params().filler_size as usize) {
             return Err(BlockRejection::WrongFillerMatrices);
         }
         block.check_self_consistent().map_err(|e| BlockRejection::Malformed(e.to_string()))?;
@@ -220,7 +236,17 @@ impl Chain {
     fn apply(&mut self, block: &Block) -> Result<Undo, BlockRejection> {
         let h = &block.header;
         let params = self.genesis.params.clone();
+        let lease = match h.job {
+            Hash::ZERO => None,
+            job => match self.ledger.market.check_mining(&h.miner, &job, &h.work, h.difficulty) {
+                Ok(key) => Some(key),
+                Err(why) => return Err(BlockRejection::NotLeased(why)),
+            },
+        };
         let mut undo = self.ledger.begin_block(h.height);
+        if let Some(key) = lease {
+            self.ledger.market.record_mined(key, h.height);
+        }
         let mut fees: u64 = 0;
         for (index, tx) in block.txs.iter().enumerate() {
             match self.ledger.apply_tx(&mut undo, tx, &self.chain_id, h.height, &params) {
@@ -231,6 +257,7 @@ impl Chain {
                 }
             }
         }
+        self.ledger.end_block(&mut undo, h.height, &params);
         self.ledger.reward(&mut undo, h.miner, fees, h.job == Hash::ZERO, &params);
         if self.ledger.root() != h.state_root {
             self.ledger.undo(undo);
@@ -336,44 +363,90 @@ impl Chain {
     /// with their reasons) and the filler matrices to mine on. Nonce and proof hash are left
     /// for [`seal`].
     pub fn template(&mut self, miner: Address, candidates: Vec<SignedTransaction>, now_ms: u64) -> Template {
+        self.build_template(miner, candidates, now_ms, None).expect("filler templates need no lease")
+    }
+
+    /// Like [`template`](Self::template), but mining on a leased job shard's matrices: refused,
+    /// with the market's reason, unless `miner` holds an open lease on the shard they form.
+    pub fn template_on_job(
+        &mut self,
+        miner: Address,
+        candidates: Vec<SignedTransaction>,
+        now_ms: u64,
+        work: JobWork,
+    ) -> Result<Template, BlockRejection> {
+        self.build_template(miner, candidates, now_ms, Some(work))
+    }
+
+    fn build_template(
+        &mut self,
+        miner: Address,
+        candidates: Vec<SignedTransaction>,
+        now_ms: u64,
+        work: Option<JobWork>,
+    ) -> Result<Template, BlockRejection> {
+        let (job, matrices, commitment, lease) = match work {
+            None => {
+                let m = filler_matrices(&self.tip(), self.genesis.params.filler_size as usize);
+                let c = ergon_pouw::WorkCommitment::compute(&m.0, &m.1).expect("valid filler");
+                (Hash::ZERO, m, c, None)
+            }
+            Some(JobWork { job, a, b }) => {
+                let c = ergon_pouw::WorkCommitment::compute(&a, &b)
+                    .map_err(|e| BlockRejection::Malformed(format!("job matrices: {e}")))?;
+                let difficulty = self.expected_difficulty(self.tip_header());
+                let key =
+                    self.ledger.market.check_mining(&miner, &job, &c, difficulty).map_err(BlockRejection::NotLeased)?;
+                (job, (a, b), c, Some(key))
+            }
+        };
         let parent = self.tip_header().clone();
         let params = self.genesis.params.clone();
         let height = parent.height + 1;
         let time_ms = now_ms.max(self.median_time_past(self.tip()) + 1);
         let mut undo = self.ledger.begin_block(height);
+        if let Some(key) = lease {
+            self.ledger.market.record_mined(key, height);
+        }
         let (mut included, mut refused, mut fees) = (Vec::new(), Vec::new(), 0u64);
+        let mut tx_bytes = 0usize;
         let signed_ok: Vec<bool> = candidates.par_iter().map(|t| t.verify().is_ok()).collect();
         for (tx, ok) in candidates.into_iter().zip(signed_ok) {
             if !ok {
                 refused.push((tx, TxRejection::BadSignature));
                 continue;
             }
+            let size = tx.encode().len();
+            if included.len() == MAX_TXS || tx_bytes + size > MAX_TX_BYTES {
+                continue; // Block full: the rest waits in the pool for the next one.
+            }
             match self.ledger.apply_tx(&mut undo, &tx, &self.chain_id, height, &params) {
                 Ok(fee) => {
                     fees = fees.saturating_add(fee);
+                    tx_bytes += size;
                     included.push(tx);
                 }
                 Err(r) => refused.push((tx, r)),
             }
         }
-        self.ledger.reward(&mut undo, miner, fees, true, &params);
+        self.ledger.end_block(&mut undo, height, &params);
+        self.ledger.reward(&mut undo, miner, fees, job == Hash::ZERO, &params);
         let state_root = self.ledger.root();
         self.ledger.undo(undo);
-        let matrices = filler_matrices(&self.tip(), params.filler_size as usize);
         let header = BlockHeader {
             parent: self.tip(),
             height,
             time_ms,
             state_root,
             tx_root: tx_root(&included),
-            job: Hash::ZERO,
-            work: ergon_pouw::WorkCommitment::compute(&matrices.0, &matrices.1).expect("valid filler"),
+            job,
+            work: commitment,
             miner,
             difficulty: self.expected_difficulty(&parent),
             nonce: 0,
             proof_hash: Hash::ZERO,
         };
-        Template { header, txs: included, refused, matrices }
+        Ok(Template { header, txs: included, refused, matrices })
     }
 
     /// Fraction of the active chain's work that was useful (mined on paid jobs).
@@ -394,6 +467,13 @@ impl Chain {
     }
 }
 
+/// A leased job shard's matrices to mine on (see [`Chain::template_on_job`]).
+pub struct JobWork {
+    pub job: Hash,
+    pub a: MatI8,
+    pub b: MatI8,
+}
+
 /// A block to be mined: see [`Chain::template`].
 #[derive(Clone)]
 pub struct Template {
@@ -401,7 +481,7 @@ pub struct Template {
     pub txs: Vec<SignedTransaction>,
     /// Candidates left out, and why.
     pub refused: Vec<(SignedTransaction, TxRejection)>,
-    /// The filler matrices (A, B) the header commits to.
+    /// The matrices (A, B) the header commits to: filler, or a leased job shard's.
     pub matrices: (MatI8, MatI8),
 }
 

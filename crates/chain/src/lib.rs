@@ -1,7 +1,7 @@
 //! Ergon's ledger and consensus rules as a deterministic state machine (sans-IO).
 //!
 //! - [`params`]: consensus parameters and the genesis file.
-//! - [`state`]: accounts, transactions, rewards, undo records.
+//! - [`state`]: accounts, transactions, rewards, the compute market's escrow and bonds, undo records.
 //! - [`asert`]: the difficulty rule.
 //! - [`filler`]: the matrices mined on when no job is available.
 //! - [`chain`]: block validity, fork choice by cumulative expected work, reorganisations.
@@ -15,7 +15,7 @@ pub mod filler;
 pub mod params;
 pub mod state;
 
-pub use chain::{seal, BlockRejection, Chain, Imported, Template};
+pub use chain::{seal, BlockRejection, Chain, Imported, JobWork, Template};
 pub use params::{ChainParams, Genesis};
 pub use state::{Account, Ledger, TxRejection};
 

@@ -31,6 +31,41 @@ pub struct ChainParams {
     pub filler_size: u32,
     /// How far ahead of a node's clock a block's time may be.
     pub max_future_ms: u64,
+    /// Least bond a compute provider must hold.
+    #[serde(default = "defaults::min_provider_stake")]
+    pub min_provider_stake: u64,
+    /// Blocks a posted job result stays open to challenge before it is paid.
+    #[serde(default = "defaults::challenge_blocks")]
+    pub challenge_blocks: u64,
+    /// Share (percent) of every job payment that is burned.
+    #[serde(default = "defaults::job_burn_percent")]
+    pub job_burn_percent: u64,
+    /// Expired leases in a row before a provider is demoted.
+    #[serde(default = "defaults::max_strikes")]
+    pub max_strikes: u32,
+    /// Longest lease a job may ask for, in blocks.
+    #[serde(default = "defaults::max_lease_blocks")]
+    pub max_lease_blocks: u32,
+}
+
+/// Market parameters a genesis file may leave out (files written before the market existed).
+mod defaults {
+    use ergon_market::MarketParams;
+    pub fn min_provider_stake() -> u64 {
+        MarketParams::devnet().min_provider_stake
+    }
+    pub fn challenge_blocks() -> u64 {
+        MarketParams::devnet().challenge_blocks
+    }
+    pub fn job_burn_percent() -> u64 {
+        MarketParams::devnet().job_burn_percent
+    }
+    pub fn max_strikes() -> u32 {
+        MarketParams::devnet().max_strikes
+    }
+    pub fn max_lease_blocks() -> u32 {
+        MarketParams::devnet().max_lease_blocks
+    }
 }
 
 impl ChainParams {
@@ -47,6 +82,22 @@ impl ChainParams {
             unbonding_blocks: 100,
             filler_size: 512,
             max_future_ms: 120_000,
+            min_provider_stake: defaults::min_provider_stake(),
+            challenge_blocks: defaults::challenge_blocks(),
+            job_burn_percent: defaults::job_burn_percent(),
+            max_strikes: defaults::max_strikes(),
+            max_lease_blocks: defaults::max_lease_blocks(),
+        }
+    }
+
+    /// The market's share of the rules.
+    pub fn market(&self) -> ergon_market::MarketParams {
+        ergon_market::MarketParams {
+            min_provider_stake: self.min_provider_stake,
+            challenge_blocks: self.challenge_blocks,
+            job_burn_percent: self.job_burn_percent,
+            max_strikes: self.max_strikes,
+            max_lease_blocks: self.max_lease_blocks,
         }
     }
 
@@ -66,11 +117,14 @@ impl ChainParams {
         if self.min_difficulty == 0 || self.initial_difficulty < self.min_difficulty {
             return bad("need 0 < min_difficulty <= initial_difficulty");
         }
-        if self.filler_subsidy_percent > 100 || self.fee_burn_percent > 100 {
+        if self.filler_subsidy_percent > 100 || self.fee_burn_percent > 100 || self.job_burn_percent > 100 {
             return bad("percentages must be at most 100");
         }
         if !(ergon_pouw::params::TILE_ROWS as u32..=4096).contains(&self.filler_size) {
             return bad("filler_size must be in 24..=4096");
+        }
+        if self.max_strikes == 0 || self.max_lease_blocks == 0 {
+            return bad("max_strikes and max_lease_blocks must be positive");
         }
         Ok(())
     }

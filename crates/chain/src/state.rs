@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
+use ergon_market::{Effect, Market, MarketRejection};
 use ergon_types::codec::Writer;
 use ergon_types::{Address, Hash, SignedTransaction, TxKind};
 
@@ -34,11 +35,22 @@ impl Account {
 pub enum TxRejection {
     WrongChain,
     BadSignature,
-    WrongNonce { expected: u64, got: u64 },
-    InsufficientBalance { needed: u64, available: u64 },
-    InsufficientStake { requested: u64, staked: u64 },
+    WrongNonce {
+        expected: u64,
+        got: u64,
+    },
+    InsufficientBalance {
+        needed: u64,
+        available: u64,
+    },
+    InsufficientStake {
+        requested: u64,
+        staked: u64,
+    },
     ZeroAmount,
     Overflow,
+    /// The compute market refused it (offer, job, cancellation or result).
+    Market(MarketRejection),
 }
 
 impl fmt::Display for TxRejection {
@@ -57,6 +69,7 @@ impl fmt::Display for TxRejection {
             }
             TxRejection::ZeroAmount => write!(f, "amount must be positive"),
             TxRejection::Overflow => write!(f, "amount overflows the recipient's balance"),
+            TxRejection::Market(why) => write!(f, "{why}"),
         }
     }
 }
@@ -67,8 +80,10 @@ pub struct Ledger {
     accounts: BTreeMap<Address, Account>,
     /// Coins created: genesis allocations plus every subsidy.
     pub minted: u64,
-    /// Coins destroyed: the burned share of fees.
+    /// Coins destroyed: the burned share of fees and job payments, and slashed bonds.
     pub burned: u64,
+    /// Providers, jobs, leases, escrow and bonds.
+    pub market: Market,
 }
 
 /// Everything a block changed, so it can be undone exactly.
@@ -79,6 +94,9 @@ pub struct Undo {
     touched: HashSet<Address>,
     minted: u64,
     burned: u64,
+    /// The market as it was before the block. (A snapshot: simple and exact; per-entry undo is
+    /// the upgrade when markets grow past devnet size.)
+    market: Option<Market>,
 }
 
 impl Ledger {
@@ -99,12 +117,15 @@ impl Ledger {
         self.accounts.iter()
     }
 
-    /// Balances plus stake plus unbonding over all accounts: must equal minted − burned.
+    /// Balances, stake and unbonding over all accounts, plus the market's escrow and bonds:
+    /// must equal minted − burned.
     pub fn circulating(&self) -> u128 {
-        self.accounts
+        let accounts: u128 = self
+            .accounts
             .values()
             .map(|a| a.balance as u128 + a.stake as u128 + a.unbonding.iter().map(|u| u.1 as u128).sum::<u128>())
-            .sum()
+            .sum();
+        accounts + self.market.held()
     }
 
     /// Commitment to the whole state: every non-empty account in address order, then the
@@ -118,7 +139,7 @@ impl Ledger {
                 w.u64(h).u64(v);
             }
         }
-        w.u64(self.minted).u64(self.burned);
+        w.u64(self.minted).u64(self.burned).bytes(&self.market.root().0);
         Hash::of("ergon v1 state root", &[&w.finish()])
     }
 
@@ -131,7 +152,8 @@ impl Ledger {
 
     /// Starts a block: records counters for undo and releases matured unbonding stake.
     pub fn begin_block(&mut self, height: u64) -> Undo {
-        let mut undo = Undo { minted: self.minted, burned: self.burned, ..Undo::default() };
+        let mut undo =
+            Undo { minted: self.minted, burned: self.burned, market: Some(self.market.clone()), ..Undo::default() };
         let matured: Vec<Address> = self
             .accounts
             .iter()
@@ -167,16 +189,23 @@ impl Ledger {
         if t.nonce != sender.nonce {
             return Err(TxRejection::WrongNonce { expected: sender.nonce, got: t.nonce });
         }
-        let amount = match t.kind {
-            TxKind::Transfer { amount, .. } | TxKind::Stake { amount } | TxKind::Unstake { amount } => amount,
+        let amount = match &t.kind {
+            TxKind::Transfer { amount, .. } | TxKind::Stake { amount } | TxKind::Unstake { amount } => Some(*amount),
+            _ => None,
         };
-        if amount == 0 {
+        if amount == Some(0) {
             return Err(TxRejection::ZeroAmount);
         }
-        let spend = match t.kind {
-            TxKind::Unstake { .. } => t.fee,
-            _ => amount.checked_add(t.fee).ok_or(TxRejection::Overflow)?,
+        // What leaves the balance besides the fee.
+        let locked = match &t.kind {
+            TxKind::Transfer { amount, .. } | TxKind::Stake { amount } => *amount,
+            TxKind::RegisterProvider { stake, .. } => *stake,
+            TxKind::SubmitJob { spec } => {
+                spec.max_cost().ok_or(TxRejection::Market(MarketRejection::BudgetOverflow))?
+            }
+            _ => 0,
         };
+        let spend = locked.checked_add(t.fee).ok_or(TxRejection::Overflow)?;
         if sender.balance < spend {
             return Err(TxRejection::InsufficientBalance { needed: spend, available: sender.balance });
         }
@@ -190,6 +219,23 @@ impl Ledger {
                 return Err(TxRejection::Overflow);
             }
         }
+        // The market validates before it changes anything, so a refusal leaves no trace.
+        let market = params.market();
+        let effects = match &t.kind {
+            TxKind::RegisterProvider { offer, stake } => {
+                self.market.register(from, offer.clone(), *stake, height, &market).map(|()| vec![])
+            }
+            TxKind::Deregister => self.market.deregister(from, height).map(|()| vec![]),
+            TxKind::SubmitJob { spec } => {
+                self.market.submit(from, tx.id(), spec.clone(), height, &market).map(|_| vec![])
+            }
+            TxKind::CancelJob { job } => self.market.cancel(from, *job, height),
+            TxKind::PostResult { job, shard, result } => {
+                self.market.post_result(from, *job, *shard, *result, height, &market).map(|()| vec![])
+            }
+            _ => Ok(vec![]),
+        }
+        .map_err(TxRejection::Market)?;
         // All checks passed: mutate.
         let acc = self.touch(undo, from);
         acc.nonce += 1;
@@ -201,8 +247,33 @@ impl Ledger {
                 acc.stake -= amount;
                 acc.unbonding.push((height + params.unbonding_blocks, amount));
             }
+            _ => {}
         }
+        self.apply_effects(undo, &effects, height, params);
         Ok(t.fee)
+    }
+
+    /// Carries out the market's coin movements.
+    fn apply_effects(&mut self, undo: &mut Undo, effects: &[Effect], height: u64, params: &ChainParams) {
+        for e in effects {
+            match *e {
+                Effect::Pay { to, amount } => {
+                    let acc = self.touch(undo, to);
+                    acc.balance = acc.balance.saturating_add(amount);
+                }
+                Effect::Burn { amount } => self.burned += amount,
+                Effect::Unbond { to, amount } => {
+                    self.touch(undo, to).unbonding.push((height + params.unbonding_blocks, amount));
+                }
+            }
+        }
+    }
+
+    /// Ends a block's market work: closes expired leases, settles results, releases bonds and
+    /// matches the queue, then applies the resulting payments and burns.
+    pub fn end_block(&mut self, undo: &mut Undo, height: u64, params: &ChainParams) {
+        let effects = self.market.end_block(height, &params.market());
+        self.apply_effects(undo, &effects, height, params);
     }
 
     /// Pays the miner: subsidy (reduced for filler blocks) plus fees less the burned share.
@@ -242,5 +313,8 @@ impl Ledger {
         }
         self.minted = undo.minted;
         self.burned = undo.burned;
+        if let Some(market) = undo.market {
+            self.market = market;
+        }
     }
 }

@@ -25,6 +25,8 @@ pub enum BenchCommand {
     Pouw(BenchArgs),
     /// Block propagation to N node processes and sync time of a fresh node.
     Network(crate::bench_network::NetworkArgs),
+    /// Matching time over a large order book; provider utilization under saturating load.
+    Market(crate::bench_market::MarketArgs),
     /// Signed transfers validated and applied per second; block import time.
     Chain {
         /// Print JSON instead of a table.
@@ -69,6 +71,7 @@ pub fn run(which: BenchCommand) -> CmdResult {
         BenchCommand::Pouw(args) => bench_pouw(args),
         BenchCommand::Chain { json, transfers } => bench_chain(json, transfers),
         BenchCommand::Network(args) => crate::bench_network::run(args),
+        BenchCommand::Market(args) => crate::bench_market::run(args),
     }
 }
 

@@ -2,6 +2,7 @@
 //! `ergon-kernels` and `ergon-pouw` crates.
 
 mod bench;
+mod bench_market;
 mod bench_network;
 mod demo;
 mod devnet;

@@ -73,13 +73,28 @@ fn summary(b: &Block) -> Value {
 }
 
 fn tx_json(t: &SignedTransaction) -> Value {
-    let (kind, to, amount) = match t.tx.kind {
-        TxKind::Transfer { to, amount } => ("transfer", Some(to.to_string()), amount),
-        TxKind::Stake { amount } => ("stake", None, amount),
-        TxKind::Unstake { amount } => ("unstake", None, amount),
+    let (kind, detail) = match &t.tx.kind {
+        TxKind::Transfer { to, amount } => ("transfer", json!({ "to": to.to_string(), "amount": amount })),
+        TxKind::Stake { amount } => ("stake", json!({ "amount": amount })),
+        TxKind::Unstake { amount } => ("unstake", json!({ "amount": amount })),
+        TxKind::RegisterProvider { offer, stake } => (
+            "register_provider",
+            json!({ "stake": stake, "price_per_gmac": offer.price_per_gmac, "slots": offer.slots,
+                    "int8_gmacs": offer.profile.int8_gmacs, "memory_mib": offer.profile.memory_mib }),
+        ),
+        TxKind::Deregister => ("deregister", json!({})),
+        TxKind::SubmitJob { spec } => (
+            "submit_job",
+            json!({ "job_kind": spec.kind.name(), "shards": spec.shards.len(), "escrow": spec.max_cost(),
+                    "max_price_per_gmac": spec.max_price_per_gmac }),
+        ),
+        TxKind::CancelJob { job } => ("cancel_job", json!({ "job": job.to_hex() })),
+        TxKind::PostResult { job, shard, result } => {
+            ("post_result", json!({ "job": job.to_hex(), "shard": shard, "result": result.to_hex() }))
+        }
     };
     json!({ "id": t.id().to_hex(), "from": t.tx.sender().to_string(), "nonce": t.tx.nonce, "fee": t.tx.fee,
-            "kind": kind, "to": to, "amount": amount })
+            "kind": kind, "detail": detail })
 }
 
 #[derive(Deserialize)]

@@ -22,6 +22,9 @@ const VERSION: u8 = 1;
 
 /// Most transactions in one block.
 pub const MAX_TXS: usize = 20_000;
+/// Most bytes of encoded transactions one block may carry (with the largest proof the block
+/// still fits the network's 16 MiB message cap).
+pub const MAX_TX_BYTES: usize = 8 << 20;
 
 /// A block header: everything needed to check the block's proof of useful work and its place in
 /// the chain.
@@ -149,6 +152,15 @@ impl Block {
         if self.header.proof_hash != proof_hash(&self.proof) {
             return Err(TypesError::Invalid("header's proof hash does not match the proof".into()));
         }
+        if self.txs.len() > MAX_TXS {
+            return Err(TypesError::Invalid(format!("{} transactions exceed the limit {MAX_TXS}", self.txs.len())));
+        }
+        let tx_bytes: usize = self.txs.iter().map(|t| t.encode().len()).sum();
+        if tx_bytes > MAX_TX_BYTES {
+            return Err(TypesError::Invalid(format!(
+                "{tx_bytes} bytes of transactions exceed the limit {MAX_TX_BYTES}"
+            )));
+        }
         if self.header.tx_root != tx_root(&self.txs) {
             return Err(TypesError::Invalid("header's transaction root does not match the transactions".into()));
         }
@@ -162,8 +174,7 @@ pub fn proof_hash(proof: &Proof) -> Hash {
 }
 
 impl Canonical for Block {
-    const MAX_BYTES: usize =
-        BlockHeader::MAX_BYTES + 4 + ergon_pouw::MAX_PROOF_BYTES + 4 + MAX_TXS * SignedTransaction::MAX_BYTES;
+    const MAX_BYTES: usize = BlockHeader::MAX_BYTES + 4 + ergon_pouw::MAX_PROOF_BYTES + 4 + MAX_TX_BYTES;
 
     fn write(&self, w: &mut Writer) {
         self.header.write(w);

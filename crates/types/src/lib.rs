@@ -1,7 +1,8 @@
 //! Ergon's data types and their one canonical, versioned, size-bounded binary encoding.
 //!
 //! - [`keys`]: ed25519 secret and public keys, signatures, addresses.
-//! - [`tx`]: transactions (transfer, stake, unstake) and signed transactions.
+//! - [`tx`]: transactions (transfers, stake, provider offers, jobs, results) and signed transactions.
+//! - [`job`]: what the compute market trades: provider offers and job specifications.
 //! - [`block`]: block headers (which pose the PoUW challenge) and blocks.
 //! - [`codec`]: the encoding rules and the bounded [`codec::Reader`] every decoder uses.
 //!
@@ -11,12 +12,14 @@ pub mod block;
 pub mod codec;
 pub mod hash;
 pub mod hex;
+pub mod job;
 pub mod keys;
 pub mod tx;
 
 pub use block::{Block, BlockHeader};
 pub use codec::Canonical;
 pub use hash::Hash;
+pub use job::{BlobRef, HardwareProfile, JobKind, JobSpec, Offer, Requirements};
 pub use keys::{Address, PublicKey, SecretKey, Signature};
 pub use tx::{SignedTransaction, Transaction, TxKind};
 

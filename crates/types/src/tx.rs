@@ -2,12 +2,15 @@
 //!
 //! Encoding, version 1: `version u8 = 1 ‖ chain Hash ‖ from PublicKey ‖ nonce u64 ‖ fee u64 ‖
 //! kind`, where kind is `0 ‖ to Address ‖ amount u64` (transfer), `1 ‖ amount u64` (stake) or
-//! `2 ‖ amount u64` (unstake). A signed transaction appends the 64-byte signature over
+//! `2 ‖ amount u64` (unstake), `3 ‖ offer ‖ stake u64` (register provider), `4` (deregister),
+//! `5 ‖ job spec` (submit job), `6 ‖ job Hash` (cancel job) or `7 ‖ job Hash ‖ shard u16 ‖ result
+//! Hash` (post result); offers and job specs are encoded as in [`crate::job`]. A signed transaction appends the 64-byte signature over
 //! `"ergon v1 transaction" ‖ encoding`. The chain hash (the genesis hash) stops a transaction
 //! signed for one network from being replayed on another.
 
 use crate::codec::{Canonical, Reader, Writer};
 use crate::hash::Hash;
+use crate::job::{JobSpec, Offer};
 use crate::keys::{Address, PublicKey, SecretKey, Signature};
 use crate::TypesError;
 
@@ -23,6 +26,16 @@ pub enum TxKind {
     Stake { amount: u64 },
     /// Start unbonding `amount` of stake (released after the unbonding period).
     Unstake { amount: u64 },
+    /// Become (or update) a compute provider: publish `offer` and bond `stake` more coins to it.
+    RegisterProvider { offer: Offer, stake: u64 },
+    /// Stop taking new leases; the bond unbonds once the provider's last lease has settled.
+    Deregister,
+    /// Post a job and escrow its maximum cost.
+    SubmitJob { spec: JobSpec },
+    /// Withdraw a job: shards not yet leased are refunded; leased ones finish and settle.
+    CancelJob { job: Hash },
+    /// The leased provider's commitment to a shard's result (Merkle root of its output rows).
+    PostResult { job: Hash, shard: u16, result: Hash },
 }
 
 /// An unsigned transaction.
@@ -55,7 +68,7 @@ impl Transaction {
 }
 
 impl Canonical for Transaction {
-    const MAX_BYTES: usize = 1 + 32 + 32 + 8 + 8 + 1 + 20 + 8;
+    const MAX_BYTES: usize = 1 + 32 + 32 + 8 + 8 + 1 + JobSpec::MAX_BYTES;
 
     fn write(&self, w: &mut Writer) {
         w.u8(VERSION).bytes(&self.chain.0).bytes(&self.from.0).u64(self.nonce).u64(self.fee);
@@ -63,6 +76,19 @@ impl Canonical for Transaction {
             TxKind::Transfer { to, amount } => w.u8(0).bytes(&to.0).u64(*amount),
             TxKind::Stake { amount } => w.u8(1).u64(*amount),
             TxKind::Unstake { amount } => w.u8(2).u64(*amount),
+            TxKind::RegisterProvider { offer, stake } => {
+                w.u8(3);
+                offer.write(w);
+                w.u64(*stake)
+            }
+            TxKind::Deregister => w.u8(4),
+            TxKind::SubmitJob { spec } => {
+                w.u8(5);
+                spec.write(w);
+                w
+            }
+            TxKind::CancelJob { job } => w.u8(6).bytes(&job.0),
+            TxKind::PostResult { job, shard, result } => w.u8(7).bytes(&job.0).u32(*shard as u32).bytes(&result.0),
         };
     }
 
@@ -75,6 +101,16 @@ impl Canonical for Transaction {
             0 => TxKind::Transfer { to: Address(r.array()?), amount: r.u64()? },
             1 => TxKind::Stake { amount: r.u64()? },
             2 => TxKind::Unstake { amount: r.u64()? },
+            3 => TxKind::RegisterProvider { offer: Offer::read(r)?, stake: r.u64()? },
+            4 => TxKind::Deregister,
+            5 => TxKind::SubmitJob { spec: JobSpec::read(r)? },
+            6 => TxKind::CancelJob { job: Hash(r.array()?) },
+            7 => {
+                let job = Hash(r.array()?);
+                let shard = r.u32()?;
+                let Ok(shard) = u16::try_from(shard) else { return r.fail(format!("shard {shard} out of range")) };
+                TxKind::PostResult { job, shard, result: Hash(r.array()?) }
+            }
             tag => return r.fail(format!("unknown transaction kind {tag}")),
         };
         Ok(Self { chain, from, nonce, fee, kind })

@@ -4,6 +4,7 @@ use ergon_kernels::MatI8;
 use ergon_pouw::{mine, prove, MineOptions, WorkCommitment};
 use ergon_types::block::{proof_hash, tx_root};
 use ergon_types::{Address, Block, BlockHeader, Canonical, Hash, SecretKey, SignedTransaction, Transaction, TxKind};
+use ergon_types::{BlobRef, HardwareProfile, JobKind, JobSpec, Offer, Requirements};
 use proptest::prelude::*;
 
 fn key(n: u8) -> SecretKey {
@@ -20,7 +21,63 @@ fn all_kinds() -> Vec<SignedTransaction> {
         tx(1, TxKind::Transfer { to: key(2).public().address(), amount: 1_000 }),
         tx(2, TxKind::Stake { amount: 5 }),
         tx(3, TxKind::Unstake { amount: u64::MAX }),
+        tx(4, TxKind::RegisterProvider { offer: offer(), stake: 7 }),
+        tx(5, TxKind::Deregister),
+        tx(6, TxKind::SubmitJob { spec: job() }),
+        tx(7, TxKind::CancelJob { job: Hash([3; 32]) }),
+        tx(8, TxKind::PostResult { job: Hash([4; 32]), shard: 65_535, result: Hash([5; 32]) }),
     ]
+}
+
+fn offer() -> Offer {
+    Offer {
+        profile: HardwareProfile {
+            cpu_cores: 2,
+            memory_mib: 24_000,
+            gpu_model: "H100 SXM".into(),
+            gpu_memory_mib: 80_000,
+            int8_gmacs: 115,
+        },
+        price_per_gmac: 3,
+        slots: 2,
+        encryption_key: [8; 32],
+    }
+}
+
+fn job() -> JobSpec {
+    let w = WorkCommitment { m: 48, k: 64, n: 32, root_a: [1; 32], root_b: [2; 32] };
+    JobSpec {
+        kind: JobKind::Train,
+        inputs: vec![BlobRef { id: Hash([6; 32]), size: 115_000 }; 2],
+        shards: vec![w; 3],
+        macs_per_shard: 48 * 64 * 32,
+        requirements: Requirements { min_memory_mib: 1, min_int8_gmacs: 2, gpu: true, replicas: 3, lease_blocks: 9 },
+        max_price_per_gmac: 11,
+        client_key: [7; 32],
+    }
+}
+
+#[test]
+fn market_transactions_refuse_out_of_range_fields() {
+    // A shard index past u16, a GPU flag other than 0/1, more shards than the limit.
+    let post = tx(8, TxKind::PostResult { job: Hash([4; 32]), shard: 1, result: Hash([5; 32]) }).encode();
+    let at = 1 + 32 + 32 + 8 + 8 + 1 + 32;
+    let mut bad = post.clone();
+    bad[at + 2] = 1;
+    assert!(SignedTransaction::decode(&bad).unwrap_err().to_string().contains("out of range"));
+    let spec_tx = tx(6, TxKind::SubmitJob { spec: job() }).encode();
+    let mut w = ergon_types::codec::Writer::new();
+    job().write(&mut w);
+    let spec = w.finish();
+    let gpu_at = 1 + 32 + 32 + 8 + 8 + 1 + spec.len() - (1 + 4 + 8 + 32) - 1;
+    let mut bad = spec_tx.clone();
+    assert_eq!(bad[gpu_at], 1);
+    bad[gpu_at] = 2;
+    assert!(SignedTransaction::decode(&bad).unwrap_err().to_string().contains("gpu flag 2"));
+    let mut many = job();
+    many.shards = vec![many.shards[0]; ergon_types::job::MAX_SHARDS + 1];
+    let too_many = tx(6, TxKind::SubmitJob { spec: many }).encode();
+    assert!(SignedTransaction::decode(&too_many).is_err());
 }
 
 #[test]

@@ -1,0 +1,218 @@
+//! The compute market through the chain: providers register, a client escrows a job, the market
+//! leases its shards, a provider mines a block on its leased matrices, results settle after the
+//! challenge window, a silent provider's lease is re-allocated, and coins are conserved.
+
+use std::collections::BTreeMap;
+
+use ergon_chain::{seal, BlockRejection, Chain, ChainParams, Genesis, JobWork, TxRejection};
+use ergon_kernels::MatI8;
+use ergon_market::{MarketRejection, TaskState};
+use ergon_pouw::WorkCommitment;
+use ergon_types::{Block, HardwareProfile, Hash, JobKind, JobSpec, Offer, Requirements, SecretKey, SignedTransaction};
+use ergon_types::{Transaction, TxKind};
+
+const T: u64 = 10_000;
+const CLIENT: u8 = 1;
+const P1: u8 = 3;
+const P2: u8 = 4;
+const MINER: u8 = 9;
+
+fn key(n: u8) -> SecretKey {
+    SecretKey::from_bytes(&[n; 32])
+}
+
+fn genesis() -> Genesis {
+    let params =
+        ChainParams { min_provider_stake: 1_000, challenge_blocks: 2, max_strikes: 3, ..ChainParams::small(48) };
+    let mut balances = BTreeMap::new();
+    for (k, v) in [(CLIENT, 10_000_000), (P1, 1_000_000), (P2, 1_000_000)] {
+        balances.insert(key(k).public().address().to_string(), v);
+    }
+    Genesis { network: "market-test".into(), time_ms: 1_000_000, params, balances }
+}
+
+fn tx(chain: Hash, from: u8, nonce: u64, kind: TxKind) -> SignedTransaction {
+    let k = key(from);
+    Transaction { chain, from: k.public(), nonce, fee: 10, kind }.sign(&k)
+}
+
+fn offer(price: u64) -> Offer {
+    Offer {
+        profile: HardwareProfile {
+            cpu_cores: 2,
+            memory_mib: 4096,
+            gpu_model: String::new(),
+            gpu_memory_mib: 0,
+            int8_gmacs: 100,
+        },
+        price_per_gmac: price,
+        slots: 1,
+        encryption_key: [5; 32],
+    }
+}
+
+fn matrix(rows: usize, cols: usize, seed: u64) -> MatI8 {
+    let mut s = seed;
+    MatI8::from_fn(rows, cols, |_, _| {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((s >> 33) % 253) as i8 - 126
+    })
+    .unwrap()
+}
+
+fn rows(m: &MatI8, from: usize, count: usize) -> MatI8 {
+    MatI8::from_vec(count, m.cols(), m.as_slice()[from * m.cols()..(from + count) * m.cols()].to_vec()).unwrap()
+}
+
+fn mine(
+    chain: &mut Chain,
+    miner: u8,
+    txs: Vec<SignedTransaction>,
+    job: Option<JobWork>,
+) -> Result<Block, BlockRejection> {
+    let now = chain.tip_header().time_ms + T;
+    let address = key(miner).public().address();
+    let template = match job {
+        None => chain.template(address, txs, now),
+        Some(work) => chain.template_on_job(address, txs, now, work)?,
+    };
+    assert!(template.refused.is_empty(), "{:?}", template.refused.iter().map(|r| r.1.to_string()).collect::<Vec<_>>());
+    Ok(seal(template, 0, 10_000).unwrap().expect("a winner within 10000 nonces"))
+}
+
+fn supply_holds(chain: &Chain) {
+    let l = chain.ledger();
+    assert_eq!(l.circulating(), (l.minted - l.burned) as u128, "supply != minted - burned");
+}
+
+fn step(chain: &mut Chain, miner: u8, txs: Vec<SignedTransaction>, job: Option<JobWork>) -> Block {
+    let block = mine(chain, miner, txs, job).expect("template");
+    chain.import(block.clone(), block.header.time_ms).expect("own block imports");
+    supply_holds(chain);
+    block
+}
+
+#[test]
+fn job_lifecycle_through_blocks() {
+    let mut chain = Chain::new(genesis()).unwrap();
+    let id = chain.chain_id();
+    let addr = |k: u8| key(k).public().address();
+    // Two providers; P1 is cheaper.
+    step(
+        &mut chain,
+        MINER,
+        vec![
+            tx(id, P1, 0, TxKind::RegisterProvider { offer: offer(500_000_000), stake: 2_000 }),
+            tx(id, P2, 0, TxKind::RegisterProvider { offer: offer(600_000_000), stake: 2_000 }),
+        ],
+        None,
+    );
+    // A 96×64·64×48 product in two 48-row shards.
+    let (a, b) = (matrix(96, 64, 1), matrix(64, 48, 2));
+    let shards: Vec<(MatI8, WorkCommitment)> = (0..2)
+        .map(|s| {
+            let part = rows(&a, s * 48, 48);
+            let w = WorkCommitment::compute(&part, &b).unwrap();
+            (part, w)
+        })
+        .collect();
+    let spec = JobSpec {
+        kind: JobKind::Matmul,
+        inputs: vec![],
+        shards: shards.iter().map(|s| s.1).collect(),
+        macs_per_shard: 48 * 64 * 48,
+        requirements: Requirements { min_memory_mib: 0, min_int8_gmacs: 0, gpu: false, replicas: 1, lease_blocks: 3 },
+        max_price_per_gmac: 1_000_000_000,
+        client_key: [6; 32],
+    };
+    let escrow = spec.max_cost().unwrap();
+    let client_before = chain.ledger().account(&addr(CLIENT)).balance;
+    let submit = tx(id, CLIENT, 0, TxKind::SubmitJob { spec });
+    let job = Hash::of("ergon v1 job id", &[&submit.id().0]);
+    step(&mut chain, MINER, vec![submit], None);
+    assert_eq!(chain.ledger().account(&addr(CLIENT)).balance, client_before - escrow - 10);
+    let leased = |chain: &Chain, shard: u16| match chain.ledger().market.job(&job).unwrap().task(shard, 0).state {
+        TaskState::Leased { provider, .. } => Some(provider),
+        _ => None,
+    };
+    assert_eq!(leased(&chain, 0), Some(addr(P1)), "cheapest provider gets the first shard");
+    assert_eq!(leased(&chain, 1), Some(addr(P2)));
+
+    // Nobody else may mine on P1's shard, and P1 may not mine on P2's.
+    let not_leased = mine(&mut chain, MINER, vec![], Some(JobWork { job, a: shards[0].0.clone(), b: b.clone() }));
+    assert!(matches!(not_leased, Err(BlockRejection::NotLeased(_))), "{:?}", not_leased.err());
+    let wrong_shard = mine(&mut chain, P1, vec![], Some(JobWork { job, a: shards[1].0.clone(), b: b.clone() }));
+    assert!(matches!(wrong_shard, Err(BlockRejection::NotLeased(_))));
+
+    // P1 mines a block on its shard and posts the product's commitment in it.
+    let subsidy = chain.params().block_subsidy;
+    let p1_before = chain.ledger().account(&addr(P1)).balance;
+    let post = tx(id, P1, 1, TxKind::PostResult { job, shard: 0, result: Hash::of("C0", &[]) });
+    let block = step(&mut chain, P1, vec![post], Some(JobWork { job, a: shards[0].0.clone(), b: b.clone() }));
+    assert_eq!(block.header.job, job);
+    assert_eq!(block.header.work, shards[0].1);
+    let fee_share = 10 - 10 * chain.params().fee_burn_percent / 100;
+    assert_eq!(
+        chain.ledger().account(&addr(P1)).balance,
+        p1_before + subsidy + fee_share - 10,
+        "full subsidy on a job block"
+    );
+    assert!(chain.useful_work_fraction() > 0.0);
+
+    // P2 stays silent: its lease (3 blocks from block 2) closes at block 5 and P1 takes shard 1.
+    step(&mut chain, MINER, vec![], None);
+    assert_eq!(leased(&chain, 1), Some(addr(P2)));
+    step(&mut chain, MINER, vec![], None);
+    assert_eq!(leased(&chain, 1), Some(addr(P1)), "re-allocated at the deadline");
+    let p2 = chain.ledger().market.provider(&addr(P2)).unwrap();
+    assert_eq!((p2.failed, p2.strikes), (1, 1));
+    // Shard 0 settled at block 5 (posted at 3, window 2).
+    assert!(matches!(chain.ledger().market.job(&job).unwrap().task(0, 0).state, TaskState::Settled { .. }));
+
+    let post = tx(id, P1, 2, TxKind::PostResult { job, shard: 1, result: Hash::of("C1", &[]) });
+    step(&mut chain, MINER, vec![post], None);
+    // A result for a shard it no longer holds is refused with the market's reason.
+    let again = tx(id, P1, 3, TxKind::PostResult { job, shard: 1, result: Hash::ZERO });
+    let t = chain.template(addr(MINER), vec![again], chain.tip_header().time_ms + T);
+    assert_eq!(t.refused[0].1, TxRejection::Market(MarketRejection::NotLeased { shard: 1 }));
+    step(&mut chain, MINER, vec![], None);
+    step(&mut chain, MINER, vec![], None);
+    let j = chain.ledger().market.job(&job).unwrap().clone();
+    assert!(j.finished_at.is_some(), "both shards settled");
+    // Every coin of the escrow is accounted for: paid + burned + refunded.
+    let price = 500_000_000u128;
+    let per_shard = (price * 48 * 64 * 48 / 1_000_000_000) as u64;
+    let burned = per_shard * chain.params().job_burn_percent / 100;
+    assert_eq!(j.paid, 2 * (per_shard - burned));
+    assert_eq!(j.burned, 2 * burned);
+    assert_eq!(chain.ledger().account(&addr(CLIENT)).balance, client_before - 10 - 2 * per_shard);
+    supply_holds(&chain);
+}
+
+#[test]
+fn a_job_block_on_an_unknown_job_is_rejected() {
+    let mut chain = Chain::new(genesis()).unwrap();
+    let now = chain.tip_header().time_ms + T;
+    let mut template = chain.template(key(MINER).public().address(), vec![], now);
+    template.header.job = Hash::of("no such job", &[]);
+    let block = seal(template, 0, 10_000).unwrap().unwrap();
+    let err = chain.import(block, now).unwrap_err();
+    assert!(matches!(err, BlockRejection::NotLeased(ref why) if why.contains("does not know")), "{err}");
+}
+
+#[test]
+fn market_transactions_cost_what_they_lock_and_refusals_change_nothing() {
+    let mut chain = Chain::new(genesis()).unwrap();
+    let id = chain.chain_id();
+    let root = chain.ledger().root();
+    let now = chain.tip_header().time_ms + T;
+    let too_small = tx(id, P1, 0, TxKind::RegisterProvider { offer: offer(1), stake: 999 });
+    let unknown = tx(id, CLIENT, 0, TxKind::CancelJob { job: Hash::ZERO });
+    let broke = tx(id, P2, 0, TxKind::RegisterProvider { offer: offer(1), stake: 5_000_000 });
+    let t = chain.template(key(MINER).public().address(), vec![too_small, unknown, broke], now);
+    let reasons: Vec<String> = t.refused.iter().map(|r| r.1.to_string()).collect();
+    assert!(reasons[0].contains("at least 1000"), "{reasons:?}");
+    assert!(reasons[1].contains("no such job"), "{reasons:?}");
+    assert!(reasons[2].contains("needs 5000010"), "{reasons:?}");
+    assert_eq!(chain.ledger().root(), root);
+}

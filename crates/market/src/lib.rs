@@ -1,0 +1,111 @@
+//! Ergon's compute market as a deterministic state machine (sans-IO).
+//!
+//! Providers publish offers and bond stake; clients post jobs and escrow their maximum cost.
+//! Each job is cut into tasks, one per (output shard, replica). At the end of every block the
+//! market closes leases that ran past their deadline, settles results whose challenge window
+//! has passed, releases the bonds of providers who left, and matches the queue:
+//!
+//! - [`state`]: providers, jobs, tasks, and every transition a transaction or a block causes.
+//! - [`matching`]: the order book and the matching rule (price, then reputation, then whoever
+//!   waited longest), with the reason an order is still waiting.
+//! - [`reasons`]: the decision log, so every lease, closure, payment or demotion can be read back.
+//! - [`load`]: synthetic order books and a saturating-load run, for `ergon bench market`.
+//!
+//! The chain drives it from block processing with the block height as its only clock; the
+//! market never reads a clock, a socket or a random source. Coins move only through the
+//! [`Effect`]s it returns, which the ledger applies, so supply accounting stays in one place.
+
+pub mod load;
+pub mod matching;
+pub mod reasons;
+pub mod state;
+
+pub use reasons::{Decision, Subject};
+pub use state::{Job, JobStatus, Market, Provider, ProviderStatus, Task, TaskKey, TaskState};
+
+use std::fmt;
+
+/// Market rules every node shares (from the genesis parameters).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarketParams {
+    /// Least bond a provider must hold to take leases.
+    pub min_provider_stake: u64,
+    /// Blocks a posted result waits, open to challenge, before it is paid.
+    pub challenge_blocks: u64,
+    /// Share (percent) of every job payment that is burned, so a job bought from oneself to mine
+    /// on costs real coins.
+    pub job_burn_percent: u64,
+    /// Leases in a row a provider may let expire before it is demoted.
+    pub max_strikes: u32,
+    /// Longest lease a job may ask for.
+    pub max_lease_blocks: u32,
+}
+
+impl MarketParams {
+    pub fn devnet() -> Self {
+        Self {
+            min_provider_stake: 1_000_000,
+            challenge_blocks: 3,
+            job_burn_percent: 10,
+            max_strikes: 3,
+            max_lease_blocks: 10_000,
+        }
+    }
+}
+
+/// A movement of coins the ledger must carry out. Escrow and bonds live in the market until an
+/// effect releases them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Credit `amount` to `to`'s balance.
+    Pay { to: ergon_types::Address, amount: u64 },
+    /// Destroy `amount`.
+    Burn { amount: u64 },
+    /// Return a bond to `to` through the ledger's unbonding queue.
+    Unbond { to: ergon_types::Address, amount: u64 },
+}
+
+/// Why a market transaction cannot apply. Each reads as a sentence for its sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MarketRejection {
+    BadOffer(String),
+    BondTooSmall { bond: u64, min: u64 },
+    NotAProvider,
+    BadJob(String),
+    UnknownJob,
+    NotYourJob,
+    JobClosed,
+    NoSuchShard { shard: u16, shards: usize },
+    NotLeased { shard: u16 },
+    BudgetOverflow,
+}
+
+impl fmt::Display for MarketRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadOffer(why) => write!(f, "offer refused: {why}"),
+            Self::BondTooSmall { bond, min } => {
+                write!(f, "a provider must bond at least {min}; this registration leaves {bond}")
+            }
+            Self::NotAProvider => write!(f, "the sender is not a registered provider"),
+            Self::BadJob(why) => write!(f, "job refused: {why}"),
+            Self::UnknownJob => write!(f, "no such job"),
+            Self::NotYourJob => write!(f, "only the client who submitted a job can cancel it"),
+            Self::JobClosed => write!(f, "the job is already finished or cancelled"),
+            Self::NoSuchShard { shard, shards } => write!(f, "shard {shard} does not exist (the job has {shards})"),
+            Self::NotLeased { shard } => {
+                write!(
+                    f,
+                    "the sender holds no open lease on shard {shard} of this job (expired, posted or never leased)"
+                )
+            }
+            Self::BudgetOverflow => write!(f, "the job's maximum cost overflows"),
+        }
+    }
+}
+
+/// Integer payment for `macs` multiply-adds at `price_per_gmac` (rounded down; the escrow was
+/// rounded up, so it always covers it).
+pub fn payment(price_per_gmac: u64, macs: u64) -> u64 {
+    ((price_per_gmac as u128 * macs as u128) / 1_000_000_000).min(u64::MAX as u128) as u64
+}

@@ -1,0 +1,285 @@
+//! The order book and the matching rule.
+//!
+//! Orders (queued tasks) are served best price first, then first come; within that, each takes
+//! the first free provider in (asking price, reputation descending, longest since its last
+//! lease, address) order that fits it: enough memory (GPU memory if the job wants a GPU), enough
+//! int8 throughput, asking no more than the order's maximum, and not excluded (a provider never
+//! gets back a task it failed, nor two replicas of one shard). Because the last-lease height is
+//! part of the order, equal offers take turns: fairness between providers falls out of the key.
+//!
+//! Cost: each order walks the free providers from the cheapest until one fits. Within one
+//! block the free set only shrinks, so when an order finds nothing, any later order that asks
+//! at least as much and offers no more would find nothing either; those are answered from a
+//! memo without a walk. That keeps a saturated book (the common case under load) linear.
+
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
+use std::fmt;
+
+use ergon_types::{Address, Hash};
+
+use crate::state::{Job, Market, Provider, ProviderStatus, TaskKey, TaskState};
+
+/// (best price first, then oldest, then job id, shard, replica).
+type QueueKey = (Reverse<u64>, u64, Hash, u16, u8);
+/// (cheapest, best reputation, longest idle, address).
+type FreeKey = (u64, Reverse<u64>, u64, Address);
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Book {
+    queue: BTreeSet<QueueKey>,
+    free: BTreeSet<FreeKey>,
+}
+
+fn free_key(p: &Provider) -> FreeKey {
+    (p.offer.price_per_gmac, Reverse(p.reputation()), p.last_lease, p.owner)
+}
+
+impl Book {
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+    pub fn free_providers(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Lists `p` among the free providers if it can take a lease.
+    pub(crate) fn list(&mut self, p: &Provider) {
+        if p.has_free_slot() {
+            self.free.insert(free_key(p));
+        }
+    }
+
+    /// Takes `p` off the free list (before any change to the fields its key is made of).
+    pub(crate) fn unlist(&mut self, p: Option<&Provider>) -> Option<()> {
+        p.and_then(|p| self.free.remove(&free_key(p)).then_some(()))
+    }
+
+    pub(crate) fn enqueue(&mut self, job: &Job, shard: u16, replica: u8) {
+        self.queue.insert((Reverse(job.spec.max_price_per_gmac), job.submitted_at, job.id, shard, replica));
+    }
+
+    pub(crate) fn dequeue(&mut self, max_price: u64, submitted_at: u64, (id, shard, replica): TaskKey) {
+        self.queue.remove(&(Reverse(max_price), submitted_at, id, shard, replica));
+    }
+}
+
+/// Why a task is still waiting, as counted during its last matching attempt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Waiting {
+    /// Providers with no free slot (or not active).
+    pub busy: u32,
+    /// Free providers asking more than the order's maximum price.
+    pub too_expensive: u32,
+    pub too_little_memory: u32,
+    pub too_slow: u32,
+    pub no_gpu: u32,
+    /// Free providers that failed this task before or hold another replica of its shard.
+    pub excluded: u32,
+}
+
+impl fmt::Display for Waiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let free = self.too_expensive + self.too_little_memory + self.too_slow + self.no_gpu + self.excluded;
+        if free == 0 {
+            return write!(f, "waiting: every provider is busy ({} with no free slot)", self.busy);
+        }
+        let mut parts = vec![];
+        for (n, what) in [
+            (self.too_expensive, "ask more than the maximum price"),
+            (self.too_little_memory, "have too little memory"),
+            (self.too_slow, "are slower than required"),
+            (self.no_gpu, "have no GPU"),
+            (self.excluded, "failed this task before or hold another replica of it"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        write!(f, "waiting: of {free} free provider(s), {}; {} busy", parts.join(", "), self.busy)
+    }
+}
+
+/// What a task needs of a provider; `at_least` orders needs for the memo.
+#[derive(Clone, Copy, Debug)]
+struct Need {
+    memory_mib: u64,
+    gmacs: u64,
+    gpu: bool,
+    max_price: u64,
+}
+
+impl Need {
+    fn at_least(&self, other: &Need) -> bool {
+        self.memory_mib >= other.memory_mib
+            && self.gmacs >= other.gmacs
+            // GPU jobs are sized against GPU memory, others against main memory: incomparable.
+            && self.gpu == other.gpu
+            && self.max_price <= other.max_price
+    }
+}
+
+impl Market {
+    /// Matches every queued task it can, in book order, and records why the others wait.
+    pub(crate) fn match_queue(&mut self, height: u64) {
+        let orders: Vec<QueueKey> = self.book.queue.iter().copied().collect();
+        let mut memo: Vec<(Need, Waiting)> = vec![];
+        let listed = self.providers.len() as u32;
+        for order in orders {
+            let (Reverse(max_price), _, id, shard, replica) = order;
+            let job = &self.jobs[&id];
+            let busy = listed - self.book.free.len() as u32;
+            if self.book.free.is_empty() {
+                self.set_waiting(order, Waiting { busy, ..Waiting::default() });
+                continue;
+            }
+            let q = &job.spec.requirements;
+            let need = Need { memory_mib: job.shard_memory_mib(shard), gmacs: q.min_int8_gmacs, gpu: q.gpu, max_price };
+            if let Some(&(_, w)) = memo.iter().find(|(n, _)| need.at_least(n)) {
+                self.set_waiting(order, Waiting { busy, ..w });
+                continue;
+            }
+            let excluded = excluded_for(job, shard, replica);
+            let mut w = Waiting { busy, ..Waiting::default() };
+            let mut scanned = 0u32;
+            let mut found = None;
+            for fk in &self.book.free {
+                if fk.0 > max_price {
+                    break;
+                }
+                scanned += 1;
+                let hw = &self.providers[&fk.3].offer.profile;
+                let memory = if need.gpu { hw.gpu_memory_mib } else { hw.memory_mib };
+                if need.gpu && hw.gpu_model.is_empty() {
+                    w.no_gpu += 1;
+                } else if memory < need.memory_mib {
+                    w.too_little_memory += 1;
+                } else if hw.int8_gmacs < need.gmacs {
+                    w.too_slow += 1;
+                } else if excluded.contains(&fk.3) {
+                    w.excluded += 1;
+                } else {
+                    found = Some(*fk);
+                    break;
+                }
+            }
+            match found {
+                Some(fk) => {
+                    self.book.free.remove(&fk);
+                    self.book.queue.remove(&order);
+                    self.lease((id, shard, replica), fk.3, height);
+                    self.book.list(&self.providers[&fk.3]);
+                }
+                None => {
+                    w.too_expensive = self.book.free.len() as u32 - scanned;
+                    if excluded.is_empty() {
+                        memo.push((need, w));
+                    }
+                    self.set_waiting(order, w);
+                }
+            }
+        }
+    }
+
+    fn set_waiting(&mut self, (_, _, id, shard, replica): QueueKey, w: Waiting) {
+        let job = self.jobs.get_mut(&id).expect("queued tasks belong to jobs");
+        let r = job.replicas();
+        job.tasks[shard as usize * r + replica as usize].waiting = Some(w);
+    }
+
+    /// Why `owner` is or is not getting work, in a sentence.
+    pub fn provider_outlook(&self, owner: &Address, min_stake: u64) -> String {
+        let Some(p) = self.providers.get(owner) else {
+            return "not a provider: register with `ergon provider register`".into();
+        };
+        match p.status {
+            ProviderStatus::Gone => return "left the market; register again to return".into(),
+            ProviderStatus::Leaving => {
+                return format!(
+                    "leaving: finishing {} lease(s), {} result(s) awaiting settlement",
+                    p.leases.len(),
+                    p.pending
+                )
+            }
+            ProviderStatus::Demoted => {
+                return "demoted (see the decisions below); register again to return".into();
+            }
+            ProviderStatus::Active => {}
+        }
+        if p.bond < min_stake {
+            return format!(
+                "bond {} is below the minimum {min_stake}; stake more with `ergon provider register`",
+                p.bond
+            );
+        }
+        if !p.has_free_slot() {
+            return format!("working: all {} slot(s) leased", p.offer.slots);
+        }
+        if self.book.queue.is_empty() {
+            return format!("idle: no job is waiting ({} of {} slot(s) leased)", p.leases.len(), p.offer.slots);
+        }
+        let (mut cheap, mut memory, mut slow, mut gpu, mut excluded, mut fits) = (0, 0, 0, 0, 0, 0);
+        let mut best_price = 0;
+        for &(Reverse(max_price), _, id, shard, replica) in &self.book.queue {
+            let job = &self.jobs[&id];
+            let hw = &p.offer.profile;
+            let q = &job.spec.requirements;
+            best_price = best_price.max(max_price);
+            let have = if q.gpu { hw.gpu_memory_mib } else { hw.memory_mib };
+            if max_price < p.offer.price_per_gmac {
+                cheap += 1;
+            } else if q.gpu && hw.gpu_model.is_empty() {
+                gpu += 1;
+            } else if have < job.shard_memory_mib(shard) {
+                memory += 1;
+            } else if hw.int8_gmacs < q.min_int8_gmacs {
+                slow += 1;
+            } else if excluded_for(job, shard, replica).contains(owner) {
+                excluded += 1;
+            } else {
+                fits += 1;
+            }
+        }
+        if fits > 0 {
+            return format!("{fits} waiting task(s) fit this provider; leases are made at the end of the next block");
+        }
+        let mut parts = vec![];
+        if cheap > 0 {
+            parts.push(format!(
+                "{cheap} offer less than your price {} (highest offer {best_price})",
+                p.offer.price_per_gmac
+            ));
+        }
+        for (n, what) in [
+            (gpu, "need a GPU"),
+            (memory, "need more memory"),
+            (slow, "need more int8 throughput"),
+            (excluded, "were failed by this provider before"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        format!("idle: of {} waiting task(s), {}", self.book.queue.len(), parts.join(", "))
+    }
+}
+
+/// Providers that may not take this task: those that failed it, and those holding (or having
+/// delivered) another replica of the same shard.
+fn excluded_for(job: &Job, shard: u16, replica: u8) -> BTreeSet<Address> {
+    let mut out = job.task(shard, replica).excluded.clone();
+    for r in 0..job.spec.requirements.replicas {
+        if r == replica {
+            continue;
+        }
+        match job.task(shard, r).state {
+            TaskState::Leased { provider, .. }
+            | TaskState::Posted { provider, .. }
+            | TaskState::Settled { provider, .. } => {
+                out.insert(provider);
+            }
+            _ => {}
+        }
+    }
+    out
+}

@@ -1,0 +1,330 @@
+use ergon_market::load::{address, offer, order, order_book, saturating_load, Rng};
+use ergon_market::{Effect, Market, MarketParams, MarketRejection, ProviderStatus, Subject, TaskState};
+use ergon_pouw::WorkCommitment;
+use ergon_types::{Address, HardwareProfile, Hash, JobKind, JobSpec, Offer, Requirements};
+use proptest::prelude::*;
+
+fn params() -> MarketParams {
+    MarketParams {
+        min_provider_stake: 100,
+        challenge_blocks: 2,
+        job_burn_percent: 10,
+        max_strikes: 2,
+        max_lease_blocks: 100,
+    }
+}
+
+fn cpu(price: u64, memory_gib: u64, gmacs: u64) -> Offer {
+    Offer {
+        profile: HardwareProfile {
+            cpu_cores: 8,
+            memory_mib: memory_gib << 10,
+            gpu_model: String::new(),
+            gpu_memory_mib: 0,
+            int8_gmacs: gmacs,
+        },
+        price_per_gmac: price,
+        slots: 1,
+        encryption_key: [1; 32],
+    }
+}
+
+/// A matmul job of `shards` shards of 1024×1024×1024 (2^30 multiply-adds each).
+fn matmul(shards: usize, replicas: u8, max_price: u64) -> JobSpec {
+    let w = WorkCommitment { m: 1024, k: 1024, n: 1024, root_a: [3; 32], root_b: [4; 32] };
+    JobSpec {
+        kind: JobKind::Matmul,
+        inputs: vec![],
+        shards: vec![w; shards],
+        macs_per_shard: 1 << 30,
+        requirements: Requirements { min_memory_mib: 0, min_int8_gmacs: 0, gpu: false, replicas, lease_blocks: 5 },
+        max_price_per_gmac: max_price,
+        client_key: [2; 32],
+    }
+}
+
+const CLIENT: u64 = 1000;
+
+fn submit(m: &mut Market, spec: JobSpec, nonce: u64, height: u64) -> Hash {
+    m.submit(address(CLIENT), Hash::of("tx", &[&nonce.to_le_bytes()]), spec, height, &params()).unwrap()
+}
+
+fn leaseholder(m: &Market, job: &Hash, shard: u16, replica: u8) -> Option<Address> {
+    match m.job(job).unwrap().task(shard, replica).state {
+        TaskState::Leased { provider, .. } => Some(provider),
+        _ => None,
+    }
+}
+
+fn log_text(m: &Market, s: Subject) -> String {
+    m.decisions(&s).iter().map(|d| format!("{}: {}", d.height, d.text)).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn cheapest_fitting_provider_wins_and_is_paid_after_the_window() {
+    let p = params();
+    let mut m = Market::default();
+    m.register(address(1), cpu(80, 1, 100), 100, 0, &p).unwrap(); // cheap but 1 GiB: too small
+    m.register(address(2), cpu(90, 64, 100), 100, 0, &p).unwrap();
+    m.register(address(3), cpu(120, 64, 100), 100, 0, &p).unwrap();
+    let mut spec = matmul(1, 1, 100);
+    spec.requirements.min_memory_mib = 2 << 10;
+    let job = submit(&mut m, spec, 1, 1);
+    let escrow = m.job(&job).unwrap().escrow;
+    assert_eq!(escrow, ((1u128 << 30) * 100).div_ceil(1_000_000_000) as u64);
+    assert!(m.end_block(1, &p).is_empty());
+    assert_eq!(leaseholder(&m, &job, 0, 0), Some(address(2)));
+    assert_eq!(m.post_result(address(3), job, 0, Hash::ZERO, 2, &p), Err(MarketRejection::NotLeased { shard: 0 }));
+    m.post_result(address(2), job, 0, Hash::of("r", &[]), 2, &p).unwrap();
+    assert!(m.end_block(3, &p).is_empty(), "inside the challenge window nothing is paid");
+    let effects = m.end_block(4, &p);
+    let amount = ((1u128 << 30) * 90 / 1_000_000_000) as u64;
+    let burned = amount / 10;
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Pay { to: address(2), amount: amount - burned },
+            Effect::Burn { amount: burned },
+            Effect::Pay { to: address(CLIENT), amount: escrow - amount },
+        ]
+    );
+    assert_eq!(m.held(), 300, "only the bonds remain");
+    let text = log_text(&m, Subject::Job(job));
+    assert!(text.contains("leased to"), "{text}");
+    assert!(text.contains("settled"), "{text}");
+    assert!(text.contains("refunded"), "{text}");
+}
+
+#[test]
+fn expired_lease_is_reallocated_and_repeat_offenders_are_demoted() {
+    let p = params();
+    let mut m = Market::default();
+    m.register(address(1), cpu(50, 64, 100), 100, 0, &p).unwrap();
+    m.register(address(2), cpu(60, 64, 100), 100, 0, &p).unwrap();
+    let a = submit(&mut m, matmul(1, 1, 100), 1, 1);
+    m.end_block(1, &p);
+    assert_eq!(leaseholder(&m, &a, 0, 0), Some(address(1)));
+    // Provider 1 goes silent: at the deadline (1 + 5) the lease closes and provider 2 takes it.
+    m.end_block(5, &p);
+    assert_eq!(leaseholder(&m, &a, 0, 0), Some(address(1)));
+    m.end_block(6, &p);
+    assert_eq!(leaseholder(&m, &a, 0, 0), Some(address(2)));
+    let text = log_text(&m, Subject::Job(a));
+    assert!(text.contains("no result within 5 blocks; re-allocating"), "{text}");
+    // Provider 1 fails a second task and is demoted (max_strikes = 2).
+    let b = submit(&mut m, matmul(1, 1, 100), 2, 6);
+    m.end_block(7, &p);
+    assert_eq!(leaseholder(&m, &b, 0, 0), Some(address(1)));
+    m.end_block(12, &p);
+    assert_eq!(m.provider(&address(1)).unwrap().status, ProviderStatus::Demoted);
+    assert!(m.provider_outlook(&address(1), 100).contains("demoted"));
+    assert!(log_text(&m, Subject::Provider(address(1))).contains("demoted after 2 expired leases in a row"));
+    // Registering again brings it back.
+    m.register(address(1), cpu(50, 64, 100), 0, 13, &p).unwrap();
+    assert_eq!(m.provider(&address(1)).unwrap().status, ProviderStatus::Active);
+}
+
+#[test]
+fn shards_and_replicas_spread_over_distinct_providers() {
+    let p = params();
+    let mut m = Market::default();
+    for i in 0..4 {
+        m.register(address(i), cpu(50, 64, 100), 100, 0, &p).unwrap();
+    }
+    let job = submit(&mut m, matmul(2, 2, 100), 1, 1);
+    m.end_block(1, &p);
+    let holders: Vec<Address> =
+        (0..2).flat_map(|s| (0..2).map(move |r| (s, r))).map(|(s, r)| leaseholder(&m, &job, s, r).unwrap()).collect();
+    let distinct: std::collections::BTreeSet<_> = holders.iter().collect();
+    assert_eq!(distinct.len(), 4, "one slot each, four tasks: {holders:?}");
+    assert_ne!(holders[0], holders[1], "two replicas of one shard never go to one provider");
+}
+
+#[test]
+fn equal_providers_take_turns() {
+    let p = params();
+    let mut m = Market::default();
+    for i in 0..3 {
+        m.register(address(i), cpu(50, 64, 100), 100, 0, &p).unwrap();
+    }
+    let mut winners = vec![];
+    for h in 1..=6u64 {
+        let job = submit(&mut m, matmul(1, 1, 100), h, h);
+        m.end_block(h, &p);
+        let w = leaseholder(&m, &job, 0, 0).unwrap();
+        m.post_result(w, job, 0, Hash::ZERO, h, &p).unwrap();
+        winners.push(w);
+    }
+    for i in 0..3 {
+        assert_eq!(winners.iter().filter(|&&w| w == address(i)).count(), 2, "{winners:?}");
+    }
+}
+
+#[test]
+fn waiting_tasks_and_idle_providers_say_why() {
+    let p = params();
+    let mut m = Market::default();
+    m.register(address(1), cpu(150, 64, 100), 100, 0, &p).unwrap();
+    let job = submit(&mut m, matmul(1, 1, 100), 1, 1);
+    m.end_block(1, &p);
+    let w = m.job(&job).unwrap().task(0, 0).waiting.unwrap().to_string();
+    assert!(w.contains("1 ask more than the maximum price"), "{w}");
+    let why = m.provider_outlook(&address(1), 100);
+    assert!(why.contains("offer less than your price 150"), "{why}");
+    assert!(m.provider_outlook(&address(9), 100).contains("not a provider"));
+    let big = JobSpec {
+        requirements: Requirements { min_memory_mib: 1 << 20, ..matmul(1, 1, 500).requirements },
+        ..matmul(1, 1, 500)
+    };
+    let big = submit(&mut m, big, 2, 2);
+    m.end_block(2, &p);
+    let w = m.job(&big).unwrap().task(0, 0).waiting.unwrap().to_string();
+    assert!(w.contains("1 have too little memory"), "{w}");
+}
+
+#[test]
+fn cancel_refunds_unleased_work_and_only_the_client_may() {
+    let mut m = Market::default();
+    let job = submit(&mut m, matmul(3, 1, 100), 1, 1);
+    let escrow = m.job(&job).unwrap().escrow;
+    assert_eq!(m.cancel(address(5), job, 2), Err(MarketRejection::NotYourJob));
+    assert_eq!(m.cancel(address(CLIENT), job, 2).unwrap(), vec![Effect::Pay { to: address(CLIENT), amount: escrow }]);
+    assert_eq!(m.held(), 0);
+    assert_eq!(m.cancel(address(CLIENT), job, 3), Err(MarketRejection::JobClosed));
+}
+
+#[test]
+fn slashing_burns_bond_and_reallocates() {
+    let p = params();
+    let mut m = Market::default();
+    m.register(address(1), cpu(50, 64, 100), 150, 0, &p).unwrap();
+    m.register(address(2), cpu(60, 64, 100), 100, 0, &p).unwrap();
+    let job = submit(&mut m, matmul(1, 1, 100), 1, 1);
+    m.end_block(1, &p);
+    m.post_result(address(1), job, 0, Hash::ZERO, 2, &p).unwrap();
+    let effects = m.slash((job, 0, 0), 3, &p, "product entry (3, 5) is wrong");
+    assert_eq!(effects, vec![Effect::Burn { amount: 100 }]);
+    assert_eq!(m.provider(&address(1)).unwrap().bond, 50);
+    m.end_block(3, &p);
+    assert_eq!(leaseholder(&m, &job, 0, 0), Some(address(2)));
+    assert!(log_text(&m, Subject::Provider(address(1))).contains("slashed 100 and demoted"));
+}
+
+#[test]
+fn leaving_provider_unbonds_after_its_last_result_settles() {
+    let p = params();
+    let mut m = Market::default();
+    m.register(address(1), cpu(50, 64, 100), 100, 0, &p).unwrap();
+    let job = submit(&mut m, matmul(1, 1, 100), 1, 1);
+    m.end_block(1, &p);
+    m.deregister(address(1), 2).unwrap();
+    assert!(m.end_block(2, &p).is_empty(), "its lease is still open");
+    m.post_result(address(1), job, 0, Hash::ZERO, 3, &p).unwrap();
+    m.end_block(3, &p);
+    let effects = m.end_block(5, &p);
+    assert!(effects.contains(&Effect::Unbond { to: address(1), amount: 100 }), "{effects:?}");
+    assert_eq!(m.provider(&address(1)).unwrap().status, ProviderStatus::Gone);
+}
+
+#[test]
+fn bad_offers_and_jobs_are_refused_with_reasons() {
+    let p = params();
+    let mut m = Market::default();
+    assert_eq!(
+        m.register(address(1), cpu(50, 64, 100), 99, 0, &p),
+        Err(MarketRejection::BondTooSmall { bond: 99, min: 100 })
+    );
+    let mut o = cpu(50, 64, 100);
+    o.slots = 0;
+    assert!(matches!(m.register(address(1), o, 100, 0, &p), Err(MarketRejection::BadOffer(_))));
+    let mut j = matmul(2, 1, 100);
+    j.shards[1].k = 7;
+    let e = m.submit(address(1), Hash::ZERO, j, 0, &p).unwrap_err().to_string();
+    assert!(e.contains("must share k and n"), "{e}");
+    let mut j = matmul(1, 1, 100);
+    j.macs_per_shard = 5;
+    assert!(m.submit(address(1), Hash::ZERO, j, 0, &p).unwrap_err().to_string().contains("more than the declared"));
+    assert_eq!(m.held(), 0);
+}
+
+/// After matching, no queued task could have been given to a free provider: the memo and the
+/// early exits never skip a match.
+fn assert_maximal(m: &Market) {
+    for job in m.jobs() {
+        for (i, t) in job.tasks.iter().enumerate() {
+            if t.state != TaskState::Queued {
+                continue;
+            }
+            let shard = (i / job.replicas()) as u16;
+            let q = &job.spec.requirements;
+            for p in m.providers().filter(|p| p.has_free_slot()) {
+                let hw = &p.offer.profile;
+                let mem = if q.gpu { hw.gpu_memory_mib } else { hw.memory_mib };
+                let fits = p.offer.price_per_gmac <= job.spec.max_price_per_gmac
+                    && (!q.gpu || !hw.gpu_model.is_empty())
+                    && mem >= job.shard_memory_mib(shard)
+                    && hw.int8_gmacs >= q.min_int8_gmacs
+                    && !t.excluded.contains(&p.owner);
+                assert!(!fits, "task {i} of {:?} could have gone to {}", job.id, p.owner);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn matching_is_maximal_deterministic_and_conserves_coins(seed in any::<u64>(), providers in 1u64..40, orders in 1u64..120) {
+        let p = MarketParams { min_provider_stake: 100, ..MarketParams::devnet() };
+        let mut a = order_book(providers, orders, seed, &p);
+        let mut b = order_book(providers, orders, seed, &p);
+        let deposited = a.held();
+        let mut out: u128 = 0;
+        let mut rng = Rng::new(seed ^ 1);
+        for h in 1..30u64 {
+            let effects = a.end_block(h, &p);
+            prop_assert_eq!(&effects, &b.end_block(h, &p));
+            out += effects.iter().map(|e| match e { Effect::Pay { amount, .. } | Effect::Burn { amount } | Effect::Unbond { amount, .. } => *amount as u128 }).sum::<u128>();
+            assert_maximal(&a);
+            prop_assert_eq!(a.root(), b.root());
+            // Some leaseholders deliver, some do not.
+            let leased: Vec<_> = a.providers().flat_map(|p| p.leases.iter().map(move |k| (p.owner, *k))).collect();
+            for (owner, (job, shard, _)) in leased {
+                if rng.range(0, 2) > 0 {
+                    a.post_result(owner, job, shard, Hash::ZERO, h, &p).unwrap();
+                    b.post_result(owner, job, shard, Hash::ZERO, h, &p).unwrap();
+                }
+            }
+            prop_assert_eq!(a.held() + out, deposited);
+        }
+    }
+}
+
+#[test]
+fn load_helpers_make_valid_books() {
+    let mut rng = Rng::new(1);
+    let _ = (offer(&mut rng, 2), order(&mut rng, 1 << 30, 5));
+    let r = saturating_load(20, 60, 10.0, 2, 7);
+    assert!(r.tasks_completed > 0 && r.utilization > 0.5 && r.utilization <= 1.0, "{r:?}");
+}
+
+#[test]
+fn a_lease_licenses_only_the_blocks_its_paid_work_is_worth() {
+    let p = params();
+    let mut m = Market::default();
+    m.register(address(1), cpu(50, 64, 100), 100, 0, &p).unwrap();
+    let spec = matmul(1, 1, 100);
+    let work = spec.shards[0];
+    let job = submit(&mut m, spec, 1, 1);
+    m.end_block(1, &p);
+    assert!(m.check_mining(&address(2), &job, &work, 1 << 20).unwrap_err().contains("not a provider"));
+    // 2^30 multiply-adds at difficulty 2^29: two blocks; at a difficulty above the work: one.
+    let key = m.check_mining(&address(1), &job, &work, 1 << 29).unwrap();
+    m.record_mined(key, 2);
+    m.check_mining(&address(1), &job, &work, 1 << 29).unwrap();
+    assert!(m.check_mining(&address(1), &job, &work, 1 << 40).unwrap_err().contains("already produced the 1 block"));
+    m.record_mined(key, 3);
+    assert!(m.check_mining(&address(1), &job, &work, 1 << 29).is_err());
+    let other = WorkCommitment { k: 7, ..work };
+    assert!(m.check_mining(&address(1), &job, &other, 1).unwrap_err().contains("no open lease"));
+}
