@@ -25,6 +25,14 @@ pub enum BenchCommand {
     Pouw(BenchArgs),
     /// Block propagation to N node processes and sync time of a fresh node.
     Network(crate::bench_network::NetworkArgs),
+    /// Measure this machine for a provider's hardware profile (cores, memory, int8 throughput).
+    Hw {
+        #[command(flatten)]
+        hw: crate::market_cmds::HwArgs,
+        /// Print JSON instead of a line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Matching time over a large order book; provider utilization under saturating load.
     Market(crate::bench_market::MarketArgs),
     /// Signed transfers validated and applied per second; block import time.
@@ -71,6 +79,7 @@ pub fn run(which: BenchCommand) -> CmdResult {
         BenchCommand::Pouw(args) => bench_pouw(args),
         BenchCommand::Chain { json, transfers } => bench_chain(json, transfers),
         BenchCommand::Network(args) => crate::bench_network::run(args),
+        BenchCommand::Hw { hw, json } => crate::market_cmds::bench_hw(hw, json),
         BenchCommand::Market(args) => crate::bench_market::run(args),
     }
 }

@@ -6,6 +6,7 @@ mod bench_market;
 mod bench_network;
 mod demo;
 mod devnet;
+mod market_cmds;
 mod matrix_cmds;
 mod mine_local;
 mod node_cmds;
@@ -59,6 +60,16 @@ enum Command {
         #[command(subcommand)]
         cmd: node_cmds::WalletCommand,
     },
+    /// Offer this machine's compute: register, deregister, status (and why it gets no work).
+    Provider {
+        #[command(subcommand)]
+        cmd: market_cmds::ProviderCommand,
+    },
+    /// Rent compute: submit a job, follow it, cancel it.
+    Job {
+        #[command(subcommand)]
+        cmd: market_cmds::JobCommand,
+    },
     /// Run one node without a network: replay its store, mine filler blocks, persist each.
     MineLocal(mine_local::MineLocalArgs),
     /// Run the deterministic network simulator over many seeds and check its invariants.
@@ -85,6 +96,8 @@ fn main() -> ExitCode {
         Command::Genesis(args) => node_cmds::genesis(args),
         Command::Key { cmd } => node_cmds::key(cmd),
         Command::Wallet { cmd } => node_cmds::wallet(cmd),
+        Command::Provider { cmd } => market_cmds::provider(cmd),
+        Command::Job { cmd } => market_cmds::job(cmd),
         Command::Bench { which } => bench::run(which),
     };
     match result {

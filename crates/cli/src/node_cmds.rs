@@ -100,7 +100,7 @@ fn write_private(path: &PathBuf, text: &str) -> Result<(), String> {
     f.write_all(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn read_key(path: &PathBuf) -> Result<SecretKey, String> {
+pub fn read_key(path: &PathBuf) -> Result<SecretKey, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let bytes = ergon_types::hex::decode_array::<32>(text.trim())
         .ok_or(format!("{}: not a 64-digit hex key", path.display()))?;
@@ -142,18 +142,24 @@ pub fn wallet(cmd: WalletCommand) -> CmdResult {
         }
         WalletCommand::Send { key, to, amount, fee, api } => {
             let key = read_key(&key)?;
-            let from = key.public().address();
-            let status = http(api, "GET", "/status", None)?;
-            let chain = Hash::from_hex(status["chain_id"].as_str().unwrap_or("")).map_err(|e| e.to_string())?;
-            let nonce = http(api, "GET", &format!("/accounts/{from}"), None)?["next_nonce"].as_u64().unwrap_or(0);
-            let tx =
-                Transaction { chain, from: key.public(), nonce, fee, kind: TxKind::Transfer { to, amount } }.sign(&key);
-            let hex = ergon_types::hex::encode(&tx.encode());
-            let v = http(api, "POST", "/transactions", Some(&serde_json::json!({ "tx": hex }).to_string()))?;
-            println!("submitted {} ({amount} to {to}, fee {fee}, nonce {nonce}): {}", v["id"], v["status"]);
+            let (id, nonce) = sign_and_submit(api, &key, fee, TxKind::Transfer { to, amount })?;
+            println!("submitted {} ({amount} to {to}, fee {fee}, nonce {nonce}): pending", id.to_hex());
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Signs `kind` with `key` at the account's next nonce (as the node counts it, pending
+/// transactions included) and submits it. Returns the transaction id and the nonce used.
+pub fn sign_and_submit(api: SocketAddr, key: &SecretKey, fee: u64, kind: TxKind) -> Result<(Hash, u64), String> {
+    let from = key.public().address();
+    let status = http(api, "GET", "/status", None)?;
+    let chain = Hash::from_hex(status["chain_id"].as_str().unwrap_or("")).map_err(|e| e.to_string())?;
+    let nonce = http(api, "GET", &format!("/accounts/{from}"), None)?["next_nonce"].as_u64().unwrap_or(0);
+    let tx = Transaction { chain, from: key.public(), nonce, fee, kind }.sign(key);
+    let hex = ergon_types::hex::encode(&tx.encode());
+    http(api, "POST", "/transactions", Some(&serde_json::json!({ "tx": hex }).to_string()))?;
+    Ok((tx.id(), nonce))
 }
 
 /// A minimal HTTP/1.1 JSON client (loopback APIs; no TLS, no redirects).

@@ -67,7 +67,7 @@ impl Book {
 /// Why a task is still waiting, as counted during its last matching attempt.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Waiting {
-    /// Providers with no free slot (or not active).
+    /// Providers with no free slot, or not taking leases (demoted, leaving, gone).
     pub busy: u32,
     /// Free providers asking more than the order's maximum price.
     pub too_expensive: u32,
@@ -82,7 +82,7 @@ impl fmt::Display for Waiting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let free = self.too_expensive + self.too_little_memory + self.too_slow + self.no_gpu + self.excluded;
         if free == 0 {
-            return write!(f, "waiting: every provider is busy ({} with no free slot)", self.busy);
+            return write!(f, "waiting: no provider is free ({} busy, demoted or leaving)", self.busy);
         }
         let mut parts = vec![];
         for (n, what) in [

@@ -2,7 +2,9 @@
 //!
 //! `GET /status`, `GET /blocks?from=&limit=`, `GET /blocks/{hash}`, `GET /accounts/{address}`,
 //! `POST /transactions` (`{"tx": "<hex of the signed transaction's canonical encoding>"}`),
-//! `GET /metrics`. Errors are JSON `{"error": "..."}` with a 4xx status and a readable reason.
+//! `GET /providers`, `GET /providers/{address}` (offer, bond, leases, why it is or is not
+//! getting work, its decision log), `GET /jobs`, `GET /jobs/{id}` (every task's state, why a
+//! queued one waits, the job's decision log), `GET /metrics`. Errors are JSON `{"error": "..."}` with a 4xx status and a readable reason.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use ergon_market::{Decision, Job, Provider, Subject, TaskState};
 use ergon_types::{Address, Block, Canonical, Hash, SignedTransaction, TxKind};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -25,6 +28,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/blocks/{hash}", get(block))
         .route("/accounts/{address}", get(account))
         .route("/transactions", post(submit))
+        .route("/providers", get(providers))
+        .route("/providers/{address}", get(provider))
+        .route("/jobs", get(jobs))
+        .route("/jobs/{id}", get(job))
         .route("/metrics", get(metrics))
         .with_state(shared)
 }
@@ -148,6 +155,109 @@ async fn account(State(s): State<Arc<Shared>>, Path(address): Path<String>) -> R
     .into_response()
 }
 
+fn decisions(list: Vec<Decision>) -> Value {
+    list.into_iter().map(|d| json!({ "height": d.height, "text": d.text })).collect()
+}
+
+fn provider_json(p: &Provider) -> Value {
+    let hw = &p.offer.profile;
+    json!({
+        "address": p.owner.to_string(), "status": format!("{:?}", p.status).to_lowercase(),
+        "price_per_gmac": p.offer.price_per_gmac, "slots": p.offer.slots, "bond": p.bond,
+        "profile": { "cpu_cores": hw.cpu_cores, "memory_mib": hw.memory_mib, "gpu_model": hw.gpu_model,
+                     "gpu_memory_mib": hw.gpu_memory_mib, "int8_gmacs": hw.int8_gmacs },
+        "leases": p.leases.iter().map(|(j, s, r)| json!({ "job": j.to_hex(), "shard": s, "replica": r })).collect::<Vec<_>>(),
+        "results_in_challenge_window": p.pending, "completed": p.completed, "failed": p.failed,
+        "reputation_permille": p.reputation(), "earned": p.earned, "slashed": p.slashed,
+    })
+}
+
+fn job_json(j: &Job) -> Value {
+    let r = j.replicas();
+    let tasks: Vec<Value> = j
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let (state, detail) = match &t.state {
+                TaskState::Queued => ("queued", json!({ "why": t.waiting.map(|w| w.to_string()) })),
+                TaskState::Leased { provider, price, since, deadline, mined } => (
+                    "leased",
+                    json!({ "provider": provider.to_string(), "price_per_gmac": price, "since": since,
+                            "deadline": deadline, "blocks_mined": mined }),
+                ),
+                TaskState::Posted { provider, price, result, settles_at } => (
+                    "posted",
+                    json!({ "provider": provider.to_string(), "price_per_gmac": price, "result": result.to_hex(),
+                            "settles_at": settles_at }),
+                ),
+                TaskState::Settled { provider, result, paid } => {
+                    ("settled", json!({ "provider": provider.to_string(), "result": result.to_hex(), "paid": paid }))
+                }
+                TaskState::Cancelled => ("cancelled", json!({})),
+            };
+            json!({ "shard": i / r, "replica": i % r, "state": state, "detail": detail })
+        })
+        .collect();
+    json!({
+        "id": j.id.to_hex(), "client": j.client.to_string(), "kind": j.spec.kind.name(),
+        "status": format!("{:?}", j.status).to_lowercase(), "submitted_at": j.submitted_at,
+        "finished_at": j.finished_at, "shards": j.spec.shards.len(), "replicas": r,
+        "macs_per_shard": j.spec.macs_per_shard, "max_price_per_gmac": j.spec.max_price_per_gmac,
+        "escrow": j.escrow, "paid": j.paid, "burned": j.burned, "tasks": tasks,
+    })
+}
+
+async fn providers(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let node = s.lock();
+    let list: Vec<Value> = node.chain.ledger().market.providers().map(provider_json).collect();
+    Json(json!({ "providers": list }))
+}
+
+async fn provider(State(s): State<Arc<Shared>>, Path(address): Path<String>) -> Response {
+    let a: Address = match address.parse() {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let node = s.lock();
+    let market = &node.chain.ledger().market;
+    let mut v = market.provider(&a).map(provider_json).unwrap_or_else(|| json!({ "address": a.to_string() }));
+    v["outlook"] = json!(market.provider_outlook(&a, node.chain.params().min_provider_stake));
+    v["decisions"] = decisions(market.decisions(&Subject::Provider(a)));
+    Json(v).into_response()
+}
+
+async fn jobs(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let node = s.lock();
+    let list: Vec<Value> = node
+        .chain
+        .ledger()
+        .market
+        .jobs()
+        .map(|j| {
+            json!({ "id": j.id.to_hex(), "client": j.client.to_string(), "kind": j.spec.kind.name(),
+                    "status": format!("{:?}", j.status).to_lowercase(), "escrow": j.escrow })
+        })
+        .collect();
+    Json(json!({ "jobs": list }))
+}
+
+async fn job(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let Ok(id) = Hash::from_hex(&id) else {
+        return error(StatusCode::BAD_REQUEST, format!("{id:?} is not a 64-digit hex job id"));
+    };
+    let node = s.lock();
+    let market = &node.chain.ledger().market;
+    match market.job(&id) {
+        Some(j) => {
+            let mut v = job_json(j);
+            v["decisions"] = decisions(market.decisions(&Subject::Job(id)));
+            Json(v).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, "no such job (submitted jobs appear once their block is accepted)"),
+    }
+}
+
 #[derive(Deserialize)]
 struct Submit {
     tx: String,
@@ -186,7 +296,11 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
          # HELP ergon_blocks_rejected_total Blocks from peers refused as invalid.\n# TYPE ergon_blocks_rejected_total counter\nergon_blocks_rejected_total {}\n\
          # HELP ergon_mined_multiply_adds_total Multiply-adds spent mining.\n# TYPE ergon_mined_multiply_adds_total counter\nergon_mined_multiply_adds_total {}\n\
          # HELP ergon_useful_work_fraction Share of the chain's work done on paid jobs.\n# TYPE ergon_useful_work_fraction gauge\nergon_useful_work_fraction {}\n\
-         # HELP ergon_peers Connected peers.\n# TYPE ergon_peers gauge\nergon_peers {}\n",
+         # HELP ergon_peers Connected peers.\n# TYPE ergon_peers gauge\nergon_peers {}\n\
+         # HELP ergon_market_providers Registered providers.\n# TYPE ergon_market_providers gauge\nergon_market_providers {}\n\
+         # HELP ergon_market_queued_tasks Job tasks waiting for a provider.\n# TYPE ergon_market_queued_tasks gauge\nergon_market_queued_tasks {}\n\
+         # HELP ergon_market_open_leases Leases not yet posted or expired.\n# TYPE ergon_market_open_leases gauge\nergon_market_open_leases {}\n\
+         # HELP ergon_market_held Coins held by the market (escrow and bonds).\n# TYPE ergon_market_held gauge\nergon_market_held {}\n",
         node.chain.height(),
         node.mempool.len(),
         st.blocks_mined.load(Ordering::Relaxed),
@@ -195,6 +309,10 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         st.macs_mined.load(Ordering::Relaxed),
         node.chain.useful_work_fraction(),
         s.peers(),
+        node.chain.ledger().market.providers().count(),
+        node.chain.ledger().market.queued(),
+        node.chain.ledger().market.open_leases(),
+        node.chain.ledger().market.held(),
     );
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

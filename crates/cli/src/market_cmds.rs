@@ -1,0 +1,338 @@
+//! `ergon provider …`, `ergon job …` and `ergon bench hw`: the market through a node's API.
+//! Transactions are signed here, with the user's key file, and submitted like `wallet send`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use ergon_kernels::npy::read_npy;
+use ergon_kernels::MatI8;
+use ergon_pouw::WorkCommitment;
+use ergon_types::{Address, BlobRef, HardwareProfile, Hash, JobKind, JobSpec, Offer, Requirements};
+use ergon_types::{SecretKey, TxKind};
+use serde_json::Value;
+
+use crate::matrix_cmds::random_matrix;
+use crate::node_cmds::{http, read_key, sign_and_submit};
+use crate::CmdResult;
+
+/// The X25519 secret a key file's owner decrypts job data with: derived from the ed25519 secret
+/// (one file to keep), in its own BLAKE3 context so the two keys never share bytes.
+pub fn encryption_secret(key: &SecretKey) -> x25519_dalek::StaticSecret {
+    let bytes = blake3::derive_key("ergon v1 x25519 secret from the ed25519 key file", &key.to_bytes());
+    x25519_dalek::StaticSecret::from(bytes)
+}
+
+pub fn encryption_public(key: &SecretKey) -> [u8; 32] {
+    x25519_dalek::PublicKey::from(&encryption_secret(key)).to_bytes()
+}
+
+#[derive(Args, Clone)]
+pub struct HwArgs {
+    /// GPU model to claim (GPUs are not detected yet; leave empty for none).
+    #[arg(long, default_value = "")]
+    gpu_model: String,
+    #[arg(long, default_value_t = 0)]
+    gpu_memory_mib: u64,
+}
+
+/// Measures this machine: cores, memory, and exact int8 throughput on a 1024³ product (best of
+/// three, all cores).
+pub fn measure_hw(args: &HwArgs) -> Result<HardwareProfile, String> {
+    let cpu_cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_mib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib / 1024)
+        .unwrap_or(1024);
+    let n = 1024;
+    let (a, b) = (random_matrix(n, n, 126, 1)?, random_matrix(n, n, 126, 2)?);
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        ergon_kernels::matmul(&a, &b).map_err(|e| e.to_string())?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let int8_gmacs = ((n * n * n) as f64 / best / 1e9) as u64;
+    Ok(HardwareProfile {
+        cpu_cores,
+        memory_mib,
+        gpu_model: args.gpu_model.clone(),
+        gpu_memory_mib: args.gpu_memory_mib,
+        int8_gmacs: int8_gmacs.max(1),
+    })
+}
+
+pub fn bench_hw(args: HwArgs, json: bool) -> CmdResult {
+    let p = measure_hw(&args)?;
+    if json {
+        let v = serde_json::json!({ "cpu_cores": p.cpu_cores, "memory_mib": p.memory_mib, "gpu_model": p.gpu_model,
+                                     "gpu_memory_mib": p.gpu_memory_mib, "int8_gmacs": p.int8_gmacs });
+        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+    } else {
+        println!(
+            "this machine: {} cores, {} MiB memory, {} G int8 multiply-adds/s (1024³, best of 3){}",
+            p.cpu_cores,
+            p.memory_mib,
+            p.int8_gmacs,
+            if p.gpu_model.is_empty() { String::from(", no GPU claimed") } else { format!(", GPU {}", p.gpu_model) }
+        );
+        println!("`ergon provider register` claims these figures; the challenge engine checks them.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
+pub enum ProviderCommand {
+    /// Offer this machine (measured now) at a price, bonding stake.
+    Register {
+        #[arg(long)]
+        key: PathBuf,
+        /// Asking price per 10^9 multiply-adds.
+        #[arg(long)]
+        price: u64,
+        /// Coins to add to the bond.
+        #[arg(long, default_value_t = 0)]
+        stake: u64,
+        /// Leases held at once (a work buffer).
+        #[arg(long, default_value_t = 2)]
+        slots: u8,
+        #[command(flatten)]
+        hw: HwArgs,
+        #[arg(long, default_value_t = 1)]
+        fee: u64,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: SocketAddr,
+    },
+    /// Take no new leases; the bond unbonds after the last lease settles.
+    Deregister {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        fee: u64,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: SocketAddr,
+    },
+    /// A provider's offer, leases, earnings, why it is or is not getting work, and its decisions.
+    Status {
+        address: Address,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum JobCommand {
+    /// Submit a matmul job C = A·B on int8 .npy files, split by rows of A into shards.
+    Submit {
+        #[arg(long)]
+        key: PathBuf,
+        a: PathBuf,
+        b: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        shards: usize,
+        #[arg(long, default_value_t = 1)]
+        replicas: u8,
+        /// Highest price per 10^9 multiply-adds.
+        #[arg(long)]
+        max_price: u64,
+        /// Blocks a provider has per shard before the lease closes and the shard moves on.
+        #[arg(long, default_value_t = 6)]
+        lease_blocks: u32,
+        #[arg(long, default_value_t = 0)]
+        min_memory_mib: u64,
+        #[arg(long, default_value_t = 0)]
+        min_gmacs: u64,
+        #[arg(long, default_value_t = 1)]
+        fee: u64,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: SocketAddr,
+    },
+    /// Every shard's state, why a waiting one waits, payments, and the job's decisions.
+    Status {
+        id: String,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: SocketAddr,
+    },
+    /// Withdraw a job: queued shards are cancelled and refunded when the job closes.
+    Cancel {
+        #[arg(long)]
+        key: PathBuf,
+        id: String,
+        #[arg(long, default_value_t = 1)]
+        fee: u64,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: SocketAddr,
+    },
+}
+
+/// Signs `kind` with the key file and submits it; returns the transaction id.
+fn send(api: SocketAddr, key: &SecretKey, fee: u64, kind: TxKind) -> Result<Hash, String> {
+    sign_and_submit(api, key, fee, kind).map(|(id, _)| id)
+}
+
+fn print_decisions(v: &Value) {
+    if let Some(list) = v["decisions"].as_array() {
+        for d in list {
+            println!("  block {:>6}: {}", d["height"], d["text"].as_str().unwrap_or(""));
+        }
+    }
+}
+
+pub fn provider(cmd: ProviderCommand) -> CmdResult {
+    match cmd {
+        ProviderCommand::Register { key, price, stake, slots, hw, fee, api } => {
+            let key = read_key(&key)?;
+            let profile = measure_hw(&hw)?;
+            let offer = Offer { profile, price_per_gmac: price, slots, encryption_key: encryption_public(&key) };
+            let summary = format!(
+                "{} cores, {} MiB, {} G MAC/s int8, {price} per G MAC, {slots} slots",
+                offer.profile.cpu_cores, offer.profile.memory_mib, offer.profile.int8_gmacs
+            );
+            let id = send(api, &key, fee, TxKind::RegisterProvider { offer, stake })?;
+            println!(
+                "submitted registration {} for {} ({summary}; +{stake} bond)",
+                id.to_hex(),
+                key.public().address()
+            );
+            println!("see `ergon provider status {}` once it is in a block", key.public().address());
+            Ok(ExitCode::SUCCESS)
+        }
+        ProviderCommand::Deregister { key, fee, api } => {
+            let key = read_key(&key)?;
+            let id = send(api, &key, fee, TxKind::Deregister)?;
+            println!("submitted deregistration {}", id.to_hex());
+            Ok(ExitCode::SUCCESS)
+        }
+        ProviderCommand::Status { address, api } => {
+            let v = http(api, "GET", &format!("/providers/{address}"), None)?;
+            println!("{address}: {}", v["outlook"].as_str().unwrap_or(""));
+            if v["status"].is_string() {
+                println!(
+                    "  status {}, bond {}, price {} per G MAC, {} slot(s), leases {}, completed {}, failed {}, earned {}, slashed {}",
+                    v["status"].as_str().unwrap_or(""),
+                    v["bond"],
+                    v["price_per_gmac"],
+                    v["slots"],
+                    v["leases"].as_array().map_or(0, |l| l.len()),
+                    v["completed"],
+                    v["failed"],
+                    v["earned"],
+                    v["slashed"]
+                );
+            }
+            print_decisions(&v);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Splits A by rows into `shards` near-equal parts and commits to each part times B.
+pub fn shard_commitments(a: &MatI8, b: &MatI8, shards: usize) -> Result<Vec<WorkCommitment>, String> {
+    if shards == 0 || shards > a.rows() || shards > ergon_types::job::MAX_SHARDS {
+        return Err(format!("--shards must be in 1..={}", a.rows().min(ergon_types::job::MAX_SHARDS)));
+    }
+    let cols = a.cols();
+    (0..shards)
+        .map(|s| {
+            let (r0, r1) = (s * a.rows() / shards, (s + 1) * a.rows() / shards);
+            let part = MatI8::from_vec(r1 - r0, cols, a.as_slice()[r0 * cols..r1 * cols].to_vec())
+                .map_err(|e| e.to_string())?;
+            WorkCommitment::compute(&part, b).map_err(|e| format!("cannot mine on this job: {e}"))
+        })
+        .collect()
+}
+
+pub fn job(cmd: JobCommand) -> CmdResult {
+    match cmd {
+        JobCommand::Submit {
+            key,
+            a,
+            b,
+            shards,
+            replicas,
+            max_price,
+            lease_blocks,
+            min_memory_mib,
+            min_gmacs,
+            fee,
+            api,
+        } => {
+            let key = read_key(&key)?;
+            let (ma, mb) = (
+                read_npy::<i8>(&a).map_err(|e| format!("{}: {e}", a.display()))?,
+                read_npy::<i8>(&b).map_err(|e| format!("{}: {e}", b.display()))?,
+            );
+            if ma.cols() != mb.rows() {
+                return Err(format!("A is {}×{} but B is {}×{}", ma.rows(), ma.cols(), mb.rows(), mb.cols()));
+            }
+            let commitments = shard_commitments(&ma, &mb, shards)?;
+            let blob = |p: &PathBuf| -> Result<BlobRef, String> {
+                let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                Ok(BlobRef { id: Hash(*blake3::hash(&bytes).as_bytes()), size: bytes.len() as u64 })
+            };
+            let macs_per_shard = commitments.iter().map(|w| w.m as u64 * w.k as u64 * w.n as u64).max().unwrap_or(0);
+            let spec = JobSpec {
+                kind: JobKind::Matmul,
+                inputs: vec![blob(&a)?, blob(&b)?],
+                shards: commitments,
+                macs_per_shard,
+                requirements: Requirements {
+                    min_memory_mib,
+                    min_int8_gmacs: min_gmacs,
+                    gpu: false,
+                    replicas,
+                    lease_blocks,
+                },
+                max_price_per_gmac: max_price,
+                client_key: encryption_public(&key),
+            };
+            let escrow = spec.max_cost().ok_or("the job's maximum cost overflows")?;
+            let tx = send(api, &key, fee, TxKind::SubmitJob { spec })?;
+            let id = Hash::of("ergon v1 job id", &[&tx.0]);
+            println!("submitted job {} ({shards} shard(s) × {replicas}, escrow {escrow})", id.to_hex());
+            println!("follow it with `ergon job status {}`", id.to_hex());
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Status { id, api } => {
+            let v = http(api, "GET", &format!("/jobs/{id}"), None)?;
+            println!(
+                "job {} ({}, {} shard(s) × {}): {}; escrow {}, paid {}, burned {}",
+                id,
+                v["kind"].as_str().unwrap_or(""),
+                v["shards"],
+                v["replicas"],
+                v["status"].as_str().unwrap_or(""),
+                v["escrow"],
+                v["paid"],
+                v["burned"]
+            );
+            for t in v["tasks"].as_array().into_iter().flatten() {
+                let d = &t["detail"];
+                let what = match t["state"].as_str().unwrap_or("") {
+                    "queued" => d["why"].as_str().unwrap_or("waiting for the next block's matching").to_string(),
+                    "leased" => {
+                        format!("leased to {} until block {}", d["provider"].as_str().unwrap_or(""), d["deadline"])
+                    }
+                    "posted" => format!("result posted, paid at block {}", d["settles_at"]),
+                    "settled" => format!("settled, {} paid to {}", d["paid"], d["provider"].as_str().unwrap_or("")),
+                    other => other.to_string(),
+                };
+                println!("  shard {} replica {}: {what}", t["shard"], t["replica"]);
+            }
+            print_decisions(&v);
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Cancel { key, id, fee, api } => {
+            let key = read_key(&key)?;
+            let job = Hash::from_hex(&id).map_err(|e| format!("{id:?}: {e}"))?;
+            let tx = send(api, &key, fee, TxKind::CancelJob { job })?;
+            println!("submitted cancellation {}", tx.to_hex());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The market through real processes: a mining node, a provider and a client using the CLI. The
+//! provider here never computes (the provider process is not built yet), which is exactly what
+//! exercises re-allocation's reasons: its lease closes at the deadline, with the reason shown to
+//! both sides, and the client can cancel and get its escrow back.
+
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ergon_kernels::npy::write_npy;
+use ergon_kernels::MatI8;
+
+fn ergon(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ergon")).args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    stdout(&o)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn provider_and_client_see_leases_closures_and_refunds_with_reasons() {
+    let dir = std::env::temp_dir().join(format!("ergon-market-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let new_key = |name: &str| ok(ergon(&["key", "new", "--out", &p(name)])).split(' ').next().unwrap().to_string();
+    let (client, provider, miner) = (new_key("client.key"), new_key("provider.key"), new_key("miner.key"));
+    ok(ergon(&[
+        "genesis",
+        "--out",
+        &p("g.json"),
+        "--alloc",
+        &format!("{client}=1000000000"),
+        "--alloc",
+        &format!("{provider}=1000000000"),
+        "--block-time-ms",
+        "400",
+        "--filler-size",
+        "96",
+    ]));
+    let api = format!("127.0.0.1:{}", free_port());
+    let mut node = Command::new(env!("CARGO_BIN_EXE_ergon"))
+        .args(["node", "--data-dir", &p("data"), "--api", &api, "--mine", "--miner", &miner, "--genesis", &p("g.json")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let wait_for = |what: &str, args: &[&str], needle: &str| -> String {
+        loop {
+            let out = ergon(args);
+            let text = stdout(&out);
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; last output:\n{text}");
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    };
+    wait_for("the API", &["wallet", "balance", &client, "--api", &api], "balance");
+
+    ok(ergon(&[
+        "provider",
+        "register",
+        "--key",
+        &p("provider.key"),
+        "--price",
+        "100",
+        "--stake",
+        "1000000",
+        "--slots",
+        "1",
+        "--api",
+        &api,
+    ]));
+    let status = ["provider", "status", provider.as_str(), "--api", api.as_str()];
+    wait_for("the registration", &status, "idle: no job is waiting");
+
+    let m = |seed: i64, r, c| {
+        MatI8::from_fn(r, c, |i, j| ((i as i64 * 31 + j as i64 * 17 + seed) % 253 - 126) as i8).unwrap()
+    };
+    write_npy(&dir.join("A.npy"), &m(1, 96, 64)).unwrap();
+    write_npy(&dir.join("B.npy"), &m(2, 64, 48)).unwrap();
+    let submitted = ok(ergon(&[
+        "job",
+        "submit",
+        "--key",
+        &p("client.key"),
+        &p("A.npy"),
+        &p("B.npy"),
+        "--shards",
+        "2",
+        "--max-price",
+        "200",
+        "--lease-blocks",
+        "3",
+        "--api",
+        &api,
+    ]));
+    let id = submitted.split_whitespace().nth(2).unwrap().to_string();
+    let job = ["job", "status", id.as_str(), "--api", api.as_str()];
+    let text = wait_for("a lease", &job, &format!("leased to {provider}"));
+    assert!(text.contains("no provider is free") || text.contains("leased to"), "{text}");
+
+    // The provider never delivers: the lease closes at its deadline, with the reason on both sides.
+    wait_for("the lease to close", &job, "no result within 3 blocks; re-allocating");
+    wait_for("the provider's side of it", &status, "lease closed: no result for job");
+
+    ok(ergon(&["job", "cancel", "--key", &p("client.key"), &id, "--api", &api]));
+    let text = wait_for("the cancellation", &job, "cancelled by the client");
+    assert!(!text.contains("error"), "{text}");
+    let bad = ergon(&["job", "status", "00", "--api", &api]);
+    assert_eq!(bad.status.code(), Some(2));
+
+    let _ = node.kill();
+    let _ = node.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
