@@ -233,6 +233,9 @@ impl Ledger {
             TxKind::PostResult { job, shard, result } => {
                 self.market.post_result(from, *job, *shard, *result, height, &market).map(|()| vec![])
             }
+            TxKind::Dispute { job, shard, replica, evidence } => {
+                self.market.dispute(from, (*job, *shard, *replica), evidence, height, &market)
+            }
             _ => Ok(vec![]),
         }
         .map_err(TxRejection::Market)?;

@@ -92,6 +92,19 @@ fn step(chain: &mut Chain, miner: u8, txs: Vec<SignedTransaction>, job: Option<J
     block
 }
 
+/// A matmul job at up to 1 coin per 10^9 multiply-adds, one replica.
+fn matmul_spec(shards: Vec<WorkCommitment>, macs_per_shard: u64, lease_blocks: u32) -> JobSpec {
+    JobSpec {
+        kind: JobKind::Matmul,
+        inputs: vec![],
+        shards,
+        macs_per_shard,
+        requirements: Requirements { min_memory_mib: 0, min_int8_gmacs: 0, gpu: false, replicas: 1, lease_blocks },
+        max_price_per_gmac: 1_000_000_000,
+        client_key: [6; 32],
+    }
+}
+
 #[test]
 fn job_lifecycle_through_blocks() {
     let mut chain = Chain::new(genesis()).unwrap();
@@ -116,15 +129,7 @@ fn job_lifecycle_through_blocks() {
             (part, w)
         })
         .collect();
-    let spec = JobSpec {
-        kind: JobKind::Matmul,
-        inputs: vec![],
-        shards: shards.iter().map(|s| s.1).collect(),
-        macs_per_shard: 48 * 64 * 48,
-        requirements: Requirements { min_memory_mib: 0, min_int8_gmacs: 0, gpu: false, replicas: 1, lease_blocks: 3 },
-        max_price_per_gmac: 1_000_000_000,
-        client_key: [6; 32],
-    };
+    let spec = matmul_spec(shards.iter().map(|s| s.1).collect(), 48 * 64 * 48, 3);
     let escrow = spec.max_cost().unwrap();
     let client_before = chain.ledger().account(&addr(CLIENT)).balance;
     let submit = tx(id, CLIENT, 0, TxKind::SubmitJob { spec });
@@ -215,4 +220,56 @@ fn market_transactions_cost_what_they_lock_and_refusals_change_nothing() {
     assert!(reasons[1].contains("no such job"), "{reasons:?}");
     assert!(reasons[2].contains("needs 5000010"), "{reasons:?}");
     assert_eq!(chain.ledger().root(), root);
+}
+
+#[test]
+fn a_wrong_result_is_disputed_slashed_and_reallocated() {
+    let mut chain = Chain::new(genesis()).unwrap();
+    let id = chain.chain_id();
+    let addr = |k: u8| key(k).public().address();
+    step(
+        &mut chain,
+        MINER,
+        vec![tx(id, P1, 0, TxKind::RegisterProvider { offer: offer(500_000_000), stake: 2_000 })],
+        None,
+    );
+    let (a, b) = (matrix(30, 40, 3), matrix(40, 20, 4));
+    let work = WorkCommitment::compute(&a, &b).unwrap();
+    let spec = matmul_spec(vec![work], 30 * 40 * 20, 10);
+    let submit = tx(id, CLIENT, 0, TxKind::SubmitJob { spec });
+    let job = Hash::of("ergon v1 job id", &[&submit.id().0]);
+    step(&mut chain, MINER, vec![submit], None);
+
+    // P1 posts the root of a product with one wrong entry.
+    let mut c = ergon_kernels::matmul(&a, &b).unwrap();
+    let right_root = ergon_pouw::result_root(&c);
+    c.as_mut_slice()[7 * 20 + 3] -= 5;
+    let wrong_root = ergon_pouw::result_root(&c);
+    let post = tx(id, P1, 1, TxKind::PostResult { job, shard: 0, result: Hash(wrong_root) });
+    step(&mut chain, MINER, vec![post], None);
+
+    // Evidence about a correct entry is refused with the reason; about the wrong one, it slashes.
+    let honest = ergon_pouw::WrongEntry::build(&a, &b, &c, 0, 0).unwrap();
+    let refused = tx(id, CLIENT, 1, TxKind::Dispute { job, shard: 0, replica: 0, evidence: honest });
+    let t = chain.template(addr(MINER), vec![refused], chain.tip_header().time_ms + T);
+    assert!(t.refused[0].1.to_string().contains("entry (0, 0)") && t.refused[0].1.to_string().contains("is correct"));
+    assert_ne!(right_root, wrong_root);
+
+    let evidence = ergon_pouw::WrongEntry::build(&a, &b, &c, 7, 3).unwrap();
+    let client_before = chain.ledger().account(&addr(CLIENT)).balance;
+    let burned_before = chain.ledger().burned;
+    let dispute = tx(id, CLIENT, 1, TxKind::Dispute { job, shard: 0, replica: 0, evidence });
+    step(&mut chain, MINER, vec![dispute], None);
+    let p1 = chain.ledger().market.provider(&addr(P1)).unwrap();
+    assert_eq!((p1.bond, p1.slashed), (1_000, 1_000));
+    assert_eq!(p1.status, ergon_market::ProviderStatus::Demoted);
+    assert_eq!(
+        chain.ledger().account(&addr(CLIENT)).balance,
+        client_before - 10 + 500,
+        "half the slash rewards the disputer"
+    );
+    assert!(chain.ledger().burned >= burned_before + 500);
+    assert_eq!(chain.ledger().market.job(&job).unwrap().task(0, 0).state, TaskState::Queued, "back in the queue");
+    let log = chain.ledger().market.decisions(&ergon_market::Subject::Provider(addr(P1)));
+    assert!(log.iter().any(|d| d.text.contains("slashed 1000 and demoted: entry (7, 3) is")), "{log:?}");
 }

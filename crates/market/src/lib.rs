@@ -69,15 +69,26 @@ pub enum Effect {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MarketRejection {
     BadOffer(String),
-    BondTooSmall { bond: u64, min: u64 },
+    BondTooSmall {
+        bond: u64,
+        min: u64,
+    },
     NotAProvider,
     BadJob(String),
     UnknownJob,
     NotYourJob,
     JobClosed,
-    NoSuchShard { shard: u16, shards: usize },
-    NotLeased { shard: u16 },
+    NoSuchShard {
+        shard: u16,
+        shards: usize,
+    },
+    NotLeased {
+        shard: u16,
+    },
     BudgetOverflow,
+    /// The evidence does not prove the result wrong.
+    DisputeFailed(String),
+    NotInChallengeWindow,
 }
 
 impl fmt::Display for MarketRejection {
@@ -100,6 +111,10 @@ impl fmt::Display for MarketRejection {
                 )
             }
             Self::BudgetOverflow => write!(f, "the job's maximum cost overflows"),
+            Self::DisputeFailed(why) => write!(f, "dispute refused: {why}"),
+            Self::NotInChallengeWindow => {
+                write!(f, "that task has no posted result in its challenge window (already settled, or never posted)")
+            }
         }
     }
 }

@@ -426,6 +426,40 @@ impl Market {
         self.note(Subject::Job(key.0), height, format!("shard {} replica {}: a block was mined on it", key.1, key.2));
     }
 
+    /// Judges a dispute over a posted result: if `evidence` proves an entry wrong against the
+    /// shard's commitment and the posted root, the provider is slashed (half to `disputer`, half
+    /// burned) and the task re-allocated.
+    pub fn dispute(
+        &mut self,
+        disputer: Address,
+        key: TaskKey,
+        evidence: &ergon_pouw::WrongEntry,
+        height: u64,
+        params: &MarketParams,
+    ) -> Result<Vec<Effect>, MarketRejection> {
+        let (id, shard, replica) = key;
+        let job = self.jobs.get(&id).ok_or(MarketRejection::UnknownJob)?;
+        if shard as usize >= job.spec.shards.len() || replica >= job.spec.requirements.replicas {
+            return Err(MarketRejection::NoSuchShard { shard, shards: job.spec.shards.len() });
+        }
+        let TaskState::Posted { result, .. } = job.task(shard, replica).state else {
+            return Err(MarketRejection::NotInChallengeWindow);
+        };
+        let (claimed, correct) = evidence
+            .check(&job.spec.shards[shard as usize], &result.0)
+            .map_err(|e| MarketRejection::DisputeFailed(e.to_string()))?;
+        let why = format!("entry ({}, {}) is {claimed} but the product is {correct}", evidence.row, evidence.col);
+        let mut effects = vec![];
+        for e in self.slash(key, height, params, &why) {
+            if let Effect::Burn { amount } = e {
+                let reward = amount / 2;
+                effects.push(Effect::Pay { to: disputer, amount: reward });
+                effects.push(Effect::Burn { amount: amount - reward });
+            }
+        }
+        Ok(effects)
+    }
+
     /// A proven wrong result: the provider loses up to `min_provider_stake` of its bond (burned),
     /// is demoted, and the task is queued again without it.
     pub fn slash(&mut self, key: TaskKey, height: u64, params: &MarketParams, why: &str) -> Vec<Effect> {

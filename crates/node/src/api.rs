@@ -99,6 +99,10 @@ fn tx_json(t: &SignedTransaction) -> Value {
         TxKind::PostResult { job, shard, result } => {
             ("post_result", json!({ "job": job.to_hex(), "shard": shard, "result": result.to_hex() }))
         }
+        TxKind::Dispute { job, shard, replica, evidence } => (
+            "dispute",
+            json!({ "job": job.to_hex(), "shard": shard, "replica": replica, "row": evidence.row, "col": evidence.col }),
+        ),
     };
     json!({ "id": t.id().to_hex(), "from": t.tx.sender().to_string(), "nonce": t.tx.nonce, "fee": t.tx.fee,
             "kind": kind, "detail": detail })

@@ -11,6 +11,7 @@
 //! This crate knows nothing of blocks or chains: the header is opaque bytes.
 
 mod challenge;
+pub mod dispute;
 pub mod merkle;
 mod mine;
 mod noise;
@@ -19,6 +20,7 @@ mod proof;
 mod ticket;
 
 pub use challenge::{Challenge, Seed, WorkCommitment, WORK_BYTES};
+pub use dispute::{result_root, WrongEntry};
 pub use mine::{mine, prove, MineOptions, MineTimings, Mined};
 pub use noise::{Factors, Noise};
 pub use proof::{verify, Proof, MAX_PROOF_BYTES};

@@ -4,12 +4,16 @@
 //! kind`, where kind is `0 ‖ to Address ‖ amount u64` (transfer), `1 ‖ amount u64` (stake) or
 //! `2 ‖ amount u64` (unstake), `3 ‖ offer ‖ stake u64` (register provider), `4` (deregister),
 //! `5 ‖ job spec` (submit job), `6 ‖ job Hash` (cancel job) or `7 ‖ job Hash ‖ shard u16 ‖ result
-//! Hash` (post result); offers and job specs are encoded as in [`crate::job`]. A signed transaction appends the 64-byte signature over
+//! Hash` (post result) or `8 ‖ job Hash ‖ shard u16 as u32 ‖ replica u8 ‖ evidence bytes` (dispute,
+//! evidence as in `ergon_pouw::dispute`); offers and job specs are encoded as in [`crate::job`]. A signed transaction appends the 64-byte signature over
 //! `"ergon v1 transaction" ‖ encoding`. The chain hash (the genesis hash) stops a transaction
 //! signed for one network from being replayed on another.
 
 use crate::codec::{Canonical, Reader, Writer};
 use crate::hash::Hash;
+use ergon_pouw::dispute::MAX_DISPUTE_BYTES;
+use ergon_pouw::WrongEntry;
+
 use crate::job::{JobSpec, Offer};
 use crate::keys::{Address, PublicKey, SecretKey, Signature};
 use crate::TypesError;
@@ -36,6 +40,9 @@ pub enum TxKind {
     CancelJob { job: Hash },
     /// The leased provider's commitment to a shard's result (Merkle root of its output rows).
     PostResult { job: Hash, shard: u16, result: Hash },
+    /// Evidence that a posted result (still in its challenge window) has a wrong entry: the
+    /// provider is slashed, half of it to the sender, and the shard is re-allocated.
+    Dispute { job: Hash, shard: u16, replica: u8, evidence: WrongEntry },
 }
 
 /// An unsigned transaction.
@@ -68,7 +75,7 @@ impl Transaction {
 }
 
 impl Canonical for Transaction {
-    const MAX_BYTES: usize = 1 + 32 + 32 + 8 + 8 + 1 + JobSpec::MAX_BYTES;
+    const MAX_BYTES: usize = 1 + 32 + 32 + 8 + 8 + 1 + 32 + 4 + 1 + 4 + MAX_DISPUTE_BYTES;
 
     fn write(&self, w: &mut Writer) {
         w.u8(VERSION).bytes(&self.chain.0).bytes(&self.from.0).u64(self.nonce).u64(self.fee);
@@ -89,6 +96,9 @@ impl Canonical for Transaction {
             }
             TxKind::CancelJob { job } => w.u8(6).bytes(&job.0),
             TxKind::PostResult { job, shard, result } => w.u8(7).bytes(&job.0).u32(*shard as u32).bytes(&result.0),
+            TxKind::Dispute { job, shard, replica, evidence } => {
+                w.u8(8).bytes(&job.0).u32(*shard as u32).u8(*replica).var_bytes(&evidence.encode())
+            }
         };
     }
 
@@ -110,6 +120,17 @@ impl Canonical for Transaction {
                 let shard = r.u32()?;
                 let Ok(shard) = u16::try_from(shard) else { return r.fail(format!("shard {shard} out of range")) };
                 TxKind::PostResult { job, shard, result: Hash(r.array()?) }
+            }
+            8 => {
+                let job = Hash(r.array()?);
+                let shard = r.u32()?;
+                let Ok(shard) = u16::try_from(shard) else { return r.fail(format!("shard {shard} out of range")) };
+                let replica = r.u8()?;
+                let evidence = match WrongEntry::decode(r.var_bytes(MAX_DISPUTE_BYTES)?) {
+                    Ok(e) => e,
+                    Err(e) => return r.fail(e.to_string()),
+                };
+                TxKind::Dispute { job, shard, replica, evidence }
             }
             tag => return r.fail(format!("unknown transaction kind {tag}")),
         };

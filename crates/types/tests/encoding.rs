@@ -26,7 +26,15 @@ fn all_kinds() -> Vec<SignedTransaction> {
         tx(6, TxKind::SubmitJob { spec: job() }),
         tx(7, TxKind::CancelJob { job: Hash([3; 32]) }),
         tx(8, TxKind::PostResult { job: Hash([4; 32]), shard: 65_535, result: Hash([5; 32]) }),
+        tx(9, TxKind::Dispute { job: Hash([4; 32]), shard: 2, replica: 1, evidence: evidence() }),
     ]
+}
+
+fn evidence() -> ergon_pouw::WrongEntry {
+    let a = MatI8::from_fn(30, 20, |i, j| (i * 3 + j) as i8).unwrap();
+    let b = MatI8::from_fn(20, 40, |i, j| (i + j * 5) as i8 - 60).unwrap();
+    let c = ergon_kernels::matmul(&a, &b).unwrap();
+    ergon_pouw::WrongEntry::build(&a, &b, &c, 25, 33).unwrap()
 }
 
 fn offer() -> Offer {
