@@ -9,6 +9,7 @@ mod devnet;
 mod market_cmds;
 mod matrix_cmds;
 mod mine_local;
+mod ml_cmds;
 mod node_cmds;
 mod progress;
 mod sim;
@@ -70,6 +71,10 @@ enum Command {
         #[command(subcommand)]
         cmd: market_cmds::JobCommand,
     },
+    /// Train the quantized MLP (default: the shipped digits) and write a safetensors model.
+    Train(ml_cmds::TrainArgs),
+    /// Batch inference of a trained model over a data set.
+    Infer(ml_cmds::InferArgs),
     /// Run one node without a network: replay its store, mine filler blocks, persist each.
     MineLocal(mine_local::MineLocalArgs),
     /// Run the deterministic network simulator over many seeds and check its invariants.
@@ -98,6 +103,8 @@ fn main() -> ExitCode {
         Command::Wallet { cmd } => node_cmds::wallet(cmd),
         Command::Provider { cmd } => market_cmds::provider(cmd),
         Command::Job { cmd } => market_cmds::job(cmd),
+        Command::Train(args) => ml_cmds::train(args),
+        Command::Infer(args) => ml_cmds::infer(args),
         Command::Bench { which } => bench::run(which),
     };
     match result {
