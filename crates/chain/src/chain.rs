@@ -485,19 +485,31 @@ pub struct Template {
     pub matrices: (MatI8, MatI8),
 }
 
-/// Seals a template by mining nonces from `first_nonce` until a ticket wins (at most `tries`).
-pub fn seal(template: Template, first_nonce: u64, tries: u64) -> Result<Option<Block>, ChainError> {
-    let Template { mut header, txs, matrices, .. } = template;
-    let challenge = header.challenge().map_err(|e| ChainError::Mining(e.to_string()))?;
-    for nonce in first_nonce..first_nonce.saturating_add(tries) {
-        let mined = ergon_pouw::mine(&challenge, &matrices.0, &matrices.1, nonce, Default::default())
-            .map_err(|e| ChainError::Mining(e.to_string()))?;
-        if let Some(w) = mined.winners.first() {
-            let proof = ergon_pouw::prove(&challenge, &matrices.0, &matrices.1, nonce, w)
-                .map_err(|e| ChainError::Mining(e.to_string()))?;
+/// Mines one nonce of a template: the exact product A·B (the job's result, whatever happens)
+/// and the sealed block if a ticket won.
+pub fn mine_once(template: &Template, nonce: u64) -> Result<(Option<Block>, ergon_kernels::MatI32), ChainError> {
+    let err = |e: ergon_pouw::PouwError| ChainError::Mining(e.to_string());
+    let challenge = template.header.challenge().map_err(|e| ChainError::Mining(e.to_string()))?;
+    let (a, b) = &template.matrices;
+    let mined = ergon_pouw::mine(&challenge, a, b, nonce, Default::default()).map_err(err)?;
+    let block = match mined.winners.first() {
+        Some(w) => {
+            let proof = ergon_pouw::prove(&challenge, a, b, nonce, w).map_err(err)?;
+            let mut header = template.header.clone();
             header.nonce = nonce;
             header.proof_hash = proof_hash(&proof);
-            return Ok(Some(Block { header, proof, txs }));
+            Some(Block { header, proof, txs: template.txs.clone() })
+        }
+        None => None,
+    };
+    Ok((block, mined.product))
+}
+
+/// Seals a template by mining nonces from `first_nonce` until a ticket wins (at most `tries`).
+pub fn seal(template: Template, first_nonce: u64, tries: u64) -> Result<Option<Block>, ChainError> {
+    for nonce in first_nonce..first_nonce.saturating_add(tries) {
+        if let (Some(block), _) = mine_once(&template, nonce)? {
+            return Ok(Some(block));
         }
     }
     Ok(None)

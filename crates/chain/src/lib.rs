@@ -15,7 +15,7 @@ pub mod filler;
 pub mod params;
 pub mod state;
 
-pub use chain::{seal, BlockRejection, Chain, Imported, JobWork, Template};
+pub use chain::{mine_once, seal, BlockRejection, Chain, Imported, JobWork, Template};
 pub use params::{ChainParams, Genesis};
 pub use state::{Account, Ledger, TxRejection};
 

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_market;
 mod bench_network;
+mod client;
 mod demo;
 mod devnet;
 mod market_cmds;

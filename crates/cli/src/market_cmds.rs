@@ -10,24 +10,15 @@ use clap::{Args, Subcommand};
 use ergon_kernels::npy::read_npy;
 use ergon_kernels::MatI8;
 use ergon_pouw::WorkCommitment;
+use ergon_types::TxKind;
 use ergon_types::{Address, BlobRef, HardwareProfile, Hash, JobKind, JobSpec, Offer, Requirements};
-use ergon_types::{SecretKey, TxKind};
 use serde_json::Value;
 
 use crate::matrix_cmds::random_matrix;
 use crate::node_cmds::{http, read_key, sign_and_submit};
 use crate::CmdResult;
 
-/// The X25519 secret a key file's owner decrypts job data with: derived from the ed25519 secret
-/// (one file to keep), in its own BLAKE3 context so the two keys never share bytes.
-pub fn encryption_secret(key: &SecretKey) -> x25519_dalek::StaticSecret {
-    let bytes = blake3::derive_key("ergon v1 x25519 secret from the ed25519 key file", &key.to_bytes());
-    x25519_dalek::StaticSecret::from(bytes)
-}
-
-pub fn encryption_public(key: &SecretKey) -> [u8; 32] {
-    x25519_dalek::PublicKey::from(&encryption_secret(key)).to_bytes()
-}
+use ergon_node::provider::encryption_public;
 
 #[derive(Args, Clone)]
 pub struct HwArgs {
@@ -143,6 +134,13 @@ pub enum JobCommand {
         /// Blocks a provider has per shard before the lease closes and the shard moves on.
         #[arg(long, default_value_t = 6)]
         lease_blocks: u32,
+        /// Stay until the job is done: upload each shard's inputs sealed to its provider, fetch,
+        /// decrypt and verify (Freivalds) each result, dispute a wrong one, and write C here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Give up waiting after this long.
+        #[arg(long, default_value_t = 600)]
+        timeout_s: u64,
         #[arg(long, default_value_t = 0)]
         min_memory_mib: u64,
         #[arg(long, default_value_t = 0)]
@@ -171,7 +169,7 @@ pub enum JobCommand {
 }
 
 /// Signs `kind` with the key file and submits it; returns the transaction id.
-fn send(api: SocketAddr, key: &SecretKey, fee: u64, kind: TxKind) -> Result<Hash, String> {
+fn send(api: SocketAddr, key: &ergon_types::SecretKey, fee: u64, kind: TxKind) -> Result<Hash, String> {
     sign_and_submit(api, key, fee, kind).map(|(id, _)| id)
 }
 
@@ -259,6 +257,8 @@ pub fn job(cmd: JobCommand) -> CmdResult {
             lease_blocks,
             min_memory_mib,
             min_gmacs,
+            out,
+            timeout_s,
             fee,
             api,
         } => {
@@ -271,6 +271,8 @@ pub fn job(cmd: JobCommand) -> CmdResult {
                 return Err(format!("A is {}×{} but B is {}×{}", ma.rows(), ma.cols(), mb.rows(), mb.cols()));
             }
             let commitments = shard_commitments(&ma, &mb, shards)?;
+            let bounds: Vec<(usize, usize)> =
+                (0..shards).map(|s| (s * ma.rows() / shards, (s + 1) * ma.rows() / shards)).collect();
             let blob = |p: &PathBuf| -> Result<BlobRef, String> {
                 let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
                 Ok(BlobRef { id: Hash(*blake3::hash(&bytes).as_bytes()), size: bytes.len() as u64 })
@@ -296,7 +298,20 @@ pub fn job(cmd: JobCommand) -> CmdResult {
             let id = Hash::of("ergon v1 job id", &[&tx.0]);
             println!("submitted job {} ({shards} shard(s) × {replicas}, escrow {escrow})", id.to_hex());
             println!("follow it with `ergon job status {}`", id.to_hex());
-            Ok(ExitCode::SUCCESS)
+            match out {
+                None => Ok(ExitCode::SUCCESS),
+                Some(out) => crate::client::run_job(crate::client::ClientJob {
+                    api,
+                    key,
+                    id,
+                    a: ma,
+                    b: mb,
+                    bounds,
+                    out,
+                    timeout: std::time::Duration::from_secs(timeout_s),
+                    fee,
+                }),
+            }
         }
         JobCommand::Status { id, api } => {
             let v = http(api, "GET", &format!("/jobs/{id}"), None)?;

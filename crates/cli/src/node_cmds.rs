@@ -40,6 +40,11 @@ pub struct NodeArgs {
     /// Also discover peers on the local network by mDNS (off by default).
     #[arg(long)]
     mdns: bool,
+    /// Work as a compute provider with this key file: compute leased shards while mining on
+    /// them, deliver results (implies --mine, with this key's address as the miner). Register
+    /// the offer first with `ergon provider register`.
+    #[arg(long)]
+    provider_key: Option<PathBuf>,
 }
 
 pub fn node(args: NodeArgs) -> CmdResult {
@@ -53,11 +58,17 @@ pub fn node(args: NodeArgs) -> CmdResult {
         }
         None => None,
     };
+    let provider = args.provider_key.as_ref().map(read_key).transpose()?;
+    let miner = match &provider {
+        Some(k) => k.public().address(),
+        None => args.miner.unwrap_or_default(),
+    };
     let cfg = NodeConfig {
         data_dir: args.data_dir,
         api: args.api,
-        mine: args.mine,
-        miner: args.miner.unwrap_or_default(),
+        mine: args.mine || provider.is_some(),
+        miner,
+        provider,
         genesis,
         listen: args.listen,
         peers: args.peer,

@@ -1,6 +1,7 @@
 //! Ergon's peer-to-peer layer (rust-libp2p): TCP with noise encryption and yamux multiplexing;
 //! gossipsub for blocks and transactions; a request-response protocol that fetches a block by id
-//! or a peer's tip, which is all sync needs at devnet scale; identify; Kademlia for discovering
+//! or a peer's tip, which is all sync needs at devnet scale; a second one that moves sealed blobs
+//! (job inputs and results, see [`blob`]) piece by piece; identify; Kademlia for discovering
 //! peers beyond the configured ones; mDNS, off by default.
 //!
 //! The swarm runs in its own task. The node talks to it through [`Command`]s and receives
@@ -8,8 +9,10 @@
 //! chain. Messages are size-bounded by gossipsub and the request-response codec, and a peer the
 //! node reports as sending invalid data is disconnected and banned.
 
+pub mod blob;
+
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash as _, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -36,6 +39,20 @@ pub enum Request {
     Tip,
 }
 
+/// Piece `piece` of the sealed blob named `name` (see [`blob`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PieceRequest {
+    pub name: [u8; 32],
+    pub piece: u32,
+}
+
+/// (pieces in the blob, the piece's bytes), or nothing if the peer does not hold it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PieceResponse(pub Option<(u32, Vec<u8>)>);
+
+/// Serves blob pieces from the node's blob store.
+pub type BlobProvider = Arc<dyn Fn(&[u8; 32], u32) -> Option<(u32, Vec<u8>)> + Send + Sync>;
+
 /// A block's canonical bytes, or nothing if the peer does not have it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Response(pub Option<Vec<u8>>);
@@ -51,6 +68,13 @@ pub enum Command {
     },
     /// Drop and ban a peer that sent invalid data.
     Punish(PeerId),
+    /// Ask connected peers, one after another, for a piece of a blob; the first that has it
+    /// answers through `reply` (`None` when nobody does).
+    FetchPiece {
+        name: [u8; 32],
+        piece: u32,
+        reply: tokio::sync::oneshot::Sender<Option<(u32, Vec<u8>)>>,
+    },
     /// The node's verdict on a gossiped message: only accepted ones are forwarded, and rejected
     /// ones lower the sender's gossipsub score.
     Verdict {
@@ -100,6 +124,7 @@ pub type Provider = Arc<dyn Fn(&Request) -> Option<Vec<u8>> + Send + Sync>;
 struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     blocks: cbor::Behaviour<Request, Response>,
+    blobs: cbor::Behaviour<PieceRequest, PieceResponse>,
     identify: identify::Behaviour,
     /// Peer discovery beyond the configured peers: addresses learnt from identify are added, and
     /// peers found in the routing table are dialled.
@@ -131,7 +156,11 @@ fn topic(kind: &str, chain_id: &[u8; 32]) -> gossipsub::IdentTopic {
 }
 
 /// Starts the swarm on the current tokio runtime.
-pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::UnboundedReceiver<Event>), String> {
+pub fn spawn(
+    cfg: NetConfig,
+    provider: Provider,
+    blob_provider: BlobProvider,
+) -> Result<(NetHandle, mpsc::UnboundedReceiver<Event>), String> {
     let mdns_on = cfg.mdns;
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
@@ -155,6 +184,10 @@ pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::Unb
                 [(StreamProtocol::new("/ergon/blocks/1"), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
             );
+            let blobs = cbor::Behaviour::new(
+                [(StreamProtocol::new("/ergon/blobs/1"), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
+            );
             let identify = identify::Behaviour::new(identify::Config::new("/ergon/1".into(), key.public()));
             let peer_id = key.public().to_peer_id();
             let mut kad_cfg = kad::Config::new(StreamProtocol::new("/ergon/kad/1"));
@@ -163,7 +196,7 @@ pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::Unb
             kad.set_mode(Some(kad::Mode::Server));
             let mdns =
                 if mdns_on { Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?) } else { None };
-            Ok(Behaviour { gossipsub, blocks, identify, kad, mdns: Toggle::from(mdns) })
+            Ok(Behaviour { gossipsub, blocks, blobs, identify, kad, mdns: Toggle::from(mdns) })
         })
         .map_err(|e| e.to_string())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
@@ -183,6 +216,7 @@ pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::Unb
     let redial = cfg.peers.clone();
     tokio::spawn(async move {
         let mut banned: HashSet<PeerId> = HashSet::new();
+        let mut fetches: HashMap<request_response::OutboundRequestId, Fetch> = HashMap::new();
         let mut redial_timer = tokio::time::interval(Duration::from_secs(2));
         let mut discovery_timer = tokio::time::interval(Duration::from_secs(30));
         loop {
@@ -199,6 +233,11 @@ pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::Unb
                             Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
                         };
                         swarm.behaviour_mut().gossipsub.report_message_validation_result(&message.id, &message.source, acceptance);
+                    }
+                    Some(Command::FetchPiece { name, piece, reply }) => {
+                        let untried = swarm.connected_peers().copied().collect();
+                        let fetch = Fetch { request: PieceRequest { name, piece }, reply, untried };
+                        fetch.next(&mut swarm.behaviour_mut().blobs, &mut fetches);
                     }
                     Some(Command::Punish(peer)) => {
                         tracing::warn!(%peer, "dropping and banning a peer that sent invalid data");
@@ -235,6 +274,25 @@ pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::Unb
                             }
                         }
                     },
+                    SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message { message, .. })) => match message {
+                        request_response::Message::Request { request, channel, .. } => {
+                            let answer = PieceResponse(blob_provider(&request.name, request.piece));
+                            let _ = swarm.behaviour_mut().blobs.send_response(channel, answer);
+                        }
+                        request_response::Message::Response { request_id, response } => {
+                            if let Some(fetch) = fetches.remove(&request_id) {
+                                match response.0 {
+                                    Some(found) => { let _ = fetch.reply.send(Some(found)); }
+                                    None => fetch.next(&mut swarm.behaviour_mut().blobs, &mut fetches),
+                                }
+                            }
+                        }
+                    },
+                    SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::OutboundFailure { request_id, .. })) => {
+                        if let Some(fetch) = fetches.remove(&request_id) {
+                            fetch.next(&mut swarm.behaviour_mut().blobs, &mut fetches);
+                        }
+                    }
                     SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
                         if banned.contains(&peer_id) {
                             let _ = swarm.disconnect_peer_id(peer_id);
@@ -274,4 +332,30 @@ pub fn spawn(cfg: NetConfig, provider: Provider) -> Result<(NetHandle, mpsc::Unb
         }
     });
     Ok((handle, ev_rx))
+}
+
+/// A blob piece being looked for, and the peers not asked yet.
+struct Fetch {
+    request: PieceRequest,
+    reply: tokio::sync::oneshot::Sender<Option<(u32, Vec<u8>)>>,
+    untried: Vec<PeerId>,
+}
+
+impl Fetch {
+    /// Asks the next untried peer, or answers `None` when none is left.
+    fn next(
+        mut self,
+        blobs: &mut cbor::Behaviour<PieceRequest, PieceResponse>,
+        pending: &mut HashMap<request_response::OutboundRequestId, Fetch>,
+    ) {
+        match self.untried.pop() {
+            Some(peer) => {
+                let id = blobs.send_request(&peer, self.request.clone());
+                pending.insert(id, self);
+            }
+            None => {
+                let _ = self.reply.send(None);
+            }
+        }
+    }
 }

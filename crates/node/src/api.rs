@@ -32,9 +32,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/providers/{address}", get(provider))
         .route("/jobs", get(jobs))
         .route("/jobs/{id}", get(job))
+        .route("/blobs/{name}", get(get_blob).put(put_blob))
         .route("/metrics", get(metrics))
+        // Blobs and dispute evidence are bigger than axum's 2 MB default.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
 }
+
+/// Largest request body: a 128 MiB blob in hex.
+const MAX_BODY_BYTES: usize = 256 << 20;
 
 fn error(code: StatusCode, why: impl Into<String>) -> Response {
     (code, Json(json!({ "error": why.into() }))).into_response()
@@ -168,6 +174,7 @@ fn provider_json(p: &Provider) -> Value {
     json!({
         "address": p.owner.to_string(), "status": format!("{:?}", p.status).to_lowercase(),
         "price_per_gmac": p.offer.price_per_gmac, "slots": p.offer.slots, "bond": p.bond,
+        "encryption_key": ergon_types::hex::encode(&p.offer.encryption_key),
         "profile": { "cpu_cores": hw.cpu_cores, "memory_mib": hw.memory_mib, "gpu_model": hw.gpu_model,
                      "gpu_memory_mib": hw.gpu_memory_mib, "int8_gmacs": hw.int8_gmacs },
         "leases": p.leases.iter().map(|(j, s, r)| json!({ "job": j.to_hex(), "shard": s, "replica": r })).collect::<Vec<_>>(),
@@ -259,6 +266,37 @@ async fn job(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
             Json(v).into_response()
         }
         None => error(StatusCode::NOT_FOUND, "no such job (submitted jobs appear once their block is accepted)"),
+    }
+}
+
+#[derive(Deserialize)]
+struct BlobBody {
+    hex: String,
+}
+
+fn blob_name(name: &str) -> Option<[u8; 32]> {
+    Hash::from_hex(name).map(|h| h.0).ok()
+}
+
+const BAD_BLOB_NAME: &str = "blob name must be 64 hex digits";
+
+async fn put_blob(State(s): State<Arc<Shared>>, Path(name): Path<String>, Json(body): Json<BlobBody>) -> Response {
+    let Some(name) = blob_name(&name) else { return error(StatusCode::BAD_REQUEST, BAD_BLOB_NAME) };
+    let Some(bytes) = ergon_types::hex::decode(&body.hex) else {
+        return error(StatusCode::BAD_REQUEST, "hex is not hex");
+    };
+    let len = bytes.len();
+    match s.put_blob(name, bytes) {
+        Ok(()) => (StatusCode::CREATED, Json(json!({ "name": Hash(name).to_hex(), "bytes": len }))).into_response(),
+        Err(why) => error(StatusCode::UNPROCESSABLE_ENTITY, why),
+    }
+}
+
+async fn get_blob(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    let Some(name) = blob_name(&name) else { return error(StatusCode::BAD_REQUEST, BAD_BLOB_NAME) };
+    match crate::blobs::fetch_sealed(&s, name).await {
+        Ok(bytes) => Json(json!({ "hex": ergon_types::hex::encode(&bytes) })).into_response(),
+        Err(why) => error(StatusCode::NOT_FOUND, why),
     }
 }
 

@@ -5,7 +5,9 @@
 //! decides happens in `ergon-chain`; this crate only feeds it time, transactions and blocks.
 
 mod api;
+pub mod blobs;
 mod mining;
+pub mod provider;
 mod sync;
 
 use std::net::SocketAddr;
@@ -33,6 +35,8 @@ pub struct NodeConfig {
     pub peers: Vec<String>,
     /// Discover peers on the local network by mDNS.
     pub mdns: bool,
+    /// Run the provider agent with this key (its address must be the miner's).
+    pub provider: Option<ergon_types::SecretKey>,
 }
 
 /// Transactions waiting for a block, in arrival order.
@@ -69,6 +73,12 @@ pub struct Shared {
     pub miner: Address,
     pub mining: bool,
     pub net: std::sync::OnceLock<ergon_net::NetHandle>,
+    /// Leased shards with their inputs checked, for the miner (provider nodes).
+    pub ready: Mutex<std::collections::VecDeque<provider::ReadyWork>>,
+    /// Products the miner computed on leased shards, for the provider agent to deliver.
+    pub computed: Mutex<Vec<provider::Computed>>,
+    /// Sealed blobs served to peers, by name (persisted in the store).
+    pub blobs: Mutex<std::collections::HashMap<[u8; 32], Arc<Vec<u8>>>>,
 }
 
 impl Shared {
@@ -161,9 +171,23 @@ pub async fn run(
         miner: cfg.miner,
         mining: cfg.mine,
         net: std::sync::OnceLock::new(),
+        blobs: Mutex::new(Default::default()),
+        ready: Mutex::new(Default::default()),
+        computed: Mutex::new(Default::default()),
     });
+    {
+        let stored = shared.lock().store.blobs().map_err(|e| format!("{}: {e}", db.display()))?;
+        let mut blobs = shared.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        blobs.extend(stored.into_iter().map(|(k, v)| (k, Arc::new(v))));
+    }
     if let Some(listen) = &cfg.listen {
         sync::start_network(&shared, listen, &cfg.peers, cfg.mdns)?;
+    }
+    if let Some(key) = cfg.provider.clone() {
+        if key.public().address() != cfg.miner || !cfg.mine {
+            return Err("a provider node must mine, with the provider's key as the miner".into());
+        }
+        tokio::spawn(provider::run(shared.clone(), key));
     }
     let miner = cfg.mine.then(|| {
         let s = shared.clone();

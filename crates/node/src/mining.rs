@@ -1,14 +1,16 @@
 //! The mining thread: seal filler blocks on the tip, a few nonces at a time, so a new tip or a
-//! shutdown interrupts it within milliseconds.
+//! shutdown interrupts it within milliseconds; on a provider node, leased shards whose inputs
+//! are ready come first, each computed by one mining pass on its own matrices.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use std::time::{Duration, Instant};
 
-use ergon_chain::{seal, Template};
+use ergon_chain::{mine_once, seal, Template};
 use ergon_types::Hash;
 
+use crate::provider::{Computed, ReadyWork};
 use crate::{now_ms, Shared};
 
 /// Nonces tried before checking whether the tip moved.
@@ -21,6 +23,11 @@ pub fn mine_forever(shared: Arc<Shared>) {
     let mut nonce = 0u64;
     let mut current: Option<(Hash, Instant, Template)> = None;
     while !shared.stop.load(Ordering::Relaxed) {
+        let ready = shared.ready.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+        if let Some(work) = ready {
+            compute_leased(&shared, work);
+            continue;
+        }
         let template = {
             let mut node = shared.lock();
             let tip = node.chain.tip();
@@ -44,9 +51,49 @@ pub fn mine_forever(shared: Arc<Shared>) {
                 return;
             }
         };
+        if !accept_own(&shared, block, parent) {
+            return;
+        }
+    }
+}
+
+/// A leased shard: one mining pass on its matrices computes the client's product exactly, and
+/// may win a block. The product goes to the provider agent either way.
+fn compute_leased(shared: &Arc<Shared>, ready: ReadyWork) {
+    let ReadyWork { key, work } = ready;
+    let template = {
+        let mut node = shared.lock();
+        let pending = node.mempool.pending();
+        node.chain.template_on_job(shared.miner, pending, now_ms(), work)
+    };
+    let template = match template {
+        Ok(t) => t,
+        Err(reason) => {
+            tracing::warn!(job = %key.0.to_hex(), shard = key.1, %reason, "cannot mine on this lease any more");
+            return;
+        }
+    };
+    let (parent, w) = (template.header.parent, template.header.work);
+    let macs = w.m as u64 * w.k as u64 * w.n as u64;
+    match mine_once(&template, 0) {
+        Ok((block, product)) => {
+            shared.stats.macs_mined.fetch_add(macs, Ordering::Relaxed);
+            shared.computed.lock().unwrap_or_else(|p| p.into_inner()).push(Computed { key, product, macs });
+            if let Some(block) = block {
+                tracing::info!(job = %key.0.to_hex(), shard = key.1, "a block was won on a leased job");
+                accept_own(shared, block, parent);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "mining a leased shard failed"),
+    }
+}
+
+/// Imports and publishes a block this node mined; false if the store failed (stop mining).
+fn accept_own(shared: &Arc<Shared>, block: ergon_types::Block, parent: Hash) -> bool {
+    {
         let mut node = shared.lock();
         if node.chain.tip() != parent {
-            continue; // someone else extended the chain meanwhile
+            return true; // someone else extended the chain meanwhile
         }
         let (height, id) = (block.header.height, block.header.id());
         let bytes = ergon_types::Canonical::encode(&block);
@@ -62,8 +109,9 @@ pub fn mine_forever(shared: Arc<Shared>) {
             Ok(Err(reason)) => tracing::error!(height, %reason, "own block refused (bug)"),
             Err(e) => {
                 tracing::error!(error = %e, "store failed; stopping the miner");
-                return;
+                return false;
             }
         }
     }
+    true
 }

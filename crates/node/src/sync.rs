@@ -28,7 +28,12 @@ pub fn start_network(shared: &Arc<Shared>, listen: &str, peers: &[String], mdns:
         };
         node.chain.block(&id).map(|b| b.encode())
     });
-    let (handle, mut events) = ergon_net::spawn(NetConfig { listen, peers, chain_id, mdns }, provider)?;
+    let serving = shared.clone();
+    let blob_provider: ergon_net::BlobProvider = Arc::new(move |name: &[u8; 32], index: u32| {
+        let blob = serving.blob(name)?;
+        ergon_net::blob::piece(&blob, index).map(|(total, bytes)| (total, bytes.to_vec()))
+    });
+    let (handle, mut events) = ergon_net::spawn(NetConfig { listen, peers, chain_id, mdns }, provider, blob_provider)?;
     tracing::info!(peer_id = %handle.peer_id, "network started");
     let _ = shared.net.set(handle);
     let shared = shared.clone();

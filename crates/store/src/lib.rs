@@ -16,6 +16,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Accepted blocks by acceptance order.
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+/// Sealed job blobs this node serves (inputs it uploaded, results it computed), by name.
+const BLOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blobs");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,6 +36,9 @@ pub enum StoreError {
 fn db_err<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Db(e.to_string())
 }
+
+/// A stored blob: (name, sealed bytes).
+pub type NamedBlob = ([u8; 32], Vec<u8>);
 
 /// A node's persistent chain: the in-memory [`Chain`] and the database that can rebuild it.
 pub struct Store {
@@ -108,6 +113,33 @@ impl Store {
             self.next += 1;
         }
         Ok(outcome)
+    }
+
+    /// Persists a sealed blob under `name` (replacing any earlier one) in one durable transaction.
+    pub fn put_blob(&self, name: &[u8; 32], bytes: &[u8]) -> Result<(), StoreError> {
+        let w = self.db.begin_write().map_err(db_err)?;
+        w.open_table(BLOBS).map_err(db_err)?.insert(name.as_slice(), bytes).map_err(db_err)?;
+        w.commit().map_err(db_err)
+    }
+
+    /// Every stored blob (loaded at start so the node serves them again after a restart).
+    pub fn blobs(&self) -> Result<Vec<NamedBlob>, StoreError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let table = match r.open_table(BLOBS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
+            Err(e) => return Err(db_err(e)),
+        };
+        let mut out = vec![];
+        for entry in table.iter().map_err(db_err)? {
+            let (k, v) = entry.map_err(db_err)?;
+            let name: [u8; 32] = k
+                .value()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt { index: 0, why: "blob name is not 32 bytes".into() })?;
+            out.push((name, v.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Blocks persisted so far.
