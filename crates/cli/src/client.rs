@@ -65,8 +65,8 @@ enum Checked {
     NotYet,
 }
 
-fn check_result(job: &ClientJob, shard: u16, replica: u8, posted: &str) -> Result<Checked, String> {
-    let blob = name(&job.id, shard, replica, Part::Result);
+fn check_result(job: &ClientJob, shard: u16, replica: u8, provider: &Address, posted: &str) -> Result<Checked, String> {
+    let blob = name(&job.id, shard, replica, provider, Part::Result);
     let v = match http(job.api, "GET", &format!("/blobs/{}", Hash(blob).to_hex()), None) {
         Ok(v) => v,
         Err(_) => return Ok(Checked::NotYet),
@@ -123,10 +123,11 @@ pub fn run_job(job: ClientJob) -> CmdResult {
             let provider = d["provider"].as_str().unwrap_or("").to_string();
             let state = t["state"].as_str().unwrap_or("");
             states.push(state.to_string());
+            let Ok(holder) = provider.parse::<Address>() else { continue };
             if state == "leased" && uploaded.insert((shard, replica, provider.clone())) {
                 let a = rows(&job.a, job.bounds[shard as usize]);
-                upload(job.api, &provider, name(&job.id, shard, replica, Part::InputA), &encode_npy(&a))?;
-                upload(job.api, &provider, name(&job.id, shard, replica, Part::InputB), &encode_npy(&job.b))?;
+                upload(job.api, &provider, name(&job.id, shard, replica, &holder, Part::InputA), &encode_npy(&a))?;
+                upload(job.api, &provider, name(&job.id, shard, replica, &holder, Part::InputB), &encode_npy(&job.b))?;
                 println!("shard {shard}: leased to {provider}; inputs sealed to it and uploaded");
             }
             let posted = d["result"].as_str().unwrap_or("");
@@ -134,7 +135,7 @@ pub fn run_job(job: ClientJob) -> CmdResult {
                 if disputed.contains(&(shard, replica, provider.clone())) {
                     continue;
                 }
-                match check_result(&job, shard, replica, posted)? {
+                match check_result(&job, shard, replica, &holder, posted)? {
                     Checked::Good(c) => {
                         println!("shard {shard}: result from {provider} fetched, decrypted, verified (Freivalds)");
                         results.insert(shard, c);

@@ -45,6 +45,9 @@ pub struct NodeArgs {
     /// the offer first with `ergon provider register`.
     #[arg(long)]
     provider_key: Option<PathBuf>,
+    /// Testing only: a dishonest provider that posts products with one wrong entry.
+    #[arg(long, hide = true)]
+    corrupt_results: bool,
 }
 
 pub fn node(args: NodeArgs) -> CmdResult {
@@ -69,6 +72,7 @@ pub fn node(args: NodeArgs) -> CmdResult {
         mine: args.mine || provider.is_some(),
         miner,
         provider,
+        corrupt_results: args.corrupt_results,
         genesis,
         listen: args.listen,
         peers: args.peer,
@@ -208,9 +212,13 @@ pub struct GenesisArgs {
     /// Target block interval.
     #[arg(long, default_value_t = 10_000)]
     block_time_ms: u64,
-    /// Side of the filler matrices (difficulty starts at one filler product per block).
+    /// Side of the filler matrices.
     #[arg(long, default_value_t = 512)]
     filler_size: u32,
+    /// First block difficulty in expected multiply-adds (default: one filler product, which
+    /// makes the first blocks come as fast as a node can multiply until ASERT catches up).
+    #[arg(long)]
+    initial_difficulty: Option<u64>,
 }
 
 pub fn genesis(args: GenesisArgs) -> CmdResult {
@@ -226,7 +234,7 @@ pub fn genesis(args: GenesisArgs) -> CmdResult {
         block_time_ms: args.block_time_ms,
         asert_half_life_ms: 20 * args.block_time_ms,
         filler_size: args.filler_size,
-        initial_difficulty: n * n * n,
+        initial_difficulty: args.initial_difficulty.unwrap_or(n * n * n).max((n * n * n / 1000).max(1)),
         min_difficulty: (n * n * n / 1000).max(1),
         ..ergon_chain::ChainParams::devnet()
     };

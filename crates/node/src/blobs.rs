@@ -2,7 +2,7 @@
 //! piece by piece from peers, decrypting each piece as it arrives.
 //!
 //! A blob is found by a name both sides can compute from the chain alone: BLAKE3-derive of
-//! (job, shard, replica, part). The client uploads a shard's inputs sealed to its leaseholder
+//! (job, shard, replica, part, leaseholder). The client uploads a shard's inputs sealed to its leaseholder
 //! under the input names; the provider uploads the result sealed to the client under the result
 //! name. What the plaintext must be is on chain (the shard's work commitment, the posted result
 //! root), so a blob's origin needs no trust.
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ergon_net::blob::{Opener, MAX_PLAINTEXT_BYTES};
-use ergon_types::Hash;
+use ergon_types::{Address, Hash};
 use x25519_dalek::StaticSecret;
 
 use crate::Shared;
@@ -27,15 +27,16 @@ pub enum Part {
     Result,
 }
 
-/// The name a task's blob is stored and looked up under.
-pub fn name(job: &Hash, shard: u16, replica: u8, part: Part) -> [u8; 32] {
+/// The name a task's blob is stored and looked up under. The leaseholder is part of it: after a
+/// re-allocation the new provider's blobs never collide with the old one's.
+pub fn name(job: &Hash, shard: u16, replica: u8, provider: &Address, part: Part) -> [u8; 32] {
     let tag = match part {
         Part::InputA => b'a',
         Part::InputB => b'b',
         Part::Result => b'c',
     };
     let mut h = blake3::Hasher::new_derive_key("ergon v1 job blob name");
-    h.update(&job.0).update(&shard.to_le_bytes()).update(&[replica, tag]);
+    h.update(&job.0).update(&shard.to_le_bytes()).update(&[replica, tag]).update(&provider.0);
     *h.finalize().as_bytes()
 }
 

@@ -37,6 +37,9 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// Run the provider agent with this key (its address must be the miner's).
     pub provider: Option<ergon_types::SecretKey>,
+    /// Testing only: the provider posts products with one entry off by one (an adversary for
+    /// the dispute path's end-to-end test).
+    pub corrupt_results: bool,
 }
 
 /// Transactions waiting for a block, in arrival order.
@@ -187,7 +190,7 @@ pub async fn run(
         if key.public().address() != cfg.miner || !cfg.mine {
             return Err("a provider node must mine, with the provider's key as the miner".into());
         }
-        tokio::spawn(provider::run(shared.clone(), key));
+        tokio::spawn(provider::run(shared.clone(), key, cfg.corrupt_results));
     }
     let miner = cfg.mine.then(|| {
         let s = shared.clone();

@@ -43,7 +43,7 @@ pub struct Computed {
 }
 
 /// Runs until the node stops.
-pub async fn run(shared: Arc<Shared>, key: SecretKey) {
+pub async fn run(shared: Arc<Shared>, key: SecretKey, corrupt: bool) {
     let me = key.public().address();
     let secret = encryption_secret(&key);
     let mut started: HashSet<TaskKey> = HashSet::new();
@@ -70,7 +70,11 @@ pub async fn run(shared: Arc<Shared>, key: SecretKey) {
             }
         }
         let computed: Vec<Computed> = std::mem::take(&mut *shared.computed.lock().unwrap_or_else(|p| p.into_inner()));
-        for c in computed {
+        for mut c in computed {
+            if corrupt {
+                tracing::warn!("corrupting a result on purpose (--corrupt-results)");
+                c.product.as_mut_slice()[0] = c.product.as_slice()[0].wrapping_add(1);
+            }
             if let Err(why) = deliver(&shared, &key, c) {
                 tracing::warn!(%why, "could not deliver a result");
             }
@@ -93,8 +97,8 @@ async fn prepare(
         if shared.stop.load(Ordering::Relaxed) || !still_leased() {
             return;
         }
-        let a = fetch_open(&shared, name(&job, shard, replica, Part::InputA), &secret).await;
-        let b = fetch_open(&shared, name(&job, shard, replica, Part::InputB), &secret).await;
+        let a = fetch_open(&shared, name(&job, shard, replica, &me, Part::InputA), &secret).await;
+        let b = fetch_open(&shared, name(&job, shard, replica, &me, Part::InputB), &secret).await;
         let (a, b) = match (a, b) {
             (Ok(a), Ok(b)) => (a, b),
             (Err(e), _) | (_, Err(e)) => {
@@ -132,7 +136,7 @@ fn deliver(shared: &Arc<Shared>, key: &SecretKey, c: Computed) -> Result<(), Str
     let mut entropy = [0u8; 32];
     getrandom::fill(&mut entropy).map_err(|e| e.to_string())?;
     let sealed = ergon_net::blob::seal(&encode_npy(&c.product), &client_key, entropy).map_err(|e| e.to_string())?;
-    shared.put_blob(name(&job, shard, replica, Part::Result), sealed)?;
+    shared.put_blob(name(&job, shard, replica, &key.public().address(), Part::Result), sealed)?;
     let result = Hash(ergon_pouw::result_root(&c.product));
     let mut node = shared.lock();
     let node = &mut *node;

@@ -1,0 +1,224 @@
+//! The compute market end to end with real processes on loopback: a validator that mines, two
+//! provider nodes, and a client node. A 1024³ matmul completes and verifies, with balances moving
+//! exactly as the chain's receipts say; a provider killed while it holds a lease loses the job to
+//! the other, which completes it; a provider that posts a wrong product is caught by the client's
+//! Freivalds check, disputed, slashed, and the job still completes.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn ergon(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ergon")).args(args).output().unwrap()
+}
+
+fn ok(o: Output) -> String {
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn get(api: &str, path: &str) -> Option<Value> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(api).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    serde_json::from_str(resp.split_once("\r\n\r\n")?.1).ok()
+}
+
+struct Net {
+    dir: std::path::PathBuf,
+    genesis: String,
+    validator_p2p: String,
+    children: Vec<(String, Child)>,
+}
+
+impl Net {
+    fn p(&self, f: &str) -> String {
+        self.dir.join(f).to_string_lossy().into_owned()
+    }
+
+    fn node(&mut self, name: &str, extra: &[&str]) -> String {
+        let api = format!("127.0.0.1:{}", free_port());
+        let p2p = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+        let data_dir = self.dir.join(name).to_string_lossy().into_owned();
+        let mut args: Vec<String> = ["node", "--data-dir", &data_dir].map(String::from).to_vec();
+        args.extend(["--api", &api, "--genesis", &self.genesis, "--listen", &p2p].map(String::from));
+        if !self.validator_p2p.is_empty() {
+            args.extend(["--peer".to_string(), self.validator_p2p.clone()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ergon"))
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        if self.validator_p2p.is_empty() {
+            self.validator_p2p = p2p;
+        }
+        self.children.push((name.to_string(), child));
+        wait("the node's API", Duration::from_secs(30), || get(&api, "/status").is_some());
+        api
+    }
+
+    fn kill(&mut self, name: &str) {
+        for (n, c) in &mut self.children {
+            if n == name {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        self.children.retain(|(n, _)| n != name);
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn wait(what: &str, limit: Duration, f: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn balance(api: &str, who: &str) -> u64 {
+    get(api, &format!("/accounts/{who}")).unwrap()["balance"].as_u64().unwrap()
+}
+
+/// Submits a matmul job with `--out` and returns (job id, stdout).
+fn run_job(net: &Net, api: &str, a: &str, b: &str, shards: &str, out: &str) -> (String, String) {
+    let o = ergon(&[
+        "job",
+        "submit",
+        "--key",
+        &net.p("client.key"),
+        a,
+        b,
+        "--shards",
+        shards,
+        "--max-price",
+        "1000000",
+        "--lease-blocks",
+        "12",
+        "--out",
+        out,
+        "--timeout-s",
+        "120",
+        "--fee",
+        "1",
+        "--api",
+        api,
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let id = text.split_whitespace().nth(2).unwrap_or("").to_string();
+    if !o.status.success() {
+        let decisions = get(api, &format!("/jobs/{id}")).map(|j| j["decisions"].to_string()).unwrap_or_default();
+        panic!("{text}{}\ndecisions: {decisions}", String::from_utf8_lossy(&o.stderr));
+    }
+    (id, text)
+}
+
+#[test]
+fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
+    let dir = std::env::temp_dir().join(format!("ergon-jobs-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut net = Net { dir, genesis: String::new(), validator_p2p: String::new(), children: vec![] };
+    let new_key = |net: &Net, name: &str| {
+        ok(ergon(&["key", "new", "--out", &net.p(name)])).split(' ').next().unwrap().to_string()
+    };
+    let client = new_key(&net, "client.key");
+    let (p1, p2) = (new_key(&net, "p1.key"), new_key(&net, "p2.key"));
+    let miner = new_key(&net, "miner.key");
+    net.genesis = net.p("g.json");
+    ok(ergon(&[
+        "genesis",
+        "--out",
+        &net.genesis,
+        "--alloc",
+        &format!("{client}=1000000000000"),
+        "--alloc",
+        &format!("{p1}=1000000000"),
+        "--alloc",
+        &format!("{p2}=1000000000"),
+        "--block-time-ms",
+        "1000",
+        "--filler-size",
+        "128",
+        "--initial-difficulty",
+        "5000000000",
+    ]));
+    let validator = net.node("validator", &["--mine", "--miner", &miner]);
+    let client_api = net.node("client", &[]);
+    let p1_key = net.p("p1.key");
+    let p2_key = net.p("p2.key");
+    let _p1_api = net.node("p1", &["--provider-key", &p1_key]);
+    let p2_api = net.node("p2", &["--provider-key", &p2_key]);
+    // P2 asks less, so it is leased first.
+    for (key, price, api) in [(&p1_key, "200", &client_api), (&p2_key, "100", &client_api)] {
+        ok(ergon(&[
+            "provider", "register", "--key", key, "--price", price, "--stake", "1000000", "--slots", "2", "--api", api,
+        ]));
+    }
+    wait("both registrations", Duration::from_secs(60), || {
+        get(&validator, "/providers").is_some_and(|v| v["providers"].as_array().is_some_and(|p| p.len() == 2))
+    });
+
+    // 1. A 1024³ product in two shards: computed while mining, verified, paid.
+    ok(ergon(&["demo", "--size", "1024", "--dir", &net.p("big")]));
+    let (a, b, c) = (net.p("big/A.npy"), net.p("big/B.npy"), net.p("big/C_out.npy"));
+    let before = balance(&client_api, &client);
+    let (job, text) = run_job(&net, &client_api, &a, &b, "2", &c);
+    assert!(text.contains("verified (Freivalds)") && text.contains("receipt"), "{text}");
+    ok(ergon(&["verify", &a, &b, &c]));
+    let j = get(&client_api, &format!("/jobs/{job}")).unwrap();
+    let (paid, burned) = (j["paid"].as_u64().unwrap(), j["burned"].as_u64().unwrap());
+    assert_eq!(
+        before - balance(&client_api, &client),
+        paid + burned + 1,
+        "escrow refunded but for payments and the fee"
+    );
+    assert!(paid > 0);
+
+    // 2. P2 dies while it holds a lease: the lease closes and P1 completes the job.
+    ok(ergon(&["demo", "--size", "256", "--dir", &net.p("small")]));
+    let (a, b) = (net.p("small/A.npy"), net.p("small/B.npy"));
+    net.kill("p2");
+    let (job, text) = run_job(&net, &client_api, &a, &b, "1", &net.p("small/C1.npy"));
+    assert!(text.contains(&format!("leased to {p2}")) && text.contains(&format!("leased to {p1}")), "{text}");
+    let log = get(&client_api, &format!("/jobs/{job}")).unwrap()["decisions"].to_string();
+    assert!(log.contains("no result within 12 blocks; re-allocating"), "{log}");
+
+    // 3. P2 returns dishonest: its wrong product is disputed, it is slashed, P1 completes.
+    let _ = p2_api;
+    net.node("p2", &["--provider-key", &p2_key, "--corrupt-results"]);
+    let (job, text) = run_job(&net, &client_api, &a, &b, "1", &net.p("small/C2.npy"));
+    assert!(text.contains("dispute sent"), "{text}");
+    ok(ergon(&["verify", &a, &b, &net.p("small/C2.npy")]));
+    let p2_state = get(&client_api, &format!("/providers/{p2}")).unwrap();
+    assert_eq!(p2_state["status"], "demoted", "{p2_state}");
+    assert!(p2_state["slashed"].as_u64().unwrap() > 0, "{p2_state}");
+    let log = get(&client_api, &format!("/jobs/{job}")).unwrap()["decisions"].to_string();
+    assert!(log.contains("provider slashed"), "{log}");
+}
