@@ -215,8 +215,9 @@ pub struct GenesisArgs {
     /// Side of the filler matrices.
     #[arg(long, default_value_t = 512)]
     filler_size: u32,
-    /// First block difficulty in expected multiply-adds (default: one filler product, which
-    /// makes the first blocks come as fast as a node can multiply until ASERT catches up).
+    /// First block difficulty in expected multiply-adds (default: what a 10 G multiply-adds/s
+    /// machine does in one block time, so the first blocks do not race past lease deadlines
+    /// while ASERT finds the real rate).
     #[arg(long)]
     initial_difficulty: Option<u64>,
 }
@@ -234,7 +235,10 @@ pub fn genesis(args: GenesisArgs) -> CmdResult {
         block_time_ms: args.block_time_ms,
         asert_half_life_ms: 20 * args.block_time_ms,
         filler_size: args.filler_size,
-        initial_difficulty: args.initial_difficulty.unwrap_or(n * n * n).max((n * n * n / 1000).max(1)),
+        initial_difficulty: args
+            .initial_difficulty
+            .unwrap_or(args.block_time_ms.saturating_mul(10_000_000))
+            .max((n * n * n / 1000).max(1)),
         min_difficulty: (n * n * n / 1000).max(1),
         ..ergon_chain::ChainParams::devnet()
     };
