@@ -25,6 +25,19 @@ pub struct MarketArgs {
     /// Providers in the saturating-load runs.
     #[arg(long, default_value_t = 1000)]
     load_providers: u64,
+    /// Seconds of the loaded devnet (a provider node and client processes keeping jobs in
+    /// flight) that measures the useful-work share; 0 skips it.
+    #[arg(long, default_value_t = 60)]
+    devnet_seconds: u64,
+    /// Concurrent client processes in the loaded devnet.
+    #[arg(long, default_value_t = 12)]
+    clients: usize,
+    /// Side of each job's square matrices in the loaded devnet.
+    #[arg(long, default_value_t = 2048)]
+    job_size: usize,
+    /// First port of the loaded devnet (API on P and P+1, p2p on P+100 and P+101).
+    #[arg(long, default_value_t = 23000)]
+    base_port: u16,
     /// Seed of the synthetic book.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -53,7 +66,7 @@ struct MarketReport {
     /// Next block: nothing freed, the saturated queue is walked again.
     rematch_seconds: f64,
     utilization: Vec<Utilization>,
-    useful_work_share: &'static str,
+    useful_work: Option<crate::bench_useful::UsefulReport>,
 }
 
 pub fn run(args: MarketArgs) -> CmdResult {
@@ -82,6 +95,17 @@ pub fn run(args: MarketArgs) -> CmdResult {
             Utilization { providers, slots, blocks, block_seconds, mean_task_seconds, tasks_completed, utilization }
         })
         .collect();
+    let useful_work = if args.devnet_seconds == 0 {
+        None
+    } else {
+        if args.clients == 0 || args.clients > 32 || !(64..=8192).contains(&args.job_size) {
+            return Err("--clients must be in 1..=32 and --job-size in 64..=8192".into());
+        }
+        let dir = std::env::temp_dir().join(format!("ergon-bench-useful-{}", std::process::id()));
+        let r = crate::bench_useful::measure(&dir, args.devnet_seconds, args.clients, args.job_size, args.base_port);
+        let _ = std::fs::remove_dir_all(&dir);
+        Some(r?)
+    };
     let report = MarketReport {
         bench: "market",
         orders: args.orders,
@@ -91,7 +115,7 @@ pub fn run(args: MarketArgs) -> CmdResult {
         still_queued,
         rematch_seconds,
         utilization,
-        useful_work_share: "not measured yet: needs job mining in the devnet (issue 4, in progress)",
+        useful_work,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
@@ -111,6 +135,17 @@ pub fn run(args: MarketArgs) -> CmdResult {
             u.mean_task_seconds
         );
     }
-    println!("  useful-work share: {}", report.useful_work_share);
+    match &report.useful_work {
+        None => println!("  useful-work share: skipped (--devnet-seconds 0)"),
+        Some(u) => println!(
+            "  useful-work share of mined multiply-adds in a loaded devnet: {:.1}% ({} s, {} clients, {}³ jobs, {} completed; {:.1}% of the chain's block work was on jobs)",
+            u.useful_share * 100.0,
+            u.seconds,
+            u.clients,
+            u.job_size,
+            u.jobs_completed,
+            u.chain_useful_block_fraction * 100.0
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }

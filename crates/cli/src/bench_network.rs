@@ -114,6 +114,7 @@ fn measure(args: &NetworkArgs, dir: &Path) -> Result<NetworkReport, String> {
             listen: p2p(i),
             peers,
             miner,
+            provider_key: None,
         })?);
     }
     let target = args.blocks + 2;
@@ -163,6 +164,7 @@ fn measure(args: &NetworkArgs, dir: &Path) -> Result<NetworkReport, String> {
         listen: p2p(0),
         peers: vec![],
         miner: None,
+        provider_key: None,
     })?;
     let mut nodes = Nodes(vec![server]);
     wait_until("the serving node", Duration::from_secs(60), || status(api(0)).is_some())?;
@@ -175,6 +177,7 @@ fn measure(args: &NetworkArgs, dir: &Path) -> Result<NetworkReport, String> {
         listen: p2p(1),
         peers: vec![p2p(0)],
         miner: None,
+        provider_key: None,
     })?);
     wait_until("the fresh node to sync", Duration::from_secs(300), || {
         status(api(1)).and_then(|s| s["height"].as_u64()).is_some_and(|h| h >= args.sync_blocks)

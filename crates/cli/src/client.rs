@@ -31,6 +31,8 @@ pub struct ClientJob {
     pub out: PathBuf,
     pub timeout: Duration,
     pub fee: u64,
+    /// Print progress and the receipt (off for benchmarks).
+    pub verbose: bool,
 }
 
 /// Assumed power per claimed core under AVX2 load, for the receipt's energy estimate.
@@ -96,6 +98,11 @@ fn check_result(job: &ClientJob, shard: u16, replica: u8, provider: &Address, po
     }
 }
 
+/// Prints when the job is verbose.
+macro_rules! say {
+    ($job:expr, $($t:tt)*) => { if $job.verbose { println!($($t)*); } };
+}
+
 pub fn run_job(job: ClientJob) -> CmdResult {
     let started = Instant::now();
     let mut uploaded: HashSet<(u16, u8, String)> = HashSet::new();
@@ -128,7 +135,7 @@ pub fn run_job(job: ClientJob) -> CmdResult {
                 let a = rows(&job.a, job.bounds[shard as usize]);
                 upload(job.api, &provider, name(&job.id, shard, replica, &holder, Part::InputA), &encode_npy(&a))?;
                 upload(job.api, &provider, name(&job.id, shard, replica, &holder, Part::InputB), &encode_npy(&job.b))?;
-                println!("shard {shard}: leased to {provider}; inputs sealed to it and uploaded");
+                say!(job, "shard {shard}: leased to {provider}; inputs sealed to it and uploaded");
             }
             let posted = d["result"].as_str().unwrap_or("");
             if matches!(state, "posted" | "settled") && replica == 0 && !results.contains_key(&shard) {
@@ -137,11 +144,11 @@ pub fn run_job(job: ClientJob) -> CmdResult {
                 }
                 match check_result(&job, shard, replica, &holder, posted)? {
                     Checked::Good(c) => {
-                        println!("shard {shard}: result from {provider} fetched, decrypted, verified (Freivalds)");
+                        say!(job, "shard {shard}: result from {provider} fetched, decrypted, verified (Freivalds)");
                         results.insert(shard, c);
                     }
                     Checked::Disputed(why) => {
-                        println!("shard {shard}: {why}");
+                        say!(job, "shard {shard}: {why}");
                         disputed.insert((shard, replica, provider));
                     }
                     Checked::NotYet => {}
@@ -151,7 +158,7 @@ pub fn run_job(job: ClientJob) -> CmdResult {
         let line =
             format!("job {}: {} [{}]", &job.id.to_hex()[..8], v["status"].as_str().unwrap_or(""), states.join(", "));
         if line != last_line {
-            println!("{line}");
+            say!(job, "{line}");
             last_line = line;
         }
         if v["status"] == "done" && results.len() == job.bounds.len() {
@@ -171,6 +178,9 @@ fn finish(job: &ClientJob, v: &Value, mut results: HashMap<u16, MatI32>, took: D
     }
     let c = MatI32::from_vec(job.a.rows(), n, c).map_err(|e| e.to_string())?;
     write_npy(&job.out, &c).map_err(|e| format!("{}: {e}", job.out.display()))?;
+    if !job.verbose {
+        return Ok(ExitCode::SUCCESS);
+    }
     // Receipt: work and money from the chain; energy estimated from each provider's claims.
     let mut macs = 0u64;
     let mut joules = 0.0;

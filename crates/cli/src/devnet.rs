@@ -48,6 +48,8 @@ pub struct NodeSpec<'a> {
     pub listen: String,
     pub peers: Vec<String>,
     pub miner: Option<String>,
+    /// Run as a compute provider with this key file (implies mining with its address).
+    pub provider_key: Option<&'a std::path::Path>,
 }
 
 pub fn spawn_node(spec: NodeSpec<'_>) -> Result<Child, String> {
@@ -60,6 +62,9 @@ pub fn spawn_node(spec: NodeSpec<'_>) -> Result<Child, String> {
     cmd.args(["--api", &spec.api.to_string(), "--listen", &spec.listen]);
     if let Some(m) = &spec.miner {
         cmd.args(["--mine", "--miner", m]);
+    }
+    if let Some(k) = spec.provider_key {
+        cmd.arg("--provider-key").arg(k);
     }
     for p in &spec.peers {
         cmd.args(["--peer", p]);
@@ -145,6 +150,7 @@ pub fn run(args: DevnetArgs) -> CmdResult {
             listen: p2p(i),
             peers: (0..i).map(p2p).collect(),
             miner: Some(key.public().address().to_string()),
+            provider_key: None,
         })?);
         apis.push(api);
         println!(

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_market;
 mod bench_network;
+mod bench_useful;
 mod client;
 mod demo;
 mod devnet;

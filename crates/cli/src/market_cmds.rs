@@ -20,7 +20,7 @@ use crate::CmdResult;
 
 use ergon_node::provider::encryption_public;
 
-#[derive(Args, Clone)]
+#[derive(Args, Clone, Default)]
 pub struct HwArgs {
     /// GPU model to claim (GPUs are not detected yet; leave empty for none).
     #[arg(long, default_value = "")]
@@ -310,6 +310,7 @@ pub fn job(cmd: JobCommand) -> CmdResult {
                     out,
                     timeout: std::time::Duration::from_secs(timeout_s),
                     fee,
+                    verbose: true,
                 }),
             }
         }

@@ -177,6 +177,9 @@ pub fn sign_and_submit(api: SocketAddr, key: &SecretKey, fee: u64, kind: TxKind)
     Ok((tx.id(), nonce))
 }
 
+/// Largest API response read: a result blob of a 8192² int32 product in hex (≈ 512 MiB).
+const MAX_RESPONSE_BYTES: u64 = 600 << 20;
+
 /// A minimal HTTP/1.1 JSON client (loopback APIs; no TLS, no redirects).
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<Value, String> {
     let mut s =
@@ -189,7 +192,7 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> R
     );
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut resp = Vec::new();
-    s.take(16 << 20).read_to_end(&mut resp).map_err(|e| e.to_string())?;
+    s.take(MAX_RESPONSE_BYTES).read_to_end(&mut resp).map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&resp);
     let (head, payload) = text.split_once("\r\n\r\n").ok_or("malformed HTTP response")?;
     let code: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or("malformed HTTP status")?;

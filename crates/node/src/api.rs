@@ -66,6 +66,8 @@ async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
         "blocks_imported": s.stats.blocks_imported.load(Ordering::Relaxed),
         "blocks_rejected": s.stats.blocks_rejected.load(Ordering::Relaxed),
         "mining_rate_macs_per_s": s.stats.macs_mined.load(Ordering::Relaxed) as f64 / uptime,
+        "macs_mined": s.stats.macs_mined.load(Ordering::Relaxed),
+        "macs_mined_on_jobs": s.stats.macs_mined_on_jobs.load(Ordering::Relaxed),
         "uptime_s": uptime,
     }))
 }
@@ -337,6 +339,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
          # HELP ergon_blocks_imported_total Blocks accepted from peers.\n# TYPE ergon_blocks_imported_total counter\nergon_blocks_imported_total {}\n\
          # HELP ergon_blocks_rejected_total Blocks from peers refused as invalid.\n# TYPE ergon_blocks_rejected_total counter\nergon_blocks_rejected_total {}\n\
          # HELP ergon_mined_multiply_adds_total Multiply-adds spent mining.\n# TYPE ergon_mined_multiply_adds_total counter\nergon_mined_multiply_adds_total {}\n\
+         # HELP ergon_mined_multiply_adds_on_jobs_total Multiply-adds spent mining on leased job shards.\n# TYPE ergon_mined_multiply_adds_on_jobs_total counter\nergon_mined_multiply_adds_on_jobs_total {}\n\
          # HELP ergon_useful_work_fraction Share of the chain's work done on paid jobs.\n# TYPE ergon_useful_work_fraction gauge\nergon_useful_work_fraction {}\n\
          # HELP ergon_peers Connected peers.\n# TYPE ergon_peers gauge\nergon_peers {}\n\
          # HELP ergon_market_providers Registered providers.\n# TYPE ergon_market_providers gauge\nergon_market_providers {}\n\
@@ -349,6 +352,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         st.blocks_imported.load(Ordering::Relaxed),
         st.blocks_rejected.load(Ordering::Relaxed),
         st.macs_mined.load(Ordering::Relaxed),
+        st.macs_mined_on_jobs.load(Ordering::Relaxed),
         node.chain.useful_work_fraction(),
         s.peers(),
         node.chain.ledger().market.providers().count(),

@@ -53,6 +53,8 @@ pub struct Mempool {
 pub struct Stats {
     pub blocks_mined: AtomicU64,
     pub macs_mined: AtomicU64,
+    /// Of `macs_mined`, those spent on leased job shards (useful work).
+    pub macs_mined_on_jobs: AtomicU64,
     pub blocks_imported: AtomicU64,
     pub blocks_rejected: AtomicU64,
 }

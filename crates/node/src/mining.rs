@@ -78,6 +78,7 @@ fn compute_leased(shared: &Arc<Shared>, ready: ReadyWork) {
     match mine_once(&template, 0) {
         Ok((block, product)) => {
             shared.stats.macs_mined.fetch_add(macs, Ordering::Relaxed);
+            shared.stats.macs_mined_on_jobs.fetch_add(macs, Ordering::Relaxed);
             shared.computed.lock().unwrap_or_else(|p| p.into_inner()).push(Computed { key, product, macs });
             if let Some(block) = block {
                 tracing::info!(job = %key.0.to_hex(), shard = key.1, "a block was won on a leased job");
