@@ -133,7 +133,7 @@ fn job_lifecycle_through_blocks() {
     let escrow = spec.max_cost().unwrap();
     let client_before = chain.ledger().account(&addr(CLIENT)).balance;
     let submit = tx(id, CLIENT, 0, TxKind::SubmitJob { spec });
-    let job = Hash::of("ergon v1 job id", &[&submit.id().0]);
+    let job = ergon_types::job::job_id(&submit.id());
     step(&mut chain, MINER, vec![submit], None);
     assert_eq!(chain.ledger().account(&addr(CLIENT)).balance, client_before - escrow - 10);
     let leased = |chain: &Chain, shard: u16| match chain.ledger().market.job(&job).unwrap().task(shard, 0).state {
@@ -237,7 +237,7 @@ fn a_wrong_result_is_disputed_slashed_and_reallocated() {
     let work = WorkCommitment::compute(&a, &b).unwrap();
     let spec = matmul_spec(vec![work], 30 * 40 * 20, 10);
     let submit = tx(id, CLIENT, 0, TxKind::SubmitJob { spec });
-    let job = Hash::of("ergon v1 job id", &[&submit.id().0]);
+    let job = ergon_types::job::job_id(&submit.id());
     step(&mut chain, MINER, vec![submit], None);
 
     // P1 posts the root of a product with one wrong entry.

@@ -38,7 +38,8 @@ pub struct ClientJob {
 /// Assumed power per claimed core under AVX2 load, for the receipt's energy estimate.
 const WATTS_PER_CORE: f64 = 10.0;
 
-fn rows(a: &MatI8, (r0, r1): (usize, usize)) -> MatI8 {
+/// Rows r0..r1 of `a`.
+pub fn rows(a: &MatI8, (r0, r1): (usize, usize)) -> MatI8 {
     MatI8::from_vec(r1 - r0, a.cols(), a.as_slice()[r0 * a.cols()..r1 * a.cols()].to_vec()).expect("row range")
 }
 

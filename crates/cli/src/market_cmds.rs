@@ -229,21 +229,26 @@ pub fn provider(cmd: ProviderCommand) -> CmdResult {
     }
 }
 
-/// Splits A by rows into `shards` near-equal parts and commits to each part times B.
-pub fn shard_commitments(a: &MatI8, b: &MatI8, shards: usize) -> Result<Vec<WorkCommitment>, String> {
+/// Splits A's rows into `shards` near-equal ranges and commits to each range of A times B.
+/// Returns the row ranges (what the client later seals per shard) and the commitments.
+pub fn shard_commitments(a: &MatI8, b: &MatI8, shards: usize) -> Result<ShardPlan, String> {
     if shards == 0 || shards > a.rows() || shards > ergon_types::job::MAX_SHARDS {
         return Err(format!("--shards must be in 1..={}", a.rows().min(ergon_types::job::MAX_SHARDS)));
     }
-    let cols = a.cols();
-    (0..shards)
-        .map(|s| {
-            let (r0, r1) = (s * a.rows() / shards, (s + 1) * a.rows() / shards);
-            let part = MatI8::from_vec(r1 - r0, cols, a.as_slice()[r0 * cols..r1 * cols].to_vec())
-                .map_err(|e| e.to_string())?;
-            WorkCommitment::compute(&part, b).map_err(|e| format!("cannot mine on this job: {e}"))
+    let bounds: Vec<(usize, usize)> =
+        (0..shards).map(|s| (s * a.rows() / shards, (s + 1) * a.rows() / shards)).collect();
+    let commitments = bounds
+        .iter()
+        .map(|&range| {
+            WorkCommitment::compute(&crate::client::rows(a, range), b)
+                .map_err(|e| format!("cannot mine on this job: {e}"))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((bounds, commitments))
 }
+
+/// Row ranges of A per shard, and each shard's work commitment.
+pub type ShardPlan = (Vec<(usize, usize)>, Vec<WorkCommitment>);
 
 pub fn job(cmd: JobCommand) -> CmdResult {
     match cmd {
@@ -270,9 +275,7 @@ pub fn job(cmd: JobCommand) -> CmdResult {
             if ma.cols() != mb.rows() {
                 return Err(format!("A is {}×{} but B is {}×{}", ma.rows(), ma.cols(), mb.rows(), mb.cols()));
             }
-            let commitments = shard_commitments(&ma, &mb, shards)?;
-            let bounds: Vec<(usize, usize)> =
-                (0..shards).map(|s| (s * ma.rows() / shards, (s + 1) * ma.rows() / shards)).collect();
+            let (bounds, commitments) = shard_commitments(&ma, &mb, shards)?;
             let blob = |p: &PathBuf| -> Result<BlobRef, String> {
                 let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
                 Ok(BlobRef { id: Hash(*blake3::hash(&bytes).as_bytes()), size: bytes.len() as u64 })
@@ -295,7 +298,7 @@ pub fn job(cmd: JobCommand) -> CmdResult {
             };
             let escrow = spec.max_cost().ok_or("the job's maximum cost overflows")?;
             let tx = send(api, &key, fee, TxKind::SubmitJob { spec })?;
-            let id = Hash::of("ergon v1 job id", &[&tx.0]);
+            let id = ergon_types::job::job_id(&tx);
             println!("submitted job {} ({shards} shard(s) × {replicas}, escrow {escrow})", id.to_hex());
             println!("follow it with `ergon job status {}`", id.to_hex());
             match out {

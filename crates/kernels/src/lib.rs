@@ -7,6 +7,7 @@
 //! - [`freivalds`]: probabilistic checking of a claimed product over the field of 2^61 − 1.
 //! - [`reference`]: the naive product all of the above are tested against.
 //! - [`peak`]: this CPU's measured int8 multiply-add peak, the denominator of kernel efficiency.
+//! - [`rng`]: the seeded generator every deterministic component shares.
 //!
 //! No Ergon dependencies: pure functions over matrices.
 
@@ -17,6 +18,7 @@ pub mod npy;
 pub mod peak;
 pub mod quantize;
 pub mod reference;
+pub mod rng;
 
 pub use gemm::{matmul, matmul_with, GemmOptions, Isa};
 pub use matrix::{MatF32, MatI32, MatI8, Matrix};

@@ -10,25 +10,8 @@ use ergon_types::{Address, HardwareProfile, Hash, JobKind, JobSpec, Offer, Requi
 use crate::state::{Market, TaskKey};
 use crate::MarketParams;
 
-/// splitmix64: a tiny deterministic generator, enough for synthetic load.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in lo..=hi.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-}
+/// The seeded generator synthetic load is drawn from.
+pub use ergon_kernels::rng::SplitMix64 as Rng;
 
 pub fn address(i: u64) -> Address {
     let mut a = [0u8; 20];

@@ -16,7 +16,7 @@ use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use std::fmt;
 
-use ergon_types::{Address, Hash};
+use ergon_types::{Address, HardwareProfile, Hash};
 
 use crate::state::{Job, Market, Provider, ProviderStatus, TaskKey, TaskState};
 
@@ -109,7 +109,35 @@ struct Need {
     max_price: u64,
 }
 
+/// Why a provider's hardware cannot take a task (price and exclusion are checked apart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Misfit {
+    NoGpu,
+    Memory,
+    Slow,
+}
+
 impl Need {
+    fn of(job: &Job, shard: u16, max_price: u64) -> Self {
+        let q = &job.spec.requirements;
+        Need { memory_mib: job.shard_memory_mib(shard), gmacs: q.min_int8_gmacs, gpu: q.gpu, max_price }
+    }
+
+    /// The one hardware-fit rule, shared by matching and by a provider's outlook: a GPU if asked
+    /// for (then GPU memory counts, else main memory), enough memory, enough int8 throughput.
+    fn misfit(&self, hw: &HardwareProfile) -> Option<Misfit> {
+        let memory = if self.gpu { hw.gpu_memory_mib } else { hw.memory_mib };
+        if self.gpu && hw.gpu_model.is_empty() {
+            Some(Misfit::NoGpu)
+        } else if memory < self.memory_mib {
+            Some(Misfit::Memory)
+        } else if hw.int8_gmacs < self.gmacs {
+            Some(Misfit::Slow)
+        } else {
+            None
+        }
+    }
+
     fn at_least(&self, other: &Need) -> bool {
         self.memory_mib >= other.memory_mib
             && self.gmacs >= other.gmacs
@@ -133,8 +161,7 @@ impl Market {
                 self.set_waiting(order, Waiting { busy, ..Waiting::default() });
                 continue;
             }
-            let q = &job.spec.requirements;
-            let need = Need { memory_mib: job.shard_memory_mib(shard), gmacs: q.min_int8_gmacs, gpu: q.gpu, max_price };
+            let need = Need::of(job, shard, max_price);
             if let Some(&(_, w)) = memo.iter().find(|(n, _)| need.at_least(n)) {
                 self.set_waiting(order, Waiting { busy, ..w });
                 continue;
@@ -148,19 +175,15 @@ impl Market {
                     break;
                 }
                 scanned += 1;
-                let hw = &self.providers[&fk.3].offer.profile;
-                let memory = if need.gpu { hw.gpu_memory_mib } else { hw.memory_mib };
-                if need.gpu && hw.gpu_model.is_empty() {
-                    w.no_gpu += 1;
-                } else if memory < need.memory_mib {
-                    w.too_little_memory += 1;
-                } else if hw.int8_gmacs < need.gmacs {
-                    w.too_slow += 1;
-                } else if excluded.contains(&fk.3) {
-                    w.excluded += 1;
-                } else {
-                    found = Some(*fk);
-                    break;
+                match need.misfit(&self.providers[&fk.3].offer.profile) {
+                    Some(Misfit::NoGpu) => w.no_gpu += 1,
+                    Some(Misfit::Memory) => w.too_little_memory += 1,
+                    Some(Misfit::Slow) => w.too_slow += 1,
+                    None if excluded.contains(&fk.3) => w.excluded += 1,
+                    None => {
+                        found = Some(*fk);
+                        break;
+                    }
                 }
             }
             match found {
@@ -182,9 +205,7 @@ impl Market {
     }
 
     fn set_waiting(&mut self, (_, _, id, shard, replica): QueueKey, w: Waiting) {
-        let job = self.jobs.get_mut(&id).expect("queued tasks belong to jobs");
-        let r = job.replicas();
-        job.tasks[shard as usize * r + replica as usize].waiting = Some(w);
+        self.jobs.get_mut(&id).expect("queued tasks belong to jobs").task_mut(shard, replica).waiting = Some(w);
     }
 
     /// Why `owner` is or is not getting work, in a sentence.
@@ -222,22 +243,17 @@ impl Market {
         let mut best_price = 0;
         for &(Reverse(max_price), _, id, shard, replica) in &self.book.queue {
             let job = &self.jobs[&id];
-            let hw = &p.offer.profile;
-            let q = &job.spec.requirements;
             best_price = best_price.max(max_price);
-            let have = if q.gpu { hw.gpu_memory_mib } else { hw.memory_mib };
             if max_price < p.offer.price_per_gmac {
                 cheap += 1;
-            } else if q.gpu && hw.gpu_model.is_empty() {
-                gpu += 1;
-            } else if have < job.shard_memory_mib(shard) {
-                memory += 1;
-            } else if hw.int8_gmacs < q.min_int8_gmacs {
-                slow += 1;
-            } else if excluded_for(job, shard, replica).contains(owner) {
-                excluded += 1;
-            } else {
-                fits += 1;
+                continue;
+            }
+            match Need::of(job, shard, max_price).misfit(&p.offer.profile) {
+                Some(Misfit::NoGpu) => gpu += 1,
+                Some(Misfit::Memory) => memory += 1,
+                Some(Misfit::Slow) => slow += 1,
+                None if excluded_for(job, shard, replica).contains(owner) => excluded += 1,
+                None => fits += 1,
             }
         }
         if fits > 0 {

@@ -289,7 +289,7 @@ impl Market {
     ) -> Result<Hash, MarketRejection> {
         check_job(&spec, params)?;
         let escrow = spec.max_cost().ok_or(MarketRejection::BudgetOverflow)?;
-        let id = Hash::of("ergon v1 job id", &[&tx_id.0]);
+        let id = ergon_types::job::job_id(&tx_id);
         let count = spec.shards.len() * spec.requirements.replicas as usize;
         let task = Task { state: TaskState::Queued, excluded: BTreeSet::new(), waiting: None };
         let job = Job {

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use ergon_kernels::rng::SplitMix64;
 use ergon_kernels::MatI8;
 use safetensors::tensor::{Dtype, TensorView};
 
@@ -65,36 +66,24 @@ struct Forward {
     e2: i32,
 }
 
-/// splitmix64, for initial weights and shuffles.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in −bound..=bound.
-    fn symmetric(&mut self, bound: i64) -> i64 {
-        (self.next_u64() % (2 * bound as u64 + 1)) as i64 - bound
-    }
+/// Uniform in −bound..=bound.
+fn symmetric(rng: &mut SplitMix64, bound: i64) -> i64 {
+    rng.range(0, 2 * bound as u64) as i64 - bound
 }
 
 impl Mlp {
     /// Fresh weights, uniform in ±1/8, biases zero.
     pub fn new(inputs: usize, hidden: usize, classes: usize, input_max: u8, seed: u64) -> Self {
-        let mut rng = Rng(seed);
+        let mut rng = SplitMix64::new(seed);
         let bound = 1i64 << (-MASTER_EXP - 3);
         Self {
             inputs,
             hidden,
             classes,
             input_max: input_max.max(1),
-            w1: (0..inputs * hidden).map(|_| rng.symmetric(bound)).collect(),
+            w1: (0..inputs * hidden).map(|_| symmetric(&mut rng, bound)).collect(),
             b1: vec![0; hidden],
-            w2: (0..hidden * classes).map(|_| rng.symmetric(bound)).collect(),
+            w2: (0..hidden * classes).map(|_| symmetric(&mut rng, bound)).collect(),
             b2: vec![0; classes],
         }
     }
@@ -145,7 +134,7 @@ impl Mlp {
         }
         let input_max = data.x.iter().copied().max().unwrap_or(1);
         let mut model = Mlp::new(data.features, config.hidden, data.classes, input_max, config.seed);
-        let mut rng = Rng(config.seed ^ 0x5EED);
+        let mut rng = SplitMix64::new(config.seed ^ 0x5EED);
         let mut order: Vec<usize> = (0..data.len()).collect();
         for _ in 0..config.epochs {
             for i in (1..order.len()).rev() {

@@ -158,10 +158,9 @@ async fn account(State(s): State<Arc<Shared>>, Path(address): Path<String>) -> R
     };
     let node = s.lock();
     let acc = node.chain.ledger().account(&a);
-    let pending = node.mempool.pending().iter().filter(|t| t.tx.sender() == a).count();
     Json(json!({
-        "address": a.to_string(), "balance": acc.balance, "nonce": acc.nonce, "pending": pending,
-        "next_nonce": acc.nonce + pending as u64, "stake": acc.stake,
+        "address": a.to_string(), "balance": acc.balance, "nonce": acc.nonce, "pending": node.mempool.pending_from(&a),
+        "next_nonce": node.mempool.next_nonce(&node.chain, &a), "stake": acc.stake,
         "unbonding": acc.unbonding.iter().map(|(h, v)| json!({"release_height": h, "amount": v})).collect::<Vec<_>>(),
     }))
     .into_response()

@@ -123,8 +123,7 @@ impl Mempool {
             return Ok(id);
         }
         let from = tx.tx.sender();
-        let next =
-            chain.ledger().account(&from).nonce + self.txs.iter().filter(|t| t.tx.sender() == from).count() as u64;
+        let next = self.next_nonce(chain, &from);
         if tx.tx.nonce != next {
             return Err(TxRejection::WrongNonce { expected: next, got: tx.tx.nonce }.to_string());
         }
@@ -133,6 +132,16 @@ impl Mempool {
         }
         self.txs.push(tx);
         Ok(id)
+    }
+
+    /// Transactions from `from` waiting here.
+    pub fn pending_from(&self, from: &Address) -> usize {
+        self.txs.iter().filter(|t| t.tx.sender() == *from).count()
+    }
+
+    /// The nonce `from`'s next transaction must carry: its account's, past those waiting here.
+    pub fn next_nonce(&self, chain: &Chain, from: &Address) -> u64 {
+        chain.ledger().account(from).nonce + self.pending_from(from) as u64
     }
 
     pub fn pending(&self) -> Vec<SignedTransaction> {

@@ -141,8 +141,7 @@ fn deliver(shared: &Arc<Shared>, key: &SecretKey, c: Computed) -> Result<(), Str
     let mut node = shared.lock();
     let node = &mut *node;
     let me = key.public().address();
-    let nonce = node.chain.ledger().account(&me).nonce
-        + node.mempool.pending().iter().filter(|t| t.tx.sender() == me).count() as u64;
+    let nonce = node.mempool.next_nonce(&node.chain, &me);
     let tx = Transaction {
         chain: node.chain.chain_id(),
         from: key.public(),

@@ -17,6 +17,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 use ergon_chain::{seal, BlockRejection, Chain, ChainParams, Genesis};
+use ergon_kernels::rng::SplitMix64;
 use ergon_types::{Block, Hash, SecretKey, Transaction, TxKind};
 use serde::Serialize;
 
@@ -70,19 +71,15 @@ pub struct SimReport {
     pub violations: Vec<String>,
 }
 
-/// splitmix64: small, fast, and the same everywhere.
-struct Rng(u64);
+/// The shared seeded generator, with the draws the simulator needs.
+struct Rng(SplitMix64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.below(n)
     }
     fn percent(&mut self, p: u64) -> bool {
         self.below(100) < p
@@ -295,7 +292,7 @@ pub fn run(seed: u64, cfg: &SimConfig) -> SimReport {
         .collect();
     let mut sim = Sim {
         cfg: cfg.clone(),
-        rng: Rng(seed),
+        rng: Rng(SplitMix64::new(seed)),
         now: GENESIS_TIME,
         seq: 0,
         queue: BinaryHeap::new(),

@@ -11,6 +11,12 @@ use crate::codec::{Reader, Writer};
 use crate::hash::Hash;
 use crate::TypesError;
 
+/// A job's id: derived from the id of the transaction that submitted it, so the client knows it
+/// before the job is in a block.
+pub fn job_id(submit_tx: &Hash) -> Hash {
+    Hash::of("ergon v1 job id", &[&submit_tx.0])
+}
+
 /// Most output shards one job may be split into.
 pub const MAX_SHARDS: usize = 64;
 /// Most input blobs one job may name.
