@@ -208,10 +208,13 @@ impl Mlp {
     }
 
     /// The model as a safetensors file: master weights as I64 tensors `w1` (inputs × hidden),
-    /// `b1`, `w2` (hidden × classes), `b2`, each value · 2^−24; `input_max` in the metadata.
+    /// `b1`, `w2` (hidden × classes), `b2`, each value · 2^−24, and `input_max` (one I64).
+    /// The metadata holds one entry (`format`): the library keeps metadata in a hash map, so
+    /// with several entries their order, and the file's bytes, would change from run to run.
     pub fn to_safetensors(&self) -> Result<Vec<u8>, MlError> {
         let bytes = |v: &[i64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         let (w1, b1, w2, b2) = (bytes(&self.w1), bytes(&self.b1), bytes(&self.w2), bytes(&self.b2));
+        let input_max = bytes(&[self.input_max as i64]);
         fn view(data: &[u8], shape: Vec<usize>) -> Result<TensorView<'_>, MlError> {
             TensorView::new(Dtype::I64, shape, data).map_err(|e| MlError::Model(e.to_string()))
         }
@@ -220,12 +223,9 @@ impl Mlp {
             ("b1", view(&b1, vec![self.hidden])?),
             ("w2", view(&w2, vec![self.hidden, self.classes])?),
             ("b2", view(&b2, vec![self.classes])?),
+            ("input_max", view(&input_max, vec![1])?),
         ];
-        let meta = HashMap::from([
-            ("format".to_string(), "ergon-mlp-v1".to_string()),
-            ("input_max".to_string(), self.input_max.to_string()),
-            ("scale".to_string(), "2^-24".to_string()),
-        ]);
+        let meta = HashMap::from([("format".to_string(), "ergon-mlp-v1".to_string())]);
         safetensors::serialize(tensors, Some(meta)).map_err(|e| MlError::Model(e.to_string()))
     }
 
@@ -236,8 +236,6 @@ impl Mlp {
         if meta.get("format").map(String::as_str) != Some("ergon-mlp-v1") {
             return Err(bad("not an ergon-mlp-v1 model".into()));
         }
-        let input_max: u8 =
-            meta.get("input_max").and_then(|v| v.parse().ok()).ok_or_else(|| bad("input_max missing".into()))?;
         let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
         let tensor = |name: &str| -> Result<(Vec<usize>, Vec<i64>), MlError> {
             let t = st.tensor(name).map_err(|e| bad(format!("{name}: {e}")))?;
@@ -248,6 +246,10 @@ impl Mlp {
             Ok((t.shape().to_vec(), v))
         };
         let ((s1, w1), (sb1, b1), (s2, w2), (sb2, b2)) = (tensor("w1")?, tensor("b1")?, tensor("w2")?, tensor("b2")?);
+        let input_max = match tensor("input_max")? {
+            (shape, v) if shape == [1] && (1..=255).contains(&v[0]) => v[0] as u8,
+            _ => return Err(bad("input_max must be one value in 1..=255".into())),
+        };
         if s1.len() != 2 || s2.len() != 2 || s1[1] != s2[0] || sb1 != [s1[1]] || sb2 != [s2[1]] {
             return Err(bad(format!("inconsistent shapes w1 {s1:?}, b1 {sb1:?}, w2 {s2:?}, b2 {sb2:?}")));
         }
@@ -255,7 +257,7 @@ impl Mlp {
         if [&w1, &b1, &w2, &b2].iter().any(|t| t.iter().any(|v| v.abs() > limit)) {
             return Err(bad("weights out of range".into()));
         }
-        Ok(Self { inputs: s1[0], hidden: s1[1], classes: s2[1], input_max: input_max.max(1), w1, b1, w2, b2 })
+        Ok(Self { inputs: s1[0], hidden: s1[1], classes: s2[1], input_max, w1, b1, w2, b2 })
     }
 }
 

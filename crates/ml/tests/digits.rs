@@ -17,6 +17,7 @@ fn trains_to_95_percent_on_held_out_digits() {
     let again = Mlp::train(&train, &config, &mut Exact::default()).unwrap();
     assert_eq!(again, model, "same data and config, same bytes");
     let file = model.to_safetensors().unwrap();
+    assert_eq!(again.to_safetensors().unwrap(), file, "same model, same file bytes");
     assert_eq!(Mlp::from_safetensors(&file).unwrap(), model);
     assert!(Mlp::from_safetensors(&file[..file.len() - 1]).is_err());
     assert!(Mlp::from_safetensors(b"not a model").is_err());
