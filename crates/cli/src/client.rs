@@ -49,12 +49,16 @@ fn entropy() -> Result<[u8; 32], String> {
     Ok(e)
 }
 
-/// Seals `plain` to `provider`'s offer key and uploads it under `blob`.
-fn upload(api: SocketAddr, provider: &str, blob: [u8; 32], plain: &[u8]) -> Result<(), String> {
+/// The X25519 key `provider`'s offer publishes.
+fn provider_key(api: SocketAddr, provider: &str) -> Result<[u8; 32], String> {
     let p = http(api, "GET", &format!("/providers/{provider}"), None)?;
-    let key = ergon_types::hex::decode_array::<32>(p["encryption_key"].as_str().unwrap_or(""))
-        .ok_or("provider has no encryption key")?;
-    let sealed = ergon_net::blob::seal(plain, &key, entropy()?).map_err(|e| e.to_string())?;
+    ergon_types::hex::decode_array::<32>(p["encryption_key"].as_str().unwrap_or(""))
+        .ok_or_else(|| "provider has no encryption key".to_string())
+}
+
+/// Seals `plain` to `key` and uploads it under `blob`.
+fn upload(api: SocketAddr, key: &[u8; 32], blob: [u8; 32], plain: &[u8]) -> Result<(), String> {
+    let sealed = ergon_net::blob::seal(plain, key, entropy()?).map_err(|e| e.to_string())?;
     let body = json!({ "hex": ergon_types::hex::encode(&sealed) }).to_string();
     http(api, "PUT", &format!("/blobs/{}", Hash(blob).to_hex()), Some(&body)).map(|_| ())
 }
@@ -134,8 +138,9 @@ pub fn run_job(job: ClientJob) -> CmdResult {
             let Ok(holder) = provider.parse::<Address>() else { continue };
             if state == "leased" && uploaded.insert((shard, replica, provider.clone())) {
                 let a = rows(&job.a, job.bounds[shard as usize]);
-                upload(job.api, &provider, name(&job.id, shard, replica, &holder, Part::InputA), &encode_npy(&a))?;
-                upload(job.api, &provider, name(&job.id, shard, replica, &holder, Part::InputB), &encode_npy(&job.b))?;
+                let key = provider_key(job.api, &provider)?;
+                upload(job.api, &key, name(&job.id, shard, replica, &holder, Part::InputA), &encode_npy(&a))?;
+                upload(job.api, &key, name(&job.id, shard, replica, &holder, Part::InputB), &encode_npy(&job.b))?;
                 say!(job, "shard {shard}: leased to {provider}; inputs sealed to it and uploaded");
             }
             let posted = d["result"].as_str().unwrap_or("");
