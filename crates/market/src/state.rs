@@ -410,7 +410,9 @@ impl Market {
             .find(|(j, s, _)| j == id && job.spec.shards[*s as usize] == *work)
             .copied()
             .ok_or_else(|| "mined on a job shard the miner holds no open lease on".to_string())?;
-        let allowed = job.shard_macs(key.1).div_ceil(difficulty.max(1)).max(1);
+        // The product mined on, not the job's declared total: an ML job pays for training but
+        // commits (and may mine on) only its first product.
+        let allowed = macs_of(work).min(job.shard_macs(key.1)).div_ceil(difficulty.max(1)).max(1);
         match job.task(key.1, key.2).state {
             TaskState::Leased { mined, .. } if (mined as u64) < allowed => Ok(key),
             _ => Err(format!("this lease already produced the {allowed} block(s) its paid work allows")),
@@ -553,6 +555,10 @@ impl Market {
         }
     }
 
+    /// Pays each result whose challenge window has ended. A replicated shard is judged as a
+    /// whole once every replica's window has ended: results matching the majority are paid; the
+    /// others (all of them, when no result has a majority) are not, and those replicas are
+    /// re-allocated away from their providers, because exact work has one right answer.
     fn settle_results(&mut self, height: u64, params: &MarketParams, effects: &mut Vec<Effect>) {
         let mut finished = BTreeSet::new();
         while let Some(&(at, key)) = self.settling.first() {
@@ -561,39 +567,94 @@ impl Market {
             }
             self.settling.pop_first();
             let (id, shard, replica) = key;
-            let job = self.jobs.get_mut(&id).expect("results belong to jobs");
-            let TaskState::Posted { provider, price, result, .. } = job.task(shard, replica).state else { continue };
-            let macs = job.shard_macs(shard);
-            let amount = payment(price, macs).min(job.escrow);
-            let burned = (amount as u128 * params.job_burn_percent as u128 / 100) as u64;
-            job.escrow -= amount;
-            job.paid += amount - burned;
-            job.burned += burned;
-            job.task_mut(shard, replica).state = TaskState::Settled { provider, result, paid: amount - burned };
-            self.escrow_total -= amount;
-            effects.push(Effect::Pay { to: provider, amount: amount - burned });
-            effects.push(Effect::Burn { amount: burned });
-            self.book.unlist(self.providers.get(&provider));
-            let p = self.providers.get_mut(&provider).expect("posters are providers");
-            p.pending -= 1;
-            p.completed += 1;
-            p.earned += amount - burned;
-            self.book.list(&self.providers[&provider]);
-            let text = format!(
-                "shard {shard} replica {replica}: settled, {macs} multiply-adds at {price} per G MAC = {amount}: {} to the provider, {burned} burned",
-                amount - burned
-            );
-            self.note(Subject::Job(id), height, text);
-            self.note(
-                Subject::Provider(provider),
-                height,
-                format!("paid {} for job {} shard {shard}", amount - burned, short(&id)),
-            );
+            let job = &self.jobs[&id];
+            if !matches!(job.task(shard, replica).state, TaskState::Posted { .. }) {
+                continue;
+            }
+            let Some(verdict) = replica_verdict(job, shard, height) else {
+                // A sibling is still running or inside its window: look again next block.
+                let job = self.jobs.get_mut(&id).expect("checked above");
+                if let TaskState::Posted { settles_at, .. } = &mut job.task_mut(shard, replica).state {
+                    *settles_at = height + 1;
+                }
+                self.settling.insert((height + 1, key));
+                continue;
+            };
+            for r in 0..job.spec.requirements.replicas {
+                let TaskState::Posted { result, settles_at, .. } = self.jobs[&id].task(shard, r).state else {
+                    continue;
+                };
+                let key = (id, shard, r);
+                self.settling.remove(&(settles_at, key));
+                match verdict {
+                    Some(majority) if majority == result => self.pay_result(key, height, params, effects),
+                    Some(majority) => {
+                        let why =
+                            format!("its result {} differs from the majority's {}", short(&result), short(&majority));
+                        self.reject_result(key, height, &why)
+                    }
+                    None => self.reject_result(key, height, "the replicas' results disagree with no majority"),
+                }
+            }
             finished.insert(id);
         }
         for id in finished {
             self.finish_if_done(id, height, effects);
         }
+    }
+
+    fn pay_result(&mut self, key: TaskKey, height: u64, params: &MarketParams, effects: &mut Vec<Effect>) {
+        let (id, shard, replica) = key;
+        let job = self.jobs.get_mut(&id).expect("results belong to jobs");
+        let TaskState::Posted { provider, price, result, .. } = job.task(shard, replica).state else { return };
+        let macs = job.shard_macs(shard);
+        let amount = payment(price, macs).min(job.escrow);
+        let burned = (amount as u128 * params.job_burn_percent as u128 / 100) as u64;
+        job.escrow -= amount;
+        job.paid += amount - burned;
+        job.burned += burned;
+        job.task_mut(shard, replica).state = TaskState::Settled { provider, result, paid: amount - burned };
+        self.escrow_total -= amount;
+        effects.push(Effect::Pay { to: provider, amount: amount - burned });
+        effects.push(Effect::Burn { amount: burned });
+        self.book.unlist(self.providers.get(&provider));
+        let p = self.providers.get_mut(&provider).expect("posters are providers");
+        p.pending -= 1;
+        p.completed += 1;
+        p.earned += amount - burned;
+        self.book.list(&self.providers[&provider]);
+        let text = format!(
+            "shard {shard} replica {replica}: settled, {macs} multiply-adds at {price} per G MAC = {amount}: {} to the provider, {burned} burned",
+            amount - burned
+        );
+        self.note(Subject::Job(id), height, text);
+        self.note(
+            Subject::Provider(provider),
+            height,
+            format!("paid {} for job {} shard {shard}", amount - burned, short(&id)),
+        );
+    }
+
+    /// A replica outvoted by its siblings: not paid, counted as a strike (the chain cannot prove
+    /// which side is wrong, so no stake is taken), and re-allocated to someone else.
+    fn reject_result(&mut self, key: TaskKey, height: u64, why: &str) {
+        let (id, shard, replica) = key;
+        let job = self.jobs.get_mut(&id).expect("results belong to jobs");
+        let TaskState::Posted { provider, .. } = job.task(shard, replica).state else { return };
+        job.task_mut(shard, replica).state = TaskState::Queued;
+        // Out of every replica of the shard, or two outvoted providers would just swap places.
+        for r in 0..job.spec.requirements.replicas {
+            job.task_mut(shard, r).excluded.insert(provider);
+        }
+        self.book.enqueue(&self.jobs[&id], shard, replica);
+        self.book.unlist(self.providers.get(&provider));
+        let p = self.providers.get_mut(&provider).expect("posters are providers");
+        p.pending -= 1;
+        p.failed += 1;
+        p.strikes += 1;
+        self.book.list(&self.providers[&provider]);
+        self.note(Subject::Job(id), height, format!("shard {shard} replica {replica}: not paid, {why}; re-allocating"));
+        self.note(Subject::Provider(provider), height, format!("not paid for job {} shard {shard}: {why}", short(&id)));
     }
 
     fn finish_if_done(&mut self, id: Hash, height: u64, effects: &mut Vec<Effect>) {
@@ -702,6 +763,26 @@ impl Market {
     }
 }
 
+/// The settled result of `shard`'s replicas, once every replica has posted and its window has
+/// ended (`None` until then): `Some(Some(root))` when a strict majority agrees on `root`,
+/// `Some(None)` when none does. Replicas already settled or cancelled count as they stand.
+fn replica_verdict(job: &Job, shard: u16, height: u64) -> Option<Option<Hash>> {
+    let mut votes: BTreeMap<Hash, usize> = BTreeMap::new();
+    let mut voters = 0;
+    for r in 0..job.spec.requirements.replicas {
+        match job.task(shard, r).state {
+            TaskState::Posted { result, settles_at, .. } if settles_at <= height => {
+                *votes.entry(result).or_default() += 1
+            }
+            TaskState::Settled { result, .. } => *votes.entry(result).or_default() += 1,
+            TaskState::Cancelled => continue,
+            _ => return None,
+        }
+        voters += 1;
+    }
+    Some(votes.into_iter().find(|&(_, n)| 2 * n > voters).map(|(root, _)| root))
+}
+
 /// First 8 hex digits of a hash, for log lines.
 pub fn short(h: &Hash) -> String {
     h.to_hex()[..8].to_string()
@@ -738,6 +819,14 @@ fn check_job(spec: &JobSpec, params: &MarketParams) -> Result<(), MarketRejectio
     }
     if spec.macs_per_shard == 0 {
         return bad("multiply-adds per shard must be positive".into());
+    }
+    if spec.kind != JobKind::Matmul && (spec.shards.len() != 1 || spec.inputs.len() != 2) {
+        return bad(format!(
+            "a {} job has one shard (replicas check it) and two inputs, not {} and {}",
+            spec.kind.name(),
+            spec.shards.len(),
+            spec.inputs.len()
+        ));
     }
     if spec.kind == JobKind::Matmul {
         let (k, n) = (spec.shards[0].k, spec.shards[0].n);

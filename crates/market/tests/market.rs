@@ -244,6 +244,10 @@ fn bad_offers_and_jobs_are_refused_with_reasons() {
     let mut j = matmul(1, 1, 100);
     j.macs_per_shard = 5;
     assert!(m.submit(address(1), Hash::ZERO, j, 0, &p).unwrap_err().to_string().contains("more than the declared"));
+    let mut j = matmul(2, 1, 100);
+    j.kind = JobKind::Train;
+    let e = m.submit(address(1), Hash::ZERO, j, 0, &p).unwrap_err().to_string();
+    assert!(e.contains("a train job has one shard"), "{e}");
     assert_eq!(m.held(), 0);
 }
 
@@ -327,4 +331,58 @@ fn a_lease_licenses_only_the_blocks_its_paid_work_is_worth() {
     assert!(m.check_mining(&address(1), &job, &work, 1 << 29).is_err());
     let other = WorkCommitment { k: 7, ..work };
     assert!(m.check_mining(&address(1), &job, &other, 1).unwrap_err().contains("no open lease"));
+}
+
+#[test]
+fn replicas_are_paid_when_they_agree_and_outvoted_ones_are_not() {
+    let p = params();
+    let mut m = Market::default();
+    for i in 1..=4 {
+        m.register(address(i), cpu(50 + i, 64, 100), 100, 0, &p).unwrap();
+    }
+    let job = submit(&mut m, matmul(1, 3, 100), 1, 1);
+    m.end_block(1, &p);
+    let holders: Vec<Address> = (0..3).map(|r| leaseholder(&m, &job, 0, r).unwrap()).collect();
+    let (good, bad) = (Hash::of("right", &[]), Hash::of("wrong", &[]));
+    m.post_result(holders[0], job, 0, good, 2, &p).unwrap();
+    m.post_result(holders[1], job, 0, bad, 3, &p).unwrap();
+    // Replica 0's window ends at 4, but replica 2 is still computing: nobody is paid yet.
+    assert!(m.end_block(4, &p).is_empty());
+    assert!(matches!(m.job(&job).unwrap().task(0, 0).state, TaskState::Posted { .. }));
+    m.post_result(holders[2], job, 0, good, 5, &p).unwrap();
+    assert!(m.end_block(6, &p).is_empty(), "replica 2 is inside its window");
+    let effects = m.end_block(7, &p);
+    let paid: Vec<Address> =
+        effects.iter().filter_map(|e| if let Effect::Pay { to, .. } = e { Some(*to) } else { None }).collect();
+    assert_eq!(paid, vec![holders[0], holders[2]], "the two that agree are paid, the outvoted one is not");
+    assert!(matches!(m.job(&job).unwrap().task(0, 1).state, TaskState::Leased { .. } | TaskState::Queued));
+    let text = log_text(&m, Subject::Job(job));
+    assert!(text.contains("differs from the majority"), "{text}");
+    assert_eq!(m.provider(&holders[1]).unwrap().failed, 1);
+    // The replica is re-run by the one provider left, agrees, and the job finishes.
+    assert_eq!(leaseholder(&m, &job, 0, 1), Some(address(4)));
+    m.post_result(address(4), job, 0, good, 8, &p).unwrap();
+    let effects = m.end_block(10, &p);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Pay { to, .. } if *to == address(4))));
+    assert!(effects.iter().any(|e| matches!(e, Effect::Pay { to, .. } if *to == address(CLIENT))), "refund");
+    assert_eq!(m.job(&job).unwrap().finished_at, Some(10));
+}
+
+#[test]
+fn two_replicas_that_disagree_are_both_re_allocated() {
+    let p = params();
+    let mut m = Market::default();
+    for i in 1..=4 {
+        m.register(address(i), cpu(50 + i, 64, 100), 100, 0, &p).unwrap();
+    }
+    let job = submit(&mut m, matmul(1, 2, 100), 1, 1);
+    m.end_block(1, &p);
+    let (h0, h1) = (leaseholder(&m, &job, 0, 0).unwrap(), leaseholder(&m, &job, 0, 1).unwrap());
+    m.post_result(h0, job, 0, Hash::of("a", &[]), 2, &p).unwrap();
+    m.post_result(h1, job, 0, Hash::of("b", &[]), 2, &p).unwrap();
+    assert!(m.end_block(4, &p).is_empty(), "no majority: nobody is paid");
+    let text = log_text(&m, Subject::Job(job));
+    assert!(text.contains("disagree with no majority"), "{text}");
+    let now: Vec<Address> = (0..2).map(|r| leaseholder(&m, &job, 0, r).unwrap()).collect();
+    assert!(!now.contains(&h0) && !now.contains(&h1), "both moved to other providers: {now:?}");
 }

@@ -10,17 +10,21 @@
 //!   mines blocks as it goes). Both give the same bits; the tests hold them to it.
 //! - [`mlp`]: the model, training (integer SGD on a squared error), inference, accuracy, and
 //!   safetensors files.
+//! - [`job`]: training and inference as market jobs: decoding their input blobs, the product a
+//!   client commits to, the multiply-adds it pays for, and the result bytes.
 //!
 //! Pure: no I/O beyond the caller's bytes, no clock, no randomness but a seeded generator.
 
 pub mod data;
 pub mod fixed;
+pub mod job;
 pub mod mlp;
 pub mod multiply;
 
 pub use data::{Dataset, DIGITS_CSV_GZ};
+pub use job::{MlJob, TrainSpec};
 pub use mlp::{Mlp, TrainConfig};
-pub use multiply::{Exact, Mining, Multiply};
+pub use multiply::{Exact, FirstGiven, Mining, Multiply};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MlError {

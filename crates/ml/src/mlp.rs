@@ -66,6 +66,16 @@ struct Forward {
     e2: i32,
 }
 
+/// Examples per product in inference.
+pub const PREDICT_CHUNK: usize = 256;
+
+/// One epoch's Fisher–Yates shuffle.
+fn shuffle(rng: &mut SplitMix64, order: &mut [usize]) {
+    for i in (1..order.len()).rev() {
+        order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+    }
+}
+
 /// Uniform in −bound..=bound.
 fn symmetric(rng: &mut SplitMix64, bound: i64) -> i64 {
     rng.range(0, 2 * bound as u64) as i64 - bound
@@ -129,22 +139,43 @@ impl Mlp {
     /// Trains a fresh model on `data`. Deterministic in (data, config) and independent of the
     /// multiplier.
     pub fn train(data: &Dataset, config: &TrainConfig, mul: &mut dyn Multiply) -> Result<Self, MlError> {
-        if data.is_empty() || config.hidden == 0 || config.batch_log2 > 12 || config.lr_log2 > 30 {
-            return Err(MlError::Data("need examples, hidden ≥ 1, batch_log2 ≤ 12, lr_log2 ≤ 30".into()));
-        }
-        let input_max = data.x.iter().copied().max().unwrap_or(1);
-        let mut model = Mlp::new(data.features, config.hidden, data.classes, input_max, config.seed);
-        let mut rng = SplitMix64::new(config.seed ^ 0x5EED);
-        let mut order: Vec<usize> = (0..data.len()).collect();
+        let (mut model, mut rng, mut order) = Self::start(data, config)?;
         for _ in 0..config.epochs {
-            for i in (1..order.len()).rev() {
-                order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
-            }
+            shuffle(&mut rng, &mut order);
             for batch in order.chunks(1 << config.batch_log2) {
                 model.step(data, batch, config, mul)?;
             }
         }
         Ok(model)
+    }
+
+    /// The initial model, the shuffling generator and the example order training starts from.
+    fn start(data: &Dataset, config: &TrainConfig) -> Result<(Self, SplitMix64, Vec<usize>), MlError> {
+        if data.is_empty() || config.hidden == 0 || config.batch_log2 > 12 || config.lr_log2 > 30 {
+            return Err(MlError::Data("need examples, hidden ≥ 1, batch_log2 ≤ 12, lr_log2 ≤ 30".into()));
+        }
+        let input_max = data.x.iter().copied().max().unwrap_or(1);
+        let model = Mlp::new(data.features, config.hidden, data.classes, input_max, config.seed);
+        Ok((model, SplitMix64::new(config.seed ^ 0x5EED), (0..data.len()).collect()))
+    }
+
+    /// The operands of the first product [`train`](Self::train) computes (the first batch times
+    /// the initial first-layer weights), known before training: what a training job commits to.
+    pub fn first_training_product(data: &Dataset, config: &TrainConfig) -> Result<(MatI8, MatI8), MlError> {
+        if config.epochs == 0 {
+            return Err(MlError::Data("training with 0 epochs computes nothing".into()));
+        }
+        let (model, mut rng, mut order) = Self::start(data, config)?;
+        shuffle(&mut rng, &mut order);
+        let batch = &order[..order.len().min(1 << config.batch_log2)];
+        Ok((model.inputs_q(data, batch), model.weights().0.m))
+    }
+
+    /// Multiply-adds [`train`](Self::train) computes: five products per batch (two forward,
+    /// three backward) over every example of every epoch.
+    pub fn training_macs(data: &Dataset, config: &TrainConfig) -> u64 {
+        let (i, h, c) = (data.features as u64, config.hidden as u64, data.classes as u64);
+        config.epochs as u64 * data.len() as u64 * (2 * i * h + 3 * h * c)
     }
 
     fn step(
@@ -183,15 +214,14 @@ impl Mlp {
         Ok(())
     }
 
-    /// Predicted class of each example (ties go to the lower class).
+    /// Predicted class of each example (ties go to the lower class), [`PREDICT_CHUNK`] examples
+    /// per product.
     pub fn predict(&self, data: &Dataset, mul: &mut dyn Multiply) -> Result<Vec<u8>, MlError> {
-        if data.features != self.inputs {
-            return Err(MlError::Data(format!("{} features, the model takes {}", data.features, self.inputs)));
-        }
+        self.check_features(data)?;
         let (w1, w2) = self.weights();
         let mut out = Vec::with_capacity(data.len());
         let rows: Vec<usize> = (0..data.len()).collect();
-        for chunk in rows.chunks(256) {
+        for chunk in rows.chunks(PREDICT_CHUNK) {
             let f = self.forward(&self.inputs_q(data, chunk), &w1, &w2, mul)?;
             for z in f.z.chunks(self.classes) {
                 let best = (0..self.classes).fold(0, |best, c| if z[c] > z[best] { c } else { best });
@@ -199,6 +229,29 @@ impl Mlp {
             }
         }
         Ok(out)
+    }
+
+    fn check_features(&self, data: &Dataset) -> Result<(), MlError> {
+        if data.features != self.inputs {
+            return Err(MlError::Data(format!("{} features, the model takes {}", data.features, self.inputs)));
+        }
+        if data.is_empty() {
+            return Err(MlError::Data("no examples".into()));
+        }
+        Ok(())
+    }
+
+    /// The operands of the first product [`predict`](Self::predict) computes: the first chunk of
+    /// examples times the first-layer weights. What an inference job commits to.
+    pub fn first_inference_product(&self, data: &Dataset) -> Result<(MatI8, MatI8), MlError> {
+        self.check_features(data)?;
+        let rows: Vec<usize> = (0..data.len().min(PREDICT_CHUNK)).collect();
+        Ok((self.inputs_q(data, &rows), self.weights().0.m))
+    }
+
+    /// Multiply-adds [`predict`](Self::predict) computes.
+    pub fn inference_macs(&self, data: &Dataset) -> u64 {
+        data.len() as u64 * (self.inputs * self.hidden + self.hidden * self.classes) as u64
     }
 
     /// Share of `data` classified correctly.
