@@ -1,7 +1,14 @@
-//! The client's side of a job (`ergon job submit … --out C.npy`): follow the job on chain, seal
-//! each shard's inputs to whichever provider leases it, fetch and decrypt each result, check it
-//! against the posted commitment and by Freivalds, dispute a wrong one, and write the product
-//! with a receipt once every shard has settled.
+//! The client's side of a job (`ergon job submit … --out FILE`): follow the job on chain, seal
+//! the inputs to whichever provider leases each shard, fetch and decrypt each result, check it
+//! against the commitment on chain, and write it with a receipt once every shard has settled.
+//!
+//! How a result is checked depends on the kind:
+//! - `matmul`: each posted product is checked against its Merkle root and by Freivalds while its
+//!   challenge window is open; a wrong one is disputed with one provably wrong entry.
+//! - `train` and `infer`: exact integer work with one right answer, checked by replication: the
+//!   chain pays only results a majority of replicas agree on, and the client checks the bytes it
+//!   receives against that BLAKE3. It also measures what it got: a trained model on the examples
+//!   held out of training, predictions against the data set's labels.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -12,22 +19,46 @@ use std::time::{Duration, Instant};
 use ergon_kernels::freivalds::{self, Verdict};
 use ergon_kernels::npy::{decode_npy, encode_npy, write_npy};
 use ergon_kernels::{MatI32, MatI8};
+use ergon_ml::{Dataset, Exact, Mlp};
 use ergon_node::blobs::{name, Part};
 use ergon_node::provider::encryption_secret;
-use ergon_types::{Address, Hash, SecretKey, TxKind};
+use ergon_types::{Address, Hash, JobKind, SecretKey, TxKind};
 use serde_json::{json, Value};
 
 use crate::node_cmds::{http, sign_and_submit};
 use crate::CmdResult;
 
+/// What the client computes its inputs from and checks its results against.
+pub enum Work {
+    /// C = A·B, split by rows of A: `bounds` are each shard's rows.
+    Matmul { a: MatI8, b: MatI8, bounds: Vec<(usize, usize)> },
+    /// A training or inference job: its two input blobs, and the examples to measure the
+    /// result on (held out of training, or the labelled data inferred on).
+    Ml { kind: JobKind, inputs: [Vec<u8>; 2], measure_on: Dataset },
+}
+
+impl Work {
+    fn shards(&self) -> usize {
+        match self {
+            Work::Matmul { bounds, .. } => bounds.len(),
+            Work::Ml { .. } => 1,
+        }
+    }
+
+    /// The plaintext inputs of `shard`, in blob order.
+    fn inputs(&self, shard: u16) -> [Vec<u8>; 2] {
+        match self {
+            Work::Matmul { a, b, bounds } => [encode_npy(&rows(a, bounds[shard as usize])), encode_npy(b)],
+            Work::Ml { inputs, .. } => inputs.clone(),
+        }
+    }
+}
+
 pub struct ClientJob {
     pub api: SocketAddr,
     pub key: SecretKey,
     pub id: Hash,
-    pub a: MatI8,
-    pub b: MatI8,
-    /// Rows of A in each shard.
-    pub bounds: Vec<(usize, usize)>,
+    pub work: Work,
     pub out: PathBuf,
     pub timeout: Duration,
     pub fee: u64,
@@ -63,40 +94,76 @@ fn upload(api: SocketAddr, key: &[u8; 32], blob: [u8; 32], plain: &[u8]) -> Resu
     http(api, "PUT", &format!("/blobs/{}", Hash(blob).to_hex()), Some(&body)).map(|_| ())
 }
 
+/// The decrypted result a provider sealed to `key`, if the node can find it.
+pub fn fetch_result(
+    api: SocketAddr,
+    key: &SecretKey,
+    id: &Hash,
+    shard: u16,
+    replica: u8,
+    provider: &Address,
+) -> Result<Option<Vec<u8>>, String> {
+    let blob = name(id, shard, replica, provider, Part::Result);
+    let v = match http(api, "GET", &format!("/blobs/{}", Hash(blob).to_hex()), None) {
+        Ok(v) => v,
+        Err(_) => return Ok(None),
+    };
+    let sealed = ergon_types::hex::decode(v["hex"].as_str().unwrap_or("")).ok_or("node sent bad hex")?;
+    ergon_net::blob::open(&sealed, &encryption_secret(key)).map(Some).map_err(|e| e.to_string())
+}
+
+/// A result's commitment as posted on chain: the Merkle root of a product's rows, or the BLAKE3
+/// of an ML job's bytes.
+pub fn commitment(kind: JobKind, plain: &[u8]) -> Result<String, String> {
+    Ok(match kind {
+        JobKind::Matmul => {
+            let c: MatI32 = decode_npy(plain).map_err(|e| format!("result is not an int32 .npy: {e}"))?;
+            Hash(ergon_pouw::result_root(&c)).to_hex()
+        }
+        _ => Hash(*blake3::hash(plain).as_bytes()).to_hex(),
+    })
+}
+
 /// What checking one posted result found.
 enum Checked {
-    Good(MatI32),
+    /// The result's plaintext.
+    Good(Vec<u8>),
     /// Wrong: the dispute was sent.
     Disputed(String),
     /// Not fetchable yet (or not yet the posted one).
     NotYet,
 }
 
-fn check_result(job: &ClientJob, shard: u16, replica: u8, provider: &Address, posted: &str) -> Result<Checked, String> {
-    let blob = name(&job.id, shard, replica, provider, Part::Result);
-    let v = match http(job.api, "GET", &format!("/blobs/{}", Hash(blob).to_hex()), None) {
-        Ok(v) => v,
-        Err(_) => return Ok(Checked::NotYet),
+fn check_result(
+    job: &ClientJob,
+    kind: JobKind,
+    shard: u16,
+    replica: u8,
+    holder: &Address,
+    posted: &str,
+) -> Result<Checked, String> {
+    let Some(plain) = fetch_result(job.api, &job.key, &job.id, shard, replica, holder)? else {
+        return Ok(Checked::NotYet);
     };
-    let sealed = ergon_types::hex::decode(v["hex"].as_str().unwrap_or("")).ok_or("node sent bad hex")?;
-    let plain = ergon_net::blob::open(&sealed, &encryption_secret(&job.key)).map_err(|e| e.to_string())?;
-    let c: MatI32 = decode_npy(&plain).map_err(|e| format!("result is not an int32 .npy: {e}"))?;
-    let a = rows(&job.a, job.bounds[shard as usize]);
-    let root = Hash(ergon_pouw::result_root(&c)).to_hex();
-    if root != posted {
+    if commitment(kind, &plain)? != posted {
         return Ok(Checked::NotYet); // a stale or foreign blob; the provider's own one will match
     }
-    if c.rows() != a.rows() || c.cols() != job.b.cols() {
+    let Work::Matmul { a, b, bounds } = &job.work else {
+        return Ok(Checked::Good(plain)); // the chain's replica vote settled it; the bytes match
+    };
+    let c: MatI32 = decode_npy(&plain).map_err(|e| format!("result is not an int32 .npy: {e}"))?;
+    let a = rows(a, bounds[shard as usize]);
+    if c.rows() != a.rows() || c.cols() != b.cols() {
         return Err("result has the wrong shape".into());
     }
-    match freivalds::check(&a, &job.b, &c, freivalds::DEFAULT_ROUNDS, entropy()?).map_err(|e| e.to_string())? {
-        Verdict::Accept { .. } => Ok(Checked::Good(c)),
+    match freivalds::check(&a, b, &c, freivalds::DEFAULT_ROUNDS, entropy()?).map_err(|e| e.to_string())? {
+        Verdict::Accept { .. } => Ok(Checked::Good(plain)),
         Verdict::Reject { row } => {
-            let exact = ergon_kernels::matmul(&rows(&a, (row, row + 1)), &job.b).map_err(|e| e.to_string())?;
+            let exact = ergon_kernels::matmul(&rows(&a, (row, row + 1)), b).map_err(|e| e.to_string())?;
             let n = c.cols();
             let col =
                 (0..n).find(|&j| exact.as_slice()[j] != c.as_slice()[row * n + j]).ok_or("Freivalds row check")?;
-            let evidence = ergon_pouw::WrongEntry::build(&a, &job.b, &c, row, col).map_err(|e| e.to_string())?;
+            let evidence = ergon_pouw::WrongEntry::build(&a, b, &c, row, col).map_err(|e| e.to_string())?;
             sign_and_submit(job.api, &job.key, job.fee, TxKind::Dispute { job: job.id, shard, replica, evidence })?;
             Ok(Checked::Disputed(format!("entry ({row}, {col}) of shard {shard} is wrong; dispute sent")))
         }
@@ -110,8 +177,12 @@ macro_rules! say {
 
 pub fn run_job(job: ClientJob) -> CmdResult {
     let started = Instant::now();
+    let kind = match &job.work {
+        Work::Matmul { .. } => JobKind::Matmul,
+        Work::Ml { kind, .. } => *kind,
+    };
     let mut uploaded: HashSet<(u16, u8, String)> = HashSet::new();
-    let mut results: HashMap<u16, MatI32> = HashMap::new();
+    let mut results: HashMap<u16, Vec<u8>> = HashMap::new();
     let mut disputed: HashSet<(u16, u8, String)> = HashSet::new();
     let mut last_line = String::new();
     loop {
@@ -137,28 +208,32 @@ pub fn run_job(job: ClientJob) -> CmdResult {
             states.push(state.to_string());
             let Ok(holder) = provider.parse::<Address>() else { continue };
             if state == "leased" && uploaded.insert((shard, replica, provider.clone())) {
-                let a = rows(&job.a, job.bounds[shard as usize]);
                 let key = provider_key(job.api, &provider)?;
-                upload(job.api, &key, name(&job.id, shard, replica, &holder, Part::InputA), &encode_npy(&a))?;
-                upload(job.api, &key, name(&job.id, shard, replica, &holder, Part::InputB), &encode_npy(&job.b))?;
-                say!(job, "shard {shard}: leased to {provider}; inputs sealed to it and uploaded");
+                let [first, second] = job.work.inputs(shard);
+                upload(job.api, &key, name(&job.id, shard, replica, &holder, Part::InputA), &first)?;
+                upload(job.api, &key, name(&job.id, shard, replica, &holder, Part::InputB), &second)?;
+                say!(job, "shard {shard} replica {replica}: leased to {provider}; inputs sealed to it and uploaded");
             }
-            let posted = d["result"].as_str().unwrap_or("");
-            if matches!(state, "posted" | "settled") && replica == 0 && !results.contains_key(&shard) {
-                if disputed.contains(&(shard, replica, provider.clone())) {
-                    continue;
+            // Products are checked while they can still be disputed; ML results once the
+            // replicas' vote has settled them.
+            let checkable = match kind {
+                JobKind::Matmul => matches!(state, "posted" | "settled"),
+                _ => state == "settled",
+            };
+            if !checkable || results.contains_key(&shard) || disputed.contains(&(shard, replica, provider.clone())) {
+                continue;
+            }
+            match check_result(&job, kind, shard, replica, &holder, d["result"].as_str().unwrap_or(""))? {
+                Checked::Good(plain) => {
+                    let how = if kind == JobKind::Matmul { "Freivalds" } else { "BLAKE3 settled by the replicas" };
+                    say!(job, "shard {shard}: result from {provider} fetched, decrypted, verified ({how})");
+                    results.insert(shard, plain);
                 }
-                match check_result(&job, shard, replica, &holder, posted)? {
-                    Checked::Good(c) => {
-                        say!(job, "shard {shard}: result from {provider} fetched, decrypted, verified (Freivalds)");
-                        results.insert(shard, c);
-                    }
-                    Checked::Disputed(why) => {
-                        say!(job, "shard {shard}: {why}");
-                        disputed.insert((shard, replica, provider));
-                    }
-                    Checked::NotYet => {}
+                Checked::Disputed(why) => {
+                    say!(job, "shard {shard}: {why}");
+                    disputed.insert((shard, replica, provider));
                 }
+                Checked::NotYet => {}
             }
         }
         let line =
@@ -167,7 +242,7 @@ pub fn run_job(job: ClientJob) -> CmdResult {
             say!(job, "{line}");
             last_line = line;
         }
-        if v["status"] == "done" && results.len() == job.bounds.len() {
+        if v["status"] == "done" && results.len() == job.work.shards() {
             return finish(&job, &v, results, started.elapsed());
         }
         if v["status"] == "cancelled" && v["finished_at"].is_u64() {
@@ -176,14 +251,36 @@ pub fn run_job(job: ClientJob) -> CmdResult {
     }
 }
 
-fn finish(job: &ClientJob, v: &Value, mut results: HashMap<u16, MatI32>, took: Duration) -> CmdResult {
-    let n = job.b.cols();
-    let mut c = Vec::with_capacity(job.a.rows() * n);
-    for s in 0..job.bounds.len() as u16 {
-        c.extend_from_slice(results.remove(&s).ok_or("a shard's result is missing")?.as_slice());
+/// Rows of every shard's product stacked into C.
+pub fn assemble(shards: Vec<Vec<u8>>, cols: usize) -> Result<MatI32, String> {
+    let mut c = Vec::new();
+    for plain in shards {
+        let part: MatI32 = decode_npy(&plain).map_err(|e| format!("result is not an int32 .npy: {e}"))?;
+        if part.cols() != cols {
+            return Err("shards disagree on the product's width".into());
+        }
+        c.extend_from_slice(part.as_slice());
     }
-    let c = MatI32::from_vec(job.a.rows(), n, c).map_err(|e| e.to_string())?;
-    write_npy(&job.out, &c).map_err(|e| format!("{}: {e}", job.out.display()))?;
+    MatI32::from_vec(c.len() / cols.max(1), cols, c).map_err(|e| e.to_string())
+}
+
+fn finish(job: &ClientJob, v: &Value, mut results: HashMap<u16, Vec<u8>>, took: Duration) -> CmdResult {
+    let ordered = (0..job.work.shards() as u16)
+        .map(|s| results.remove(&s).ok_or("a shard's result is missing"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (written, quality) = match &job.work {
+        Work::Matmul { b, .. } => {
+            let c = assemble(ordered, b.cols())?;
+            write_npy(&job.out, &c).map_err(|e| format!("{}: {e}", job.out.display()))?;
+            (format!("{}×{} int32", c.rows(), c.cols()), None)
+        }
+        Work::Ml { kind, measure_on, .. } => {
+            let bytes = ordered.into_iter().next().unwrap_or_default();
+            std::fs::write(&job.out, &bytes).map_err(|e| format!("{}: {e}", job.out.display()))?;
+            let quality = ml_quality(*kind, &bytes, measure_on)?;
+            (format!("{} bytes, blake3 {}", bytes.len(), blake3::hash(&bytes).to_hex()), Some(quality))
+        }
+    };
     if !job.verbose {
         return Ok(ExitCode::SUCCESS);
     }
@@ -191,10 +288,16 @@ fn finish(job: &ClientJob, v: &Value, mut results: HashMap<u16, MatI32>, took: D
     let mut macs = 0u64;
     let mut joules = 0.0;
     let mut providers = HashSet::new();
-    for t in v["tasks"].as_array().into_iter().flatten() {
-        let shard = t["shard"].as_u64().unwrap_or(0) as usize;
-        let (r0, r1) = job.bounds[shard];
-        let w = ((r1 - r0) * job.a.cols() * n) as u64;
+    let settled: Vec<&Value> =
+        v["tasks"].as_array().into_iter().flatten().filter(|t| t["state"] == "settled").collect();
+    for t in &settled {
+        let w = match &job.work {
+            Work::Matmul { a, b, bounds } => {
+                let (r0, r1) = bounds[t["shard"].as_u64().unwrap_or(0) as usize];
+                ((r1 - r0) * a.cols() * b.cols()) as u64
+            }
+            Work::Ml { .. } => v["macs_per_shard"].as_u64().unwrap_or(0),
+        };
         macs += w;
         let who = t["detail"]["provider"].as_str().unwrap_or("").to_string();
         if let Ok(p) = http(job.api, "GET", &format!("/providers/{who}"), None) {
@@ -202,17 +305,69 @@ fn finish(job: &ClientJob, v: &Value, mut results: HashMap<u16, MatI32>, took: D
             let cores = p["profile"]["cpu_cores"].as_f64().unwrap_or(1.0);
             joules += w as f64 / (gmacs * 1e9) * cores * WATTS_PER_CORE;
         }
-        providers.insert(who.parse::<Address>().map(|a| a.to_string()).unwrap_or(who));
+        providers.insert(who);
     }
-    println!("wrote {} ({}×{} int32)", job.out.display(), c.rows(), c.cols());
-    println!("receipt for job {}:", job.id.to_hex());
-    println!("  work: {macs} multiply-adds over {} shard(s) by {} provider(s)", job.bounds.len(), providers.len());
+    println!("wrote {} ({written})", job.out.display());
+    println!("receipt for job {} ({}):", job.id.to_hex(), v["kind"].as_str().unwrap_or(""));
+    println!(
+        "  work: {macs} multiply-adds over {} shard(s) × {} replica(s) by {} provider(s)",
+        job.work.shards(),
+        v["replicas"],
+        providers.len()
+    );
     println!("  paid {} to providers, burned {}; the rest of the escrow was refunded", v["paid"], v["burned"]);
     println!("  time: {:.1} s from submission to verified result", took.as_secs_f64());
     println!(
         "  energy: ≈ {:.3} J (estimate: multiply-adds ÷ the provider's claimed int8 throughput × {WATTS_PER_CORE} W per claimed core; not measured)",
         joules
     );
-    println!("  verification: every shard matched its posted commitment and passed Freivalds (false accept < 2^-120)");
+    match &job.work {
+        Work::Matmul { .. } => println!(
+            "  verification: every shard matched its posted commitment and passed Freivalds (false accept < 2^-120)"
+        ),
+        Work::Ml { .. } if v["replicas"].as_u64().unwrap_or(1) > 1 => println!(
+            "  verification: {} replicas computed it independently; the chain paid only the result a majority agreed on, and these bytes match it",
+            v["replicas"]
+        ),
+        Work::Ml { .. } => println!(
+            "  verification: one replica, so not cross-checked (ask for --replicas 2 or more); the bytes match the posted BLAKE3"
+        ),
+    }
+    if let Some(q) = quality {
+        println!("  result: {q}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the client measures on an ML result.
+fn ml_quality(kind: JobKind, bytes: &[u8], data: &Dataset) -> Result<String, String> {
+    match kind {
+        JobKind::Train => {
+            let model = Mlp::from_safetensors(bytes).map_err(|e| format!("the trained model: {e}"))?;
+            if data.is_empty() {
+                return Ok(format!("{}→{}→{} model (nothing held out)", model.inputs, model.hidden, model.classes));
+            }
+            let acc = model.accuracy(data, &mut Exact::default()).map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{}→{}→{} model, {:.2}% accurate on the {} examples held out of training",
+                model.inputs,
+                model.hidden,
+                model.classes,
+                acc * 100.0,
+                data.len()
+            ))
+        }
+        _ => {
+            let p = ergon_ml::job::parse_predictions(bytes).map_err(|e| e.to_string())?;
+            if p.len() != data.len() {
+                return Err(format!("{} predictions for {} examples", p.len(), data.len()));
+            }
+            let right = p.iter().zip(&data.y).filter(|(a, b)| a == b).count();
+            Ok(format!(
+                "{} predictions, {:.2}% matching the data set's labels",
+                p.len(),
+                100.0 * right as f64 / p.len().max(1) as f64
+            ))
+        }
+    }
 }

@@ -9,11 +9,13 @@ use std::time::Instant;
 use clap::{Args, Subcommand};
 use ergon_kernels::npy::read_npy;
 use ergon_kernels::MatI8;
+use ergon_ml::{Dataset, MlJob, TrainSpec};
 use ergon_pouw::WorkCommitment;
 use ergon_types::TxKind;
 use ergon_types::{Address, BlobRef, HardwareProfile, Hash, JobKind, JobSpec, Offer, Requirements};
 use serde_json::Value;
 
+use crate::client::Work;
 use crate::matrix_cmds::random_matrix;
 use crate::node_cmds::{http, read_key, sign_and_submit};
 use crate::CmdResult;
@@ -118,14 +120,24 @@ pub enum ProviderCommand {
 
 #[derive(Subcommand)]
 pub enum JobCommand {
-    /// Submit a matmul job C = A·B on int8 .npy files, split by rows of A into shards.
+    /// Submit a job: `matmul` C = A·B on int8 .npy files A B, split by rows of A into shards;
+    /// `train` the quantized MLP on a gzip CSV data set (default: the shipped digits); `infer`
+    /// with a safetensors MODEL over a gzip CSV data set (default: the shipped digits).
     Submit {
         #[arg(long)]
         key: PathBuf,
-        a: PathBuf,
-        b: PathBuf,
+        /// matmul: A.npy B.npy · train: [DATA.csv.gz] · infer: MODEL.safetensors [DATA.csv.gz]
+        inputs: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = KindArg::Matmul)]
+        kind: KindArg,
         #[arg(long, default_value_t = 1)]
         shards: usize,
+        #[command(flatten)]
+        train: crate::ml_cmds::TrainOpts,
+        /// train: every N-th example is held out of training, for the client to measure the
+        /// model on (0: none).
+        #[arg(long, default_value_t = 5)]
+        holdout: u32,
         #[arg(long, default_value_t = 1)]
         replicas: u8,
         /// Highest price per 10^9 multiply-adds.
@@ -135,7 +147,7 @@ pub enum JobCommand {
         #[arg(long, default_value_t = 6)]
         lease_blocks: u32,
         /// Stay until the job is done: upload each shard's inputs sealed to its provider, fetch,
-        /// decrypt and verify (Freivalds) each result, dispute a wrong one, and write C here.
+        /// decrypt and verify each result (dispute a wrong product), and write the result here.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Give up waiting after this long.
@@ -153,6 +165,17 @@ pub enum JobCommand {
     /// Every shard's state, why a waiting one waits, payments, and the job's decisions.
     Status {
         id: String,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: SocketAddr,
+    },
+    /// Fetch a settled job's result, decrypt it, check it against the commitments on chain and
+    /// write it: C as int32 .npy, the trained model, or the predictions.
+    Result {
+        #[arg(long)]
+        key: PathBuf,
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8080")]
         api: SocketAddr,
     },
@@ -254,9 +277,11 @@ pub fn job(cmd: JobCommand) -> CmdResult {
     match cmd {
         JobCommand::Submit {
             key,
-            a,
-            b,
+            inputs,
+            kind,
             shards,
+            train,
+            holdout,
             replicas,
             max_price,
             lease_blocks,
@@ -268,22 +293,58 @@ pub fn job(cmd: JobCommand) -> CmdResult {
             api,
         } => {
             let key = read_key(&key)?;
-            let (ma, mb) = (
-                read_npy::<i8>(&a).map_err(|e| format!("{}: {e}", a.display()))?,
-                read_npy::<i8>(&b).map_err(|e| format!("{}: {e}", b.display()))?,
-            );
-            if ma.cols() != mb.rows() {
-                return Err(format!("A is {}×{} but B is {}×{}", ma.rows(), ma.cols(), mb.rows(), mb.cols()));
-            }
-            let (bounds, commitments) = shard_commitments(&ma, &mb, shards)?;
-            let blob = |p: &PathBuf| -> Result<BlobRef, String> {
-                let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                Ok(BlobRef { id: Hash(*blake3::hash(&bytes).as_bytes()), size: bytes.len() as u64 })
+            let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+            let blob = |bytes: &[u8]| BlobRef { id: Hash(*blake3::hash(bytes).as_bytes()), size: bytes.len() as u64 };
+            let (work, commitments, macs_per_shard, blobs) = match kind {
+                KindArg::Matmul => {
+                    let [a, b] = inputs.as_slice() else { return Err("matmul takes two inputs: A.npy B.npy".into()) };
+                    let (ma, mb) = (
+                        read_npy::<i8>(a).map_err(|e| format!("{}: {e}", a.display()))?,
+                        read_npy::<i8>(b).map_err(|e| format!("{}: {e}", b.display()))?,
+                    );
+                    if ma.cols() != mb.rows() {
+                        return Err(format!("A is {}×{} but B is {}×{}", ma.rows(), ma.cols(), mb.rows(), mb.cols()));
+                    }
+                    let (bounds, commitments) = shard_commitments(&ma, &mb, shards)?;
+                    let macs = commitments.iter().map(|w| w.m as u64 * w.k as u64 * w.n as u64).max().unwrap_or(0);
+                    // The chain names the whole files; each shard's rows are bound by its commitment.
+                    let blobs = vec![blob(&read(a)?), blob(&read(b)?)];
+                    (Work::Matmul { a: ma, b: mb, bounds }, commitments, macs, blobs)
+                }
+                KindArg::Train | KindArg::Infer => {
+                    let data = |p: Option<&PathBuf>| p.map_or(Ok(ergon_ml::DIGITS_CSV_GZ.to_vec()), read);
+                    let (blobs, job, measure_on) = if kind == KindArg::Train {
+                        let d = inputs.as_slice();
+                        if d.len() > 1 {
+                            return Err("train takes at most one input: DATA.csv.gz".into());
+                        }
+                        let spec = TrainSpec { config: train.config(), holdout };
+                        spec.check().map_err(|e| e.to_string())?;
+                        let blobs = [data(d.first())?, spec.encode()];
+                        let all = Dataset::from_csv_gz(&blobs[0]).map_err(|e| e.to_string())?;
+                        let job = MlJob::train(&blobs[0], &blobs[1]).map_err(|e| e.to_string())?;
+                        (blobs, job, spec.split(&all).1)
+                    } else {
+                        let (model, d) = match inputs.as_slice() {
+                            [m] => (m, None),
+                            [m, d] => (m, Some(d)),
+                            _ => return Err("infer takes MODEL.safetensors [DATA.csv.gz]".into()),
+                        };
+                        let blobs = [read(model)?, data(d)?];
+                        let job = MlJob::infer(&blobs[0], &blobs[1]).map_err(|e| e.to_string())?;
+                        let all = Dataset::from_csv_gz(&blobs[1]).map_err(|e| e.to_string())?;
+                        (blobs, job, all)
+                    };
+                    let (a, b) = job.committed_product().map_err(|e| e.to_string())?;
+                    let w = WorkCommitment::compute(&a, &b).map_err(|e| format!("cannot mine on this job: {e}"))?;
+                    let refs = blobs.iter().map(|b| blob(b)).collect();
+                    (Work::Ml { kind: kind.into(), inputs: blobs, measure_on }, vec![w], job.macs(), refs)
+                }
             };
-            let macs_per_shard = commitments.iter().map(|w| w.m as u64 * w.k as u64 * w.n as u64).max().unwrap_or(0);
+            let shard_count = commitments.len();
             let spec = JobSpec {
-                kind: JobKind::Matmul,
-                inputs: vec![blob(&a)?, blob(&b)?],
+                kind: kind.into(),
+                inputs: blobs,
                 shards: commitments,
                 macs_per_shard,
                 requirements: Requirements {
@@ -296,26 +357,12 @@ pub fn job(cmd: JobCommand) -> CmdResult {
                 max_price_per_gmac: max_price,
                 client_key: encryption_public(&key),
             };
-            let escrow = spec.max_cost().ok_or("the job's maximum cost overflows")?;
-            let tx = send(api, &key, fee, TxKind::SubmitJob { spec })?;
-            let id = ergon_types::job::job_id(&tx);
-            println!("submitted job {} ({shards} shard(s) × {replicas}, escrow {escrow})", id.to_hex());
-            println!("follow it with `ergon job status {}`", id.to_hex());
-            match out {
-                None => Ok(ExitCode::SUCCESS),
-                Some(out) => crate::client::run_job(crate::client::ClientJob {
-                    api,
-                    key,
-                    id,
-                    a: ma,
-                    b: mb,
-                    bounds,
-                    out,
-                    timeout: std::time::Duration::from_secs(timeout_s),
-                    fee,
-                    verbose: true,
-                }),
-            }
+            submit_and_follow(api, key, fee, spec, work, out, timeout_s, shard_count)
+        }
+        JobCommand::Result { key, id, out, api } => {
+            let key = read_key(&key)?;
+            let job = Hash::from_hex(&id).map_err(|e| format!("{id:?}: {e}"))?;
+            fetch_job_result(api, &key, &job, &out)
         }
         JobCommand::Status { id, api } => {
             let v = http(api, "GET", &format!("/jobs/{id}"), None)?;
@@ -354,4 +401,106 @@ pub fn job(cmd: JobCommand) -> CmdResult {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindArg {
+    Matmul,
+    Train,
+    Infer,
+}
+
+impl From<KindArg> for JobKind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::Matmul => JobKind::Matmul,
+            KindArg::Train => JobKind::Train,
+            KindArg::Infer => JobKind::Infer,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn submit_and_follow(
+    api: SocketAddr,
+    key: ergon_types::SecretKey,
+    fee: u64,
+    spec: JobSpec,
+    work: Work,
+    out: Option<PathBuf>,
+    timeout_s: u64,
+    shards: usize,
+) -> CmdResult {
+    let (kind, replicas) = (spec.kind, spec.requirements.replicas);
+    let escrow = spec.max_cost().ok_or("the job's maximum cost overflows")?;
+    let macs = spec.macs_per_shard;
+    let tx = send(api, &key, fee, TxKind::SubmitJob { spec })?;
+    let id = ergon_types::job::job_id(&tx);
+    println!(
+        "submitted {} job {} ({shards} shard(s) × {replicas}, {macs} multiply-adds per shard, escrow {escrow})",
+        kind.name(),
+        id.to_hex()
+    );
+    println!("follow it with `ergon job status {}`", id.to_hex());
+    match out {
+        None => Ok(ExitCode::SUCCESS),
+        Some(out) => crate::client::run_job(crate::client::ClientJob {
+            api,
+            key,
+            id,
+            work,
+            out,
+            timeout: std::time::Duration::from_secs(timeout_s),
+            fee,
+            verbose: true,
+        }),
+    }
+}
+
+/// `ergon job result`: one settled result per shard, checked against its commitment on chain.
+fn fetch_job_result(api: SocketAddr, key: &ergon_types::SecretKey, id: &Hash, out: &PathBuf) -> CmdResult {
+    let v = http(api, "GET", &format!("/jobs/{}", id.to_hex()), None)?;
+    let kind = match v["kind"].as_str().unwrap_or("") {
+        "matmul" => JobKind::Matmul,
+        "train" => JobKind::Train,
+        "infer" => JobKind::Infer,
+        other => return Err(format!("unknown job kind {other:?}")),
+    };
+    let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
+    let mut parts = vec![];
+    for shard in 0..v["shards"].as_u64().unwrap_or(0) {
+        let settled =
+            tasks.iter().find(|t| t["shard"].as_u64() == Some(shard) && t["state"] == "settled").ok_or_else(|| {
+                format!("shard {shard} has no settled result yet (`ergon job status {}` says why)", id.to_hex())
+            })?;
+        let d = &settled["detail"];
+        let holder: Address = d["provider"].as_str().unwrap_or("").parse().map_err(|e| format!("{e}"))?;
+        let replica = settled["replica"].as_u64().unwrap_or(0) as u8;
+        let plain = crate::client::fetch_result(api, key, id, shard as u16, replica, &holder)?
+            .ok_or_else(|| format!("shard {shard}: no connected peer serves the result of {holder}"))?;
+        if crate::client::commitment(kind, &plain)? != d["result"].as_str().unwrap_or("") {
+            return Err(format!("shard {shard}: the result does not match its commitment on chain"));
+        }
+        parts.push(plain);
+    }
+    match kind {
+        JobKind::Matmul => {
+            let cols = parts
+                .first()
+                .map(|p| ergon_kernels::npy::decode_npy::<i32>(p).map(|m| m.cols()))
+                .transpose()
+                .map_err(|e| e.to_string())?
+                .unwrap_or(0);
+            let c = crate::client::assemble(parts, cols)?;
+            ergon_kernels::npy::write_npy(out, &c).map_err(|e| format!("{}: {e}", out.display()))?;
+            println!("wrote {} ({}×{} int32)", out.display(), c.rows(), c.cols());
+        }
+        _ => {
+            let bytes = parts.concat();
+            std::fs::write(out, &bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+            println!("wrote {} ({} bytes, blake3 {})", out.display(), bytes.len(), blake3::hash(&bytes).to_hex());
+        }
+    }
+    println!("every shard's result matched its settled commitment on chain");
+    Ok(ExitCode::SUCCESS)
 }

@@ -18,15 +18,31 @@ pub struct TrainArgs {
     /// Where to write the model (safetensors).
     #[arg(long, default_value = "model.safetensors")]
     out: PathBuf,
-    #[arg(long, default_value_t = TrainConfig::default().epochs)]
-    epochs: usize,
-    #[arg(long, default_value_t = TrainConfig::default().hidden)]
-    hidden: usize,
-    #[arg(long, default_value_t = TrainConfig::default().seed)]
-    seed: u64,
+    #[command(flatten)]
+    model: TrainOpts,
     /// Compute every product by PoUW mining (difficulty: multiply-adds per winning ticket).
     #[arg(long)]
     mine: Option<u64>,
+}
+
+/// How to train: shared by `ergon train` and `ergon job submit --kind train`.
+#[derive(Args)]
+pub struct TrainOpts {
+    /// Epochs over the training examples.
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
+    pub epochs: usize,
+    /// Hidden units.
+    #[arg(long, default_value_t = TrainConfig::default().hidden)]
+    pub hidden: usize,
+    /// Seed of the initial weights and the shuffles.
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    pub seed: u64,
+}
+
+impl TrainOpts {
+    pub fn config(&self) -> TrainConfig {
+        TrainConfig { hidden: self.hidden, epochs: self.epochs, seed: self.seed, ..TrainConfig::default() }
+    }
 }
 
 #[derive(Args)]
@@ -49,10 +65,11 @@ fn load(path: &Option<PathBuf>) -> Result<(Dataset, Dataset), String> {
 
 pub fn train(args: TrainArgs) -> CmdResult {
     let (train, test) = load(&args.data)?;
-    if args.hidden == 0 || args.hidden > 4096 || args.epochs > 10_000 {
-        return Err("--hidden must be in 1..=4096 and --epochs at most 10000".into());
+    use ergon_ml::job::{MAX_EPOCHS, MAX_HIDDEN};
+    if args.model.hidden == 0 || args.model.hidden > MAX_HIDDEN || args.model.epochs > MAX_EPOCHS {
+        return Err(format!("--hidden must be in 1..={MAX_HIDDEN} and --epochs at most {MAX_EPOCHS}"));
     }
-    let config = TrainConfig { hidden: args.hidden, epochs: args.epochs, seed: args.seed, ..TrainConfig::default() };
+    let config = args.model.config();
     let mut mul: Box<dyn Multiply> = match args.mine {
         Some(d) => Box::new(Mining::new(b"ergon train".to_vec(), d.max(1))),
         None => Box::new(Exact::default()),

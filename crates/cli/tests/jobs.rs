@@ -1,6 +1,7 @@
 //! The compute market end to end with real processes on loopback: a validator that mines, two
 //! provider nodes, and a client node. A 1024³ matmul completes and verifies, with balances moving
-//! exactly as the chain's receipts say; a provider killed while it holds a lease loses the job to
+//! exactly as the chain's receipts say; a training job replicated on both providers gives the
+//! same model bytes from each, reaching the accuracy goal on held-out digits; a provider killed while it holds a lease loses the job to
 //! the other, which completes it; a provider that posts a wrong product is caught by the client's
 //! Freivalds check, disputed, slashed, and the job still completes.
 
@@ -131,7 +132,7 @@ fn run_job(net: &Net, api: &str, a: &str, b: &str, shards: &str, out: &str) -> (
         api,
     ]);
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    let id = text.split_whitespace().nth(2).unwrap_or("").to_string();
+    let id = text.split_whitespace().nth(3).unwrap_or("").to_string();
     if !o.status.success() {
         let decisions = get(api, &format!("/jobs/{id}")).map(|j| j["decisions"].to_string()).unwrap_or_default();
         panic!("{text}{}\ndecisions: {decisions}", String::from_utf8_lossy(&o.stderr));
@@ -201,7 +202,55 @@ fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
     );
     assert!(paid > 0);
 
-    // 2. P2 dies while it holds a lease: the lease closes and P1 completes the job.
+    // 2. A training job on the shipped digits, replicated on both providers: each trains with
+    //    every product through mining, the two models agree byte for byte, the chain pays both,
+    //    and the model is the one `ergon train` makes locally from the same data and settings.
+    let model = net.p("model.safetensors");
+    let before = balance(&client_api, &client);
+    let o = ergon(&[
+        "job",
+        "submit",
+        "--kind",
+        "train",
+        "--replicas",
+        "2",
+        "--key",
+        &net.p("client.key"),
+        "--max-price",
+        "1000000",
+        "--lease-blocks",
+        "20",
+        "--out",
+        &model,
+        "--timeout-s",
+        "120",
+        "--api",
+        &client_api,
+    ]);
+    let text = ok(o);
+    assert!(text.contains("2 replicas computed it independently"), "{text}");
+    let accuracy: f64 = text
+        .split("% accurate on the")
+        .next()
+        .and_then(|t| t.rsplit(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy in {text}"));
+    assert!(accuracy >= 95.0, "{text}");
+    let job = text.split_whitespace().nth(3).unwrap().to_string();
+    let j = get(&client_api, &format!("/jobs/{job}")).unwrap();
+    let (paid, burned) = (j["paid"].as_u64().unwrap(), j["burned"].as_u64().unwrap());
+    assert_eq!(before - balance(&client_api, &client), paid + burned + 1, "{j}");
+    let payees: Vec<&str> =
+        j["tasks"].as_array().unwrap().iter().map(|t| t["detail"]["provider"].as_str().unwrap()).collect();
+    assert!(payees.contains(&p1.as_str()) && payees.contains(&p2.as_str()), "{j}");
+    let local = net.p("local.safetensors");
+    ok(ergon(&["train", "--out", &local]));
+    assert_eq!(std::fs::read(&model).unwrap(), std::fs::read(&local).unwrap(), "same bytes from any provider");
+    let fetched = net.p("fetched.safetensors");
+    ok(ergon(&["job", "result", "--key", &net.p("client.key"), &job, "--out", &fetched, "--api", &client_api]));
+    assert_eq!(std::fs::read(&fetched).unwrap(), std::fs::read(&model).unwrap());
+
+    // 3. P2 dies while it holds a lease: the lease closes and P1 completes the job.
     ok(ergon(&["demo", "--size", "256", "--dir", &net.p("small")]));
     let (a, b) = (net.p("small/A.npy"), net.p("small/B.npy"));
     net.kill("p2");
@@ -210,7 +259,7 @@ fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
     let log = get(&client_api, &format!("/jobs/{job}")).unwrap()["decisions"].to_string();
     assert!(log.contains("no result within 12 blocks; re-allocating"), "{log}");
 
-    // 3. P2 returns dishonest: its wrong product is disputed, it is slashed, P1 completes.
+    // 4. P2 returns dishonest: its wrong product is disputed, it is slashed, P1 completes.
     let _ = p2_api;
     net.node("p2", &["--provider-key", &p2_key, "--corrupt-results"]);
     let (job, text) = run_job(&net, &client_api, &a, &b, "1", &net.p("small/C2.npy"));

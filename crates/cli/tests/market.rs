@@ -107,7 +107,7 @@ fn provider_and_client_see_leases_closures_and_refunds_with_reasons() {
         "--api",
         &api,
     ]));
-    let id = submitted.split_whitespace().nth(2).unwrap().to_string();
+    let id = submitted.split_whitespace().nth(3).unwrap().to_string();
     let job = ["job", "status", id.as_str(), "--api", api.as_str()];
     let text = wait_for("a lease", &job, &format!("leased to {provider}"));
     assert!(text.contains("no provider is free") || text.contains("leased to"), "{text}");

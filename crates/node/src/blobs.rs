@@ -19,11 +19,12 @@ use crate::Shared;
 /// Which blob of a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
-    /// The shard's rows of A (int8 .npy).
+    /// The job's first input: for `matmul` the shard's rows of A (int8 .npy); for `train` the
+    /// data set; for `infer` the model.
     InputA,
-    /// B (int8 .npy).
+    /// The second input: B (int8 .npy); the training spec; the data set to infer on.
     InputB,
-    /// The shard's product (int32 .npy).
+    /// The result: the shard's product (int32 .npy); the trained model; the predictions.
     Result,
 }
 

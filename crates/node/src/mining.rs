@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ergon_chain::{mine_once, seal, Template};
 use ergon_types::Hash;
 
-use crate::provider::{Computed, ReadyWork};
+use crate::provider::{Computed, Output, ReadyWork};
 use crate::{now_ms, Shared};
 
 /// Nonces tried before checking whether the tip moved.
@@ -60,7 +60,9 @@ pub fn mine_forever(shared: Arc<Shared>) {
 /// A leased shard: one mining pass on its matrices computes the client's product exactly, and
 /// may win a block. The product goes to the provider agent either way.
 fn compute_leased(shared: &Arc<Shared>, ready: ReadyWork) {
-    let ReadyWork { key, work } = ready;
+    let ReadyWork { key, work, ml } = ready;
+    // An ML job continues from its first product, so it keeps the operands to hand over.
+    let operands = ml.as_ref().map(|_| (work.a.clone(), work.b.clone()));
     let template = {
         let mut node = shared.lock();
         let pending = node.mempool.pending();
@@ -75,18 +77,52 @@ fn compute_leased(shared: &Arc<Shared>, ready: ReadyWork) {
     };
     let (parent, w) = (template.header.parent, template.header.work);
     let macs = w.m as u64 * w.k as u64 * w.n as u64;
-    match mine_once(&template, 0) {
-        Ok((block, product)) => {
-            shared.stats.macs_mined.fetch_add(macs, Ordering::Relaxed);
-            shared.stats.macs_mined_on_jobs.fetch_add(macs, Ordering::Relaxed);
-            shared.computed.lock().unwrap_or_else(|p| p.into_inner()).push(Computed { key, product, macs });
-            if let Some(block) = block {
-                tracing::info!(job = %key.0.to_hex(), shard = key.1, "a block was won on a leased job");
-                accept_own(shared, block, parent);
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "mining a leased shard failed"),
+    let difficulty = template.header.difficulty;
+    let (block, product) = match mine_once(&template, 0) {
+        Ok(mined) => mined,
+        Err(e) => return tracing::error!(error = %e, "mining a leased shard failed"),
+    };
+    if let Some(block) = block {
+        tracing::info!(job = %key.0.to_hex(), shard = key.1, "a block was won on a leased job");
+        accept_own(shared, block, parent);
     }
+    let (output, macs) = match (ml, operands) {
+        (Some(job), Some((a, b))) => match run_ml(&key, job, a, b, product, difficulty) {
+            Ok(done) => done,
+            Err(why) => return tracing::warn!(job = %key.0.to_hex(), %why, "the ML job failed; the lease will close"),
+        },
+        _ => (Output::Product(product), macs),
+    };
+    shared.stats.macs_mined.fetch_add(macs, Ordering::Relaxed);
+    shared.stats.macs_mined_on_jobs.fetch_add(macs, Ordering::Relaxed);
+    shared.computed.lock().unwrap_or_else(|p| p.into_inner()).push(Computed { key, output, macs });
+}
+
+/// The rest of an ML job after its committed first product (mined on the chain's template):
+/// every later product also goes through PoUW mining, on challenges named after the job. Their
+/// tickets cannot become blocks (no one could commit to those products in advance), but the
+/// work is the same mining pass, and the bytes are those of any other provider.
+fn run_ml(
+    key: &ergon_market::TaskKey,
+    job: ergon_ml::MlJob,
+    a: ergon_kernels::MatI8,
+    b: ergon_kernels::MatI8,
+    first: ergon_kernels::MatI32,
+    difficulty: u64,
+) -> Result<(Output, u64), String> {
+    let header = [b"ergon v1 ml job".as_slice(), &key.0 .0].concat();
+    let mut mul = ergon_ml::FirstGiven::new(a, b, first, ergon_ml::Mining::new(header, difficulty.max(1)));
+    let started = Instant::now();
+    let bytes = job.run(&mut mul).map_err(|e| e.to_string())?;
+    let macs = ergon_ml::Multiply::macs(&mul);
+    tracing::info!(
+        job = %key.0.to_hex(),
+        macs,
+        products = mul.then.products + 1,
+        secs = started.elapsed().as_secs_f64(),
+        "ML job computed, every product through mining"
+    );
+    Ok((Output::Bytes(bytes), macs))
 }
 
 /// Imports and publishes a block this node mined; false if the store failed (stop mining).

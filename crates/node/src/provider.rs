@@ -12,8 +12,9 @@ use ergon_chain::JobWork;
 use ergon_kernels::npy::{decode_npy, encode_npy};
 use ergon_kernels::{MatI32, MatI8};
 use ergon_market::TaskKey;
+use ergon_ml::MlJob;
 use ergon_pouw::WorkCommitment;
-use ergon_types::{Hash, SecretKey, Transaction, TxKind};
+use ergon_types::{Hash, JobKind, JobSpec, SecretKey, Transaction, TxKind};
 use x25519_dalek::StaticSecret;
 
 use crate::blobs::{fetch_open, name, Part};
@@ -29,17 +30,53 @@ pub fn encryption_public(key: &SecretKey) -> [u8; 32] {
     x25519_dalek::PublicKey::from(&encryption_secret(key)).to_bytes()
 }
 
-/// A leased shard whose inputs are here and checked, waiting for the miner.
+/// A leased shard whose inputs are here and checked, waiting for the miner. `work` is the
+/// product the job committed to; for an ML job, `ml` is the rest of the work, which starts with
+/// that product.
 pub struct ReadyWork {
     pub key: TaskKey,
     pub work: JobWork,
+    pub ml: Option<MlJob>,
 }
 
-/// What the miner hands back: the exact product of a leased shard.
+/// What the miner hands back for a leased shard.
 pub struct Computed {
     pub key: TaskKey,
-    pub product: MatI32,
+    pub output: Output,
     pub macs: u64,
+}
+
+pub enum Output {
+    /// A matmul shard's exact product; its commitment is the Merkle root of its rows, so a
+    /// client can prove one wrong entry on chain.
+    Product(MatI32),
+    /// An ML job's result bytes; its commitment is their BLAKE3, which replicas compare.
+    Bytes(Vec<u8>),
+}
+
+impl Output {
+    /// The plaintext the client receives and the commitment posted on chain.
+    fn into_bytes_and_root(self) -> (Vec<u8>, Hash) {
+        match self {
+            Output::Product(c) => (encode_npy(&c), Hash(ergon_pouw::result_root(&c))),
+            Output::Bytes(b) => {
+                let root = Hash(*blake3::hash(&b).as_bytes());
+                (b, root)
+            }
+        }
+    }
+
+    /// What `--corrupt-results` does: one wrong entry, or one flipped byte.
+    fn corrupt(&mut self) {
+        match self {
+            Output::Product(c) => c.as_mut_slice()[0] = c.as_slice()[0].wrapping_add(1),
+            Output::Bytes(b) => {
+                if let Some(last) = b.last_mut() {
+                    *last ^= 1;
+                }
+            }
+        }
+    }
 }
 
 /// Runs until the node stops.
@@ -50,7 +87,7 @@ pub async fn run(shared: Arc<Shared>, key: SecretKey, corrupt: bool) {
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     while !shared.stop.load(Ordering::Relaxed) {
         tick.tick().await;
-        let leases: Vec<(TaskKey, WorkCommitment)> = {
+        let leases: Vec<(TaskKey, JobSpec)> = {
             let node = shared.lock();
             let market = &node.chain.ledger().market;
             market
@@ -58,22 +95,22 @@ pub async fn run(shared: Arc<Shared>, key: SecretKey, corrupt: bool) {
                 .map(|p| {
                     p.leases
                         .iter()
-                        .filter_map(|k| market.job(&k.0).map(|j| (*k, j.spec.shards[k.1 as usize])))
+                        .filter(|k| !started.contains(*k))
+                        .filter_map(|k| market.job(&k.0).map(|j| (*k, j.spec.clone())))
                         .collect()
                 })
                 .unwrap_or_default()
         };
-        for (task, commitment) in leases {
-            if started.insert(task) {
-                let (shared, secret) = (shared.clone(), secret.clone());
-                tokio::spawn(async move { prepare(shared, me, task, commitment, secret).await });
-            }
+        for (task, spec) in leases {
+            started.insert(task);
+            let (shared, secret) = (shared.clone(), secret.clone());
+            tokio::spawn(async move { prepare(shared, me, task, spec, secret).await });
         }
         let computed: Vec<Computed> = std::mem::take(&mut *shared.computed.lock().unwrap_or_else(|p| p.into_inner()));
         for mut c in computed {
             if corrupt {
                 tracing::warn!("corrupting a result on purpose (--corrupt-results)");
-                c.product.as_mut_slice()[0] = c.product.as_slice()[0].wrapping_add(1);
+                c.output.corrupt();
             }
             if let Err(why) = deliver(&shared, &key, c) {
                 tracing::warn!(%why, "could not deliver a result");
@@ -84,13 +121,7 @@ pub async fn run(shared: Arc<Shared>, key: SecretKey, corrupt: bool) {
 
 /// Fetches and checks a task's inputs, retrying while the lease lasts (the client uploads them
 /// once it sees the lease), then queues the work for the miner.
-async fn prepare(
-    shared: Arc<Shared>,
-    me: ergon_types::Address,
-    task: TaskKey,
-    commitment: WorkCommitment,
-    secret: StaticSecret,
-) {
+async fn prepare(shared: Arc<Shared>, me: ergon_types::Address, task: TaskKey, spec: JobSpec, secret: StaticSecret) {
     let (job, shard, replica) = task;
     let still_leased = || shared.lock().chain.ledger().market.provider(&me).is_some_and(|p| p.leases.contains(&task));
     loop {
@@ -107,37 +138,66 @@ async fn prepare(
                 continue;
             }
         };
-        let decoded = decode_npy::<i8>(&a).and_then(|a| Ok((a, decode_npy::<i8>(&b)?)));
-        let (a, b): (MatI8, MatI8) = match decoded {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(job = %job.to_hex(), shard, %e, "inputs are not int8 .npy; waiting for the lease to close");
+        let ready = match check_inputs(&spec, shard, a, b) {
+            Ok((work, ml)) => ReadyWork { key: task, work: JobWork { job, a: work.0, b: work.1 }, ml },
+            Err(why) => {
+                tracing::warn!(job = %job.to_hex(), shard, %why, "refusing the inputs; the lease will close");
                 return;
             }
         };
-        if WorkCommitment::compute(&a, &b).ok() != Some(commitment) {
-            tracing::warn!(job = %job.to_hex(), shard, "inputs do not match the shard's commitment on chain");
-            return;
-        }
-        tracing::info!(job = %job.to_hex(), shard, "inputs fetched and checked; computing while mining");
-        shared
-            .ready
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(ReadyWork { key: task, work: JobWork { job, a, b } });
+        tracing::info!(job = %job.to_hex(), shard, kind = spec.kind.name(), "inputs fetched and checked; computing while mining");
+        shared.ready.lock().unwrap_or_else(|p| p.into_inner()).push_back(ready);
         return;
     }
 }
 
-/// Seals the product to the client, serves it, and posts its commitment.
+/// The work the inputs describe, if it is the work the job committed to on chain: the product
+/// to mine on, and for ML jobs the rest of the job.
+fn check_inputs(spec: &JobSpec, shard: u16, a: Vec<u8>, b: Vec<u8>) -> Result<((MatI8, MatI8), Option<MlJob>), String> {
+    let committed = spec.shards[shard as usize];
+    let (operands, ml) = match spec.kind {
+        JobKind::Matmul => {
+            let a: MatI8 = decode_npy(&a).map_err(|e| format!("A is not an int8 .npy: {e}"))?;
+            let b: MatI8 = decode_npy(&b).map_err(|e| format!("B is not an int8 .npy: {e}"))?;
+            ((a, b), None)
+        }
+        kind => {
+            for (i, bytes) in [&a, &b].into_iter().enumerate() {
+                let want = spec.inputs[i];
+                if bytes.len() as u64 != want.size || *blake3::hash(bytes).as_bytes() != want.id.0 {
+                    return Err(format!("input {i} is not the blob the job names"));
+                }
+            }
+            let job = match kind {
+                JobKind::Train => MlJob::train(&a, &b),
+                _ => MlJob::infer(&a, &b),
+            }
+            .map_err(|e| e.to_string())?;
+            if job.macs() != spec.macs_per_shard {
+                return Err(format!(
+                    "the job declares {} multiply-adds but computes {}",
+                    spec.macs_per_shard,
+                    job.macs()
+                ));
+            }
+            (job.committed_product().map_err(|e| e.to_string())?, Some(job))
+        }
+    };
+    if WorkCommitment::compute(&operands.0, &operands.1).ok() != Some(committed) {
+        return Err("the inputs do not give the product the shard commits to on chain".into());
+    }
+    Ok((operands, ml))
+}
+
+/// Seals the result to the client, serves it, and posts its commitment.
 fn deliver(shared: &Arc<Shared>, key: &SecretKey, c: Computed) -> Result<(), String> {
     let (job, shard, replica) = c.key;
     let client_key = shared.lock().chain.ledger().market.job(&job).map(|j| j.spec.client_key).ok_or("job vanished")?;
     let mut entropy = [0u8; 32];
     getrandom::fill(&mut entropy).map_err(|e| e.to_string())?;
-    let sealed = ergon_net::blob::seal(&encode_npy(&c.product), &client_key, entropy).map_err(|e| e.to_string())?;
+    let (plain, result) = c.output.into_bytes_and_root();
+    let sealed = ergon_net::blob::seal(&plain, &client_key, entropy).map_err(|e| e.to_string())?;
     shared.put_blob(name(&job, shard, replica, &key.public().address(), Part::Result), sealed)?;
-    let result = Hash(ergon_pouw::result_root(&c.product));
     let mut node = shared.lock();
     let node = &mut *node;
     let me = key.public().address();
