@@ -118,7 +118,7 @@ pub fn measure(dir: &Path, seconds: u64, clients: usize, size: usize, base_port:
                             .args(["job", "submit", "--key", &p(format!("client{c}.key"))])
                             .args([p(format!("A{c}.npy")), p(format!("B{c}.npy"))])
                             .args(["--max-price", "100", "--lease-blocks", "30", "--timeout-s", "300"])
-                            .args(["--out", &p(format!("C{c}.npy")), "--api", &api])
+                            .args(["--out", &p(format!("C{c}.npy")), "--no-wait-settlement", "--api", &api])
                             .output()
                             .is_ok_and(|o| o.status.success());
                         done += ok as u64;

@@ -23,9 +23,9 @@ use ergon_ml::{Dataset, Exact, Mlp};
 use ergon_node::blobs::{name, Part};
 use ergon_node::provider::encryption_secret;
 use ergon_types::{Address, Hash, JobKind, SecretKey, TxKind};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::node_cmds::{http, sign_and_submit};
+use crate::node_cmds::{http, http_blob, sign_and_submit};
 use crate::CmdResult;
 
 /// What the client computes its inputs from and checks its results against.
@@ -64,6 +64,9 @@ pub struct ClientJob {
     pub fee: u64,
     /// Print progress and the receipt (off for benchmarks).
     pub verbose: bool,
+    /// Stay until the job has settled on chain. Off: leave as soon as every product is
+    /// verified (nothing is left to dispute), and let the chain pay after the window.
+    pub wait_settlement: bool,
 }
 
 /// Assumed power per claimed core under AVX2 load, for the receipt's energy estimate.
@@ -90,8 +93,7 @@ fn provider_key(api: SocketAddr, provider: &str) -> Result<[u8; 32], String> {
 /// Seals `plain` to `key` and uploads it under `blob`.
 fn upload(api: SocketAddr, key: &[u8; 32], blob: [u8; 32], plain: &[u8]) -> Result<(), String> {
     let sealed = ergon_net::blob::seal(plain, key, entropy()?).map_err(|e| e.to_string())?;
-    let body = json!({ "hex": ergon_types::hex::encode(&sealed) }).to_string();
-    http(api, "PUT", &format!("/blobs/{}", Hash(blob).to_hex()), Some(&body)).map(|_| ())
+    http_blob(api, &Hash(blob), Some(&sealed)).map(|_| ())
 }
 
 /// The decrypted result a provider sealed to `key`, if the node can find it.
@@ -104,11 +106,7 @@ pub fn fetch_result(
     provider: &Address,
 ) -> Result<Option<Vec<u8>>, String> {
     let blob = name(id, shard, replica, provider, Part::Result);
-    let v = match http(api, "GET", &format!("/blobs/{}", Hash(blob).to_hex()), None) {
-        Ok(v) => v,
-        Err(_) => return Ok(None),
-    };
-    let sealed = ergon_types::hex::decode(v["hex"].as_str().unwrap_or("")).ok_or("node sent bad hex")?;
+    let Ok(sealed) = http_blob(api, &Hash(blob), None) else { return Ok(None) };
     ergon_net::blob::open(&sealed, &encryption_secret(key)).map(Some).map_err(|e| e.to_string())
 }
 
@@ -242,7 +240,8 @@ pub fn run_job(job: ClientJob) -> CmdResult {
             say!(job, "{line}");
             last_line = line;
         }
-        if v["status"] == "done" && results.len() == job.work.shards() {
+        let verified = results.len() == job.work.shards();
+        if verified && (v["status"] == "done" || (!job.wait_settlement && kind == JobKind::Matmul)) {
             return finish(&job, &v, results, started.elapsed());
         }
         if v["status"] == "cancelled" && v["finished_at"].is_u64() {
@@ -315,7 +314,11 @@ fn finish(job: &ClientJob, v: &Value, mut results: HashMap<u16, Vec<u8>>, took: 
         v["replicas"],
         providers.len()
     );
-    println!("  paid {} to providers, burned {}; the rest of the escrow was refunded", v["paid"], v["burned"]);
+    if v["status"] == "done" {
+        println!("  paid {} to providers, burned {}; the rest of the escrow was refunded", v["paid"], v["burned"]);
+    } else {
+        println!("  payment: settles on chain when the challenge window ends (`ergon job status` shows it)");
+    }
     println!("  time: {:.1} s from submission to verified result", took.as_secs_f64());
     println!(
         "  energy: ≈ {:.3} J (estimate: multiply-adds ÷ the provider's claimed int8 throughput × {WATTS_PER_CORE} W per claimed core; not measured)",

@@ -150,6 +150,11 @@ pub enum JobCommand {
         /// decrypt and verify each result (dispute a wrong product), and write the result here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// With --out: leave once every product is verified instead of waiting for the chain
+        /// to settle payment after the challenge window (matmul only: ML results are checked
+        /// by the replicas' settlement).
+        #[arg(long)]
+        no_wait_settlement: bool,
         /// Give up waiting after this long.
         #[arg(long, default_value_t = 600)]
         timeout_s: u64,
@@ -288,6 +293,7 @@ pub fn job(cmd: JobCommand) -> CmdResult {
             min_memory_mib,
             min_gmacs,
             out,
+            no_wait_settlement,
             timeout_s,
             fee,
             api,
@@ -357,7 +363,8 @@ pub fn job(cmd: JobCommand) -> CmdResult {
                 max_price_per_gmac: max_price,
                 client_key: encryption_public(&key),
             };
-            submit_and_follow(api, key, fee, spec, work, out, timeout_s, shard_count)
+            let follow = out.map(|out| (out, !no_wait_settlement));
+            submit_and_follow(api, key, fee, spec, work, follow, timeout_s, shard_count)
         }
         JobCommand::Result { key, id, out, api } => {
             let key = read_key(&key)?;
@@ -427,7 +434,7 @@ fn submit_and_follow(
     fee: u64,
     spec: JobSpec,
     work: Work,
-    out: Option<PathBuf>,
+    follow: Option<(PathBuf, bool)>,
     timeout_s: u64,
     shards: usize,
 ) -> CmdResult {
@@ -442,9 +449,9 @@ fn submit_and_follow(
         id.to_hex()
     );
     println!("follow it with `ergon job status {}`", id.to_hex());
-    match out {
+    match follow {
         None => Ok(ExitCode::SUCCESS),
-        Some(out) => crate::client::run_job(crate::client::ClientJob {
+        Some((out, wait_settlement)) => crate::client::run_job(crate::client::ClientJob {
             api,
             key,
             id,
@@ -453,6 +460,7 @@ fn submit_and_follow(
             timeout: std::time::Duration::from_secs(timeout_s),
             fee,
             verbose: true,
+            wait_settlement,
         }),
     }
 }

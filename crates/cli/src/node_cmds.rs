@@ -177,30 +177,55 @@ pub fn sign_and_submit(api: SocketAddr, key: &SecretKey, fee: u64, kind: TxKind)
     Ok((tx.id(), nonce))
 }
 
-/// Largest API response read: a result blob of a 8192² int32 product in hex (≈ 512 MiB).
-const MAX_RESPONSE_BYTES: u64 = 600 << 20;
+/// Largest API response read: a sealed result blob of an 8192² int32 product (256 MiB) and more.
+const MAX_RESPONSE_BYTES: u64 = 300 << 20;
 
-/// A minimal HTTP/1.1 JSON client (loopback APIs; no TLS, no redirects).
-pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<Value, String> {
+/// A minimal HTTP/1.1 client for a node's loopback API (no TLS, no redirects): the status code
+/// and the body.
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>), String> {
     let mut s =
         TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("node at {addr}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    s.write_all(head.as_bytes()).and_then(|_| s.write_all(body)).map_err(|e| e.to_string())?;
     let mut resp = Vec::new();
     s.take(MAX_RESPONSE_BYTES).read_to_end(&mut resp).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&resp);
-    let (head, payload) = text.split_once("\r\n\r\n").ok_or("malformed HTTP response")?;
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").ok_or("malformed HTTP response")?;
+    let head = String::from_utf8_lossy(&resp[..split]);
     let code: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or("malformed HTTP status")?;
-    let v: Value = serde_json::from_str(payload).map_err(|e| format!("bad JSON from node: {e}"))?;
+    resp.drain(..split + 4);
+    Ok((code, resp))
+}
+
+/// A JSON request; a 4xx or 5xx answer becomes its `error` text.
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<Value, String> {
+    let (code, payload) = request(addr, method, path, "application/json", body.unwrap_or("").as_bytes())?;
+    let v: Value = serde_json::from_slice(&payload).map_err(|e| format!("bad JSON from node: {e}"))?;
     if code >= 400 {
         return Err(v["error"].as_str().unwrap_or("request failed").to_string());
     }
     Ok(v)
+}
+
+/// A blob's raw bytes to or from the node (`PUT` with `Some(body)`, `GET` with `None`).
+pub fn http_blob(addr: SocketAddr, name: &Hash, body: Option<&[u8]>) -> Result<Vec<u8>, String> {
+    let path = format!("/blobs/{}", name.to_hex());
+    let method = if body.is_some() { "PUT" } else { "GET" };
+    let (code, payload) = request(addr, method, &path, "application/octet-stream", body.unwrap_or(&[]))?;
+    if code >= 400 {
+        let v: Value = serde_json::from_slice(&payload).unwrap_or_default();
+        return Err(v["error"].as_str().unwrap_or("blob request failed").to_string());
+    }
+    Ok(payload)
 }
 
 #[derive(Args)]

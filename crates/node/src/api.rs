@@ -39,7 +39,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Largest request body: a 128 MiB blob in hex.
+/// Largest request body: a 256 MiB sealed blob.
 const MAX_BODY_BYTES: usize = 256 << 20;
 
 fn error(code: StatusCode, why: impl Into<String>) -> Response {
@@ -270,24 +270,18 @@ async fn job(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-struct BlobBody {
-    hex: String,
-}
-
 fn blob_name(name: &str) -> Option<[u8; 32]> {
     Hash::from_hex(name).map(|h| h.0).ok()
 }
 
 const BAD_BLOB_NAME: &str = "blob name must be 64 hex digits";
 
-async fn put_blob(State(s): State<Arc<Shared>>, Path(name): Path<String>, Json(body): Json<BlobBody>) -> Response {
+/// Blobs travel as raw bytes (`application/octet-stream`): they are the bulk of a job's data,
+/// and hex in JSON would double them and cost a parse on each side.
+async fn put_blob(State(s): State<Arc<Shared>>, Path(name): Path<String>, body: axum::body::Bytes) -> Response {
     let Some(name) = blob_name(&name) else { return error(StatusCode::BAD_REQUEST, BAD_BLOB_NAME) };
-    let Some(bytes) = ergon_types::hex::decode(&body.hex) else {
-        return error(StatusCode::BAD_REQUEST, "hex is not hex");
-    };
-    let len = bytes.len();
-    match s.put_blob(name, bytes) {
+    let len = body.len();
+    match s.put_blob(name, body.to_vec()) {
         Ok(()) => (StatusCode::CREATED, Json(json!({ "name": Hash(name).to_hex(), "bytes": len }))).into_response(),
         Err(why) => error(StatusCode::UNPROCESSABLE_ENTITY, why),
     }
@@ -296,7 +290,7 @@ async fn put_blob(State(s): State<Arc<Shared>>, Path(name): Path<String>, Json(b
 async fn get_blob(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
     let Some(name) = blob_name(&name) else { return error(StatusCode::BAD_REQUEST, BAD_BLOB_NAME) };
     match crate::blobs::fetch_sealed(&s, name).await {
-        Ok(bytes) => Json(json!({ "hex": ergon_types::hex::encode(&bytes) })).into_response(),
+        Ok(bytes) => ([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
         Err(why) => error(StatusCode::NOT_FOUND, why),
     }
 }
