@@ -223,7 +223,7 @@ pub fn run_job(job: ClientJob) -> CmdResult {
             }
             match check_result(&job, kind, shard, replica, &holder, d["result"].as_str().unwrap_or(""))? {
                 Checked::Good(plain) => {
-                    let how = if kind == JobKind::Matmul { "Freivalds" } else { "BLAKE3 settled by the replicas" };
+                    let how = if kind == JobKind::Matmul { "Freivalds" } else { "BLAKE3 of the settled result" };
                     say!(job, "shard {shard}: result from {provider} fetched, decrypted, verified ({how})");
                     results.insert(shard, plain);
                 }

@@ -450,7 +450,12 @@ fn submit_and_follow(
     );
     println!("follow it with `ergon job status {}`", id.to_hex());
     match follow {
-        None => Ok(ExitCode::SUCCESS),
+        None => {
+            println!(
+                "note: without --out nothing uploads the inputs: they are sealed to each leaseholder once the chain picks it, so a lease will close unserved unless a client follows the job"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Some((out, wait_settlement)) => crate::client::run_job(crate::client::ClientJob {
             api,
             key,
