@@ -17,11 +17,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use ergon_kernels::freivalds::{self, Verdict};
-use ergon_kernels::npy::{decode_npy, encode_npy, write_npy};
+use ergon_kernels::npy::{encode_npy, write_npy};
 use ergon_kernels::{MatI32, MatI8};
 use ergon_ml::{Dataset, Exact, Mlp};
 use ergon_node::blobs::{name, Part};
-use ergon_node::provider::encryption_secret;
+use ergon_node::provider::{encryption_secret, Output};
 use ergon_types::{Address, Hash, JobKind, SecretKey, TxKind};
 use serde_json::Value;
 
@@ -110,22 +110,10 @@ pub fn fetch_result(
     ergon_net::blob::open(&sealed, &encryption_secret(key)).map(Some).map_err(|e| e.to_string())
 }
 
-/// A result's commitment as posted on chain: the Merkle root of a product's rows, or the BLAKE3
-/// of an ML job's bytes.
-pub fn commitment(kind: JobKind, plain: &[u8]) -> Result<String, String> {
-    Ok(match kind {
-        JobKind::Matmul => {
-            let c: MatI32 = decode_npy(plain).map_err(|e| format!("result is not an int32 .npy: {e}"))?;
-            Hash(ergon_pouw::result_root(&c)).to_hex()
-        }
-        _ => Hash(*blake3::hash(plain).as_bytes()).to_hex(),
-    })
-}
-
 /// What checking one posted result found.
 enum Checked {
-    /// The result's plaintext.
-    Good(Vec<u8>),
+    /// The result, decoded.
+    Good(Output),
     /// Wrong: the dispute was sent.
     Disputed(String),
     /// Not fetchable yet (or not yet the posted one).
@@ -143,25 +131,25 @@ fn check_result(
     let Some(plain) = fetch_result(job.api, &job.key, &job.id, shard, replica, holder)? else {
         return Ok(Checked::NotYet);
     };
-    if commitment(kind, &plain)? != posted {
+    let output = Output::from_plaintext(kind, plain)?;
+    if output.commitment().to_hex() != posted {
         return Ok(Checked::NotYet); // a stale or foreign blob; the provider's own one will match
     }
-    let Work::Matmul { a, b, bounds } = &job.work else {
-        return Ok(Checked::Good(plain)); // the chain's replica vote settled it; the bytes match
+    let (Work::Matmul { a, b, bounds }, Output::Product(c)) = (&job.work, &output) else {
+        return Ok(Checked::Good(output)); // the chain's replica vote settled it; the bytes match
     };
-    let c: MatI32 = decode_npy(&plain).map_err(|e| format!("result is not an int32 .npy: {e}"))?;
     let a = rows(a, bounds[shard as usize]);
     if c.rows() != a.rows() || c.cols() != b.cols() {
         return Err("result has the wrong shape".into());
     }
-    match freivalds::check(&a, b, &c, freivalds::DEFAULT_ROUNDS, entropy()?).map_err(|e| e.to_string())? {
-        Verdict::Accept { .. } => Ok(Checked::Good(plain)),
+    match freivalds::check(&a, b, c, freivalds::DEFAULT_ROUNDS, entropy()?).map_err(|e| e.to_string())? {
+        Verdict::Accept { .. } => Ok(Checked::Good(output)),
         Verdict::Reject { row } => {
             let exact = ergon_kernels::matmul(&rows(&a, (row, row + 1)), b).map_err(|e| e.to_string())?;
             let n = c.cols();
             let col =
                 (0..n).find(|&j| exact.as_slice()[j] != c.as_slice()[row * n + j]).ok_or("Freivalds row check")?;
-            let evidence = ergon_pouw::WrongEntry::build(&a, b, &c, row, col).map_err(|e| e.to_string())?;
+            let evidence = ergon_pouw::WrongEntry::build(&a, b, c, row, col).map_err(|e| e.to_string())?;
             sign_and_submit(job.api, &job.key, job.fee, TxKind::Dispute { job: job.id, shard, replica, evidence })?;
             Ok(Checked::Disputed(format!("entry ({row}, {col}) of shard {shard} is wrong; dispute sent")))
         }
@@ -180,7 +168,7 @@ pub fn run_job(job: ClientJob) -> CmdResult {
         Work::Ml { kind, .. } => *kind,
     };
     let mut uploaded: HashSet<(u16, u8, String)> = HashSet::new();
-    let mut results: HashMap<u16, Vec<u8>> = HashMap::new();
+    let mut results: HashMap<u16, Output> = HashMap::new();
     let mut disputed: HashSet<(u16, u8, String)> = HashSet::new();
     let mut last_line = String::new();
     loop {
@@ -222,10 +210,10 @@ pub fn run_job(job: ClientJob) -> CmdResult {
                 continue;
             }
             match check_result(&job, kind, shard, replica, &holder, d["result"].as_str().unwrap_or(""))? {
-                Checked::Good(plain) => {
+                Checked::Good(output) => {
                     let how = if kind == JobKind::Matmul { "Freivalds" } else { "BLAKE3 of the settled result" };
                     say!(job, "shard {shard}: result from {provider} fetched, decrypted, verified ({how})");
-                    results.insert(shard, plain);
+                    results.insert(shard, output);
                 }
                 Checked::Disputed(why) => {
                     say!(job, "shard {shard}: {why}");
@@ -251,30 +239,32 @@ pub fn run_job(job: ClientJob) -> CmdResult {
 }
 
 /// Rows of every shard's product stacked into C.
-pub fn assemble(shards: Vec<Vec<u8>>, cols: usize) -> Result<MatI32, String> {
+pub fn assemble(shards: Vec<Output>) -> Result<MatI32, String> {
+    let mut cols = None;
     let mut c = Vec::new();
-    for plain in shards {
-        let part: MatI32 = decode_npy(&plain).map_err(|e| format!("result is not an int32 .npy: {e}"))?;
-        if part.cols() != cols {
+    for part in shards {
+        let Output::Product(part) = part else { return Err("a shard's result is not a product".into()) };
+        if *cols.get_or_insert(part.cols()) != part.cols() {
             return Err("shards disagree on the product's width".into());
         }
         c.extend_from_slice(part.as_slice());
     }
+    let cols = cols.unwrap_or(0);
     MatI32::from_vec(c.len() / cols.max(1), cols, c).map_err(|e| e.to_string())
 }
 
-fn finish(job: &ClientJob, v: &Value, mut results: HashMap<u16, Vec<u8>>, took: Duration) -> CmdResult {
+fn finish(job: &ClientJob, v: &Value, mut results: HashMap<u16, Output>, took: Duration) -> CmdResult {
     let ordered = (0..job.work.shards() as u16)
         .map(|s| results.remove(&s).ok_or("a shard's result is missing"))
         .collect::<Result<Vec<_>, _>>()?;
     let (written, quality) = match &job.work {
-        Work::Matmul { b, .. } => {
-            let c = assemble(ordered, b.cols())?;
+        Work::Matmul { .. } => {
+            let c = assemble(ordered)?;
             write_npy(&job.out, &c).map_err(|e| format!("{}: {e}", job.out.display()))?;
             (format!("{}×{} int32", c.rows(), c.cols()), None)
         }
         Work::Ml { kind, measure_on, .. } => {
-            let bytes = ordered.into_iter().next().unwrap_or_default();
+            let bytes = ordered.into_iter().next().map(Output::into_plaintext).unwrap_or_default();
             std::fs::write(&job.out, &bytes).map_err(|e| format!("{}: {e}", job.out.display()))?;
             let quality = ml_quality(*kind, &bytes, measure_on)?;
             (format!("{} bytes, blake3 {}", bytes.len(), blake3::hash(&bytes).to_hex()), Some(quality))

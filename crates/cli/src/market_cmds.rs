@@ -20,7 +20,7 @@ use crate::matrix_cmds::random_matrix;
 use crate::node_cmds::{http, read_key, sign_and_submit};
 use crate::CmdResult;
 
-use ergon_node::provider::encryption_public;
+use ergon_node::provider::{encryption_public, Output};
 
 #[derive(Args, Clone, Default)]
 pub struct HwArgs {
@@ -325,11 +325,10 @@ pub fn job(cmd: JobCommand) -> CmdResult {
                             return Err("train takes at most one input: DATA.csv.gz".into());
                         }
                         let spec = TrainSpec { config: train.config(), holdout };
-                        spec.check().map_err(|e| e.to_string())?;
                         let blobs = [data(d.first())?, spec.encode()];
                         let all = Dataset::from_csv_gz(&blobs[0]).map_err(|e| e.to_string())?;
-                        let job = MlJob::train(&blobs[0], &blobs[1]).map_err(|e| e.to_string())?;
-                        (blobs, job, spec.split(&all).1)
+                        let (job, held_out) = MlJob::training(&all, spec).map_err(|e| e.to_string())?;
+                        (blobs, job, held_out)
                     } else {
                         let (model, d) = match inputs.as_slice() {
                             [m] => (m, None),
@@ -338,7 +337,8 @@ pub fn job(cmd: JobCommand) -> CmdResult {
                         };
                         let blobs = [read(model)?, data(d)?];
                         let job = MlJob::infer(&blobs[0], &blobs[1]).map_err(|e| e.to_string())?;
-                        let all = Dataset::from_csv_gz(&blobs[1]).map_err(|e| e.to_string())?;
+                        let MlJob::Infer { data: all, .. } = &job else { unreachable!("an infer job") };
+                        let all = all.clone();
                         (blobs, job, all)
                     };
                     let (a, b) = job.committed_product().map_err(|e| e.to_string())?;
@@ -491,25 +491,20 @@ fn fetch_job_result(api: SocketAddr, key: &ergon_types::SecretKey, id: &Hash, ou
         let replica = settled["replica"].as_u64().unwrap_or(0) as u8;
         let plain = crate::client::fetch_result(api, key, id, shard as u16, replica, &holder)?
             .ok_or_else(|| format!("shard {shard}: no connected peer serves the result of {holder}"))?;
-        if crate::client::commitment(kind, &plain)? != d["result"].as_str().unwrap_or("") {
+        let output = Output::from_plaintext(kind, plain).map_err(|e| format!("shard {shard}: {e}"))?;
+        if output.commitment().to_hex() != d["result"].as_str().unwrap_or("") {
             return Err(format!("shard {shard}: the result does not match its commitment on chain"));
         }
-        parts.push(plain);
+        parts.push(output);
     }
     match kind {
         JobKind::Matmul => {
-            let cols = parts
-                .first()
-                .map(|p| ergon_kernels::npy::decode_npy::<i32>(p).map(|m| m.cols()))
-                .transpose()
-                .map_err(|e| e.to_string())?
-                .unwrap_or(0);
-            let c = crate::client::assemble(parts, cols)?;
+            let c = crate::client::assemble(parts)?;
             ergon_kernels::npy::write_npy(out, &c).map_err(|e| format!("{}: {e}", out.display()))?;
             println!("wrote {} ({}×{} int32)", out.display(), c.rows(), c.cols());
         }
         _ => {
-            let bytes = parts.concat();
+            let bytes: Vec<u8> = parts.into_iter().flat_map(Output::into_plaintext).collect();
             std::fs::write(out, &bytes).map_err(|e| format!("{}: {e}", out.display()))?;
             println!("wrote {} ({} bytes, blake3 {})", out.display(), bytes.len(), blake3::hash(&bytes).to_hex());
         }

@@ -98,11 +98,17 @@ impl MlJob {
     /// A `train` job from its inputs: the data set, then the spec.
     pub fn train(data_csv_gz: &[u8], spec: &[u8]) -> Result<Self, MlError> {
         let spec = TrainSpec::decode(spec)?;
-        let data = spec.split(&Dataset::from_csv_gz(data_csv_gz)?).0;
-        if data.is_empty() {
+        Ok(Self::training(&Dataset::from_csv_gz(data_csv_gz)?, spec)?.0)
+    }
+
+    /// A `train` job on `data` as `spec` splits it, and the examples it holds out.
+    pub fn training(data: &Dataset, spec: TrainSpec) -> Result<(Self, Dataset), MlError> {
+        spec.check()?;
+        let (train, held_out) = spec.split(data);
+        if train.is_empty() {
             return Err(MlError::Data("no examples left to train on".into()));
         }
-        Ok(MlJob::Train { data, spec })
+        Ok((MlJob::Train { data: train, spec }, held_out))
     }
 
     /// An `infer` job from its inputs: the model, then the data set.

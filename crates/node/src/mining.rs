@@ -62,7 +62,7 @@ pub fn mine_forever(shared: Arc<Shared>) {
 fn compute_leased(shared: &Arc<Shared>, ready: ReadyWork) {
     let ReadyWork { key, work, ml } = ready;
     // An ML job continues from its first product, so it keeps the operands to hand over.
-    let operands = ml.as_ref().map(|_| (work.a.clone(), work.b.clone()));
+    let ml = ml.map(|job| (job, work.a.clone(), work.b.clone()));
     let template = {
         let mut node = shared.lock();
         let pending = node.mempool.pending();
@@ -86,12 +86,12 @@ fn compute_leased(shared: &Arc<Shared>, ready: ReadyWork) {
         tracing::info!(job = %key.0.to_hex(), shard = key.1, "a block was won on a leased job");
         accept_own(shared, block, parent);
     }
-    let (output, macs) = match (ml, operands) {
-        (Some(job), Some((a, b))) => match run_ml(&key, job, a, b, product, difficulty) {
+    let (output, macs) = match ml {
+        Some((job, a, b)) => match run_ml(&key, job, a, b, product, difficulty) {
             Ok(done) => done,
             Err(why) => return tracing::warn!(job = %key.0.to_hex(), %why, "the ML job failed; the lease will close"),
         },
-        _ => (Output::Product(product), macs),
+        None => (Output::Product(product), macs),
     };
     shared.stats.macs_mined.fetch_add(macs, Ordering::Relaxed);
     shared.stats.macs_mined_on_jobs.fetch_add(macs, Ordering::Relaxed);

@@ -46,6 +46,7 @@ pub struct Computed {
     pub macs: u64,
 }
 
+/// A leased shard's result, as the provider computes it and the client reads it back.
 pub enum Output {
     /// A matmul shard's exact product; its commitment is the Merkle root of its rows, so a
     /// client can prove one wrong entry on chain.
@@ -55,14 +56,29 @@ pub enum Output {
 }
 
 impl Output {
-    /// The plaintext the client receives and the commitment posted on chain.
-    fn into_bytes_and_root(self) -> (Vec<u8>, Hash) {
+    /// The commitment posted on chain for this result.
+    pub fn commitment(&self) -> Hash {
         match self {
-            Output::Product(c) => (encode_npy(&c), Hash(ergon_pouw::result_root(&c))),
-            Output::Bytes(b) => {
-                let root = Hash(*blake3::hash(&b).as_bytes());
-                (b, root)
+            Output::Product(c) => Hash(ergon_pouw::result_root(c)),
+            Output::Bytes(b) => Hash(*blake3::hash(b).as_bytes()),
+        }
+    }
+
+    /// The plaintext sealed to the client.
+    pub fn into_plaintext(self) -> Vec<u8> {
+        match self {
+            Output::Product(c) => encode_npy(&c),
+            Output::Bytes(b) => b,
+        }
+    }
+
+    /// Reads a plaintext back as the result of a `kind` job.
+    pub fn from_plaintext(kind: JobKind, plain: Vec<u8>) -> Result<Self, String> {
+        match kind {
+            JobKind::Matmul => {
+                decode_npy(&plain).map(Output::Product).map_err(|e| format!("result is not an int32 .npy: {e}"))
             }
+            _ => Ok(Output::Bytes(plain)),
         }
     }
 
@@ -195,7 +211,8 @@ fn deliver(shared: &Arc<Shared>, key: &SecretKey, c: Computed) -> Result<(), Str
     let client_key = shared.lock().chain.ledger().market.job(&job).map(|j| j.spec.client_key).ok_or("job vanished")?;
     let mut entropy = [0u8; 32];
     getrandom::fill(&mut entropy).map_err(|e| e.to_string())?;
-    let (plain, result) = c.output.into_bytes_and_root();
+    let result = c.output.commitment();
+    let plain = c.output.into_plaintext();
     let sealed = ergon_net::blob::seal(&plain, &client_key, entropy).map_err(|e| e.to_string())?;
     shared.put_blob(name(&job, shard, replica, &key.public().address(), Part::Result), sealed)?;
     let mut node = shared.lock();
