@@ -52,12 +52,7 @@ fn offer(price: u64) -> Offer {
 }
 
 fn matrix(rows: usize, cols: usize, seed: u64) -> MatI8 {
-    let mut s = seed;
-    MatI8::from_fn(rows, cols, |_, _| {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((s >> 33) % 253) as i8 - 126
-    })
-    .unwrap()
+    ergon_kernels::rng::random_matrix(rows, cols, 126, seed).unwrap()
 }
 
 fn rows(m: &MatI8, from: usize, count: usize) -> MatI8 {

@@ -277,13 +277,5 @@ pub fn quantize(args: QuantizeArgs) -> CmdResult {
 
 /// A pseudo-random int8 matrix with entries in ±`max` (for demos and benchmarks).
 pub fn random_matrix(rows: usize, cols: usize, max: i8, seed: u64) -> Result<MatI8, String> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let span = 2 * max as u64 + 1;
-    MatI8::from_fn(rows, cols, |_, _| {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (((s >> 32) % span) as i16 - max as i16) as i8
-    })
-    .map_err(|e| e.to_string())
+    ergon_kernels::rng::random_matrix(rows, cols, max, seed).map_err(|e| e.to_string())
 }

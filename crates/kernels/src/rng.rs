@@ -1,5 +1,8 @@
 //! splitmix64: a tiny deterministic generator for seeded test data, synthetic load, initial
-//! weights and simulated faults. The same sequence on every machine; not for secrets.
+//! weights and simulated faults; and the seeded int8 matrices of demos, benchmarks and tests.
+//! The same sequences on every machine; not for secrets.
+
+use crate::{KernelError, MatI8};
 
 #[derive(Clone, Debug)]
 pub struct SplitMix64(u64);
@@ -26,4 +29,17 @@ impl SplitMix64 {
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next_u64() % (hi - lo + 1)
     }
+}
+
+/// A pseudo-random int8 matrix with entries in ±`max` (xorshift64; the demo's and benchmarks'
+/// matrices are these, so the sequence stays as it is).
+pub fn random_matrix(rows: usize, cols: usize, max: i8, seed: u64) -> Result<MatI8, KernelError> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let span = 2 * max as u64 + 1;
+    MatI8::from_fn(rows, cols, |_, _| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (((s >> 32) % span) as i16 - max as i16) as i8
+    })
 }

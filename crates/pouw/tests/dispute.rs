@@ -4,12 +4,7 @@ use ergon_kernels::{matmul, MatI8};
 use ergon_pouw::{result_root, WorkCommitment, WrongEntry};
 
 fn matrix(rows: usize, cols: usize, seed: u64) -> MatI8 {
-    let mut s = seed;
-    MatI8::from_fn(rows, cols, |_, _| {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((s >> 33) % 253) as i8 - 126
-    })
-    .unwrap()
+    ergon_kernels::rng::random_matrix(rows, cols, 126, seed).unwrap()
 }
 
 #[test]
