@@ -333,13 +333,18 @@ fn a_lease_licenses_only_the_blocks_its_paid_work_is_worth() {
     assert!(m.check_mining(&address(1), &job, &other, 1).unwrap_err().contains("no open lease"));
 }
 
-#[test]
-fn replicas_are_paid_when_they_agree_and_outvoted_ones_are_not() {
-    let p = params();
+/// Providers 1–4, each asking one more than the last.
+fn four_providers() -> Market {
     let mut m = Market::default();
     for i in 1..=4 {
-        m.register(address(i), cpu(50 + i, 64, 100), 100, 0, &p).unwrap();
+        m.register(address(i), cpu(50 + i, 64, 100), 100, 0, &params()).unwrap();
     }
+    m
+}
+
+#[test]
+fn replicas_are_paid_when_they_agree_and_outvoted_ones_are_not() {
+    let (p, mut m) = (params(), four_providers());
     let job = submit(&mut m, matmul(1, 3, 100), 1, 1);
     m.end_block(1, &p);
     let holders: Vec<Address> = (0..3).map(|r| leaseholder(&m, &job, 0, r).unwrap()).collect();
@@ -370,11 +375,7 @@ fn replicas_are_paid_when_they_agree_and_outvoted_ones_are_not() {
 
 #[test]
 fn two_replicas_that_disagree_are_both_re_allocated() {
-    let p = params();
-    let mut m = Market::default();
-    for i in 1..=4 {
-        m.register(address(i), cpu(50 + i, 64, 100), 100, 0, &p).unwrap();
-    }
+    let (p, mut m) = (params(), four_providers());
     let job = submit(&mut m, matmul(1, 2, 100), 1, 1);
     m.end_block(1, &p);
     let (h0, h1) = (leaseholder(&m, &job, 0, 0).unwrap(), leaseholder(&m, &job, 0, 1).unwrap());
