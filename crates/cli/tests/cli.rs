@@ -1,14 +1,13 @@
 //! The `ergon` binary on real files: results, exit codes, and one-line errors for bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use ergon_kernels::npy::{encode_npy, write_npy};
 use ergon_kernels::{MatF32, MatI32, MatI8};
 
-fn ergon(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ergon")).args(args).output().expect("run ergon")
-}
+mod common;
+use common::ergon;
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ergon-cli-test-{name}-{}", std::process::id()));

@@ -5,25 +5,13 @@
 //! the other, which completes it; a provider that posts a wrong product is caught by the client's
 //! Freivalds check, disputed, slashed, and the job still completes.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn ergon(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ergon")).args(args).output().unwrap()
-}
-
-fn ok(o: Output) -> String {
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
-    out
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+mod common;
+use common::{ergon, free_port, ok};
 
 fn get(api: &str, path: &str) -> Option<Value> {
     use std::io::{Read, Write};

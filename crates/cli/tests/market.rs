@@ -3,29 +3,14 @@
 //! exercises re-allocation's reasons: its lease closes at the deadline, with the reason shown to
 //! both sides, and the client can cancel and get its escrow back.
 
-use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ergon_kernels::npy::write_npy;
 use ergon_kernels::MatI8;
 
-fn ergon(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ergon")).args(args).output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn ok(o: Output) -> String {
-    assert!(o.status.success(), "{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
-    stdout(&o)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+mod common;
+use common::{ergon, free_port, ok, stdout};
 
 #[test]
 fn provider_and_client_see_leases_closures_and_refunds_with_reasons() {

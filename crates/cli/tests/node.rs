@@ -1,20 +1,10 @@
 //! A real node process on a loopback port: mining, the JSON API, a wallet transfer, clean stop.
 
-use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn ergon(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ergon")).args(args).output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+mod common;
+use common::{ergon, free_port, stdout};
 
 #[test]
 fn a_node_mines_serves_its_api_and_applies_a_transfer() {
