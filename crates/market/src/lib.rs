@@ -5,7 +5,10 @@
 //! market closes leases that ran past their deadline, settles results whose challenge window
 //! has passed, releases the bonds of providers who left, and matches the queue:
 //!
-//! - [`state`]: providers, jobs, tasks, and every transition a transaction or a block causes.
+//! - [`model`]: providers, jobs and tasks.
+//! - [`state`]: the market and the transitions transactions cause; `settlement`: the end of
+//!   every block (expiry, settlement, bonds) and penalties; `rules`: static checks of offers and
+//!   jobs; `root`: the state commitment.
 //! - [`matching`]: the order book and the matching rule (price, then reputation, then whoever
 //!   waited longest), with the reason an order is still waiting.
 //! - [`reasons`]: the decision log, so every lease, closure, payment or demotion can be read back.
@@ -17,11 +20,16 @@
 
 pub mod load;
 pub mod matching;
+pub mod model;
 pub mod reasons;
+mod root;
+mod rules;
+mod settlement;
 pub mod state;
 
+pub use model::{short, Job, JobStatus, Provider, ProviderStatus, Task, TaskKey, TaskState};
 pub use reasons::{Decision, Subject};
-pub use state::{Job, JobStatus, Market, Provider, ProviderStatus, Task, TaskKey, TaskState};
+pub use state::Market;
 
 use std::fmt;
 

@@ -7,7 +7,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use ergon_pouw::WorkCommitment;
 use ergon_types::{Address, HardwareProfile, Hash, JobKind, JobSpec, Offer, Requirements};
 
-use crate::state::{Market, TaskKey};
+use crate::model::TaskKey;
+use crate::state::Market;
 use crate::MarketParams;
 
 /// The seeded generator synthetic load is drawn from.

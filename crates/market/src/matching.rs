@@ -18,7 +18,8 @@ use std::fmt;
 
 use ergon_types::{Address, HardwareProfile, Hash};
 
-use crate::state::{Job, Market, Provider, ProviderStatus, TaskKey, TaskState};
+use crate::model::{Job, Provider, ProviderStatus, TaskKey, TaskState};
+use crate::state::Market;
 
 /// (best price first, then oldest, then job id, shard, replica).
 type QueueKey = (Reverse<u64>, u64, Hash, u16, u8);

@@ -1,0 +1,158 @@
+//! What the market is made of: providers, jobs and their tasks (one per shard and replica),
+//! with the few facts derived from them. Transitions live in `state` and `settlement`.
+
+use std::collections::BTreeSet;
+
+use ergon_pouw::WorkCommitment;
+use ergon_types::{Address, Hash, JobKind, JobSpec, Offer};
+
+use crate::matching::Waiting;
+
+/// (job, shard, replica).
+pub type TaskKey = (Hash, u16, u8);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderStatus {
+    /// Takes leases.
+    Active,
+    /// Deregistered: finishes its leases, then its bond unbonds.
+    Leaving,
+    /// Stopped taking leases after too many expired in a row, or after a slash. Registering again
+    /// makes it active.
+    Demoted,
+    /// Left; its bond is unbonding.
+    Gone,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provider {
+    pub owner: Address,
+    pub offer: Offer,
+    pub bond: u64,
+    pub status: ProviderStatus,
+    pub registered_at: u64,
+    /// Height of its last lease: among equal offers the one that waited longest goes first.
+    pub last_lease: u64,
+    pub leases: BTreeSet<TaskKey>,
+    /// Results posted and still inside their challenge window.
+    pub pending: u32,
+    pub completed: u64,
+    pub failed: u64,
+    /// Expired leases since its last posted result.
+    pub strikes: u32,
+    pub earned: u64,
+    pub slashed: u64,
+}
+
+impl Provider {
+    /// Reputation in per-mille: the share of leases that ended in a paid result, counting one
+    /// imaginary success so a newcomer starts in the middle rather than at zero.
+    pub fn reputation(&self) -> u64 {
+        (self.completed + 1) * 1000 / (self.completed + self.failed + 1)
+    }
+
+    pub fn has_free_slot(&self) -> bool {
+        self.status == ProviderStatus::Active && self.leases.len() < self.offer.slots as usize
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskState {
+    /// Waiting for a provider.
+    Queued,
+    /// `mined`: job blocks already mined on this lease (see [`Market::check_mining`]).
+    Leased {
+        provider: Address,
+        price: u64,
+        since: u64,
+        deadline: u64,
+        mined: u32,
+    },
+    /// Result committed; paid at `settles_at` unless proven wrong before.
+    Posted {
+        provider: Address,
+        price: u64,
+        result: Hash,
+        settles_at: u64,
+    },
+    Settled {
+        provider: Address,
+        result: Hash,
+        paid: u64,
+    },
+    Cancelled,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Task {
+    pub state: TaskState,
+    /// Providers that failed this task or hold another replica of its shard: never leased it again.
+    pub excluded: BTreeSet<Address>,
+    /// Why it is still queued (refreshed each block it waits).
+    pub waiting: Option<Waiting>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+    Open,
+    Cancelled,
+    Done,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub id: Hash,
+    pub client: Address,
+    pub spec: JobSpec,
+    pub submitted_at: u64,
+    /// Escrow still held.
+    pub escrow: u64,
+    /// Index = shard · replicas + replica.
+    pub tasks: Vec<Task>,
+    pub status: JobStatus,
+    /// Paid to providers and burned so far.
+    pub paid: u64,
+    pub burned: u64,
+    pub finished_at: Option<u64>,
+}
+
+impl Job {
+    pub fn replicas(&self) -> usize {
+        self.spec.requirements.replicas as usize
+    }
+    pub fn task(&self, shard: u16, replica: u8) -> &Task {
+        &self.tasks[shard as usize * self.replicas() + replica as usize]
+    }
+    pub(crate) fn task_mut(&mut self, shard: u16, replica: u8) -> &mut Task {
+        let r = self.replicas();
+        &mut self.tasks[shard as usize * r + replica as usize]
+    }
+    /// Multiply-adds the client pays for on `shard`: m·k·n for a matmul shard, the declared
+    /// figure for other kinds.
+    pub fn shard_macs(&self, shard: u16) -> u64 {
+        match self.spec.kind {
+            JobKind::Matmul => macs_of(&self.spec.shards[shard as usize]),
+            _ => self.spec.macs_per_shard,
+        }
+    }
+    /// Memory a provider needs for a shard: the client's floor, or the operands and the int32
+    /// output of a matmul shard if larger.
+    pub fn shard_memory_mib(&self, shard: u16) -> u64 {
+        let w = &self.spec.shards[shard as usize];
+        let (m, k, n) = (w.m as u64, w.k as u64, w.n as u64);
+        let bytes = m * k + k * n + 4 * m * n;
+        self.spec.requirements.min_memory_mib.max(bytes.div_ceil(1 << 20))
+    }
+    pub(crate) fn is_finished(&self) -> bool {
+        self.tasks.iter().all(|t| matches!(t.state, TaskState::Settled { .. } | TaskState::Cancelled))
+    }
+}
+
+pub(crate) fn macs_of(w: &WorkCommitment) -> u64 {
+    w.m as u64 * w.k as u64 * w.n as u64
+}
+
+/// First 8 hex digits of a hash, for log lines.
+pub fn short(h: &Hash) -> String {
+    h.to_hex()[..8].to_string()
+}

@@ -1,0 +1,52 @@
+//! The market's state commitment: everything consensus depends on, in a canonical order (not
+//! the decision log or the waiting reasons, which are explanations).
+
+use ergon_types::codec::Writer;
+use ergon_types::Hash;
+
+use crate::model::TaskState;
+use crate::state::Market;
+
+impl Market {
+    /// Commitment to the market's state (not its log or waiting reasons).
+    pub fn root(&self) -> Hash {
+        let mut w = Writer::new();
+        w.u64(self.escrow_total).u64(self.bond_total).u32(self.providers.len() as u32);
+        for p in self.providers.values() {
+            w.bytes(&p.owner.0);
+            p.offer.write(&mut w);
+            w.u64(p.bond).u8(p.status as u8).u64(p.registered_at).u64(p.last_lease).u32(p.leases.len() as u32);
+            for (j, s, r) in &p.leases {
+                w.bytes(&j.0).u32(*s as u32).u8(*r);
+            }
+            w.u32(p.pending).u64(p.completed).u64(p.failed).u32(p.strikes).u64(p.earned).u64(p.slashed);
+        }
+        w.u32(self.jobs.len() as u32);
+        for j in self.jobs.values() {
+            w.bytes(&j.id.0).bytes(&j.client.0);
+            j.spec.write(&mut w);
+            w.u64(j.submitted_at).u64(j.escrow).u8(j.status as u8).u64(j.paid).u64(j.burned);
+            w.u64(j.finished_at.map_or(u64::MAX, |h| h));
+            for t in &j.tasks {
+                match &t.state {
+                    TaskState::Queued => w.u8(0),
+                    TaskState::Leased { provider, price, since, deadline, mined } => {
+                        w.u8(1).bytes(&provider.0).u64(*price).u64(*since).u64(*deadline).u32(*mined)
+                    }
+                    TaskState::Posted { provider, price, result, settles_at } => {
+                        w.u8(2).bytes(&provider.0).u64(*price).bytes(&result.0).u64(*settles_at)
+                    }
+                    TaskState::Settled { provider, result, paid } => {
+                        w.u8(3).bytes(&provider.0).bytes(&result.0).u64(*paid)
+                    }
+                    TaskState::Cancelled => w.u8(4),
+                };
+                w.u32(t.excluded.len() as u32);
+                for a in &t.excluded {
+                    w.bytes(&a.0);
+                }
+            }
+        }
+        Hash::of("ergon v1 market root", &[&w.finish()])
+    }
+}
