@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use crate::asert::{next_difficulty, Anchor};
 use crate::filler::{filler_commitment, filler_matrices};
 use crate::params::{ChainParams, Genesis};
-use crate::state::{Ledger, TxRejection, Undo};
+use crate::state::{filler_subsidy, Ledger, TxRejection, Undo};
 use crate::ChainError;
 
 /// Blocks whose median time the next block must exceed.
@@ -244,9 +244,10 @@ impl Chain {
             },
         };
         let mut undo = self.ledger.begin_block(h.height);
-        if let Some(key) = lease {
-            self.ledger.market.record_mined(key, h.height);
-        }
+        let subsidy = match lease {
+            Some(key) => self.ledger.license_job_block(key, h.height, h.difficulty, &params),
+            None => filler_subsidy(&params),
+        };
         let mut fees: u64 = 0;
         for (index, tx) in block.txs.iter().enumerate() {
             match self.ledger.apply_tx(&mut undo, tx, &self.chain_id, h.height, &params) {
@@ -258,7 +259,7 @@ impl Chain {
             }
         }
         self.ledger.end_block(&mut undo, h.height, &params);
-        self.ledger.reward(&mut undo, h.miner, fees, h.job == Hash::ZERO, &params);
+        self.ledger.reward(&mut undo, h.miner, fees, subsidy, &params);
         if self.ledger.root() != h.state_root {
             self.ledger.undo(undo);
             return Err(BlockRejection::StateRootMismatch);
@@ -404,10 +405,12 @@ impl Chain {
         let params = self.genesis.params.clone();
         let height = parent.height + 1;
         let time_ms = now_ms.max(self.median_time_past(self.tip()) + 1);
+        let difficulty = self.expected_difficulty(&parent);
         let mut undo = self.ledger.begin_block(height);
-        if let Some(key) = lease {
-            self.ledger.market.record_mined(key, height);
-        }
+        let subsidy = match lease {
+            Some(key) => self.ledger.license_job_block(key, height, difficulty, &params),
+            None => filler_subsidy(&params),
+        };
         let (mut included, mut refused, mut fees) = (Vec::new(), Vec::new(), 0u64);
         let mut tx_bytes = 0usize;
         let signed_ok: Vec<bool> = candidates.par_iter().map(|t| t.verify().is_ok()).collect();
@@ -430,7 +433,7 @@ impl Chain {
             }
         }
         self.ledger.end_block(&mut undo, height, &params);
-        self.ledger.reward(&mut undo, miner, fees, job == Hash::ZERO, &params);
+        self.ledger.reward(&mut undo, miner, fees, subsidy, &params);
         let state_root = self.ledger.root();
         self.ledger.undo(undo);
         let header = BlockHeader {
@@ -442,7 +445,7 @@ impl Chain {
             job,
             work: commitment,
             miner,
-            difficulty: self.expected_difficulty(&parent),
+            difficulty,
             nonce: 0,
             proof_hash: Hash::ZERO,
         };

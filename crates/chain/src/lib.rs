@@ -17,7 +17,7 @@ pub mod state;
 
 pub use chain::{mine_once, seal, BlockRejection, Chain, Imported, JobWork, Template};
 pub use params::{ChainParams, Genesis};
-pub use state::{Account, Ledger, TxRejection};
+pub use state::{filler_subsidy, job_block_subsidy, Account, Ledger, TxRejection};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ChainError {

@@ -46,6 +46,25 @@ pub struct ChainParams {
     /// Longest lease a job may ask for, in blocks.
     #[serde(default = "defaults::max_lease_blocks")]
     pub max_lease_blocks: u32,
+    /// Share (percent, below 100) of what a job block's mining burned from its job's escrow that
+    /// the block pays its miner, capped at `block_subsidy`: a job-licensed block never pays more
+    /// than its job burned, so self-dealing cannot pay (`docs/economics.md`).
+    #[serde(default = "defaults::job_block_reward_percent")]
+    pub job_block_reward_percent: u64,
+    /// Blocks a task may wait unleased before it is cancelled and refunded.
+    #[serde(default = "defaults::max_queue_blocks")]
+    pub max_queue_blocks: u64,
+    /// The fixed bounty a disputer gets from a slash; the rest is burned.
+    #[serde(default = "defaults::dispute_bounty")]
+    pub dispute_bounty: u64,
+    /// The audit rate (per mille) and colluding share (percent) lease collateral is sized for.
+    #[serde(default = "defaults::audit_permille")]
+    pub audit_permille: u64,
+    #[serde(default = "defaults::collusion_percent")]
+    pub collusion_percent: u64,
+    /// Share (percent) of a task's value paid to a provider whose inputs never arrived.
+    #[serde(default = "defaults::wasted_lease_percent")]
+    pub wasted_lease_percent: u64,
 }
 
 /// Market parameters a genesis file may leave out (files written before the market existed).
@@ -65,6 +84,24 @@ mod defaults {
     }
     pub fn max_lease_blocks() -> u32 {
         MarketParams::devnet().max_lease_blocks
+    }
+    pub fn job_block_reward_percent() -> u64 {
+        90
+    }
+    pub fn max_queue_blocks() -> u64 {
+        MarketParams::devnet().max_queue_blocks
+    }
+    pub fn dispute_bounty() -> u64 {
+        MarketParams::devnet().dispute_bounty
+    }
+    pub fn audit_permille() -> u64 {
+        MarketParams::devnet().audit_permille
+    }
+    pub fn collusion_percent() -> u64 {
+        MarketParams::devnet().collusion_percent
+    }
+    pub fn wasted_lease_percent() -> u64 {
+        MarketParams::devnet().wasted_lease_percent
     }
 }
 
@@ -87,6 +124,12 @@ impl ChainParams {
             job_burn_percent: defaults::job_burn_percent(),
             max_strikes: defaults::max_strikes(),
             max_lease_blocks: defaults::max_lease_blocks(),
+            job_block_reward_percent: defaults::job_block_reward_percent(),
+            max_queue_blocks: defaults::max_queue_blocks(),
+            dispute_bounty: defaults::dispute_bounty(),
+            audit_permille: defaults::audit_permille(),
+            collusion_percent: defaults::collusion_percent(),
+            wasted_lease_percent: defaults::wasted_lease_percent(),
         }
     }
 
@@ -98,6 +141,11 @@ impl ChainParams {
             job_burn_percent: self.job_burn_percent,
             max_strikes: self.max_strikes,
             max_lease_blocks: self.max_lease_blocks,
+            max_queue_blocks: self.max_queue_blocks,
+            dispute_bounty: self.dispute_bounty,
+            audit_permille: self.audit_permille,
+            collusion_percent: self.collusion_percent,
+            wasted_lease_percent: self.wasted_lease_percent,
         }
     }
 
@@ -123,8 +171,17 @@ impl ChainParams {
         if !(ergon_pouw::params::TILE_ROWS as u32..=4096).contains(&self.filler_size) {
             return bad("filler_size must be in 24..=4096");
         }
-        if self.max_strikes == 0 || self.max_lease_blocks == 0 {
-            return bad("max_strikes and max_lease_blocks must be positive");
+        if self.max_strikes == 0 || self.max_lease_blocks < ergon_market::MIN_LEASE_BLOCKS {
+            return bad("max_strikes must be positive and max_lease_blocks at least 3");
+        }
+        if self.job_block_reward_percent >= 100 {
+            return bad("job_block_reward_percent must be below 100: a job block may not pay all its job burned");
+        }
+        if self.audit_permille == 0 || self.audit_permille > 1000 || self.collusion_percent >= 100 {
+            return bad("audit_permille must be in 1..=1000 and collusion_percent below 100");
+        }
+        if self.wasted_lease_percent > 100 || self.max_queue_blocks == 0 {
+            return bad("wasted_lease_percent must be at most 100 and max_queue_blocks positive");
         }
         Ok(())
     }

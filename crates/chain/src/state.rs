@@ -74,6 +74,17 @@ impl fmt::Display for TxRejection {
     }
 }
 
+/// What a filler block earns: `filler_subsidy_percent` of the block subsidy.
+pub fn filler_subsidy(params: &ChainParams) -> u64 {
+    (params.block_subsidy as u128 * params.filler_subsidy_percent as u128 / 100) as u64
+}
+
+/// What a job block earns when its mining burned `burned` from its job's escrow: a fixed share
+/// below 100% of it, at most the block subsidy.
+pub fn job_block_subsidy(burned: u64, params: &ChainParams) -> u64 {
+    ((burned as u128 * params.job_block_reward_percent as u128 / 100) as u64).min(params.block_subsidy)
+}
+
 /// The full ledger state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
@@ -236,6 +247,7 @@ impl Ledger {
             TxKind::Dispute { job, shard, replica, evidence } => {
                 self.market.dispute(from, (*job, *shard, *replica), evidence, height, &market)
             }
+            TxKind::ReleaseLease { job, shard } => self.market.release_lease(from, *job, *shard, height, &market),
             _ => Ok(vec![]),
         }
         .map_err(TxRejection::Market)?;
@@ -279,21 +291,32 @@ impl Ledger {
         self.apply_effects(undo, &effects, height, params);
     }
 
-    /// Pays the miner: subsidy (reduced for filler blocks) plus fees less the burned share.
-    /// Returns (minted, burned).
+    /// Counts a job block mined on the lease `key` at `difficulty`: the market burns the block's
+    /// share of the lease's payment from the escrow. Returns the subsidy the block earns:
+    /// `job_block_reward_percent` of that burn, at most `block_subsidy`. So a job block never
+    /// pays more than its own job destroyed (`docs/economics.md`).
+    pub fn license_job_block(
+        &mut self,
+        key: ergon_market::TaskKey,
+        height: u64,
+        difficulty: u64,
+        params: &ChainParams,
+    ) -> u64 {
+        let burned = self.market.license_block(key, height, difficulty, &params.market());
+        self.burned += burned;
+        job_block_subsidy(burned, params)
+    }
+
+    /// Pays the miner `subsidy` (see [`filler_subsidy`] and [`job_block_subsidy`]) plus fees
+    /// less the burned share. Returns (minted, burned).
     pub fn reward(
         &mut self,
         undo: &mut Undo,
         miner: Address,
         fees: u64,
-        filler: bool,
+        subsidy: u64,
         params: &ChainParams,
     ) -> (u64, u64) {
-        let subsidy = if filler {
-            (params.block_subsidy as u128 * params.filler_subsidy_percent as u128 / 100) as u64
-        } else {
-            params.block_subsidy
-        };
         let burned = (fees as u128 * params.fee_burn_percent as u128 / 100) as u64;
         let acc = self.touch(undo, miner);
         acc.balance = acc.balance.saturating_add(subsidy + (fees - burned));

@@ -16,6 +16,8 @@ const CLIENT: u8 = 1;
 const P1: u8 = 3;
 const P2: u8 = 4;
 const MINER: u8 = 9;
+/// Enough bond for the collateral of the leases below (about 21× a lease's value).
+const STAKE: u64 = 20_000_000;
 
 fn key(n: u8) -> SecretKey {
     SecretKey::from_bytes(&[n; 32])
@@ -25,7 +27,7 @@ fn genesis() -> Genesis {
     let params =
         ChainParams { min_provider_stake: 1_000, challenge_blocks: 2, max_strikes: 3, ..ChainParams::small(48) };
     let mut balances = BTreeMap::new();
-    for (k, v) in [(CLIENT, 10_000_000), (P1, 1_000_000), (P2, 1_000_000)] {
+    for (k, v) in [(CLIENT, 10_000_000), (P1, 100_000_000), (P2, 100_000_000)] {
         balances.insert(key(k).public().address().to_string(), v);
     }
     Genesis { network: "market-test".into(), time_ms: 1_000_000, params, balances }
@@ -110,8 +112,8 @@ fn job_lifecycle_through_blocks() {
         &mut chain,
         MINER,
         vec![
-            tx(id, P1, 0, TxKind::RegisterProvider { offer: offer(500_000_000), stake: 2_000 }),
-            tx(id, P2, 0, TxKind::RegisterProvider { offer: offer(600_000_000), stake: 2_000 }),
+            tx(id, P1, 0, TxKind::RegisterProvider { offer: offer(500_000_000), stake: STAKE }),
+            tx(id, P2, 0, TxKind::RegisterProvider { offer: offer(600_000_000), stake: STAKE }),
         ],
         None,
     );
@@ -144,18 +146,23 @@ fn job_lifecycle_through_blocks() {
     let wrong_shard = mine(&mut chain, P1, vec![], Some(JobWork { job, a: shards[1].0.clone(), b: b.clone() }));
     assert!(matches!(wrong_shard, Err(BlockRejection::NotLeased(_))));
 
-    // P1 mines a block on its shard and posts the product's commitment in it.
-    let subsidy = chain.params().block_subsidy;
+    // P1 mines a block on its shard and posts the product's commitment in it. The block burns
+    // its share of the lease's payment, rounded up, and pays P1 90% of that burn.
     let p1_before = chain.ledger().account(&addr(P1)).balance;
     let post = tx(id, P1, 1, TxKind::PostResult { job, shard: 0, result: Hash::of("C0", &[]) });
     let block = step(&mut chain, P1, vec![post], Some(JobWork { job, a: shards[0].0.clone(), b: b.clone() }));
     assert_eq!(block.header.job, job);
     assert_eq!(block.header.work, shards[0].1);
     let fee_share = 10 - 10 * chain.params().fee_burn_percent / 100;
+    let block_burn = (500_000_000u128 * (48 * 64 * 48u128).min(block.header.difficulty as u128) * 10)
+        .div_ceil(100 * 1_000_000_000) as u64;
+    assert_eq!(chain.ledger().market.job(&job).unwrap().task(0, 0).prepaid_burn, block_burn);
+    let subsidy = ergon_chain::job_block_subsidy(block_burn, chain.params());
+    assert_eq!(subsidy, block_burn * 90 / 100);
     assert_eq!(
         chain.ledger().account(&addr(P1)).balance,
         p1_before + subsidy + fee_share - 10,
-        "full subsidy on a job block"
+        "a job block pays 90% of what its mining burned"
     );
     assert!(chain.useful_work_fraction() > 0.0);
 
@@ -208,12 +215,12 @@ fn market_transactions_cost_what_they_lock_and_refusals_change_nothing() {
     let now = chain.tip_header().time_ms + T;
     let too_small = tx(id, P1, 0, TxKind::RegisterProvider { offer: offer(1), stake: 999 });
     let unknown = tx(id, CLIENT, 0, TxKind::CancelJob { job: Hash::ZERO });
-    let broke = tx(id, P2, 0, TxKind::RegisterProvider { offer: offer(1), stake: 5_000_000 });
+    let broke = tx(id, P2, 0, TxKind::RegisterProvider { offer: offer(1), stake: 500_000_000 });
     let t = chain.template(key(MINER).public().address(), vec![too_small, unknown, broke], now);
     let reasons: Vec<String> = t.refused.iter().map(|r| r.1.to_string()).collect();
     assert!(reasons[0].contains("at least 1000"), "{reasons:?}");
     assert!(reasons[1].contains("no such job"), "{reasons:?}");
-    assert!(reasons[2].contains("needs 5000010"), "{reasons:?}");
+    assert!(reasons[2].contains("needs 500000010"), "{reasons:?}");
     assert_eq!(chain.ledger().root(), root);
 }
 
@@ -225,7 +232,7 @@ fn a_wrong_result_is_disputed_slashed_and_reallocated() {
     step(
         &mut chain,
         MINER,
-        vec![tx(id, P1, 0, TxKind::RegisterProvider { offer: offer(500_000_000), stake: 2_000 })],
+        vec![tx(id, P1, 0, TxKind::RegisterProvider { offer: offer(500_000_000), stake: STAKE })],
         None,
     );
     let (a, b) = (matrix(30, 40, 3), matrix(40, 20, 4));
@@ -256,15 +263,52 @@ fn a_wrong_result_is_disputed_slashed_and_reallocated() {
     let dispute = tx(id, CLIENT, 1, TxKind::Dispute { job, shard: 0, replica: 0, evidence });
     step(&mut chain, MINER, vec![dispute], None);
     let p1 = chain.ledger().market.provider(&addr(P1)).unwrap();
-    assert_eq!((p1.bond, p1.slashed), (1_000, 1_000));
+    let market = chain.params().market();
+    let slash = market.collateral(500_000_000 * 30 * 40 * 20 / 1_000_000_000);
+    assert_eq!((p1.bond, p1.slashed), (STAKE - slash, slash), "the lease's collateral is slashed");
     assert_eq!(p1.status, ergon_market::ProviderStatus::Demoted);
     assert_eq!(
         chain.ledger().account(&addr(CLIENT)).balance,
-        client_before - 10 + 500,
-        "half the slash rewards the disputer"
+        client_before - 10 + market.dispute_bounty,
+        "the disputer gets the small fixed bounty"
     );
-    assert!(chain.ledger().burned >= burned_before + 500);
+    assert!(chain.ledger().burned >= burned_before + slash - market.dispute_bounty, "the rest is burned");
     assert_eq!(chain.ledger().market.job(&job).unwrap().task(0, 0).state, TaskState::Queued, "back in the queue");
     let log = chain.ledger().market.decisions(&ergon_market::Subject::Provider(addr(P1)));
-    assert!(log.iter().any(|d| d.text.contains("slashed 1000 and demoted: entry (7, 3) is")), "{log:?}");
+    assert!(log.iter().any(|d| d.text.contains(&format!("slashed {slash} and demoted: entry (7, 3) is"))), "{log:?}");
+}
+
+/// The self-dealing exploit of issue 9: an offer at price 1 claiming unbounded throughput, a
+/// job of zero matrices under 10^9 multiply-adds bought from oneself, mined on for free. The
+/// old rules paid the full subsidy (50,000,000) against a burn of 0; now the block pays 90% of
+/// what its mining burned, so the attacker ends poorer than it started.
+#[test]
+fn a_self_dealt_job_block_pays_less_than_its_job_burned() {
+    let mut chain = Chain::new(genesis()).unwrap();
+    let id = chain.chain_id();
+    let me = key(P1).public().address();
+    let mut greedy = offer(1);
+    greedy.profile.int8_gmacs = u64::MAX;
+    step(&mut chain, MINER, vec![tx(id, P1, 0, TxKind::RegisterProvider { offer: greedy, stake: STAKE })], None);
+    let zeros = MatI8::from_vec(48, 48, vec![0; 48 * 48]).unwrap();
+    let work = WorkCommitment::compute(&zeros, &zeros).unwrap();
+    let mut spec = matmul_spec(vec![work], 48 * 48 * 48, 5);
+    spec.max_price_per_gmac = 1;
+    spec.requirements.min_int8_gmacs = u64::MAX;
+    let submit = tx(id, P1, 1, TxKind::SubmitJob { spec });
+    let job = ergon_types::job::job_id(&submit.id());
+    step(&mut chain, MINER, vec![submit], None);
+    let before = chain.ledger().account(&me).balance + chain.ledger().market.job(&job).unwrap().escrow;
+    let minted = chain.ledger().minted;
+    let block = step(&mut chain, P1, vec![], Some(JobWork { job, a: zeros.clone(), b: zeros.clone() }));
+    assert_eq!(block.header.job, job);
+    let gained = chain.ledger().minted - minted;
+    let burned = chain.ledger().market.job(&job).unwrap().burned;
+    assert_eq!(burned, 1, "price 1 on 110,592 multiply-adds still burns one coin, rounded up");
+    assert!(gained < burned, "the block paid {gained}, its job burned {burned}");
+    let after = chain.ledger().account(&me).balance + chain.ledger().market.job(&job).unwrap().escrow;
+    assert!(after < before, "self-dealing lost money: {before} -> {after}");
+    // And the allowance is spent: a second block on the same task is refused.
+    let again = mine(&mut chain, P1, vec![], Some(JobWork { job, a: zeros.clone(), b: zeros }));
+    assert!(matches!(again, Err(BlockRejection::NotLeased(ref why)) if why.contains("already produced")));
 }

@@ -47,6 +47,21 @@ pub struct MarketParams {
     pub max_strikes: u32,
     /// Longest lease a job may ask for.
     pub max_lease_blocks: u32,
+    /// Blocks a task may wait in the queue before it is cancelled and its escrow refunded (a
+    /// replica nobody can take must not hold the client's coins, or its siblings' payment,
+    /// for ever).
+    pub max_queue_blocks: u64,
+    /// What a disputer receives from a slash, at most: small and fixed, the rest is burned, so
+    /// disputing oneself loses the slash less this, and front-running a dispute wins only this.
+    pub dispute_bounty: u64,
+    /// The audit rate p (per mille) and colluding share r (percent) the collateral of a lease is
+    /// sized for: S ≥ G/(p·q·(1−r)) − R with q = 1 and G = R = the lease's value (see
+    /// `docs/economics.md`).
+    pub audit_permille: u64,
+    pub collusion_percent: u64,
+    /// Share (percent) of a task's value the client pays a provider that gives its lease back
+    /// because the inputs never arrived.
+    pub wasted_lease_percent: u64,
 }
 
 impl MarketParams {
@@ -57,9 +72,34 @@ impl MarketParams {
             job_burn_percent: 10,
             max_strikes: 3,
             max_lease_blocks: 10_000,
+            max_queue_blocks: 200,
+            dispute_bounty: 1_000,
+            audit_permille: 50,
+            collusion_percent: 10,
+            wasted_lease_percent: 2,
         }
     }
+
+    /// Bond a provider must have free to take a lease worth `value` (its payment at the lease
+    /// price): S = ⌈G / (p·(1 − r))⌉ − R with G = R = `value`, so that for a provider audited at
+    /// rate p by validators of whom a share r collude, cheating on the lease loses in
+    /// expectation. Rounded up, saturating.
+    pub fn collateral(&self, value: u64) -> u64 {
+        let denominator =
+            self.audit_permille.max(1) as u128 * 100u128.saturating_sub(self.collusion_percent as u128).max(1);
+        let s = (value as u128 * 100_000).div_ceil(denominator);
+        s.saturating_sub(value as u128).min(u64::MAX as u128) as u64
+    }
+
+    /// What a proven fault on a lease with `collateral` at risk takes from a bond of `bond`.
+    pub fn slash_amount(&self, collateral: u64, bond: u64) -> u64 {
+        collateral.max(self.min_provider_stake).min(bond)
+    }
 }
+
+/// Shortest lease a job may ask for: time for the leaseholder to fetch its inputs and, if they
+/// never arrive, to give the lease back without a strike before the deadline.
+pub const MIN_LEASE_BLOCKS: u32 = 3;
 
 /// A movement of coins the ledger must carry out. Escrow and bonds live in the market until an
 /// effect releases them.
@@ -97,6 +137,8 @@ pub enum MarketRejection {
     /// The evidence does not prove the result wrong.
     DisputeFailed(String),
     NotInChallengeWindow,
+    /// A lease with blocks mined on it cannot be given back as "inputs never arrived".
+    MinedOnLease,
 }
 
 impl fmt::Display for MarketRejection {
@@ -120,6 +162,9 @@ impl fmt::Display for MarketRejection {
             }
             Self::BudgetOverflow => write!(f, "the job's maximum cost overflows"),
             Self::DisputeFailed(why) => write!(f, "dispute refused: {why}"),
+            Self::MinedOnLease => {
+                write!(f, "blocks were mined on this lease, so its inputs arrived: post the result instead")
+            }
             Self::NotInChallengeWindow => {
                 write!(f, "that task has no posted result in its challenge window (already settled, or never posted)")
             }

@@ -14,6 +14,9 @@ use crate::MarketParams;
 /// The seeded generator synthetic load is drawn from.
 pub use ergon_kernels::rng::SplitMix64 as Rng;
 
+/// Synthetic providers bond enough to cover the collateral of any synthetic order in every slot.
+pub const SYNTHETIC_BOND: u64 = 1 << 40;
+
 pub fn address(i: u64) -> Address {
     let mut a = [0u8; 20];
     a[..8].copy_from_slice(&i.to_le_bytes());
@@ -70,7 +73,7 @@ pub fn order_book(providers: u64, orders: u64, seed: u64, params: &MarketParams)
     let mut m = Market::default();
     for i in 0..providers {
         let offer = offer(&mut rng, 2);
-        m.register(address(i), offer, params.min_provider_stake, 0, params).expect("synthetic offers are valid");
+        m.register(address(i), offer, SYNTHETIC_BOND, 0, params).expect("synthetic offers are valid");
     }
     for i in 0..orders {
         let macs = rng.range(1, 64) << 30;
@@ -109,7 +112,7 @@ pub fn saturating_load(providers: u64, blocks: u64, block_seconds: f64, slots: u
         o.profile.gpu_model = "any".into();
         o.profile.gpu_memory_mib = 1 << 20;
         speed.insert(address(i), o.profile.int8_gmacs as f64 * 1e9);
-        m.register(address(i), o, params.min_provider_stake, 0, &params).expect("valid offer");
+        m.register(address(i), o, SYNTHETIC_BOND, 0, &params).expect("valid offer");
     }
     // Per provider: leased tasks not started or in progress (seconds left), and those finished
     // but not yet posted.

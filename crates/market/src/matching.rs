@@ -20,6 +20,7 @@ use ergon_types::{Address, HardwareProfile, Hash};
 
 use crate::model::{Job, Provider, ProviderStatus, TaskKey, TaskState};
 use crate::state::Market;
+use crate::MarketParams;
 
 /// (best price first, then oldest, then job id, shard, replica).
 type QueueKey = (Reverse<u64>, u64, Hash, u16, u8);
@@ -60,6 +61,11 @@ impl Book {
         self.queue.insert((Reverse(job.spec.max_price_per_gmac), job.submitted_at, job.id, shard, replica));
     }
 
+    /// Every queued task as (maximum price, submission height, task), in book order.
+    pub(crate) fn queued_tasks(&self) -> impl Iterator<Item = (u64, u64, TaskKey)> + '_ {
+        self.queue.iter().map(|&(Reverse(price), at, id, shard, replica)| (price, at, (id, shard, replica)))
+    }
+
     pub(crate) fn dequeue(&mut self, max_price: u64, submitted_at: u64, (id, shard, replica): TaskKey) {
         self.queue.remove(&(Reverse(max_price), submitted_at, id, shard, replica));
     }
@@ -75,13 +81,20 @@ pub struct Waiting {
     pub too_little_memory: u32,
     pub too_slow: u32,
     pub no_gpu: u32,
+    /// Free providers whose free bond cannot cover the lease's collateral.
+    pub bond_too_small: u32,
     /// Free providers that failed this task before or hold another replica of its shard.
     pub excluded: u32,
 }
 
 impl fmt::Display for Waiting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let free = self.too_expensive + self.too_little_memory + self.too_slow + self.no_gpu + self.excluded;
+        let free = self.too_expensive
+            + self.too_little_memory
+            + self.too_slow
+            + self.no_gpu
+            + self.bond_too_small
+            + self.excluded;
         if free == 0 {
             return write!(f, "waiting: no provider is free ({} busy, demoted or leaving)", self.busy);
         }
@@ -91,6 +104,7 @@ impl fmt::Display for Waiting {
             (self.too_little_memory, "have too little memory"),
             (self.too_slow, "are slower than required"),
             (self.no_gpu, "have no GPU"),
+            (self.bond_too_small, "have too little free bond for the lease's collateral"),
             (self.excluded, "failed this task before or hold another replica of it"),
         ] {
             if n > 0 {
@@ -108,6 +122,8 @@ struct Need {
     gmacs: u64,
     gpu: bool,
     max_price: u64,
+    /// Multiply-adds paid: the collateral a lease needs grows with them.
+    macs: u64,
 }
 
 /// Why a provider's hardware cannot take a task (price and exclusion are checked apart).
@@ -121,7 +137,14 @@ enum Misfit {
 impl Need {
     fn of(job: &Job, shard: u16, max_price: u64) -> Self {
         let q = &job.spec.requirements;
-        Need { memory_mib: job.shard_memory_mib(shard), gmacs: q.min_int8_gmacs, gpu: q.gpu, max_price }
+        let macs = job.shard_macs(shard);
+        Need { memory_mib: job.shard_memory_mib(shard), gmacs: q.min_int8_gmacs, gpu: q.gpu, max_price, macs }
+    }
+
+    /// The collateral a lease of this task at `p`'s price locks, if `p`'s free bond covers it.
+    fn collateral(&self, p: &Provider, params: &MarketParams) -> Option<u64> {
+        let c = params.collateral(crate::payment(p.offer.price_per_gmac, self.macs));
+        (p.free_bond() >= c).then_some(c)
     }
 
     /// The one hardware-fit rule, shared by matching and by a provider's outlook: a GPU if asked
@@ -145,12 +168,13 @@ impl Need {
             // GPU jobs are sized against GPU memory, others against main memory: incomparable.
             && self.gpu == other.gpu
             && self.max_price <= other.max_price
+            && self.macs >= other.macs
     }
 }
 
 impl Market {
     /// Matches every queued task it can, in book order, and records why the others wait.
-    pub(crate) fn match_queue(&mut self, height: u64) {
+    pub(crate) fn match_queue(&mut self, height: u64, params: &MarketParams) {
         let orders: Vec<QueueKey> = self.book.queue.iter().copied().collect();
         let mut memo: Vec<(Need, Waiting)> = vec![];
         let listed = self.providers.len() as u32;
@@ -176,22 +200,26 @@ impl Market {
                     break;
                 }
                 scanned += 1;
-                match need.misfit(&self.providers[&fk.3].offer.profile) {
+                let p = &self.providers[&fk.3];
+                match need.misfit(&p.offer.profile) {
                     Some(Misfit::NoGpu) => w.no_gpu += 1,
                     Some(Misfit::Memory) => w.too_little_memory += 1,
                     Some(Misfit::Slow) => w.too_slow += 1,
                     None if excluded.contains(&fk.3) => w.excluded += 1,
-                    None => {
-                        found = Some(*fk);
-                        break;
-                    }
+                    None => match need.collateral(p, params) {
+                        None => w.bond_too_small += 1,
+                        Some(c) => {
+                            found = Some((*fk, c));
+                            break;
+                        }
+                    },
                 }
             }
             match found {
-                Some(fk) => {
+                Some((fk, collateral)) => {
                     self.book.free.remove(&fk);
                     self.book.queue.remove(&order);
-                    self.lease((id, shard, replica), fk.3, height);
+                    self.lease((id, shard, replica), fk.3, height, collateral);
                     self.book.list(&self.providers[&fk.3]);
                 }
                 None => {
@@ -210,7 +238,8 @@ impl Market {
     }
 
     /// Why `owner` is or is not getting work, in a sentence.
-    pub fn provider_outlook(&self, owner: &Address, min_stake: u64) -> String {
+    pub fn provider_outlook(&self, owner: &Address, params: &MarketParams) -> String {
+        let min_stake = params.min_provider_stake;
         let Some(p) = self.providers.get(owner) else {
             return "not a provider: register with `ergon provider register`".into();
         };
@@ -241,6 +270,7 @@ impl Market {
             return format!("idle: no job is waiting ({} of {} slot(s) leased)", p.leases.len(), p.offer.slots);
         }
         let (mut cheap, mut memory, mut slow, mut gpu, mut excluded, mut fits) = (0, 0, 0, 0, 0, 0);
+        let mut bond = 0;
         let mut best_price = 0;
         for &(Reverse(max_price), _, id, shard, replica) in &self.book.queue {
             let job = &self.jobs[&id];
@@ -249,11 +279,13 @@ impl Market {
                 cheap += 1;
                 continue;
             }
-            match Need::of(job, shard, max_price).misfit(&p.offer.profile) {
+            let need = Need::of(job, shard, max_price);
+            match need.misfit(&p.offer.profile) {
                 Some(Misfit::NoGpu) => gpu += 1,
                 Some(Misfit::Memory) => memory += 1,
                 Some(Misfit::Slow) => slow += 1,
                 None if excluded_for(job, shard, replica).contains(owner) => excluded += 1,
+                None if need.collateral(p, params).is_none() => bond += 1,
                 None => fits += 1,
             }
         }
@@ -271,6 +303,7 @@ impl Market {
             (gpu, "need a GPU"),
             (memory, "need more memory"),
             (slow, "need more int8 throughput"),
+            (bond, "need more free bond as collateral than this provider has: stake more"),
             (excluded, "were failed by this provider before"),
         ] {
             if n > 0 {

@@ -42,6 +42,11 @@ pub struct Provider {
     pub strikes: u32,
     pub earned: u64,
     pub slashed: u64,
+    /// Bond at risk in open leases and results not yet settled: a new lease needs its own
+    /// collateral free on top of this.
+    pub locked: u64,
+    /// Leases given back because their inputs never arrived (no strike).
+    pub released: u64,
 }
 
 impl Provider {
@@ -49,6 +54,11 @@ impl Provider {
     /// imaginary success so a newcomer starts in the middle rather than at zero.
     pub fn reputation(&self) -> u64 {
         (self.completed + 1) * 1000 / (self.completed + self.failed + 1)
+    }
+
+    /// Bond not at risk in open leases or unsettled results.
+    pub fn free_bond(&self) -> u64 {
+        self.bond.saturating_sub(self.locked)
     }
 
     pub fn has_free_slot(&self) -> bool {
@@ -60,13 +70,11 @@ impl Provider {
 pub enum TaskState {
     /// Waiting for a provider.
     Queued,
-    /// `mined`: job blocks already mined on this lease (see [`Market::check_mining`]).
     Leased {
         provider: Address,
         price: u64,
         since: u64,
         deadline: u64,
-        mined: u32,
     },
     /// Result committed; paid at `settles_at` unless proven wrong before.
     Posted {
@@ -90,6 +98,31 @@ pub struct Task {
     pub excluded: BTreeSet<Address>,
     /// Why it is still queued (refreshed each block it waits).
     pub waiting: Option<Waiting>,
+    /// Job blocks mined on this task, over all its leases: never reset, so letting a lease lapse
+    /// and leasing again buys no new block allowance (see [`crate::Market::check_mining`]).
+    pub mined: u32,
+    /// Burned from the escrow when the current lease's blocks were mined (each block's reward
+    /// is at most what its own burn destroyed). It counts toward the burn of the lease's
+    /// payment; a lease that ends unpaid repays it to the escrow from the provider's bond.
+    pub prepaid_burn: u64,
+    /// Bond the current leaseholder has at risk for this task, until it is settled.
+    pub collateral: u64,
+    /// Height since which it has waited in the queue (bounded by `max_queue_blocks`).
+    pub queued_since: u64,
+}
+
+impl Task {
+    pub(crate) fn queued(height: u64) -> Self {
+        Task {
+            state: TaskState::Queued,
+            excluded: BTreeSet::new(),
+            waiting: None,
+            mined: 0,
+            prepaid_burn: 0,
+            collateral: 0,
+            queued_since: height,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

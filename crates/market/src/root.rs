@@ -20,6 +20,7 @@ impl Market {
                 w.bytes(&j.0).u32(*s as u32).u8(*r);
             }
             w.u32(p.pending).u64(p.completed).u64(p.failed).u32(p.strikes).u64(p.earned).u64(p.slashed);
+            w.u64(p.locked).u64(p.released);
         }
         w.u32(self.jobs.len() as u32);
         for j in self.jobs.values() {
@@ -30,8 +31,8 @@ impl Market {
             for t in &j.tasks {
                 match &t.state {
                     TaskState::Queued => w.u8(0),
-                    TaskState::Leased { provider, price, since, deadline, mined } => {
-                        w.u8(1).bytes(&provider.0).u64(*price).u64(*since).u64(*deadline).u32(*mined)
+                    TaskState::Leased { provider, price, since, deadline } => {
+                        w.u8(1).bytes(&provider.0).u64(*price).u64(*since).u64(*deadline)
                     }
                     TaskState::Posted { provider, price, result, settles_at } => {
                         w.u8(2).bytes(&provider.0).u64(*price).bytes(&result.0).u64(*settles_at)
@@ -41,6 +42,7 @@ impl Market {
                     }
                     TaskState::Cancelled => w.u8(4),
                 };
+                w.u32(t.mined).u64(t.prepaid_burn).u64(t.collateral).u64(t.queued_since);
                 w.u32(t.excluded.len() as u32);
                 for a in &t.excluded {
                     w.bytes(&a.0);

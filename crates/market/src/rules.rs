@@ -5,7 +5,7 @@ use ergon_types::job::{MAX_REPLICAS, MAX_SHARDS};
 use ergon_types::{JobKind, JobSpec, Offer};
 
 use crate::model::macs_of;
-use crate::{MarketParams, MarketRejection};
+use crate::{MarketParams, MarketRejection, MIN_LEASE_BLOCKS};
 
 pub(crate) fn check_offer(offer: &Offer) -> Result<(), MarketRejection> {
     let bad = |why: &str| Err(MarketRejection::BadOffer(why.to_string()));
@@ -30,8 +30,11 @@ pub(crate) fn check_job(spec: &JobSpec, params: &MarketParams) -> Result<(), Mar
     if q.replicas == 0 || q.replicas > MAX_REPLICAS {
         return bad(format!("replicas must be in 1..={MAX_REPLICAS}"));
     }
-    if q.lease_blocks == 0 || q.lease_blocks > params.max_lease_blocks {
-        return bad(format!("lease_blocks must be in 1..={}", params.max_lease_blocks));
+    if q.lease_blocks < MIN_LEASE_BLOCKS || q.lease_blocks > params.max_lease_blocks {
+        return bad(format!(
+            "lease_blocks must be in {MIN_LEASE_BLOCKS}..={} (a leaseholder needs time to fetch the inputs, or to give the lease back if they never come)",
+            params.max_lease_blocks
+        ));
     }
     if spec.max_price_per_gmac == 0 {
         return bad("max price must be positive".into());

@@ -8,6 +8,7 @@ use ergon_types::{Address, Hash, JobSpec, Offer};
 
 use crate::matching::Book;
 use crate::model::{macs_of, short, Job, JobStatus, Provider, ProviderStatus, Task, TaskKey, TaskState};
+use crate::payment;
 use crate::reasons::{Decision, Log, Subject};
 use crate::rules::{check_job, check_offer};
 use crate::{Effect, MarketParams, MarketRejection};
@@ -89,6 +90,8 @@ impl Market {
             strikes: 0,
             earned: 0,
             slashed: 0,
+            locked: 0,
+            released: 0,
         });
         let returning = p.status != ProviderStatus::Active;
         p.offer = offer;
@@ -148,7 +151,7 @@ impl Market {
         let escrow = spec.max_cost().ok_or(MarketRejection::BudgetOverflow)?;
         let id = ergon_types::job::job_id(&tx_id);
         let count = spec.shards.len() * spec.requirements.replicas as usize;
-        let task = Task { state: TaskState::Queued, excluded: BTreeSet::new(), waiting: None };
+        let task = Task::queued(height);
         let job = Job {
             id,
             client,
@@ -248,10 +251,10 @@ impl Market {
     }
 
     /// Whether `miner` may mine a block of `difficulty` on `work` for job `id`: it must hold an
-    /// open lease on the shard whose product `work` commits to, and that lease may not have
+    /// open lease on the shard whose product `work` commits to, and the task may not have
     /// produced more blocks than its paid work is worth (⌈shard multiply-adds / difficulty⌉, at
-    /// least one). Without that cap one small job, bought from oneself, would license mining at
-    /// the full subsidy for the whole lease.
+    /// least one), counted over all of its leases. What such a block pays is bounded by what
+    /// [`license_block`](Self::license_block) burns for it.
     pub fn check_mining(
         &self,
         miner: &Address,
@@ -270,33 +273,107 @@ impl Market {
         // The product mined on, not the job's declared total: an ML job pays for training but
         // commits (and may mine on) only its first product.
         let allowed = macs_of(work).min(job.shard_macs(key.1)).div_ceil(difficulty.max(1)).max(1);
-        match job.task(key.1, key.2).state {
-            TaskState::Leased { mined, .. } if (mined as u64) < allowed => Ok(key),
-            _ => Err(format!("this lease already produced the {allowed} block(s) its paid work allows")),
+        let task = job.task(key.1, key.2);
+        match task.state {
+            TaskState::Leased { .. } if (task.mined as u64) < allowed => Ok(key),
+            _ => Err(format!("this task already produced the {allowed} block(s) its paid work allows")),
         }
     }
 
-    /// Counts a job block mined on the lease `key` (after [`check_mining`](Self::check_mining)).
-    pub fn record_mined(&mut self, key: TaskKey, height: u64) {
-        let Some(job) = self.jobs.get_mut(&key.0) else { return };
-        if let TaskState::Leased { mined, .. } = &mut job.task_mut(key.1, key.2).state {
-            *mined += 1;
-        }
-        self.note(Subject::Job(key.0), height, format!("shard {} replica {}: a block was mined on it", key.1, key.2));
+    /// Counts a job block of `difficulty` mined on the lease `key` (after
+    /// [`check_mining`](Self::check_mining)) and burns, from the job's escrow, the share of the
+    /// lease's payment that the block's work is worth: ⌈burn% · price · min(W, D) / 10^9⌉,
+    /// rounded up so even the smallest job burns something. Returns what was burned: the block
+    /// may pay its miner at most a fixed share of it (`docs/economics.md`), so a job bought from
+    /// oneself to mine on can never pay for itself, whatever mining on it costs.
+    pub fn license_block(&mut self, key: TaskKey, height: u64, difficulty: u64, params: &MarketParams) -> u64 {
+        let Some(job) = self.jobs.get_mut(&key.0) else { return 0 };
+        let TaskState::Leased { price, .. } = job.task(key.1, key.2).state else { return 0 };
+        let work = macs_of(&job.spec.shards[key.1 as usize]).min(job.shard_macs(key.1)).min(difficulty.max(1));
+        let due = (price as u128 * work as u128 * params.job_burn_percent as u128).div_ceil(100 * 1_000_000_000);
+        let burned = (due.min(u64::MAX as u128) as u64).min(job.escrow);
+        job.escrow -= burned;
+        job.burned += burned;
+        let task = job.task_mut(key.1, key.2);
+        task.mined += 1;
+        task.prepaid_burn += burned;
+        self.escrow_total -= burned;
+        let text = format!(
+            "shard {} replica {}: a job block was mined on it; {burned} burned from the escrow toward its payment",
+            key.1, key.2
+        );
+        self.note(Subject::Job(key.0), height, text);
+        burned
     }
 
-    /// Leases `key` to `owner` (called by matching).
-    pub(crate) fn lease(&mut self, key: TaskKey, owner: Address, height: u64) {
+    /// The leaseholder gives a lease back because its inputs never arrived: no strike, the task
+    /// goes back to the queue without it, and the client pays it `wasted_lease_percent` of the
+    /// task's value from the escrow for the slot it held. Refused once blocks were mined on the
+    /// lease (its inputs had arrived).
+    pub fn release_lease(
+        &mut self,
+        provider: Address,
+        id: Hash,
+        shard: u16,
+        height: u64,
+        params: &MarketParams,
+    ) -> Result<Vec<Effect>, MarketRejection> {
+        let job = self.jobs.get(&id).ok_or(MarketRejection::UnknownJob)?;
+        if shard as usize >= job.spec.shards.len() {
+            return Err(MarketRejection::NoSuchShard { shard, shards: job.spec.shards.len() });
+        }
+        let replica = (0..job.spec.requirements.replicas)
+            .find(|&r| matches!(job.task(shard, r).state, TaskState::Leased { provider: p, .. } if p == provider))
+            .ok_or(MarketRejection::NotLeased { shard })?;
+        if job.task(shard, replica).prepaid_burn > 0 {
+            return Err(MarketRejection::MinedOnLease);
+        }
+        let TaskState::Leased { price, deadline, .. } = job.task(shard, replica).state else { unreachable!() };
+        let key = (id, shard, replica);
+        let fee = (payment(price, job.shard_macs(shard)) as u128 * params.wasted_lease_percent as u128 / 100) as u64;
+        let job = self.jobs.get_mut(&id).expect("checked above");
+        let fee = fee.min(job.escrow);
+        job.escrow -= fee;
+        job.paid += fee;
+        self.escrow_total -= fee;
+        self.deadlines.remove(&(deadline, key));
+        self.end_lease(key, provider, height);
+        self.jobs.get_mut(&id).expect("checked above").task_mut(shard, replica).excluded.insert(provider);
+        let p = self.providers.get_mut(&provider).expect("leaseholders are providers");
+        p.released += 1;
+        p.earned += fee;
+        self.book.list(&self.providers[&provider]);
+        let mut effects = vec![];
+        if fee > 0 {
+            effects.push(Effect::Pay { to: provider, amount: fee });
+        }
+        let text = format!("shard {shard} replica {replica}: lease given back by {provider}, its inputs never arrived; the client paid {fee} for the wasted lease");
+        self.note(Subject::Job(id), height, text);
+        self.note(
+            Subject::Provider(provider),
+            height,
+            format!("gave back job {} shard {shard} (inputs never arrived; no strike), paid {fee}", short(&id)),
+        );
+        self.requeue(key, height, &mut effects);
+        Ok(effects)
+    }
+
+    /// Leases `key` to `owner` (called by matching, which checked that `collateral` is free in
+    /// its bond).
+    pub(crate) fn lease(&mut self, key: TaskKey, owner: Address, height: u64, collateral: u64) {
         let (id, shard, replica) = key;
         let p = self.providers.get_mut(&owner).expect("matched providers exist");
         let price = p.offer.price_per_gmac;
         p.leases.insert(key);
         p.last_lease = height;
+        p.locked += collateral;
         let job = self.jobs.get_mut(&id).expect("queued tasks belong to jobs");
         let deadline = height + job.spec.requirements.lease_blocks as u64;
         let task = job.task_mut(shard, replica);
-        task.state = TaskState::Leased { provider: owner, price, since: height, deadline, mined: 0 };
+        task.state = TaskState::Leased { provider: owner, price, since: height, deadline };
         task.waiting = None;
+        task.collateral = collateral;
+        task.prepaid_burn = 0;
         self.deadlines.insert((deadline, key));
         let text =
             format!("shard {shard} replica {replica}: leased to {owner} at {price} per G MAC until block {deadline}");

@@ -1,5 +1,5 @@
 use ergon_market::load::{address, offer, order, order_book, saturating_load, Rng};
-use ergon_market::{Effect, Market, MarketParams, MarketRejection, ProviderStatus, Subject, TaskState};
+use ergon_market::{payment, Effect, Market, MarketParams, MarketRejection, ProviderStatus, Subject, TaskState};
 use ergon_pouw::WorkCommitment;
 use ergon_types::{Address, HardwareProfile, Hash, JobKind, JobSpec, Offer, Requirements};
 use proptest::prelude::*;
@@ -11,6 +11,10 @@ fn params() -> MarketParams {
         job_burn_percent: 10,
         max_strikes: 2,
         max_lease_blocks: 100,
+        // Collateral zero (audited always, nobody colludes) unless a test sizes it.
+        audit_permille: 1000,
+        collusion_percent: 0,
+        ..MarketParams::devnet()
     }
 }
 
@@ -110,14 +114,14 @@ fn expired_lease_is_reallocated_and_repeat_offenders_are_demoted() {
     m.end_block(6, &p);
     assert_eq!(leaseholder(&m, &a, 0, 0), Some(address(2)));
     let text = log_text(&m, Subject::Job(a));
-    assert!(text.contains("no result within 5 blocks; re-allocating"), "{text}");
+    assert!(text.contains("no result within 5 blocks") && text.contains("re-allocating"), "{text}");
     // Provider 1 fails a second task and is demoted (max_strikes = 2).
     let b = submit(&mut m, matmul(1, 1, 100), 2, 6);
     m.end_block(7, &p);
     assert_eq!(leaseholder(&m, &b, 0, 0), Some(address(1)));
     m.end_block(12, &p);
     assert_eq!(m.provider(&address(1)).unwrap().status, ProviderStatus::Demoted);
-    assert!(m.provider_outlook(&address(1), 100).contains("demoted"));
+    assert!(m.provider_outlook(&address(1), &params()).contains("demoted"));
     assert!(log_text(&m, Subject::Provider(address(1))).contains("demoted after 2 expired leases in a row"));
     // Registering again brings it back.
     m.register(address(1), cpu(50, 64, 100), 0, 13, &p).unwrap();
@@ -169,9 +173,9 @@ fn waiting_tasks_and_idle_providers_say_why() {
     m.end_block(1, &p);
     let w = m.job(&job).unwrap().task(0, 0).waiting.unwrap().to_string();
     assert!(w.contains("1 ask more than the maximum price"), "{w}");
-    let why = m.provider_outlook(&address(1), 100);
+    let why = m.provider_outlook(&address(1), &params());
     assert!(why.contains("offer less than your price 150"), "{why}");
-    assert!(m.provider_outlook(&address(9), 100).contains("not a provider"));
+    assert!(m.provider_outlook(&address(9), &params()).contains("not a provider"));
     let big = JobSpec {
         requirements: Requirements { min_memory_mib: 1 << 20, ..matmul(1, 1, 500).requirements },
         ..matmul(1, 1, 500)
@@ -253,7 +257,7 @@ fn bad_offers_and_jobs_are_refused_with_reasons() {
 
 /// After matching, no queued task could have been given to a free provider: the memo and the
 /// early exits never skip a match.
-fn assert_maximal(m: &Market) {
+fn assert_maximal(m: &Market, params: &MarketParams) {
     for job in m.jobs() {
         for (i, t) in job.tasks.iter().enumerate() {
             if t.state != TaskState::Queued {
@@ -268,7 +272,8 @@ fn assert_maximal(m: &Market) {
                     && (!q.gpu || !hw.gpu_model.is_empty())
                     && mem >= job.shard_memory_mib(shard)
                     && hw.int8_gmacs >= q.min_int8_gmacs
-                    && !t.excluded.contains(&p.owner);
+                    && !t.excluded.contains(&p.owner)
+                    && p.free_bond() >= params.collateral(payment(p.offer.price_per_gmac, job.shard_macs(shard)));
                 assert!(!fits, "task {i} of {:?} could have gone to {}", job.id, p.owner);
             }
         }
@@ -289,7 +294,7 @@ proptest! {
             let effects = a.end_block(h, &p);
             prop_assert_eq!(&effects, &b.end_block(h, &p));
             out += effects.iter().map(|e| match e { Effect::Pay { amount, .. } | Effect::Burn { amount } | Effect::Unbond { amount, .. } => *amount as u128 }).sum::<u128>();
-            assert_maximal(&a);
+            assert_maximal(&a, &p);
             prop_assert_eq!(a.root(), b.root());
             // Some leaseholders deliver, some do not.
             let leased: Vec<_> = a.providers().flat_map(|p| p.leases.iter().map(move |k| (p.owner, *k))).collect();
@@ -324,10 +329,10 @@ fn a_lease_licenses_only_the_blocks_its_paid_work_is_worth() {
     assert!(m.check_mining(&address(2), &job, &work, 1 << 20).unwrap_err().contains("not a provider"));
     // 2^30 multiply-adds at difficulty 2^29: two blocks; at a difficulty above the work: one.
     let key = m.check_mining(&address(1), &job, &work, 1 << 29).unwrap();
-    m.record_mined(key, 2);
+    m.license_block(key, 2, 1 << 29, &p);
     m.check_mining(&address(1), &job, &work, 1 << 29).unwrap();
     assert!(m.check_mining(&address(1), &job, &work, 1 << 40).unwrap_err().contains("already produced the 1 block"));
-    m.record_mined(key, 3);
+    m.license_block(key, 3, 1 << 29, &p);
     assert!(m.check_mining(&address(1), &job, &work, 1 << 29).is_err());
     let other = WorkCommitment { k: 7, ..work };
     assert!(m.check_mining(&address(1), &job, &other, 1).unwrap_err().contains("no open lease"));
@@ -386,4 +391,156 @@ fn two_replicas_that_disagree_are_both_re_allocated() {
     assert!(text.contains("disagree with no majority"), "{text}");
     let now: Vec<Address> = (0..2).map(|r| leaseholder(&m, &job, 0, r).unwrap()).collect();
     assert!(!now.contains(&h0) && !now.contains(&h1), "both moved to other providers: {now:?}");
+}
+
+// ---- Rewards only for real work (issue 9): each exploit of the old rules, played. ----
+
+/// Leases one 2^30-MAC shard at price 50 to provider 1 and returns the job.
+fn one_lease(m: &mut Market, p: &MarketParams, replicas: u8) -> Hash {
+    let job = submit(m, matmul(1, replicas, 100), 1, 1);
+    m.end_block(1, p);
+    job
+}
+
+#[test]
+fn a_job_block_burns_its_share_of_the_payment_rounded_up_even_when_the_payment_rounds_to_zero() {
+    let p = params();
+    let mut m = Market::default();
+    m.register(address(1), cpu(1, 64, u64::MAX), 100, 0, &p).unwrap();
+    // The old exploit: price 1, fewer than 10^9 MACs, so the payment and its burn were 0.
+    let w = WorkCommitment { m: 64, k: 64, n: 64, root_a: [0; 32], root_b: [0; 32] };
+    let mut spec = matmul(1, 1, 1);
+    spec.shards = vec![w];
+    spec.macs_per_shard = 64 * 64 * 64;
+    let job = submit(&mut m, spec, 1, 1);
+    m.end_block(1, &p);
+    let held = m.held();
+    let key = m.check_mining(&address(1), &job, &w, 1 << 40).unwrap();
+    let burned = m.license_block(key, 2, 1 << 40, &p);
+    assert_eq!(burned, 1, "rounded up: the smallest job block burns a whole coin");
+    assert_eq!(m.held(), held - 1);
+    assert_eq!(m.job(&job).unwrap().task(0, 0).prepaid_burn, 1);
+    m.post_result(address(1), job, 0, Hash::of("r", &[]), 3, &p).unwrap();
+    let effects = m.end_block(5, &p);
+    assert!(effects.contains(&Effect::Pay { to: address(1), amount: 0 }), "{effects:?}");
+    assert_eq!(m.job(&job).unwrap().burned, 1, "the block's burn counts toward the payment's");
+    assert_eq!(m.held(), 100, "only the bond is left");
+}
+
+#[test]
+fn a_lapsed_lease_buys_no_new_block_allowance_and_repays_what_its_blocks_burned() {
+    let p = params();
+    let mut m = Market::default();
+    m.register(address(1), cpu(50, 64, 100), 100, 0, &p).unwrap();
+    m.register(address(2), cpu(60, 64, 100), 100, 0, &p).unwrap();
+    let job = one_lease(&mut m, &p, 1);
+    let work = m.job(&job).unwrap().spec.shards[0];
+    let key = m.check_mining(&address(1), &job, &work, 1 << 30).unwrap();
+    let burned = m.license_block(key, 2, 1 << 30, &p);
+    assert_eq!(burned, (50u128 * (1 << 30) * 10).div_ceil(100 * 1_000_000_000) as u64);
+    let escrow = m.job(&job).unwrap().escrow;
+    // Provider 1 lets the lease lapse (5 blocks from block 1); provider 2 takes the task.
+    m.end_block(6, &p);
+    assert_eq!(leaseholder(&m, &job, 0, 0), Some(address(2)));
+    assert_eq!(m.job(&job).unwrap().escrow, escrow + burned, "the lapsed lease repaid its burn to the escrow");
+    assert_eq!(m.provider(&address(1)).unwrap().bond, 100 - burned);
+    let err = m.check_mining(&address(2), &job, &work, 1 << 30).unwrap_err();
+    assert!(err.contains("already produced the 1 block"), "the allowance is per task, never reset: {err}");
+}
+
+#[test]
+fn cancelling_stops_re_queueing_and_refunds_the_rest() {
+    let p = params();
+    let mut m = Market::default();
+    m.register(address(1), cpu(50, 64, 100), 100, 0, &p).unwrap();
+    let job = one_lease(&mut m, &p, 1);
+    m.cancel(address(CLIENT), job, 2).unwrap();
+    // The lease lapses: the old rules queued the task again under the cancelled job for ever.
+    let effects = m.end_block(6, &p);
+    let task = &m.job(&job).unwrap().tasks[0];
+    assert_eq!(task.state, TaskState::Cancelled);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Pay { to, .. } if *to == address(CLIENT))), "{effects:?}");
+    assert_eq!(m.held(), 100, "nothing but the bond is held");
+    assert!(log_text(&m, Subject::Job(job)).contains("not re-allocated, the job was cancelled"));
+}
+
+#[test]
+fn a_replica_nobody_can_take_is_cancelled_after_the_bound_and_bonds_come_back() {
+    let p = MarketParams { max_queue_blocks: 10, ..params() };
+    let mut m = Market::default();
+    m.register(address(1), cpu(50, 64, 100), 100, 0, &p).unwrap();
+    m.register(address(2), cpu(60, 64, 100), 100, 0, &p).unwrap();
+    let job = one_lease(&mut m, &p, 3);
+    let root = Hash::of("r", &[]);
+    m.post_result(address(1), job, 0, root, 2, &p).unwrap();
+    m.post_result(address(2), job, 0, root, 2, &p).unwrap();
+    m.deregister(address(1), 2).unwrap();
+    m.deregister(address(2), 2).unwrap();
+    let mut effects = vec![];
+    for h in 2..=12 {
+        effects.extend(m.end_block(h, &p));
+    }
+    let j = m.job(&job).unwrap();
+    assert_eq!(j.task(0, 2).state, TaskState::Cancelled);
+    assert!(matches!(j.task(0, 0).state, TaskState::Settled { .. }), "{:?}", j.task(0, 0).state);
+    assert!(log_text(&m, Subject::Job(job)).contains("no provider took it within 10 blocks"));
+    assert_eq!(m.provider(&address(1)).unwrap().status, ProviderStatus::Gone);
+    assert_eq!(m.held(), 0, "no escrow and no bond left locked");
+    assert!(effects.iter().any(|e| matches!(e, Effect::Unbond { to, amount: 100 } if *to == address(2))));
+}
+
+#[test]
+fn a_lease_whose_inputs_never_came_is_given_back_without_a_strike_and_paid_for() {
+    let p = params();
+    let mut m = Market::default();
+    m.register(address(1), cpu(50, 64, 100), 100, 0, &p).unwrap();
+    m.register(address(2), cpu(60, 64, 100), 100, 0, &p).unwrap();
+    let job = one_lease(&mut m, &p, 1);
+    let effects = m.release_lease(address(1), job, 0, 2, &p).unwrap();
+    let fee = 50 * (1u64 << 30) / 1_000_000_000 * 2 / 100;
+    assert_eq!(effects, vec![Effect::Pay { to: address(1), amount: fee }]);
+    let p1 = m.provider(&address(1)).unwrap();
+    assert_eq!((p1.strikes, p1.failed, p1.released, p1.status), (0, 0, 1, ProviderStatus::Active));
+    m.end_block(2, &p);
+    assert_eq!(leaseholder(&m, &job, 0, 0), Some(address(2)), "re-allocated to someone else");
+    // A lease with a block mined on it had its inputs: it cannot be given back for free.
+    let work = m.job(&job).unwrap().spec.shards[0];
+    let key = m.check_mining(&address(2), &job, &work, 1 << 30).unwrap();
+    m.license_block(key, 3, 1 << 30, &p);
+    assert_eq!(m.release_lease(address(2), job, 0, 3, &p), Err(MarketRejection::MinedOnLease));
+    assert_eq!(m.release_lease(address(1), job, 0, 3, &p), Err(MarketRejection::NotLeased { shard: 0 }));
+}
+
+#[test]
+fn leases_shorter_than_the_time_to_give_them_back_are_refused() {
+    let mut m = Market::default();
+    let mut spec = matmul(1, 1, 100);
+    spec.requirements.lease_blocks = 1;
+    let err = m.submit(address(CLIENT), Hash::ZERO, spec, 1, &params()).unwrap_err();
+    assert!(err.to_string().contains("lease_blocks must be in 3..="), "{err}");
+}
+
+#[test]
+fn a_lease_needs_collateral_from_the_deterrence_inequality_and_a_slash_takes_it() {
+    // p = 5%, q = 1, r = 10%: S = ⌈G / 0.045⌉ − R for G = R = the lease's value.
+    let p = MarketParams { audit_permille: 50, collusion_percent: 10, ..params() };
+    let value = 50 * (1u64 << 30) / 1_000_000_000; // 53 at price 50
+    let collateral = p.collateral(value);
+    assert_eq!(collateral, (value * 100_000).div_ceil(50 * 90) - value);
+    let mut m = Market::default();
+    m.register(address(1), cpu(50, 64, 100), collateral - 1, 0, &p).unwrap();
+    let job = submit(&mut m, matmul(1, 1, 100), 1, 1);
+    m.end_block(1, &p);
+    assert_eq!(leaseholder(&m, &job, 0, 0), None);
+    let why = m.job(&job).unwrap().tasks[0].waiting.unwrap().to_string();
+    assert!(why.contains("too little free bond"), "{why}");
+    assert!(m.provider_outlook(&address(1), &p).contains("need more free bond"));
+    m.register(address(1), cpu(50, 64, 100), 1, 2, &p).unwrap();
+    m.end_block(2, &p);
+    assert_eq!(leaseholder(&m, &job, 0, 0), Some(address(1)));
+    assert_eq!(m.provider(&address(1)).unwrap().locked, collateral);
+    m.post_result(address(1), job, 0, Hash::ZERO, 3, &p).unwrap();
+    let effects = m.slash((job, 0, 0), 4, &p, "wrong");
+    assert_eq!(effects, vec![Effect::Burn { amount: collateral }]);
+    assert_eq!(m.provider(&address(1)).unwrap().locked, 0);
 }

@@ -111,6 +111,7 @@ fn tx_json(t: &SignedTransaction) -> Value {
             "dispute",
             json!({ "job": job.to_hex(), "shard": shard, "replica": replica, "row": evidence.row, "col": evidence.col }),
         ),
+        TxKind::ReleaseLease { job, shard } => ("release_lease", json!({ "job": job.to_hex(), "shard": shard })),
     };
     json!({ "id": t.id().to_hex(), "from": t.tx.sender().to_string(), "nonce": t.tx.nonce, "fee": t.tx.fee,
             "kind": kind, "detail": detail })
@@ -181,6 +182,7 @@ fn provider_json(p: &Provider) -> Value {
         "leases": p.leases.iter().map(|(j, s, r)| json!({ "job": j.to_hex(), "shard": s, "replica": r })).collect::<Vec<_>>(),
         "results_in_challenge_window": p.pending, "completed": p.completed, "failed": p.failed,
         "reputation_permille": p.reputation(), "earned": p.earned, "slashed": p.slashed,
+        "bond_locked": p.locked, "leases_given_back": p.released,
     })
 }
 
@@ -193,10 +195,11 @@ fn job_json(j: &Job) -> Value {
         .map(|(i, t)| {
             let (state, detail) = match &t.state {
                 TaskState::Queued => ("queued", json!({ "why": t.waiting.map(|w| w.to_string()) })),
-                TaskState::Leased { provider, price, since, deadline, mined } => (
+                TaskState::Leased { provider, price, since, deadline } => (
                     "leased",
                     json!({ "provider": provider.to_string(), "price_per_gmac": price, "since": since,
-                            "deadline": deadline, "blocks_mined": mined }),
+                            "deadline": deadline, "blocks_mined": t.mined, "burned_by_blocks": t.prepaid_burn,
+                            "collateral": t.collateral }),
                 ),
                 TaskState::Posted { provider, price, result, settles_at } => (
                     "posted",
@@ -234,7 +237,7 @@ async fn provider(State(s): State<Arc<Shared>>, Path(address): Path<String>) -> 
     let node = s.lock();
     let market = &node.chain.ledger().market;
     let mut v = market.provider(&a).map(provider_json).unwrap_or_else(|| json!({ "address": a.to_string() }));
-    v["outlook"] = json!(market.provider_outlook(&a, node.chain.params().min_provider_stake));
+    v["outlook"] = json!(market.provider_outlook(&a, &node.chain.params().market()));
     v["decisions"] = decisions(market.decisions(&Subject::Provider(a)));
     Json(v).into_response()
 }

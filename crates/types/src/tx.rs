@@ -5,7 +5,7 @@
 //! `2 ‖ amount u64` (unstake), `3 ‖ offer ‖ stake u64` (register provider), `4` (deregister),
 //! `5 ‖ job spec` (submit job), `6 ‖ job Hash` (cancel job) or `7 ‖ job Hash ‖ shard u16 ‖ result
 //! Hash` (post result) or `8 ‖ job Hash ‖ shard u16 as u32 ‖ replica u8 ‖ evidence bytes` (dispute,
-//! evidence as in `ergon_pouw::dispute`); offers and job specs are encoded as in [`crate::job`]. A signed transaction appends the 64-byte signature over
+//! evidence as in `ergon_pouw::dispute`) or `9 ‖ job Hash ‖ shard u16 as u32` (release a lease); offers and job specs are encoded as in [`crate::job`]. A signed transaction appends the 64-byte signature over
 //! `"ergon v1 transaction" ‖ encoding`. The chain hash (the genesis hash) stops a transaction
 //! signed for one network from being replayed on another.
 
@@ -43,6 +43,9 @@ pub enum TxKind {
     /// Evidence that a posted result (still in its challenge window) has a wrong entry: the
     /// provider is slashed, half of it to the sender, and the shard is re-allocated.
     Dispute { job: Hash, shard: u16, replica: u8, evidence: WrongEntry },
+    /// The leaseholder gives a lease back because its inputs never arrived (no strike; the
+    /// client pays it a small share of the task for the wasted lease).
+    ReleaseLease { job: Hash, shard: u16 },
 }
 
 /// An unsigned transaction.
@@ -99,6 +102,7 @@ impl Canonical for Transaction {
             TxKind::Dispute { job, shard, replica, evidence } => {
                 w.u8(8).bytes(&job.0).u32(*shard as u32).u8(*replica).var_bytes(&evidence.encode())
             }
+            TxKind::ReleaseLease { job, shard } => w.u8(9).bytes(&job.0).u32(*shard as u32),
         };
     }
 
@@ -131,6 +135,12 @@ impl Canonical for Transaction {
                     Err(e) => return r.fail(e.to_string()),
                 };
                 TxKind::Dispute { job, shard, replica, evidence }
+            }
+            9 => {
+                let job = Hash(r.array()?);
+                let shard = r.u32()?;
+                let Ok(shard) = u16::try_from(shard) else { return r.fail(format!("shard {shard} out of range")) };
+                TxKind::ReleaseLease { job, shard }
             }
             tag => return r.fail(format!("unknown transaction kind {tag}")),
         };
