@@ -65,6 +65,9 @@ pub struct ChainParams {
     /// Share (percent) of a task's value paid to a provider whose inputs never arrived.
     #[serde(default = "defaults::wasted_lease_percent")]
     pub wasted_lease_percent: u64,
+    /// Blocks a provider has to answer an availability challenge.
+    #[serde(default = "defaults::reveal_blocks")]
+    pub reveal_blocks: u64,
 }
 
 /// Market parameters a genesis file may leave out (files written before the market existed).
@@ -103,6 +106,9 @@ mod defaults {
     pub fn wasted_lease_percent() -> u64 {
         MarketParams::devnet().wasted_lease_percent
     }
+    pub fn reveal_blocks() -> u64 {
+        MarketParams::devnet().reveal_blocks
+    }
 }
 
 impl ChainParams {
@@ -130,6 +136,7 @@ impl ChainParams {
             audit_permille: defaults::audit_permille(),
             collusion_percent: defaults::collusion_percent(),
             wasted_lease_percent: defaults::wasted_lease_percent(),
+            reveal_blocks: defaults::reveal_blocks(),
         }
     }
 
@@ -146,6 +153,7 @@ impl ChainParams {
             audit_permille: self.audit_permille,
             collusion_percent: self.collusion_percent,
             wasted_lease_percent: self.wasted_lease_percent,
+            reveal_blocks: self.reveal_blocks,
         }
     }
 
@@ -180,8 +188,8 @@ impl ChainParams {
         if self.audit_permille == 0 || self.audit_permille > 1000 || self.collusion_percent >= 100 {
             return bad("audit_permille must be in 1..=1000 and collusion_percent below 100");
         }
-        if self.wasted_lease_percent > 100 || self.max_queue_blocks == 0 {
-            return bad("wasted_lease_percent must be at most 100 and max_queue_blocks positive");
+        if self.wasted_lease_percent > 100 || self.max_queue_blocks == 0 || self.reveal_blocks == 0 {
+            return bad("wasted_lease_percent must be at most 100, max_queue_blocks and reveal_blocks positive");
         }
         Ok(())
     }

@@ -248,6 +248,12 @@ impl Ledger {
                 self.market.dispute(from, (*job, *shard, *replica), evidence, height, &market)
             }
             TxKind::ReleaseLease { job, shard } => self.market.release_lease(from, *job, *shard, height, &market),
+            TxKind::ChallengeResult { job, shard, replica, rows } => {
+                self.market.challenge_result(from, (*job, *shard, *replica), rows, height, &market).map(|()| vec![])
+            }
+            TxKind::RevealRows { job, shard, replica, rows } => {
+                self.market.reveal_rows(from, (*job, *shard, *replica), rows, height).map(|()| vec![])
+            }
             _ => Ok(vec![]),
         }
         .map_err(TxRejection::Market)?;

@@ -312,3 +312,95 @@ fn a_self_dealt_job_block_pays_less_than_its_job_burned() {
     let again = mine(&mut chain, P1, vec![], Some(JobWork { job, a: zeros.clone(), b: zeros }));
     assert!(matches!(again, Err(BlockRejection::NotLeased(ref why)) if why.contains("already produced")));
 }
+
+/// Withholding (issue 9): a provider posts a root and never serves the result. The client
+/// challenges two rows; a provider that reveals them is paid; one that does not, or that posted
+/// the root of a wrongly shaped product (which no opening can match), is slashed, not paid, and
+/// the task is queued again.
+#[test]
+fn a_withheld_or_misshapen_result_is_challenged_and_never_paid() {
+    let mut chain = Chain::new(genesis()).unwrap();
+    let id = chain.chain_id();
+    let addr = |k: u8| key(k).public().address();
+    let register = |from, price| tx(id, from, 0, TxKind::RegisterProvider { offer: offer(price), stake: STAKE });
+    step(&mut chain, MINER, vec![register(P1, 500_000_000), register(P2, 600_000_000)], None);
+    let (a, b) = (matrix(30, 40, 5), matrix(40, 20, 6));
+    let work = WorkCommitment::compute(&a, &b).unwrap();
+    let c = ergon_kernels::matmul(&a, &b).unwrap();
+    let submit = |nonce| tx(id, CLIENT, nonce, TxKind::SubmitJob { spec: matmul_spec(vec![work], 30 * 40 * 20, 20) });
+    let (first, second) = (submit(0), submit(1));
+    let (honest_job, withheld_job) = (ergon_types::job::job_id(&first.id()), ergon_types::job::job_id(&second.id()));
+    step(&mut chain, MINER, vec![first, second], None);
+    let holder = |chain: &Chain, job| match chain.ledger().market.job(&job).unwrap().task(0, 0).state {
+        TaskState::Leased { provider, .. } | TaskState::Posted { provider, .. } => Some(provider),
+        _ => None,
+    };
+    let (hp, wp) = (holder(&chain, honest_job).unwrap(), holder(&chain, withheld_job).unwrap());
+    let (honest, withholder) = if hp == addr(P1) { (P1, P2) } else { (P2, P1) };
+    assert_eq!(wp, addr(withholder));
+    // Both post the right root; the withholder will never serve or reveal its rows.
+    let root = Hash(ergon_pouw::result_root(&c));
+    step(
+        &mut chain,
+        MINER,
+        vec![
+            tx(id, honest, 1, TxKind::PostResult { job: honest_job, shard: 0, result: root }),
+            tx(id, withholder, 1, TxKind::PostResult { job: withheld_job, shard: 0, result: root }),
+        ],
+        None,
+    );
+    let challenge =
+        |nonce, job| tx(id, CLIENT, nonce, TxKind::ChallengeResult { job, shard: 0, replica: 0, rows: vec![3, 17] });
+    // Only the client may challenge, and only rows that exist.
+    let stranger = tx(id, MINER, 0, TxKind::ChallengeResult { job: honest_job, shard: 0, replica: 0, rows: vec![3] });
+    let outside = tx(id, CLIENT, 2, TxKind::ChallengeResult { job: honest_job, shard: 0, replica: 0, rows: vec![30] });
+    let t = chain.template(addr(MINER), vec![stranger, outside], chain.tip_header().time_ms + T);
+    assert_eq!(t.refused[0].1, TxRejection::Market(MarketRejection::NotYourJob));
+    assert!(t.refused[1].1.to_string().contains("row 30 is outside"), "{}", t.refused[1].1);
+    step(&mut chain, MINER, vec![challenge(2, honest_job), challenge(3, withheld_job)], None);
+    // A reveal of other rows, or of rows that do not open to the root, is refused.
+    let reveal = |from, nonce, job, rows: &[usize]| {
+        let rows = rows.iter().map(|&r| ergon_pouw::RevealedRow::build(&c, r).unwrap()).collect();
+        tx(id, from, nonce, TxKind::RevealRows { job, shard: 0, replica: 0, rows })
+    };
+    let mut forged = c.clone();
+    forged.as_mut_slice()[3 * 20] += 1;
+    let wrong_rows = reveal(honest, 2, honest_job, &[3]);
+    let forged_rows = {
+        let rows = [3, 17].iter().map(|&r| ergon_pouw::RevealedRow::build(&forged, r).unwrap()).collect();
+        tx(id, honest, 2, TxKind::RevealRows { job: honest_job, shard: 0, replica: 0, rows })
+    };
+    let t = chain.template(addr(MINER), vec![wrong_rows, forged_rows], chain.tip_header().time_ms + T);
+    assert!(t.refused[0].1.to_string().contains("exactly the asked rows"), "{}", t.refused[0].1);
+    assert!(t.refused[1].1.to_string().contains("does not open"), "{}", t.refused[1].1);
+    step(&mut chain, MINER, vec![reveal(honest, 2, honest_job, &[3, 17])], None);
+    let withholder_bond = chain.ledger().market.provider(&addr(withholder)).unwrap().bond;
+    for _ in 0..4 {
+        step(&mut chain, MINER, vec![], None);
+    }
+    let market = &chain.ledger().market;
+    assert!(matches!(market.job(&honest_job).unwrap().task(0, 0).state, TaskState::Settled { .. }), "revealed: paid");
+    let w = market.job(&withheld_job).unwrap();
+    assert!(!matches!(w.task(0, 0).state, TaskState::Settled { .. } | TaskState::Posted { .. }), "{:?}", w.task(0, 0));
+    assert_eq!(w.paid, 0, "a withheld result is never paid");
+    let p = market.provider(&addr(withholder)).unwrap();
+    assert!(p.bond < withholder_bond && p.status == ergon_market::ProviderStatus::Demoted, "{p:?}");
+    let log = market.decisions(&ergon_market::Subject::Provider(addr(withholder)));
+    assert!(log.iter().any(|d| d.text.contains("withheld its result")), "{log:?}");
+    supply_holds(&chain);
+
+    // A root of a wrongly shaped product: no row of the committed 30×20 shape opens to it.
+    let misshapen = ergon_kernels::matmul(&matrix(31, 40, 5), &b).unwrap();
+    let row = ergon_pouw::RevealedRow::build(&misshapen, 3).unwrap();
+    assert!(row.check(30, 20, &ergon_pouw::result_root(&misshapen)).is_err());
+}
+
+#[test]
+fn shards_beyond_the_dispute_limits_are_refused_at_submission() {
+    let chain = Chain::new(genesis()).unwrap();
+    let w = WorkCommitment { m: 24, k: 16_385, n: 32, root_a: [0; 32], root_b: [0; 32] };
+    let spec = matmul_spec(vec![w], 24 * 16_385 * 32, 5);
+    let mut m = chain.ledger().market.clone();
+    let err = m.submit(key(CLIENT).public().address(), Hash::ZERO, spec, 1, &chain.params().market()).unwrap_err();
+    assert!(err.to_string().contains("could not be proven on chain"), "{err}");
+}

@@ -18,6 +18,7 @@
 //! market never reads a clock, a socket or a random source. Coins move only through the
 //! [`Effect`]s it returns, which the ledger applies, so supply accounting stays in one place.
 
+mod availability;
 pub mod load;
 pub mod matching;
 pub mod model;
@@ -27,7 +28,7 @@ mod rules;
 mod settlement;
 pub mod state;
 
-pub use model::{short, Job, JobStatus, Provider, ProviderStatus, Task, TaskKey, TaskState};
+pub use model::{short, Challenge, Job, JobStatus, Provider, ProviderStatus, Task, TaskKey, TaskState};
 pub use reasons::{Decision, Subject};
 pub use state::Market;
 
@@ -62,6 +63,8 @@ pub struct MarketParams {
     /// Share (percent) of a task's value the client pays a provider that gives its lease back
     /// because the inputs never arrived.
     pub wasted_lease_percent: u64,
+    /// Blocks a provider has to reveal the rows an availability challenge asks for.
+    pub reveal_blocks: u64,
 }
 
 impl MarketParams {
@@ -77,6 +80,7 @@ impl MarketParams {
             audit_permille: 50,
             collusion_percent: 10,
             wasted_lease_percent: 2,
+            reveal_blocks: 3,
         }
     }
 
@@ -100,6 +104,11 @@ impl MarketParams {
 /// Shortest lease a job may ask for: time for the leaseholder to fetch its inputs and, if they
 /// never arrive, to give the lease back without a strike before the deadline.
 pub const MIN_LEASE_BLOCKS: u32 = 3;
+
+/// Availability challenges a client may make on one posted result (each asks for up to
+/// `ergon_pouw::dispute::MAX_REVEAL_ROWS` rows), so a client cannot keep a provider revealing for
+/// ever, while a withheld result can still be recovered row by row up to this bound.
+pub const MAX_CHALLENGES: u8 = 8;
 
 /// A movement of coins the ledger must carry out. Escrow and bonds live in the market until an
 /// effect releases them.
@@ -139,6 +148,8 @@ pub enum MarketRejection {
     NotInChallengeWindow,
     /// A lease with blocks mined on it cannot be given back as "inputs never arrived".
     MinedOnLease,
+    /// An availability challenge or its answer that cannot apply.
+    BadChallenge(String),
 }
 
 impl fmt::Display for MarketRejection {
@@ -162,6 +173,7 @@ impl fmt::Display for MarketRejection {
             }
             Self::BudgetOverflow => write!(f, "the job's maximum cost overflows"),
             Self::DisputeFailed(why) => write!(f, "dispute refused: {why}"),
+            Self::BadChallenge(why) => write!(f, "challenge refused: {why}"),
             Self::MinedOnLease => {
                 write!(f, "blocks were mined on this lease, so its inputs arrived: post the result instead")
             }

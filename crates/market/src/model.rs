@@ -109,6 +109,17 @@ pub struct Task {
     pub collateral: u64,
     /// Height since which it has waited in the queue (bounded by `max_queue_blocks`).
     pub queued_since: u64,
+    /// An open availability challenge on the posted result: rows the client asked to see.
+    pub challenge: Option<Challenge>,
+    /// Availability challenges made on the current result (at most [`crate::MAX_CHALLENGES`]).
+    pub challenges: u8,
+}
+
+/// Rows of a posted result the provider must reveal on chain by `deadline`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    pub rows: Vec<u32>,
+    pub deadline: u64,
 }
 
 impl Task {
@@ -121,6 +132,8 @@ impl Task {
             prepaid_burn: 0,
             collateral: 0,
             queued_since: height,
+            challenge: None,
+            challenges: 0,
         }
     }
 }

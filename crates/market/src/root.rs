@@ -42,7 +42,17 @@ impl Market {
                     }
                     TaskState::Cancelled => w.u8(4),
                 };
-                w.u32(t.mined).u64(t.prepaid_burn).u64(t.collateral).u64(t.queued_since);
+                w.u32(t.mined).u64(t.prepaid_burn).u64(t.collateral).u64(t.queued_since).u8(t.challenges);
+                match &t.challenge {
+                    None => w.u8(0),
+                    Some(c) => {
+                        w.u8(1).u64(c.deadline).u32(c.rows.len() as u32);
+                        c.rows.iter().for_each(|r| {
+                            w.u32(*r);
+                        });
+                        &mut w
+                    }
+                };
                 w.u32(t.excluded.len() as u32);
                 for a in &t.excluded {
                     w.bytes(&a.0);

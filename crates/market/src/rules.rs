@@ -4,6 +4,8 @@
 use ergon_types::job::{MAX_REPLICAS, MAX_SHARDS};
 use ergon_types::{JobKind, JobSpec, Offer};
 
+use ergon_pouw::dispute::{MAX_DISPUTE_K, MAX_DISPUTE_N};
+
 use crate::model::macs_of;
 use crate::{MarketParams, MarketRejection, MIN_LEASE_BLOCKS};
 
@@ -55,6 +57,12 @@ pub(crate) fn check_job(spec: &JobSpec, params: &MarketParams) -> Result<(), Mar
         for (i, s) in spec.shards.iter().enumerate() {
             if s.k != k || s.n != n {
                 return bad(format!("shard {i} is {}×{}×{}, but shards must share k and n", s.m, s.k, s.n));
+            }
+            if s.k as usize > MAX_DISPUTE_K || s.n as usize > MAX_DISPUTE_N {
+                return bad(format!(
+                    "shard {i} is {}×{}×{}: a wrong or withheld result could not be proven on chain beyond k, n = {MAX_DISPUTE_K}; split the product",
+                    s.m, s.k, s.n
+                ));
             }
             if macs_of(s) > spec.macs_per_shard {
                 return bad(format!(

@@ -57,7 +57,7 @@ impl Market {
     /// what blocks on the lease burned from it, then loses the larger of the lease's collateral
     /// and `min_provider_stake` (never more than its bond), is demoted, and the task is queued
     /// again without it. Returns the amount slashed; the caller decides where it goes.
-    fn penalize(
+    pub(crate) fn penalize(
         &mut self,
         key: TaskKey,
         height: u64,
@@ -69,6 +69,9 @@ impl Market {
         let Some(job) = self.jobs.get(&id) else { return 0 };
         let task = job.task(shard, replica);
         let collateral = task.collateral;
+        if let Some(c) = &task.challenge {
+            self.reveals.remove(&(c.deadline, key));
+        }
         let provider = match task.state {
             TaskState::Posted { provider, settles_at, .. } => {
                 self.settling.remove(&(settles_at, key));
@@ -110,6 +113,7 @@ impl Market {
     pub fn end_block(&mut self, height: u64, params: &MarketParams) -> Vec<Effect> {
         let mut effects = vec![];
         self.expire_leases(height, params, &mut effects);
+        self.expire_reveals(height, params, &mut effects);
         self.settle_results(height, params, &mut effects);
         self.expire_queue(height, params, &mut effects);
         self.release_bonds(height, &mut effects);
@@ -151,6 +155,8 @@ impl Market {
         let open = job.status == JobStatus::Open;
         let task = job.task_mut(shard, replica);
         task.waiting = None;
+        task.challenge = None;
+        task.challenges = 0;
         if open {
             task.state = TaskState::Queued;
             task.queued_since = height;
@@ -212,6 +218,15 @@ impl Market {
             let (id, shard, replica) = key;
             let job = &self.jobs[&id];
             if !matches!(job.task(shard, replica).state, TaskState::Posted { .. }) {
+                continue;
+            }
+            if job.task(shard, replica).challenge.is_some() {
+                // Settled only once the challenged rows are revealed (or slashed at the deadline).
+                let job = self.jobs.get_mut(&id).expect("checked above");
+                if let TaskState::Posted { settles_at, .. } = &mut job.task_mut(shard, replica).state {
+                    *settles_at = height + 1;
+                }
+                self.settling.insert((height + 1, key));
                 continue;
             }
             let Some(verdict) = replica_verdict(job, shard, height) else {

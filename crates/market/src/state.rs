@@ -23,6 +23,8 @@ pub struct Market {
     pub(crate) deadlines: BTreeSet<(u64, TaskKey)>,
     /// (settlement height, task) of every posted result.
     pub(crate) settling: BTreeSet<(u64, TaskKey)>,
+    /// (reveal deadline, task) of every open availability challenge.
+    pub(crate) reveals: BTreeSet<(u64, TaskKey)>,
     pub(crate) log: Log,
     pub(crate) escrow_total: u64,
     pub(crate) bond_total: u64,

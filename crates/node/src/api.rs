@@ -112,6 +112,14 @@ fn tx_json(t: &SignedTransaction) -> Value {
             json!({ "job": job.to_hex(), "shard": shard, "replica": replica, "row": evidence.row, "col": evidence.col }),
         ),
         TxKind::ReleaseLease { job, shard } => ("release_lease", json!({ "job": job.to_hex(), "shard": shard })),
+        TxKind::ChallengeResult { job, shard, replica, rows } => {
+            ("challenge_result", json!({ "job": job.to_hex(), "shard": shard, "replica": replica, "rows": rows }))
+        }
+        TxKind::RevealRows { job, shard, replica, rows } => (
+            "reveal_rows",
+            json!({ "job": job.to_hex(), "shard": shard, "replica": replica,
+                    "rows": rows.iter().map(|r| r.index).collect::<Vec<_>>() }),
+        ),
     };
     json!({ "id": t.id().to_hex(), "from": t.tx.sender().to_string(), "nonce": t.tx.nonce, "fee": t.tx.fee,
             "kind": kind, "detail": detail })

@@ -177,6 +177,79 @@ impl WrongEntry {
     }
 }
 
+/// Most rows one availability challenge may ask for (16 rows of the widest result are 1 MiB).
+pub const MAX_REVEAL_ROWS: usize = 16;
+/// Largest encoded [`RevealedRow`].
+pub const MAX_REVEALED_ROW_BYTES: usize = 4 + 4 + 4 * MAX_DISPUTE_N + 4 + 32 * MAX_PATH;
+
+/// One row of a committed result, opened against its root: what a provider publishes on chain
+/// when a client says it could not get the result, so that withholding cannot be paid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevealedRow {
+    pub index: u32,
+    pub row: Vec<i32>,
+    pub path: Vec<Hash>,
+}
+
+impl RevealedRow {
+    /// Opens row `index` of `c`.
+    pub fn build(c: &MatI32, index: usize) -> Result<Self, PouwError> {
+        if index >= c.rows() {
+            return Err(PouwError::Shape(format!("row {index} of a result with {} rows", c.rows())));
+        }
+        let row = c.as_slice()[index * c.cols()..(index + 1) * c.cols()].to_vec();
+        Ok(Self { index: index as u32, row, path: merkle::path(&leaves_c(c), index) })
+    }
+
+    /// Whether this is row `index` of the m×n result committed as `result`.
+    pub fn check(&self, m: u32, n: u32, result: &Hash) -> Result<(), PouwError> {
+        if self.index >= m || self.row.len() != n as usize {
+            return Err(PouwError::Invalid(format!(
+                "row {} of {} values does not fit the {m}×{n} result",
+                self.index,
+                self.row.len()
+            )));
+        }
+        let tree = merkle::root_from_path(leaf_c(self.index, &self.row), self.index as usize, m as usize, &self.path);
+        if tree.map(|t| root_c(m, n, &t)) != Some(*result) {
+            return Err(PouwError::Invalid(format!("row {} does not open to the posted result", self.index)));
+        }
+        Ok(())
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(12 + 4 * self.row.len() + 32 * self.path.len());
+        out.extend_from_slice(&self.index.to_le_bytes());
+        out.extend_from_slice(&((4 * self.row.len()) as u32).to_le_bytes());
+        out.extend_from_slice(&as_le_bytes(&self.row));
+        out.extend_from_slice(&(self.path.len() as u32).to_le_bytes());
+        self.path.iter().for_each(|h| out.extend_from_slice(h));
+        out
+    }
+
+    /// Decodes exactly one `RevealedRow`, refusing oversize input before allocating.
+    pub fn decode(bytes: &[u8]) -> Result<Self, PouwError> {
+        if bytes.len() > MAX_REVEALED_ROW_BYTES {
+            return Err(PouwError::Decode(format!(
+                "{} bytes exceed the {MAX_REVEALED_ROW_BYTES}-byte limit",
+                bytes.len()
+            )));
+        }
+        let mut r = Cursor { bytes, at: 0 };
+        let index = r.u32()?;
+        let row_bytes = r.block(4 * MAX_DISPUTE_N)?;
+        if row_bytes.len() % 4 != 0 {
+            return Err(PouwError::Decode("result row is not whole i32s".into()));
+        }
+        let row = row_bytes.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+        let path = r.path()?;
+        if r.at != bytes.len() {
+            return Err(PouwError::Decode(format!("{} trailing bytes", bytes.len() - r.at)));
+        }
+        Ok(Self { index, row, path })
+    }
+}
+
 struct Cursor<'a> {
     bytes: &'a [u8],
     at: usize,

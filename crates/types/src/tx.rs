@@ -5,20 +5,32 @@
 //! `2 ‖ amount u64` (unstake), `3 ‖ offer ‖ stake u64` (register provider), `4` (deregister),
 //! `5 ‖ job spec` (submit job), `6 ‖ job Hash` (cancel job) or `7 ‖ job Hash ‖ shard u16 ‖ result
 //! Hash` (post result) or `8 ‖ job Hash ‖ shard u16 as u32 ‖ replica u8 ‖ evidence bytes` (dispute,
-//! evidence as in `ergon_pouw::dispute`) or `9 ‖ job Hash ‖ shard u16 as u32` (release a lease); offers and job specs are encoded as in [`crate::job`]. A signed transaction appends the 64-byte signature over
+//! evidence as in `ergon_pouw::dispute`) or `9 ‖ job Hash ‖ shard u16 as u32` (release a lease), `10 ‖ job ‖ shard u32 ‖ replica u8 ‖
+//! count u32 ‖ row u32…` (challenge a result's availability) or `11 ‖ job ‖ shard u32 ‖ replica u8
+//! ‖ count u32 ‖ (revealed row as var bytes)…` (reveal rows; `ergon_pouw::RevealedRow`); offers and job specs are encoded as in [`crate::job`]. A signed transaction appends the 64-byte signature over
 //! `"ergon v1 transaction" ‖ encoding`. The chain hash (the genesis hash) stops a transaction
 //! signed for one network from being replayed on another.
 
 use crate::codec::{Canonical, Reader, Writer};
 use crate::hash::Hash;
-use ergon_pouw::dispute::MAX_DISPUTE_BYTES;
-use ergon_pouw::WrongEntry;
+use ergon_pouw::dispute::{MAX_DISPUTE_BYTES, MAX_REVEALED_ROW_BYTES, MAX_REVEAL_ROWS};
+use ergon_pouw::{RevealedRow, WrongEntry};
 
 use crate::job::{JobSpec, Offer};
 use crate::keys::{Address, PublicKey, SecretKey, Signature};
 use crate::TypesError;
 
 const VERSION: u8 = 1;
+/// Largest encoded list of revealed rows.
+const MAX_REVEAL_BYTES: usize = MAX_REVEAL_ROWS * (4 + MAX_REVEALED_ROW_BYTES);
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
 const SIGNING_DOMAIN: &[u8] = b"ergon v1 transaction";
 
 /// What a transaction does.
@@ -46,6 +58,12 @@ pub enum TxKind {
     /// The leaseholder gives a lease back because its inputs never arrived (no strike; the
     /// client pays it a small share of the task for the wasted lease).
     ReleaseLease { job: Hash, shard: u16 },
+    /// The client could not get (or decrypt, or read) a posted result: the provider must publish
+    /// these rows of it, opened against its root, within the reveal bound, or it is not paid and
+    /// is slashed.
+    ChallengeResult { job: Hash, shard: u16, replica: u8, rows: Vec<u32> },
+    /// The provider's answer to a [`TxKind::ChallengeResult`]: the asked rows with their paths.
+    RevealRows { job: Hash, shard: u16, replica: u8, rows: Vec<RevealedRow> },
 }
 
 /// An unsigned transaction.
@@ -78,7 +96,7 @@ impl Transaction {
 }
 
 impl Canonical for Transaction {
-    const MAX_BYTES: usize = 1 + 32 + 32 + 8 + 8 + 1 + 32 + 4 + 1 + 4 + MAX_DISPUTE_BYTES;
+    const MAX_BYTES: usize = 1 + 32 + 32 + 8 + 8 + 1 + 32 + 4 + 1 + 4 + max(MAX_DISPUTE_BYTES, MAX_REVEAL_BYTES);
 
     fn write(&self, w: &mut Writer) {
         w.u8(VERSION).bytes(&self.chain.0).bytes(&self.from.0).u64(self.nonce).u64(self.fee);
@@ -103,6 +121,20 @@ impl Canonical for Transaction {
                 w.u8(8).bytes(&job.0).u32(*shard as u32).u8(*replica).var_bytes(&evidence.encode())
             }
             TxKind::ReleaseLease { job, shard } => w.u8(9).bytes(&job.0).u32(*shard as u32),
+            TxKind::ChallengeResult { job, shard, replica, rows } => {
+                w.u8(10).bytes(&job.0).u32(*shard as u32).u8(*replica).u32(rows.len() as u32);
+                rows.iter().for_each(|r| {
+                    w.u32(*r);
+                });
+                w
+            }
+            TxKind::RevealRows { job, shard, replica, rows } => {
+                w.u8(11).bytes(&job.0).u32(*shard as u32).u8(*replica).u32(rows.len() as u32);
+                rows.iter().for_each(|r| {
+                    w.var_bytes(&r.encode());
+                });
+                w
+            }
         };
     }
 
@@ -141,6 +173,29 @@ impl Canonical for Transaction {
                 let shard = r.u32()?;
                 let Ok(shard) = u16::try_from(shard) else { return r.fail(format!("shard {shard} out of range")) };
                 TxKind::ReleaseLease { job, shard }
+            }
+            tag @ (10 | 11) => {
+                let job = Hash(r.array()?);
+                let shard = r.u32()?;
+                let Ok(shard) = u16::try_from(shard) else { return r.fail(format!("shard {shard} out of range")) };
+                let replica = r.u8()?;
+                let count = r.u32()? as usize;
+                if count == 0 || count > MAX_REVEAL_ROWS {
+                    return r.fail(format!("{count} rows; a challenge asks for 1..={MAX_REVEAL_ROWS}"));
+                }
+                if tag == 10 {
+                    let rows = (0..count).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
+                    TxKind::ChallengeResult { job, shard, replica, rows }
+                } else {
+                    let mut rows = Vec::with_capacity(count);
+                    for _ in 0..count {
+                        match RevealedRow::decode(r.var_bytes(MAX_REVEALED_ROW_BYTES)?) {
+                            Ok(row) => rows.push(row),
+                            Err(e) => return r.fail(e.to_string()),
+                        }
+                    }
+                    TxKind::RevealRows { job, shard, replica, rows }
+                }
             }
             tag => return r.fail(format!("unknown transaction kind {tag}")),
         };
