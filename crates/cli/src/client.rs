@@ -118,6 +118,8 @@ enum Checked {
     Disputed(String),
     /// Not fetchable yet (or not yet the posted one).
     NotYet,
+    /// Fetched but undecryptable, unreadable or misshapen: challenged, never a reason to quit.
+    Unusable(String),
 }
 
 fn check_result(
@@ -128,10 +130,15 @@ fn check_result(
     holder: &Address,
     posted: &str,
 ) -> Result<Checked, String> {
-    let Some(plain) = fetch_result(job.api, &job.key, &job.id, shard, replica, holder)? else {
-        return Ok(Checked::NotYet);
+    let plain = match fetch_result(job.api, &job.key, &job.id, shard, replica, holder) {
+        Ok(Some(plain)) => plain,
+        Ok(None) => return Ok(Checked::NotYet),
+        Err(why) => return Ok(Checked::Unusable(format!("the result does not decrypt: {why}"))),
     };
-    let output = Output::from_plaintext(kind, plain)?;
+    let output = match Output::from_plaintext(kind, plain) {
+        Ok(o) => o,
+        Err(why) => return Ok(Checked::Unusable(why)),
+    };
     if output.commitment().to_hex() != posted {
         return Ok(Checked::NotYet); // a stale or foreign blob; the provider's own one will match
     }
@@ -140,7 +147,13 @@ fn check_result(
     };
     let a = rows(a, bounds[shard as usize]);
     if c.rows() != a.rows() || c.cols() != b.cols() {
-        return Err("result has the wrong shape".into());
+        return Ok(Checked::Unusable(format!(
+            "the result is {}×{}, not {}×{}",
+            c.rows(),
+            c.cols(),
+            a.rows(),
+            b.cols()
+        )));
     }
     match freivalds::check(&a, b, c, freivalds::DEFAULT_ROUNDS, entropy()?).map_err(|e| e.to_string())? {
         Verdict::Accept { .. } => Ok(Checked::Good(output)),
@@ -154,6 +167,19 @@ fn check_result(
             Ok(Checked::Disputed(format!("entry ({row}, {col}) of shard {shard} is wrong; dispute sent")))
         }
     }
+}
+
+/// How long a posted result may stay unfetchable before the client challenges its availability.
+const WITHHELD_AFTER: Duration = Duration::from_secs(4);
+
+/// Challenges the availability of a posted matmul result: the provider must reveal its first
+/// rows on chain or be slashed, and the shard goes to someone else.
+fn challenge(job: &ClientJob, shard: u16, replica: u8, why: &str) -> Result<String, String> {
+    let Work::Matmul { bounds, .. } = &job.work else { return Err("only products can be challenged".into()) };
+    let (r0, r1) = bounds[shard as usize];
+    let rows: Vec<u32> = (0..((r1 - r0).min(ergon_pouw::dispute::MAX_REVEAL_ROWS)) as u32).collect();
+    sign_and_submit(job.api, &job.key, job.fee, TxKind::ChallengeResult { job: job.id, shard, replica, rows })?;
+    Ok(format!("{why}; availability challenge sent (the provider must reveal rows on chain or be slashed)"))
 }
 
 /// Prints when the job is verbose.
@@ -170,6 +196,10 @@ pub fn run_job(job: ClientJob) -> CmdResult {
     let mut uploaded: HashSet<(u16, u8, String)> = HashSet::new();
     let mut results: HashMap<u16, Output> = HashMap::new();
     let mut disputed: HashSet<(u16, u8, String)> = HashSet::new();
+    // When each posted result was first found missing: after WITHHELD_AFTER it is challenged.
+    let mut missing: HashMap<(u16, u8, String), Instant> = HashMap::new();
+    // Results challenged once: they are still fetched, in case the provider serves them late.
+    let mut challenged: HashSet<(u16, u8, String)> = HashSet::new();
     let mut last_line = String::new();
     loop {
         if started.elapsed() > job.timeout {
@@ -219,7 +249,26 @@ pub fn run_job(job: ClientJob) -> CmdResult {
                     say!(job, "shard {shard}: {why}");
                     disputed.insert((shard, replica, provider));
                 }
-                Checked::NotYet => {}
+                Checked::NotYet => {
+                    let since = *missing.entry((shard, replica, provider.clone())).or_insert_with(Instant::now);
+                    let due = state == "posted" && since.elapsed() > WITHHELD_AFTER;
+                    if kind == JobKind::Matmul && due && challenged.insert((shard, replica, provider)) {
+                        let why =
+                            format!("no node serves the result {} s after it was posted", WITHHELD_AFTER.as_secs());
+                        say!(job, "shard {shard}: {}", challenge(&job, shard, replica, &why)?);
+                    }
+                }
+                Checked::Unusable(why) if kind == JobKind::Matmul => {
+                    if state == "posted" && challenged.insert((shard, replica, provider.clone())) {
+                        say!(job, "shard {shard}: {}", challenge(&job, shard, replica, &why)?);
+                    }
+                    disputed.insert((shard, replica, provider));
+                }
+                Checked::Unusable(why) => {
+                    // An ML result is checked by its replicas' vote; a bad copy is skipped.
+                    say!(job, "shard {shard}: the copy from {provider} is unusable ({why}); waiting for another");
+                    disputed.insert((shard, replica, provider));
+                }
             }
         }
         let line =

@@ -3,7 +3,7 @@
 //! commitment, hand them to the miner, which computes the product while mining on it, then seal
 //! the result to the client, serve it, and post its commitment on chain.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +100,9 @@ pub async fn run(shared: Arc<Shared>, key: SecretKey, corrupt: bool) {
     let me = key.public().address();
     let secret = encryption_secret(&key);
     let mut started: HashSet<TaskKey> = HashSet::new();
+    // Products this node posted, kept to answer availability challenges with their rows.
+    let mut products: HashMap<TaskKey, MatI32> = HashMap::new();
+    let mut answered: HashSet<(TaskKey, u64)> = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     while !shared.stop.load(Ordering::Relaxed) {
         tick.tick().await;
@@ -120,28 +123,112 @@ pub async fn run(shared: Arc<Shared>, key: SecretKey, corrupt: bool) {
         for (task, spec) in leases {
             started.insert(task);
             let (shared, secret) = (shared.clone(), secret.clone());
-            tokio::spawn(async move { prepare(shared, me, task, spec, secret).await });
+            let key = key.clone();
+            tokio::spawn(async move { prepare(shared, key, task, spec, secret).await });
         }
+        answer_challenges(&shared, &key, &mut products, &mut answered);
         let computed: Vec<Computed> = std::mem::take(&mut *shared.computed.lock().unwrap_or_else(|p| p.into_inner()));
         for mut c in computed {
             if corrupt {
                 tracing::warn!("corrupting a result on purpose (--corrupt-results)");
                 c.output.corrupt();
             }
-            if let Err(why) = deliver(&shared, &key, c) {
-                tracing::warn!(%why, "could not deliver a result");
+            let task = c.key;
+            let product = match &c.output {
+                Output::Product(p) => Some(p.clone()),
+                Output::Bytes(_) => None,
+            };
+            match deliver(&shared, &key, c) {
+                Ok(()) => {
+                    if let Some(p) = product {
+                        products.insert(task, p);
+                    }
+                }
+                Err(why) => tracing::warn!(%why, "could not deliver a result"),
             }
         }
     }
 }
 
+/// Publishes the rows any open availability challenge on this node's results asks for (once
+/// per challenge), so a client that could not fetch a result gets its rows on chain and an
+/// honest provider is never slashed as a withholder.
+fn answer_challenges(
+    shared: &Arc<Shared>,
+    key: &SecretKey,
+    products: &mut HashMap<TaskKey, MatI32>,
+    answered: &mut HashSet<(TaskKey, u64)>,
+) {
+    let me = key.public().address();
+    let open: Vec<(TaskKey, ergon_market::Challenge)> = {
+        let node = shared.lock();
+        let market = &node.chain.ledger().market;
+        // Keep a product only while its result can still be challenged (bounded memory).
+        products.retain(|k, _| {
+            market.job(&k.0).is_some_and(|j| match j.task(k.1, k.2).state {
+                ergon_market::TaskState::Leased { provider, .. } | ergon_market::TaskState::Posted { provider, .. } => {
+                    provider == me
+                }
+                _ => false,
+            })
+        });
+        answered.retain(|(k, _)| products.contains_key(k));
+        products
+            .keys()
+            .filter_map(|k| {
+                let task = market.job(&k.0)?.task(k.1, k.2);
+                let mine = matches!(task.state, ergon_market::TaskState::Posted { provider, .. } if provider == me);
+                task.challenge.clone().filter(|_| mine).map(|c| (*k, c))
+            })
+            .collect()
+    };
+    for (task, challenge) in open {
+        if !answered.insert((task, challenge.deadline)) {
+            continue;
+        }
+        let rows: Result<Vec<_>, _> =
+            challenge.rows.iter().map(|&r| ergon_pouw::RevealedRow::build(&products[&task], r as usize)).collect();
+        let sent = rows.map_err(|e| e.to_string()).and_then(|rows| {
+            submit(shared, key, TxKind::RevealRows { job: task.0, shard: task.1, replica: task.2, rows })
+        });
+        match sent {
+            Ok(()) => {
+                tracing::info!(job = %task.0.to_hex(), shard = task.1, rows = challenge.rows.len(), "availability challenge answered on chain")
+            }
+            Err(why) => tracing::warn!(%why, "could not answer an availability challenge"),
+        }
+    }
+}
+
 /// Fetches and checks a task's inputs, retrying while the lease lasts (the client uploads them
-/// once it sees the lease), then queues the work for the miner.
-async fn prepare(shared: Arc<Shared>, me: ergon_types::Address, task: TaskKey, spec: JobSpec, secret: StaticSecret) {
+/// once it sees the lease; inputs that do not check, which anyone could have sealed to this
+/// key, are skipped, not trusted), then queues the work for the miner. If nothing usable has
+/// arrived two blocks before the deadline, the lease is given back without a strike.
+async fn prepare(shared: Arc<Shared>, key: SecretKey, task: TaskKey, spec: JobSpec, secret: StaticSecret) {
     let (job, shard, replica) = task;
-    let still_leased = || shared.lock().chain.ledger().market.provider(&me).is_some_and(|p| p.leases.contains(&task));
+    let me = key.public().address();
+    let lease_state = || {
+        let node = shared.lock();
+        let market = &node.chain.ledger().market;
+        let held = market.provider(&me).is_some_and(|p| p.leases.contains(&task));
+        let deadline = match market.job(&job).map(|j| &j.task(shard, replica).state) {
+            Some(ergon_market::TaskState::Leased { deadline, .. }) => *deadline,
+            _ => 0,
+        };
+        (held, deadline, node.chain.height())
+    };
     loop {
-        if shared.stop.load(Ordering::Relaxed) || !still_leased() {
+        let (held, deadline, height) = lease_state();
+        if shared.stop.load(Ordering::Relaxed) || !held {
+            return;
+        }
+        if height + 2 >= deadline {
+            match submit(&shared, &key, TxKind::ReleaseLease { job, shard }) {
+                Ok(()) => {
+                    tracing::warn!(job = %job.to_hex(), shard, "no usable inputs arrived; lease given back (no strike)")
+                }
+                Err(why) => tracing::warn!(%why, "could not give the lease back"),
+            }
             return;
         }
         let a = fetch_open(&shared, name(&job, shard, replica, &me, Part::InputA), &secret).await;
@@ -157,8 +244,9 @@ async fn prepare(shared: Arc<Shared>, me: ergon_types::Address, task: TaskKey, s
         let ready = match check_inputs(&spec, shard, a, b) {
             Ok((work, ml)) => ReadyWork { key: task, work: JobWork { job, a: work.0, b: work.1 }, ml },
             Err(why) => {
-                tracing::warn!(job = %job.to_hex(), shard, %why, "refusing the inputs; the lease will close");
-                return;
+                tracing::warn!(job = %job.to_hex(), shard, %why, "refusing these inputs; waiting for the client's");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
             }
         };
         tracing::info!(job = %job.to_hex(), shard, kind = spec.kind.name(), "inputs fetched and checked; computing while mining");
@@ -215,21 +303,20 @@ fn deliver(shared: &Arc<Shared>, key: &SecretKey, c: Computed) -> Result<(), Str
     let plain = c.output.into_plaintext();
     let sealed = ergon_net::blob::seal(&plain, &client_key, entropy).map_err(|e| e.to_string())?;
     shared.put_blob(name(&job, shard, replica, &key.public().address(), Part::Result), sealed)?;
+    submit(shared, key, TxKind::PostResult { job, shard, result })?;
+    tracing::info!(job = %job.to_hex(), shard, macs = c.macs, result = %result.to_hex(), "result posted");
+    Ok(())
+}
+
+/// Signs `kind` with the provider's key at its next nonce, admits it to this node's pool and
+/// gossips it.
+fn submit(shared: &Arc<Shared>, key: &SecretKey, kind: TxKind) -> Result<(), String> {
     let mut node = shared.lock();
     let node = &mut *node;
-    let me = key.public().address();
-    let nonce = node.mempool.next_nonce(&node.chain, &me);
-    let tx = Transaction {
-        chain: node.chain.chain_id(),
-        from: key.public(),
-        nonce,
-        fee: 1,
-        kind: TxKind::PostResult { job, shard, result },
-    }
-    .sign(key);
+    let nonce = node.mempool.next_nonce(&node.chain, &key.public().address());
+    let tx = Transaction { chain: node.chain.chain_id(), from: key.public(), nonce, fee: 1, kind }.sign(key);
     let bytes = ergon_types::Canonical::encode(&tx);
     node.mempool.admit(&node.chain, tx)?;
     shared.send(ergon_net::Command::PublishTx(bytes));
-    tracing::info!(job = %job.to_hex(), shard, macs = c.macs, result = %result.to_hex(), "result posted");
     Ok(())
 }
