@@ -12,6 +12,8 @@ use crate::CmdResult;
 
 #[derive(Args)]
 pub struct SimArgs {
+    #[command(subcommand)]
+    what: Option<SimWhat>,
     /// How many seeds to run (seeds start..start+N).
     #[arg(long, default_value_t = 100)]
     seeds: u64,
@@ -43,7 +45,63 @@ struct Summary {
     first_violations: Vec<String>,
 }
 
+#[derive(clap::Subcommand)]
+enum SimWhat {
+    /// The reward rules against each way of cheating them, through the real ledger and market:
+    /// each strategy's revenue per unit of cost relative to honest filler mining.
+    Economics(EconomicsArgs),
+}
+
+#[derive(Args)]
+struct EconomicsArgs {
+    #[arg(long, default_value_t = 8)]
+    seeds: u64,
+    /// Blocks per strategy and seed.
+    #[arg(long, default_value_t = 2000)]
+    blocks: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_economics(args: EconomicsArgs) -> CmdResult {
+    if args.seeds == 0 || args.blocks == 0 || args.blocks > 1_000_000 {
+        return Err("need --seeds ≥ 1 and --blocks in 1..=1000000".into());
+    }
+    let reports: Vec<_> =
+        (0..args.seeds).into_par_iter().map(|seed| ergon_sim::economics::run_economics(seed, args.blocks)).collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports).map_err(|e| e.to_string())?);
+    } else {
+        println!(
+            "{} seeds × {} blocks per strategy (ratio = revenue per unit of cost ÷ honest filler mining's)",
+            args.seeds, args.blocks
+        );
+        for (i, s) in reports[0].strategies.iter().enumerate() {
+            let ratios: Vec<f64> = reports.iter().map(|r| r.strategies[i].ratio_vs_honest_mining).collect();
+            let worst = ratios.iter().cloned().fold(f64::MIN, f64::max);
+            let bad: u64 = reports.iter().map(|r| r.strategies[i].bad_results).sum();
+            let paid: u64 = reports.iter().map(|r| r.strategies[i].bad_results_paid).sum();
+            let strikes: u64 = reports.iter().map(|r| r.strategies[i].honest_strikes).sum();
+            println!(
+                "  {:<32} worst ratio {:>10.4}   bad results {bad} (paid {paid})   honest provider strikes {strikes}",
+                s.strategy, worst
+            );
+        }
+        let violations: u64 = reports.iter().map(|r| r.supply_violations).sum();
+        let locked: u128 = reports.iter().map(|r| r.coins_locked_at_end).sum();
+        let share = reports.iter().map(|r| r.useful_work_share).sum::<f64>() / reports.len() as f64;
+        println!(
+            "  supply violations {violations}, coins locked in closed jobs {locked}, useful-work share {:.1}%",
+            share * 100.0
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run_sim(args: SimArgs) -> CmdResult {
+    if let Some(SimWhat::Economics(e)) = args.what {
+        return run_economics(e);
+    }
     if args.nodes < 2 || args.nodes > 50 || args.seconds == 0 || args.seconds > 100_000 {
         return Err("need --nodes in 2..=50 and --seconds in 1..=100000".into());
     }

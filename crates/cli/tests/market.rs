@@ -98,7 +98,7 @@ fn provider_and_client_see_leases_closures_and_refunds_with_reasons() {
     assert!(text.contains("no provider is free") || text.contains("leased to"), "{text}");
 
     // The provider never delivers: the lease closes at its deadline, with the reason on both sides.
-    wait_for("the lease to close", &job, "no result within 3 blocks; re-allocating");
+    wait_for("the lease to close", &job, "no result within 3 blocks");
     wait_for("the provider's side of it", &status, "lease closed: no result for job");
 
     ok(ergon(&["job", "cancel", "--key", &p("client.key"), &id, "--api", &api]));

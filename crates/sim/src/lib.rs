@@ -21,6 +21,8 @@ use ergon_kernels::rng::SplitMix64;
 use ergon_types::{Block, Hash, SecretKey, Transaction, TxKind};
 use serde::Serialize;
 
+pub mod economics;
+
 /// Knobs of one simulated run.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
