@@ -41,19 +41,20 @@ pub fn offer(rng: &mut Rng, slots: u8) -> Offer {
     }
 }
 
-/// A one-shard matmul order of `macs` multiply-adds (m = n = 1024, k = macs / 1024²) whose
+/// A one-shard matmul order of `macs` multiply-adds (k = n = 1024, m = macs / 1024², so every
+/// order stays within the dispute limits) whose
 /// requirements vary like real demand: most fit most machines, some need a GPU or a lot of memory.
 pub fn order(rng: &mut Rng, macs: u64, lease_blocks: u32) -> JobSpec {
-    let k = (macs / (1 << 20)).clamp(1, 1 << 22) as u32;
+    let m = (macs / (1 << 20)).clamp(1, 1 << 22) as u32;
     let mut root = [0u8; 32];
     root[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
-    let shard = WorkCommitment { m: 1024, k, n: 1024, root_a: root, root_b: root };
+    let shard = WorkCommitment { m, k: 1024, n: 1024, root_a: root, root_b: root };
     let wants_gpu = rng.range(0, 9) == 0;
     JobSpec {
         kind: JobKind::Matmul,
         inputs: vec![],
         shards: vec![shard],
-        macs_per_shard: 1024 * 1024 * k as u64,
+        macs_per_shard: 1024 * 1024 * m as u64,
         requirements: Requirements {
             min_memory_mib: rng.range(1, 32) << 10,
             min_int8_gmacs: if wants_gpu { 400 } else { rng.range(0, 50) },
