@@ -30,9 +30,7 @@ impl Market {
         if job.client != client {
             return Err(MarketRejection::NotYourJob);
         }
-        if shard as usize >= job.spec.shards.len() || replica >= job.spec.requirements.replicas {
-            return Err(MarketRejection::NoSuchShard { shard, shards: job.spec.shards.len() });
-        }
+        job.check_task(shard, replica)?;
         if job.spec.kind != JobKind::Matmul {
             return bad(format!("a {} result is checked by replication, not row by row", job.spec.kind.name()));
         }
@@ -89,9 +87,7 @@ impl Market {
         let (id, shard, replica) = key;
         let bad = |why: String| Err(MarketRejection::BadChallenge(why));
         let job = self.jobs.get(&id).ok_or(MarketRejection::UnknownJob)?;
-        if shard as usize >= job.spec.shards.len() || replica >= job.spec.requirements.replicas {
-            return Err(MarketRejection::NoSuchShard { shard, shards: job.spec.shards.len() });
-        }
+        job.check_task(shard, replica)?;
         let task = job.task(shard, replica);
         let TaskState::Posted { provider: holder, result, .. } = task.state else {
             return Err(MarketRejection::NotInChallengeWindow);

@@ -7,6 +7,7 @@ use ergon_pouw::WorkCommitment;
 use ergon_types::{Address, Hash, JobKind, JobSpec, Offer};
 
 use crate::matching::Waiting;
+use crate::MarketRejection;
 
 /// (job, shard, replica).
 pub type TaskKey = (Hash, u16, u8);
@@ -188,6 +189,31 @@ impl Job {
         let (m, k, n) = (w.m as u64, w.k as u64, w.n as u64);
         let bytes = m * k + k * n + 4 * m * n;
         self.spec.requirements.min_memory_mib.max(bytes.div_ceil(1 << 20))
+    }
+    /// Every task with its (job, shard, replica) key, in index order.
+    pub fn keyed_tasks(&self) -> impl Iterator<Item = (TaskKey, &Task)> {
+        let r = self.replicas();
+        self.tasks.iter().enumerate().map(move |(i, t)| ((self.id, (i / r) as u16, (i % r) as u8), t))
+    }
+    /// Multiply-adds of the product `shard` commits to, as far as they are paid: what job blocks
+    /// on it may claim (an ML job pays for all of its training but commits only its first
+    /// product).
+    pub fn committed_macs(&self, shard: u16) -> u64 {
+        macs_of(&self.spec.shards[shard as usize]).min(self.shard_macs(shard))
+    }
+    /// Refuses a (shard, replica) the job does not have.
+    pub(crate) fn check_task(&self, shard: u16, replica: u8) -> Result<(), MarketRejection> {
+        if shard as usize >= self.spec.shards.len() || replica >= self.spec.requirements.replicas {
+            return Err(MarketRejection::NoSuchShard { shard, shards: self.spec.shards.len() });
+        }
+        Ok(())
+    }
+    /// The replica of `shard` leased to `provider` (and that shard exists).
+    pub(crate) fn leased_replica(&self, shard: u16, provider: Address) -> Result<u8, MarketRejection> {
+        self.check_task(shard, 0)?;
+        (0..self.spec.requirements.replicas)
+            .find(|&r| matches!(self.task(shard, r).state, TaskState::Leased { provider: p, .. } if p == provider))
+            .ok_or(MarketRejection::NotLeased { shard })
     }
     pub(crate) fn is_finished(&self) -> bool {
         self.tasks.iter().all(|t| matches!(t.state, TaskState::Settled { .. } | TaskState::Cancelled))

@@ -24,9 +24,7 @@ impl Market {
     ) -> Result<Vec<Effect>, MarketRejection> {
         let (id, shard, replica) = key;
         let job = self.jobs.get(&id).ok_or(MarketRejection::UnknownJob)?;
-        if shard as usize >= job.spec.shards.len() || replica >= job.spec.requirements.replicas {
-            return Err(MarketRejection::NoSuchShard { shard, shards: job.spec.shards.len() });
-        }
+        job.check_task(shard, replica)?;
         let TaskState::Posted { result, .. } = job.task(shard, replica).state else {
             return Err(MarketRejection::NotInChallengeWindow);
         };
@@ -143,7 +141,7 @@ impl Market {
         if repaid > 0 {
             let text =
                 format!("repaid {repaid} to job {}'s escrow: what its blocks on the lease burned", short(&key.0));
-            self.log.record(Subject::Provider(provider), height, text);
+            self.note(Subject::Provider(provider), height, text);
         }
     }
 
@@ -222,20 +220,12 @@ impl Market {
             }
             if job.task(shard, replica).challenge.is_some() {
                 // Settled only once the challenged rows are revealed (or slashed at the deadline).
-                let job = self.jobs.get_mut(&id).expect("checked above");
-                if let TaskState::Posted { settles_at, .. } = &mut job.task_mut(shard, replica).state {
-                    *settles_at = height + 1;
-                }
-                self.settling.insert((height + 1, key));
+                self.defer_settlement(key, height);
                 continue;
             }
             let Some(verdict) = replica_verdict(job, shard, height) else {
                 // A sibling is still running or inside its window: look again next block.
-                let job = self.jobs.get_mut(&id).expect("checked above");
-                if let TaskState::Posted { settles_at, .. } = &mut job.task_mut(shard, replica).state {
-                    *settles_at = height + 1;
-                }
-                self.settling.insert((height + 1, key));
+                self.defer_settlement(key, height);
                 continue;
             };
             for r in 0..job.spec.requirements.replicas {
@@ -259,6 +249,15 @@ impl Market {
         for id in finished {
             self.finish_if_done(id, height, effects);
         }
+    }
+
+    /// Looks at a due posted result (already taken off `settling`) again at the next block.
+    fn defer_settlement(&mut self, key: TaskKey, height: u64) {
+        let job = self.jobs.get_mut(&key.0).expect("results belong to jobs");
+        if let TaskState::Posted { settles_at, .. } = &mut job.task_mut(key.1, key.2).state {
+            *settles_at = height + 1;
+        }
+        self.settling.insert((height + 1, key));
     }
 
     /// Pays a settled result: its value at the lease price, of which `job_burn_percent` is

@@ -7,7 +7,7 @@ use ergon_pouw::WorkCommitment;
 use ergon_types::{Address, Hash, JobSpec, Offer};
 
 use crate::matching::Book;
-use crate::model::{macs_of, short, Job, JobStatus, Provider, ProviderStatus, Task, TaskKey, TaskState};
+use crate::model::{short, Job, JobStatus, Provider, ProviderStatus, Task, TaskKey, TaskState};
 use crate::payment;
 use crate::reasons::{Decision, Log, Subject};
 use crate::rules::{check_job, check_offer};
@@ -223,12 +223,7 @@ impl Market {
         params: &MarketParams,
     ) -> Result<(), MarketRejection> {
         let job = self.jobs.get(&id).ok_or(MarketRejection::UnknownJob)?;
-        if shard as usize >= job.spec.shards.len() {
-            return Err(MarketRejection::NoSuchShard { shard, shards: job.spec.shards.len() });
-        }
-        let replica = (0..job.spec.requirements.replicas)
-            .find(|&r| matches!(job.task(shard, r).state, TaskState::Leased { provider: p, .. } if p == provider))
-            .ok_or(MarketRejection::NotLeased { shard })?;
+        let replica = job.leased_replica(shard, provider)?;
         let key = (id, shard, replica);
         let TaskState::Leased { price, deadline, .. } = job.task(shard, replica).state else { unreachable!() };
         let settles_at = height + params.challenge_blocks;
@@ -274,7 +269,7 @@ impl Market {
             .ok_or_else(|| "mined on a job shard the miner holds no open lease on".to_string())?;
         // The product mined on, not the job's declared total: an ML job pays for training but
         // commits (and may mine on) only its first product.
-        let allowed = macs_of(work).min(job.shard_macs(key.1)).div_ceil(difficulty.max(1)).max(1);
+        let allowed = job.committed_macs(key.1).div_ceil(difficulty.max(1)).max(1);
         let task = job.task(key.1, key.2);
         match task.state {
             TaskState::Leased { .. } if (task.mined as u64) < allowed => Ok(key),
@@ -291,7 +286,7 @@ impl Market {
     pub fn license_block(&mut self, key: TaskKey, height: u64, difficulty: u64, params: &MarketParams) -> u64 {
         let Some(job) = self.jobs.get_mut(&key.0) else { return 0 };
         let TaskState::Leased { price, .. } = job.task(key.1, key.2).state else { return 0 };
-        let work = macs_of(&job.spec.shards[key.1 as usize]).min(job.shard_macs(key.1)).min(difficulty.max(1));
+        let work = job.committed_macs(key.1).min(difficulty.max(1));
         let due = (price as u128 * work as u128 * params.job_burn_percent as u128).div_ceil(100 * 1_000_000_000);
         let burned = (due.min(u64::MAX as u128) as u64).min(job.escrow);
         job.escrow -= burned;
@@ -321,12 +316,7 @@ impl Market {
         params: &MarketParams,
     ) -> Result<Vec<Effect>, MarketRejection> {
         let job = self.jobs.get(&id).ok_or(MarketRejection::UnknownJob)?;
-        if shard as usize >= job.spec.shards.len() {
-            return Err(MarketRejection::NoSuchShard { shard, shards: job.spec.shards.len() });
-        }
-        let replica = (0..job.spec.requirements.replicas)
-            .find(|&r| matches!(job.task(shard, r).state, TaskState::Leased { provider: p, .. } if p == provider))
-            .ok_or(MarketRejection::NotLeased { shard })?;
+        let replica = job.leased_replica(shard, provider)?;
         if job.task(shard, replica).prepaid_burn > 0 {
             return Err(MarketRejection::MinedOnLease);
         }
