@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use crate::asert::{next_difficulty, Anchor};
 use crate::filler::{filler_commitment, filler_matrices};
 use crate::params::{ChainParams, Genesis};
-use crate::state::{filler_subsidy, Ledger, TxRejection, Undo};
+use crate::state::{Ledger, TxRejection, Undo};
 use crate::ChainError;
 
 /// Blocks whose median time the next block must exceed.
@@ -244,10 +244,7 @@ impl Chain {
             },
         };
         let mut undo = self.ledger.begin_block(h.height);
-        let subsidy = match lease {
-            Some(key) => self.ledger.license_job_block(key, h.height, h.difficulty, &params),
-            None => filler_subsidy(&params),
-        };
+        let subsidy = self.ledger.block_subsidy(lease, h.height, h.difficulty, &params);
         let mut fees: u64 = 0;
         for (index, tx) in block.txs.iter().enumerate() {
             match self.ledger.apply_tx(&mut undo, tx, &self.chain_id, h.height, &params) {
@@ -407,10 +404,7 @@ impl Chain {
         let time_ms = now_ms.max(self.median_time_past(self.tip()) + 1);
         let difficulty = self.expected_difficulty(&parent);
         let mut undo = self.ledger.begin_block(height);
-        let subsidy = match lease {
-            Some(key) => self.ledger.license_job_block(key, height, difficulty, &params),
-            None => filler_subsidy(&params),
-        };
+        let subsidy = self.ledger.block_subsidy(lease, height, difficulty, &params);
         let (mut included, mut refused, mut fees) = (Vec::new(), Vec::new(), 0u64);
         let mut tx_bytes = 0usize;
         let signed_ok: Vec<bool> = candidates.par_iter().map(|t| t.verify().is_ok()).collect();

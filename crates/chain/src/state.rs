@@ -297,23 +297,25 @@ impl Ledger {
         self.apply_effects(undo, &effects, height, params);
     }
 
-    /// Counts a job block mined on the lease `key` at `difficulty`: the market burns the block's
-    /// share of the lease's payment from the escrow. Returns the subsidy the block earns:
+    /// The subsidy a block of `difficulty` earns: a filler block (`lease` = None) its fixed
+    /// share; a job block mined on the lease `lease` (checked by `Market::check_mining`) makes
+    /// the market burn the block's share of the lease's payment from the escrow and earns
     /// `job_block_reward_percent` of that burn, at most `block_subsidy`. So a job block never
     /// pays more than its own job destroyed (`docs/economics.md`).
-    pub fn license_job_block(
+    pub fn block_subsidy(
         &mut self,
-        key: ergon_market::TaskKey,
+        lease: Option<ergon_market::TaskKey>,
         height: u64,
         difficulty: u64,
         params: &ChainParams,
     ) -> u64 {
+        let Some(key) = lease else { return filler_subsidy(params) };
         let burned = self.market.license_block(key, height, difficulty, &params.market());
         self.burned += burned;
         job_block_subsidy(burned, params)
     }
 
-    /// Pays the miner `subsidy` (see [`filler_subsidy`] and [`job_block_subsidy`]) plus fees
+    /// Pays the miner `subsidy` (see [`block_subsidy`](Self::block_subsidy)) plus fees
     /// less the burned share. Returns (minted, burned).
     pub fn reward(
         &mut self,

@@ -33,8 +33,6 @@ pub enum Strategy {
     Withholder,
     /// A client whose inputs never arrive, to waste providers' leases.
     NoShowGriefer,
-    /// Computes most results but returns a wrong one with probability 5%.
-    LazyProvider,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -108,10 +106,7 @@ impl World {
         let me = self.address(miner);
         let key = job_lease.and_then(|(job, w)| self.ledger.market.check_mining(&me, &job, &w, DIFFICULTY).ok());
         let mut undo = self.ledger.begin_block(h);
-        let subsidy = match key {
-            Some(k) => self.ledger.license_job_block(k, h, DIFFICULTY, &self.params),
-            None => ergon_chain::filler_subsidy(&self.params),
-        };
+        let subsidy = self.ledger.block_subsidy(key, h, DIFFICULTY, &self.params);
         let mut fees = 0;
         for t in &txs {
             if let Ok(fee) = self.ledger.apply_tx(&mut undo, t, &self.chain, h, &self.params) {
@@ -181,9 +176,8 @@ const CLIENT: usize = 2;
 const DEVIATOR: usize = 3; // and 4, 5 for the Sybil ring
 
 /// Plays `blocks` blocks of honest filler mining, an honest provider serving an honest client,
-/// and the deviator `s`. Returns the deviator's report, the honest filler miner's and the
-/// honest provider's (revenue, cost), and the run's totals.
-fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, (u128, u128), (u128, u128), World) {
+/// and the deviator `s`. Returns the deviator's report and the world as it ended.
+fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, World) {
     let mut params = ChainParams::devnet();
     params.initial_difficulty = DIFFICULTY;
     let filler = ergon_chain::filler_subsidy(&params) as u128;
@@ -228,7 +222,7 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, (u128, u128), (
     let (mut dev_rev, mut dev_cost) = (0u128, 0u128);
     let (mut fill_rev, mut fill_cost) = (0u128, 0u128);
     let (mut prov_rev, mut prov_cost) = (0u128, 0u128);
-    let (mut bad, mut posted_by_provider) = (0u64, std::collections::HashSet::new());
+    let mut bad = 0u64;
     let mut challenged = std::collections::HashSet::new();
     for _ in 0..blocks {
         let h = w.height + 1;
@@ -259,19 +253,15 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, (u128, u128), (
             .market
             .jobs()
             .flat_map(|j| {
-                j.tasks.iter().enumerate().filter_map(move |(i, t)| match t.state {
-                    TaskState::Leased { provider, since, deadline, .. } => Some((
-                        provider,
-                        (j.id, (i / j.replicas()) as u16, (i % j.replicas()) as u8),
-                        since,
-                        deadline,
-                        j.client,
-                    )),
+                j.keyed_tasks().filter_map(move |(key, t)| match t.state {
+                    TaskState::Leased { provider, since, deadline, .. } => {
+                        Some((provider, key, since, deadline, j.client))
+                    }
                     _ => None,
                 })
             })
             .collect();
-        for (provider, (job_id, shard, replica), since, deadline, client) in leases {
+        for (provider, (job_id, shard, _), since, deadline, client) in leases {
             let who = (0..6).find(|&i| w.address(i) == provider).unwrap_or(FILLER);
             let griefed = s == Strategy::NoShowGriefer && client == w.address(DEVIATOR);
             if griefed {
@@ -289,9 +279,6 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, (u128, u128), (
             if who != PROVIDER && !matches!(s, Strategy::SelfDealer { .. }) {
                 bad += 1;
             }
-            if who == PROVIDER {
-                posted_by_provider.insert((job_id, shard, replica));
-            }
             txs.push(w.tx(who, TxKind::PostResult { job: job_id, shard, result }));
         }
         // The honest client challenges results it cannot fetch: the withholder's.
@@ -303,10 +290,8 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, (u128, u128), (
                 .jobs()
                 .filter(|j| j.client == w.address(CLIENT))
                 .flat_map(|j| {
-                    j.tasks.iter().enumerate().filter_map(move |(i, t)| match t.state {
-                        TaskState::Posted { provider, .. } if provider == dev => {
-                            Some((j.id, (i / j.replicas()) as u16, (i % j.replicas()) as u8))
-                        }
+                    j.keyed_tasks().filter_map(move |(key, t)| match t.state {
+                        TaskState::Posted { provider, .. } if provider == dev => Some(key),
                         _ => None,
                     })
                 })
@@ -410,7 +395,6 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, (u128, u128), (
     };
     dev_cost += dev_fees;
     let honest_strikes = market.provider(&w.address(PROVIDER)).map_or(0, |p| p.failed + p.strikes as u64);
-    let _ = posted_by_provider;
     let rpc = |r: u128, c: u128| if c == 0 { f64::INFINITY } else { r as f64 / c as f64 };
     let fill = rpc(fill_rev, fill_cost);
     let (rev, cost) = match s {
@@ -428,7 +412,7 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, (u128, u128), (
         bad_results_paid: bad_paid,
         honest_strikes,
     };
-    (report, (fill_rev, fill_cost), (prov_rev, prov_cost), w)
+    (report, w)
 }
 
 /// Every strategy on one seed.
@@ -445,7 +429,7 @@ pub fn run_economics(seed: u64, blocks: u64) -> EconomicsReport {
     ];
     let (mut reports, mut useful, mut mined, mut violations, mut locked) = (vec![], 0, 0, 0, 0u128);
     for s in strategies {
-        let (r, _, _, w) = play(seed, blocks, s);
+        let (r, w) = play(seed, blocks, s);
         useful += w.useful;
         mined += w.mined;
         violations += w.supply_violations;
