@@ -136,43 +136,26 @@ impl WrongEntry {
         let mut out = Vec::new();
         out.extend_from_slice(&self.row.to_le_bytes());
         out.extend_from_slice(&self.col.to_le_bytes());
-        let bytes = |out: &mut Vec<u8>, v: &[u8]| {
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            out.extend_from_slice(v);
-        };
-        let path = |out: &mut Vec<u8>, p: &[Hash]| {
-            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-            p.iter().for_each(|h| out.extend_from_slice(h));
-        };
-        bytes(&mut out, &self.a_block.iter().map(|&v| v as u8).collect::<Vec<_>>());
-        path(&mut out, &self.a_path);
-        bytes(&mut out, &self.b_block.iter().map(|&v| v as u8).collect::<Vec<_>>());
-        path(&mut out, &self.b_path);
-        bytes(&mut out, &as_le_bytes(&self.c_row));
-        path(&mut out, &self.c_path);
+        put_block(&mut out, &self.a_block.iter().map(|&v| v as u8).collect::<Vec<_>>());
+        put_path(&mut out, &self.a_path);
+        put_block(&mut out, &self.b_block.iter().map(|&v| v as u8).collect::<Vec<_>>());
+        put_path(&mut out, &self.b_path);
+        put_block(&mut out, &as_le_bytes(&self.c_row));
+        put_path(&mut out, &self.c_path);
         out
     }
 
     /// Decodes exactly one `WrongEntry`, refusing oversize input before allocating.
     pub fn decode(bytes: &[u8]) -> Result<Self, PouwError> {
-        if bytes.len() > MAX_DISPUTE_BYTES {
-            return Err(PouwError::Decode(format!("{} bytes exceed the {MAX_DISPUTE_BYTES}-byte limit", bytes.len())));
-        }
-        let mut r = Cursor { bytes, at: 0 };
+        let mut r = Cursor::new(bytes, MAX_DISPUTE_BYTES)?;
         let (row, col) = (r.u32()?, r.u32()?);
         let a_block = r.block(TILE_ROWS * MAX_DISPUTE_K)?.iter().map(|&v| v as i8).collect();
         let a_path = r.path()?;
         let b_block = r.block(TILE_COLS * MAX_DISPUTE_K)?.iter().map(|&v| v as i8).collect();
         let b_path = r.path()?;
-        let c_bytes = r.block(4 * MAX_DISPUTE_N)?;
-        if c_bytes.len() % 4 != 0 {
-            return Err(PouwError::Decode("result row is not whole i32s".into()));
-        }
-        let c_row = c_bytes.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+        let c_row = r.result_row()?;
         let c_path = r.path()?;
-        if r.at != bytes.len() {
-            return Err(PouwError::Decode(format!("{} trailing bytes", bytes.len() - r.at)));
-        }
+        r.finish()?;
         Ok(Self { row, col, a_block, a_path, b_block, b_path, c_row, c_path })
     }
 }
@@ -220,34 +203,32 @@ impl RevealedRow {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(12 + 4 * self.row.len() + 32 * self.path.len());
         out.extend_from_slice(&self.index.to_le_bytes());
-        out.extend_from_slice(&((4 * self.row.len()) as u32).to_le_bytes());
-        out.extend_from_slice(&as_le_bytes(&self.row));
-        out.extend_from_slice(&(self.path.len() as u32).to_le_bytes());
-        self.path.iter().for_each(|h| out.extend_from_slice(h));
+        put_block(&mut out, &as_le_bytes(&self.row));
+        put_path(&mut out, &self.path);
         out
     }
 
     /// Decodes exactly one `RevealedRow`, refusing oversize input before allocating.
     pub fn decode(bytes: &[u8]) -> Result<Self, PouwError> {
-        if bytes.len() > MAX_REVEALED_ROW_BYTES {
-            return Err(PouwError::Decode(format!(
-                "{} bytes exceed the {MAX_REVEALED_ROW_BYTES}-byte limit",
-                bytes.len()
-            )));
-        }
-        let mut r = Cursor { bytes, at: 0 };
+        let mut r = Cursor::new(bytes, MAX_REVEALED_ROW_BYTES)?;
         let index = r.u32()?;
-        let row_bytes = r.block(4 * MAX_DISPUTE_N)?;
-        if row_bytes.len() % 4 != 0 {
-            return Err(PouwError::Decode("result row is not whole i32s".into()));
-        }
-        let row = row_bytes.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+        let row = r.result_row()?;
         let path = r.path()?;
-        if r.at != bytes.len() {
-            return Err(PouwError::Decode(format!("{} trailing bytes", bytes.len() - r.at)));
-        }
+        r.finish()?;
         Ok(Self { index, row, path })
     }
+}
+
+/// A length-prefixed byte block (u32 length, then the bytes).
+fn put_block(out: &mut Vec<u8>, v: &[u8]) {
+    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    out.extend_from_slice(v);
+}
+
+/// A Merkle path: u32 count, then the hashes.
+fn put_path(out: &mut Vec<u8>, p: &[Hash]) {
+    out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+    p.iter().for_each(|h| out.extend_from_slice(h));
 }
 
 struct Cursor<'a> {
@@ -256,6 +237,28 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// Refuses more than `max` bytes before anything is parsed.
+    fn new(bytes: &'a [u8], max: usize) -> Result<Self, PouwError> {
+        if bytes.len() > max {
+            return Err(PouwError::Decode(format!("{} bytes exceed the {max}-byte limit", bytes.len())));
+        }
+        Ok(Self { bytes, at: 0 })
+    }
+    /// Everything must have been read.
+    fn finish(&self) -> Result<(), PouwError> {
+        if self.at != self.bytes.len() {
+            return Err(PouwError::Decode(format!("{} trailing bytes", self.bytes.len() - self.at)));
+        }
+        Ok(())
+    }
+    /// A row of a result: a block of whole little-endian i32s, at most the widest result.
+    fn result_row(&mut self) -> Result<Vec<i32>, PouwError> {
+        let bytes = self.block(4 * MAX_DISPUTE_N)?;
+        if bytes.len() % 4 != 0 {
+            return Err(PouwError::Decode("result row is not whole i32s".into()));
+        }
+        Ok(bytes.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
+    }
     fn take(&mut self, len: usize) -> Result<&'a [u8], PouwError> {
         let end = self.at.checked_add(len).filter(|&e| e <= self.bytes.len());
         let end = end.ok_or_else(|| PouwError::Decode(format!("truncated at byte {}", self.at)))?;
