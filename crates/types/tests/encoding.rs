@@ -27,7 +27,17 @@ fn all_kinds() -> Vec<SignedTransaction> {
         tx(7, TxKind::CancelJob { job: Hash([3; 32]) }),
         tx(8, TxKind::PostResult { job: Hash([4; 32]), shard: 65_535, result: Hash([5; 32]) }),
         tx(9, TxKind::Dispute { job: Hash([4; 32]), shard: 2, replica: 1, evidence: evidence() }),
+        tx(10, TxKind::ReleaseLease { job: Hash([6; 32]), shard: 3 }),
+        tx(11, TxKind::ChallengeResult { job: Hash([7; 32]), shard: 1, replica: 2, rows: vec![0, 5, 29] }),
+        tx(12, TxKind::RevealRows { job: Hash([7; 32]), shard: 1, replica: 2, rows: revealed() }),
     ]
+}
+
+fn revealed() -> Vec<ergon_pouw::RevealedRow> {
+    let a = MatI8::from_fn(30, 20, |i, j| (i * 3 + j) as i8).unwrap();
+    let b = MatI8::from_fn(20, 40, |i, j| (i + j * 5) as i8 - 60).unwrap();
+    let c = ergon_kernels::matmul(&a, &b).unwrap();
+    [0, 29].iter().map(|&r| ergon_pouw::RevealedRow::build(&c, r).unwrap()).collect()
 }
 
 fn evidence() -> ergon_pouw::WrongEntry {
