@@ -153,14 +153,12 @@ impl Canonical for Transaction {
             6 => TxKind::CancelJob { job: Hash(r.array()?) },
             7 => {
                 let job = Hash(r.array()?);
-                let shard = r.u32()?;
-                let Ok(shard) = u16::try_from(shard) else { return r.fail(format!("shard {shard} out of range")) };
+                let shard = read_shard(r)?;
                 TxKind::PostResult { job, shard, result: Hash(r.array()?) }
             }
             8 => {
                 let job = Hash(r.array()?);
-                let shard = r.u32()?;
-                let Ok(shard) = u16::try_from(shard) else { return r.fail(format!("shard {shard} out of range")) };
+                let shard = read_shard(r)?;
                 let replica = r.u8()?;
                 let evidence = match WrongEntry::decode(r.var_bytes(MAX_DISPUTE_BYTES)?) {
                     Ok(e) => e,
@@ -170,14 +168,12 @@ impl Canonical for Transaction {
             }
             9 => {
                 let job = Hash(r.array()?);
-                let shard = r.u32()?;
-                let Ok(shard) = u16::try_from(shard) else { return r.fail(format!("shard {shard} out of range")) };
+                let shard = read_shard(r)?;
                 TxKind::ReleaseLease { job, shard }
             }
             tag @ (10 | 11) => {
                 let job = Hash(r.array()?);
-                let shard = r.u32()?;
-                let Ok(shard) = u16::try_from(shard) else { return r.fail(format!("shard {shard} out of range")) };
+                let shard = read_shard(r)?;
                 let replica = r.u8()?;
                 let count = r.u32()? as usize;
                 if count == 0 || count > MAX_REVEAL_ROWS {
@@ -200,6 +196,15 @@ impl Canonical for Transaction {
             tag => return r.fail(format!("unknown transaction kind {tag}")),
         };
         Ok(Self { chain, from, nonce, fee, kind })
+    }
+}
+
+/// A shard index: encoded as u32, at most u16.
+fn read_shard(r: &mut Reader<'_>) -> Result<u16, TypesError> {
+    let shard = r.u32()?;
+    match u16::try_from(shard) {
+        Ok(s) => Ok(s),
+        Err(_) => r.fail(format!("shard {shard} out of range")),
     }
 }
 
