@@ -66,9 +66,15 @@ impl Output {
 
     /// The plaintext sealed to the client.
     pub fn into_plaintext(self) -> Vec<u8> {
+        self.into_plaintext_and_product().0
+    }
+
+    /// The plaintext, and the product itself when there is one (a provider keeps it to answer
+    /// availability challenges), without copying the product.
+    fn into_plaintext_and_product(self) -> (Vec<u8>, Option<MatI32>) {
         match self {
-            Output::Product(c) => encode_npy(&c),
-            Output::Bytes(b) => b,
+            Output::Product(c) => (encode_npy(&c), Some(c)),
+            Output::Bytes(b) => (b, None),
         }
     }
 
@@ -134,16 +140,11 @@ pub async fn run(shared: Arc<Shared>, key: SecretKey, corrupt: bool) {
                 c.output.corrupt();
             }
             let task = c.key;
-            let product = match &c.output {
-                Output::Product(p) => Some(p.clone()),
-                Output::Bytes(_) => None,
-            };
             match deliver(&shared, &key, c) {
-                Ok(()) => {
-                    if let Some(p) = product {
-                        products.insert(task, p);
-                    }
+                Ok(Some(product)) => {
+                    products.insert(task, product);
                 }
+                Ok(None) => {}
                 Err(why) => tracing::warn!(%why, "could not deliver a result"),
             }
         }
@@ -293,19 +294,20 @@ fn check_inputs(spec: &JobSpec, shard: u16, a: Vec<u8>, b: Vec<u8>) -> Result<((
     Ok((operands, ml))
 }
 
-/// Seals the result to the client, serves it, and posts its commitment.
-fn deliver(shared: &Arc<Shared>, key: &SecretKey, c: Computed) -> Result<(), String> {
+/// Seals the result to the client, serves it, and posts its commitment. Gives back the product
+/// of a matmul shard.
+fn deliver(shared: &Arc<Shared>, key: &SecretKey, c: Computed) -> Result<Option<MatI32>, String> {
     let (job, shard, replica) = c.key;
     let client_key = shared.lock().chain.ledger().market.job(&job).map(|j| j.spec.client_key).ok_or("job vanished")?;
     let mut entropy = [0u8; 32];
     getrandom::fill(&mut entropy).map_err(|e| e.to_string())?;
     let result = c.output.commitment();
-    let plain = c.output.into_plaintext();
+    let (plain, product) = c.output.into_plaintext_and_product();
     let sealed = ergon_net::blob::seal(&plain, &client_key, entropy).map_err(|e| e.to_string())?;
     shared.put_blob(name(&job, shard, replica, &key.public().address(), Part::Result), sealed)?;
     submit(shared, key, TxKind::PostResult { job, shard, result })?;
     tracing::info!(job = %job.to_hex(), shard, macs = c.macs, result = %result.to_hex(), "result posted");
-    Ok(())
+    Ok(product)
 }
 
 /// Signs `kind` with the provider's key at its next nonce, admits it to this node's pool and
