@@ -20,7 +20,7 @@ use ergon_kernels::freivalds::{self, Verdict};
 use ergon_kernels::npy::{encode_npy, write_npy};
 use ergon_kernels::{MatI32, MatI8};
 use ergon_ml::{Dataset, Exact, Mlp};
-use ergon_node::blobs::{name, Part};
+use ergon_node::blobs::{check_author, name, seal_signed, Part};
 use ergon_node::provider::{encryption_secret, Output};
 use ergon_types::{Address, Hash, JobKind, SecretKey, TxKind};
 use serde_json::Value;
@@ -90,9 +90,9 @@ fn provider_key(api: SocketAddr, provider: &str) -> Result<[u8; 32], String> {
         .ok_or_else(|| "provider has no encryption key".to_string())
 }
 
-/// Seals `plain` to `key` and uploads it under `blob`.
-fn upload(api: SocketAddr, key: &[u8; 32], blob: [u8; 32], plain: &[u8]) -> Result<(), String> {
-    let sealed = ergon_net::blob::seal(plain, key, entropy()?).map_err(|e| e.to_string())?;
+/// Seals `plain` to `recipient`, signed by the client's `key`, and uploads it under `blob`.
+fn upload(api: SocketAddr, key: &SecretKey, recipient: &[u8; 32], blob: [u8; 32], plain: &[u8]) -> Result<(), String> {
+    let sealed = seal_signed(plain, recipient, &blob, key)?;
     http_blob(api, &Hash(blob), Some(&sealed)).map(|_| ())
 }
 
@@ -107,6 +107,7 @@ pub fn fetch_result(
 ) -> Result<Option<Vec<u8>>, String> {
     let blob = name(id, shard, replica, provider, Part::Result);
     let Ok(sealed) = http_blob(api, &Hash(blob), None) else { return Ok(None) };
+    check_author(&blob, &sealed, provider)?;
     ergon_net::blob::open(&sealed, &encryption_secret(key)).map(Some).map_err(|e| e.to_string())
 }
 
@@ -226,8 +227,8 @@ pub fn run_job(job: ClientJob) -> CmdResult {
             if state == "leased" && uploaded.insert((shard, replica, provider.clone())) {
                 let key = provider_key(job.api, &provider)?;
                 let [first, second] = job.work.inputs(shard);
-                upload(job.api, &key, name(&job.id, shard, replica, &holder, Part::InputA), &first)?;
-                upload(job.api, &key, name(&job.id, shard, replica, &holder, Part::InputB), &second)?;
+                upload(job.api, &job.key, &key, name(&job.id, shard, replica, &holder, Part::InputA), &first)?;
+                upload(job.api, &job.key, &key, name(&job.id, shard, replica, &holder, Part::InputB), &second)?;
                 say!(job, "shard {shard} replica {replica}: leased to {provider}; inputs sealed to it and uploaded");
             }
             // Products are checked while they can still be disputed; ML results once the

@@ -1,8 +1,10 @@
 //! Sealed blobs: job inputs and results encrypted to one recipient, cut into pieces that are
 //! authenticated one by one, so a receiver rejects a bad piece the moment it arrives.
 //!
-//! Layout: piece 0 is the header `version u8 = 1 ‖ ephemeral X25519 public key ‖ plaintext
-//! length u64 ‖ BLAKE3 of the plaintext`; piece i ≥ 1 is chunk i−1 of the plaintext (1 MiB, the
+//! Layout: piece 0 is the header: its core `version u8 = 2 ‖ ephemeral X25519 public key ‖
+//! plaintext length u64 ‖ BLAKE3 of the plaintext`, then a 96-byte author stamp that the caller
+//! computes from the core (the node signs it: see `ergon_node::blobs`), so whoever stores or
+//! opens a blob can tell who wrote it before reading any piece; piece i ≥ 1 is chunk i−1 of the plaintext (1 MiB, the
 //! last one shorter; an empty plaintext has one empty chunk) under ChaCha20-Poly1305. The key is
 //! BLAKE3-derive("ergon v1 sealed blob key", X25519(ephemeral, recipient) ‖ ephemeral public ‖
 //! recipient public); chunk i's nonce is i as 12 little-endian bytes and its associated data is
@@ -16,10 +18,14 @@ use x25519_dalek::{PublicKey, StaticSecret};
 
 pub const CHUNK_BYTES: usize = 1 << 20;
 const TAG_BYTES: usize = 16;
-pub const HEADER_BYTES: usize = 1 + 32 + 8 + 32;
+/// The header's core: version, ephemeral key, length, hash.
+pub const CORE_BYTES: usize = 1 + 32 + 8 + 32;
+/// The author stamp after the core (the caller's: a public key and a signature).
+pub const STAMP_BYTES: usize = 96;
+pub const HEADER_BYTES: usize = CORE_BYTES + STAMP_BYTES;
 /// Largest plaintext sealed or accepted.
 pub const MAX_PLAINTEXT_BYTES: u64 = 1 << 30;
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BlobError {
@@ -54,8 +60,14 @@ fn chunks(len: u64) -> u32 {
 }
 
 /// Encrypts `plain` to `recipient` (an X25519 public key). `entropy` seeds the ephemeral key:
-/// it must be fresh randomness for every blob.
-pub fn seal(plain: &[u8], recipient: &[u8; 32], entropy: [u8; 32]) -> Result<Vec<u8>, BlobError> {
+/// it must be fresh randomness for every blob. `stamp` gives the author stamp for the header's
+/// core; every piece's authentication covers it, so it cannot be swapped afterwards.
+pub fn seal(
+    plain: &[u8],
+    recipient: &[u8; 32],
+    entropy: [u8; 32],
+    stamp: impl FnOnce(&[u8; CORE_BYTES]) -> [u8; STAMP_BYTES],
+) -> Result<Vec<u8>, BlobError> {
     if plain.len() as u64 > MAX_PLAINTEXT_BYTES {
         return Err(BlobError::Header(format!("{} bytes exceed {MAX_PLAINTEXT_BYTES}", plain.len())));
     }
@@ -68,6 +80,8 @@ pub fn seal(plain: &[u8], recipient: &[u8; 32], entropy: [u8; 32]) -> Result<Vec
     out.extend_from_slice(&ephemeral);
     out.extend_from_slice(&(plain.len() as u64).to_le_bytes());
     out.extend_from_slice(blake3::hash(plain).as_bytes());
+    let core: [u8; CORE_BYTES] = out[..].try_into().expect("the core is complete");
+    out.extend_from_slice(&stamp(&core));
     let header = out.clone();
     for i in 0..chunks(plain.len() as u64) {
         let part =
@@ -78,6 +92,17 @@ pub fn seal(plain: &[u8], recipient: &[u8; 32], entropy: [u8; 32]) -> Result<Vec
         out.extend_from_slice(&ct);
     }
     Ok(out)
+}
+
+/// The header's core and author stamp, read without decrypting anything (a node that stores a
+/// blob for others is not its recipient).
+pub fn header_parts(header: &[u8]) -> Result<(&[u8; CORE_BYTES], &[u8; STAMP_BYTES]), BlobError> {
+    if header.len() < HEADER_BYTES || header[0] != VERSION {
+        return Err(BlobError::Header(format!("{} bytes, version {:?}", header.len(), header.first())));
+    }
+    let core = header[..CORE_BYTES].try_into().expect("length checked");
+    let stamp = header[CORE_BYTES..HEADER_BYTES].try_into().expect("length checked");
+    Ok((core, stamp))
 }
 
 /// Number of pieces of a sealed blob (header included) and piece `i`, or `None` past the end.
@@ -191,7 +216,7 @@ mod tests {
         let (secret, public) = keys(1);
         for len in [0usize, 1, 1000, CHUNK_BYTES, CHUNK_BYTES + 1, 2 * CHUNK_BYTES + 17] {
             let plain: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
-            let sealed = seal(&plain, &public, [len as u8; 32]).unwrap();
+            let sealed = seal(&plain, &public, [len as u8; 32], |_| [3; STAMP_BYTES]).unwrap();
             assert_eq!(open(&sealed, &secret).unwrap(), plain, "{len}");
             assert_eq!(piece(&sealed, 0).unwrap().0 as usize, 1 + len.div_ceil(CHUNK_BYTES).max(1));
         }
@@ -202,8 +227,17 @@ mod tests {
         let (secret, public) = keys(1);
         let (other, _) = keys(2);
         let plain: Vec<u8> = (0..CHUNK_BYTES + 5000).map(|i| i as u8).collect();
-        let sealed = seal(&plain, &public, [9; 32]).unwrap();
+        let sealed = seal(&plain, &public, [9; 32], |core| {
+            let mut stamp = [0; STAMP_BYTES];
+            stamp[..32].copy_from_slice(&core[41..73]);
+            stamp
+        })
+        .unwrap();
+        assert_eq!(header_parts(&sealed).unwrap().1[..32], *blake3::hash(&plain).as_bytes(), "the stamp saw the core");
         assert_eq!(open(&sealed, &other), Err(BlobError::Piece(1)));
+        let mut bad = sealed.clone();
+        bad[CORE_BYTES + 50] ^= 1; // a swapped author stamp
+        assert_eq!(open(&bad, &secret), Err(BlobError::Piece(1)));
         let mut bad = sealed.clone();
         bad[HEADER_BYTES + 10] ^= 1;
         assert_eq!(open(&bad, &secret), Err(BlobError::Piece(1)));

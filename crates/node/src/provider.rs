@@ -17,7 +17,7 @@ use ergon_pouw::WorkCommitment;
 use ergon_types::{Hash, JobKind, JobSpec, SecretKey, Transaction, TxKind};
 use x25519_dalek::StaticSecret;
 
-use crate::blobs::{fetch_open, name, Part};
+use crate::blobs::{fetch_open, name, seal_signed, Part};
 use crate::Shared;
 
 /// The X25519 secret a key file's owner decrypts job data with: derived from the ed25519 secret
@@ -212,14 +212,14 @@ async fn prepare(shared: Arc<Shared>, key: SecretKey, task: TaskKey, spec: JobSp
         let node = shared.lock();
         let market = &node.chain.ledger().market;
         let held = market.provider(&me).is_some_and(|p| p.leases.contains(&task));
-        let deadline = match market.job(&job).map(|j| &j.task(shard, replica).state) {
-            Some(ergon_market::TaskState::Leased { deadline, .. }) => *deadline,
-            _ => 0,
+        let (deadline, client) = match market.job(&job).map(|j| (&j.task(shard, replica).state, j.client)) {
+            Some((ergon_market::TaskState::Leased { deadline, .. }, client)) => (*deadline, client),
+            _ => (0, me),
         };
-        (held, deadline, node.chain.height())
+        (held, deadline, client, node.chain.height())
     };
     loop {
-        let (held, deadline, height) = lease_state();
+        let (held, deadline, client, height) = lease_state();
         if shared.stop.load(Ordering::Relaxed) || !held {
             return;
         }
@@ -232,8 +232,10 @@ async fn prepare(shared: Arc<Shared>, key: SecretKey, task: TaskKey, spec: JobSp
             }
             return;
         }
-        let a = fetch_open(&shared, name(&job, shard, replica, &me, Part::InputA), &secret).await;
-        let b = fetch_open(&shared, name(&job, shard, replica, &me, Part::InputB), &secret).await;
+        // Only the job's client may have written them: anyone else's blob under these names is
+        // refused before a byte of it is decrypted.
+        let a = fetch_open(&shared, name(&job, shard, replica, &me, Part::InputA), &client, &secret).await;
+        let b = fetch_open(&shared, name(&job, shard, replica, &me, Part::InputB), &client, &secret).await;
         let (a, b) = match (a, b) {
             (Ok(a), Ok(b)) => (a, b),
             (Err(e), _) | (_, Err(e)) => {
@@ -299,12 +301,10 @@ fn check_inputs(spec: &JobSpec, shard: u16, a: Vec<u8>, b: Vec<u8>) -> Result<((
 fn deliver(shared: &Arc<Shared>, key: &SecretKey, c: Computed) -> Result<Option<MatI32>, String> {
     let (job, shard, replica) = c.key;
     let client_key = shared.lock().chain.ledger().market.job(&job).map(|j| j.spec.client_key).ok_or("job vanished")?;
-    let mut entropy = [0u8; 32];
-    getrandom::fill(&mut entropy).map_err(|e| e.to_string())?;
     let result = c.output.commitment();
     let (plain, product) = c.output.into_plaintext_and_product();
-    let sealed = ergon_net::blob::seal(&plain, &client_key, entropy).map_err(|e| e.to_string())?;
-    shared.put_blob(name(&job, shard, replica, &key.public().address(), Part::Result), sealed)?;
+    let blob = name(&job, shard, replica, &key.public().address(), Part::Result);
+    shared.put_blob(blob, seal_signed(&plain, &client_key, &blob, key)?)?;
     submit(shared, key, TxKind::PostResult { job, shard, result })?;
     tracing::info!(job = %job.to_hex(), shard, macs = c.macs, result = %result.to_hex(), "result posted");
     Ok(product)
