@@ -9,9 +9,10 @@
 //! slashes)); `ratio` divides it by the honest filler miner's, measured in the same run.
 
 use ergon_chain::{ChainParams, Ledger};
-use ergon_kernels::rng::SplitMix64;
+use ergon_kernels::matmul;
+use ergon_kernels::rng::{random_matrix, SplitMix64};
 use ergon_market::TaskState;
-use ergon_pouw::WorkCommitment;
+use ergon_pouw::{result_root, WorkCommitment, WrongEntry};
 use ergon_types::{Address, HardwareProfile, Hash, JobKind, JobSpec, Offer, Requirements, SecretKey};
 use ergon_types::{SignedTransaction, Transaction, TxKind};
 use serde::Serialize;
@@ -33,6 +34,12 @@ pub enum Strategy {
     Withholder,
     /// A client whose inputs never arrive, to waste providers' leases.
     NoShowGriefer,
+    /// Undercuts the honest provider and, on `wrong_permille` of its shards, posts a wrong
+    /// product instead of computing it (saving that compute); the client checks each product
+    /// (Freivalds) and disputes a wrong one with a provably wrong entry.
+    LazyProvider {
+        wrong_permille: u64,
+    },
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -141,14 +148,37 @@ fn offer(price: u64, gmacs: u64) -> Offer {
     }
 }
 
-fn job(rng: &mut SplitMix64, replicas: u8, max_price: u64, min_gmacs: u64) -> JobSpec {
-    let w = WorkCommitment {
-        m: 1024,
-        k: 1024,
-        n: 1024,
-        root_a: rng.next_u64().to_le_bytes().repeat(4).try_into().unwrap_or([0; 32]),
-        root_b: [1; 32],
-    };
+/// Real operands every job commits to (1024³: D multiply-adds, so a job block's licence is
+/// what a real shard's would be), their product's root, and the root of the product with one
+/// wrong entry with the proof of that entry, so a dispute in the simulation is the real check.
+/// Made once per process.
+struct Operands {
+    work: WorkCommitment,
+    right: Hash,
+    wrong: Hash,
+    evidence: WrongEntry,
+}
+
+fn operands() -> &'static Operands {
+    static OPERANDS: std::sync::OnceLock<Operands> = std::sync::OnceLock::new();
+    OPERANDS.get_or_init(make_operands)
+}
+
+fn make_operands() -> Operands {
+    let a = random_matrix(1024, 1024, 126, 1).expect("valid shape");
+    let b = random_matrix(1024, 1024, 126, 2).expect("valid shape");
+    let c = matmul(&a, &b).expect("shapes agree");
+    let mut bad = c.clone();
+    bad.as_mut_slice()[5 * 1024 + 7] += 1;
+    Operands {
+        work: WorkCommitment::compute(&a, &b).expect("valid operands"),
+        right: Hash(result_root(&c)),
+        wrong: Hash(result_root(&bad)),
+        evidence: WrongEntry::build(&a, &b, &bad, 5, 7).expect("entry in range"),
+    }
+}
+
+fn job(w: WorkCommitment, replicas: u8, max_price: u64, min_gmacs: u64) -> JobSpec {
     JobSpec {
         kind: JobKind::Matmul,
         inputs: vec![],
@@ -214,9 +244,12 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, World) {
         Strategy::SelfDealer { .. } => 1,
         _ => honest_price - 1,
     };
+    // The lazy provider claims the honest hardware; the others claim all there is.
+    let deviant_gmacs = if matches!(s, Strategy::LazyProvider { .. }) { 1000 } else { u64::MAX };
     for &i in deviant_ids {
-        setup.push(w.tx(i, TxKind::RegisterProvider { offer: offer(deviant_price, u64::MAX), stake: BOND }));
+        setup.push(w.tx(i, TxKind::RegisterProvider { offer: offer(deviant_price, deviant_gmacs), stake: BOND }));
     }
+    let ops = operands();
     w.block(FILLER, setup, None);
 
     let (mut dev_rev, mut dev_cost) = (0u128, 0u128);
@@ -231,19 +264,28 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, World) {
         let open = w.ledger.market.jobs().filter(|j| j.client == w.address(CLIENT) && j.finished_at.is_none()).count();
         if open < 2 {
             let replicas = if s == Strategy::SybilRing { 3 } else { 1 };
-            let spec = job(&mut w.rng, replicas, honest_price * 2, 0);
+            let spec = job(ops.work, replicas, honest_price * 2, 0);
             txs.push(w.tx(CLIENT, TxKind::SubmitJob { spec }));
+        }
+        // A caught withholder or lazy provider registers again and goes on (the demotion's own
+        // advice), so one run plays many withholdings, not one.
+        if matches!(s, Strategy::Withholder | Strategy::LazyProvider { .. }) {
+            let demoted = w.ledger.market.provider(&w.address(DEVIATOR)).map(|p| p.status);
+            if demoted == Some(ergon_market::ProviderStatus::Demoted) {
+                let offer = offer(deviant_price, deviant_gmacs);
+                txs.push(w.tx(DEVIATOR, TxKind::RegisterProvider { offer, stake: 1 }));
+            }
         }
         // A griefing client floods jobs whose inputs never come.
         if s == Strategy::NoShowGriefer {
-            let spec = job(&mut w.rng, 1, honest_price * 2, 0);
+            let spec = job(ops.work, 1, honest_price * 2, 0);
             txs.push(w.tx(DEVIATOR, TxKind::SubmitJob { spec }));
         }
         // A self-dealer keeps one job from itself in flight.
         if let Strategy::SelfDealer { .. } = s {
             let me = w.address(DEVIATOR);
             if w.ledger.market.jobs().all(|j| j.client != me || j.finished_at.is_some()) {
-                let spec = job(&mut w.rng, 1, 1, u64::MAX);
+                let spec = job(ops.work, 1, 1, u64::MAX);
                 txs.push(w.tx(DEVIATOR, TxKind::SubmitJob { spec }));
             }
         }
@@ -274,9 +316,21 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, World) {
             if h < since + 2 {
                 continue; // computing: a shard of D multiply-adds takes two blocks of its share
             }
-            let right = Hash::of("product", &[&job_id.0]);
-            let result = if who == PROVIDER { right } else { Hash::of("garbage", &[&job_id.0]) };
-            if who != PROVIDER && !matches!(s, Strategy::SelfDealer { .. }) {
+            // The ring's garbage is replication-checked work (a training job, say): no single
+            // entry can be proven wrong, only outvoted.
+            let result = match s {
+                _ if who == PROVIDER => ops.right,
+                Strategy::LazyProvider { wrong_permille } => {
+                    if w.rng.below(1000) < wrong_permille {
+                        ops.wrong
+                    } else {
+                        dev_cost += cost_of(DIFFICULTY as u128); // it computed this one
+                        ops.right
+                    }
+                }
+                _ => Hash::of("garbage", &[&job_id.0]),
+            };
+            if result != ops.right && !matches!(s, Strategy::SelfDealer { .. }) {
                 bad += 1;
             }
             txs.push(w.tx(who, TxKind::PostResult { job: job_id, shard, result }));
@@ -302,6 +356,29 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, World) {
                         CLIENT,
                         TxKind::ChallengeResult { job: key.0, shard: key.1, replica: key.2, rows: vec![0] },
                     ));
+                }
+            }
+        }
+        // The honest client checks every product it receives and disputes a wrong one.
+        if let Strategy::LazyProvider { .. } = s {
+            let dev = w.address(DEVIATOR);
+            let wrong: Vec<(Hash, u16, u8)> = w
+                .ledger
+                .market
+                .jobs()
+                .flat_map(|j| {
+                    j.keyed_tasks().filter_map(move |(key, t)| match t.state {
+                        TaskState::Posted { provider, result, .. } if provider == dev && result == ops.wrong => {
+                            Some(key)
+                        }
+                        _ => None,
+                    })
+                })
+                .collect();
+            for key in wrong {
+                if challenged.insert(key) {
+                    let evidence = ops.evidence.clone();
+                    txs.push(w.tx(CLIENT, TxKind::Dispute { job: key.0, shard: key.1, replica: key.2, evidence }));
                 }
             }
         }
@@ -335,9 +412,14 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, World) {
         }
         let provider_wins = w.rng.next_u64() % 2 == 0;
         let p_addr = w.address(PROVIDER);
+        // It can mine only on a lease whose inputs it has: never a griefer's.
+        let griefer = (s == Strategy::NoShowGriefer).then(|| w.address(DEVIATOR));
         let job_lease = if provider_wins {
             w.ledger.market.provider(&p_addr).and_then(|p| {
-                p.leases.iter().find_map(|k| w.ledger.market.job(&k.0).map(|j| (k.0, j.spec.shards[k.1 as usize])))
+                p.leases.iter().find_map(|k| {
+                    let j = w.ledger.market.job(&k.0).filter(|j| Some(j.client) != griefer)?;
+                    Some((k.0, j.spec.shards[k.1 as usize]))
+                })
             })
         } else {
             None
@@ -358,14 +440,14 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, World) {
     let mut bad_paid = 0;
     for j in market.jobs() {
         for t in &j.tasks {
-            if let TaskState::Settled { provider, paid, .. } = t.state {
+            if let TaskState::Settled { provider, paid, result } = t.state {
                 let from_outside = !dev_addrs.contains(&j.client);
                 if provider == w.address(PROVIDER) {
                     prov_rev += paid as u128;
                 }
                 if dev_addrs.contains(&provider) && from_outside {
                     dev_rev += paid as u128;
-                    if !matches!(s, Strategy::SelfDealer { .. }) {
+                    if !matches!(s, Strategy::SelfDealer { .. }) && result != ops.right {
                         bad_paid += 1;
                     }
                 }
@@ -426,6 +508,8 @@ pub fn run_economics(seed: u64, blocks: u64) -> EconomicsReport {
         Strategy::SybilRing,
         Strategy::Withholder,
         Strategy::NoShowGriefer,
+        Strategy::LazyProvider { wrong_permille: 20 },
+        Strategy::LazyProvider { wrong_permille: 200 },
     ];
     let (mut reports, mut useful, mut mined, mut violations, mut locked) = (vec![], 0, 0, 0, 0u128);
     for s in strategies {
