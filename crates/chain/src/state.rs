@@ -163,8 +163,18 @@ impl Ledger {
 
     /// Starts a block: records counters for undo and releases matured unbonding stake.
     pub fn begin_block(&mut self, height: u64) -> Undo {
-        let mut undo =
+        let undo =
             Undo { minted: self.minted, burned: self.burned, market: Some(self.market.clone()), ..Undo::default() };
+        self.mature(height, undo)
+    }
+
+    /// Starts a block on a ledger that will be thrown away, never undone (the mempool's view):
+    /// the same as [`begin_block`](Self::begin_block) without the market snapshot.
+    pub fn begin_scratch_block(&mut self, height: u64) -> Undo {
+        self.mature(height, Undo::default())
+    }
+
+    fn mature(&mut self, height: u64, mut undo: Undo) -> Undo {
         let matured: Vec<Address> = self
             .accounts
             .iter()

@@ -83,10 +83,34 @@ fn run_economics(args: EconomicsArgs) -> CmdResult {
             let paid: u64 = reports.iter().map(|r| r.strategies[i].bad_results_paid).sum();
             let strikes: u64 = reports.iter().map(|r| r.strategies[i].honest_strikes).sum();
             println!(
-                "  {:<32} worst ratio {:>10.4}   bad results {bad} (paid {paid})   honest provider strikes {strikes}",
+                "  {:<38} worst ratio {:>10.4}   bad results {bad} (paid {paid})   honest provider strikes {strikes}",
                 s.strategy, worst
             );
         }
+        let churn = |f: fn(&ergon_sim::churn::ChurnReport) -> u64| reports.iter().map(|r| f(&r.churn)).sum::<u64>();
+        println!(
+            "  churn: {} jobs, {} cancels, {} departures, {} returns, {} leases given back, {} failures, {} wrong results, {} disputes, {} challenges, {} job blocks; {} tasks settled, {} cancelled ({} replicas no provider took)",
+            churn(|c| c.jobs),
+            churn(|c| c.cancels),
+            churn(|c| c.departures),
+            churn(|c| c.returns),
+            churn(|c| c.given_back_leases),
+            churn(|c| c.provider_failures),
+            churn(|c| c.wrong_results),
+            churn(|c| c.disputes),
+            churn(|c| c.challenges),
+            churn(|c| c.job_blocks),
+            churn(|c| c.tasks_settled),
+            churn(|c| c.tasks_cancelled),
+            churn(|c| c.replica_shortfalls),
+        );
+        let locked_after: u128 = reports.iter().map(|r| r.churn.coins_locked_after_drain).sum();
+        let unfinished = churn(|c| c.jobs_unfinished_after_drain);
+        let drain = reports.iter().map(|r| r.churn.drain_blocks).max().unwrap_or(0);
+        println!(
+            "  after the drain (at most {drain} blocks): coins locked {locked_after}, jobs unfinished {unfinished}, supply violations {}",
+            churn(|c| c.supply_violations)
+        );
         let violations: u64 = reports.iter().map(|r| r.supply_violations).sum();
         let locked: u128 = reports.iter().map(|r| r.coins_locked_at_end).sum();
         let share = reports.iter().map(|r| r.useful_work_share).sum::<f64>() / reports.len() as f64;

@@ -21,6 +21,7 @@ use ergon_kernels::rng::SplitMix64;
 use ergon_types::{Block, Hash, SecretKey, Transaction, TxKind};
 use serde::Serialize;
 
+pub mod churn;
 pub mod economics;
 
 /// Knobs of one simulated run.
