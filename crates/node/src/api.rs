@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use ergon_chain::{Refusal, TxStatus};
 use ergon_market::{Decision, Job, Provider, Subject, TaskState};
 use ergon_types::{Address, Block, Canonical, Hash, SignedTransaction, TxKind};
 use serde::Deserialize;
@@ -28,6 +29,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/blocks/{hash}", get(block))
         .route("/accounts/{address}", get(account))
         .route("/transactions", post(submit))
+        .route("/transactions/{id}", get(transaction))
         .route("/providers", get(providers))
         .route("/providers/{address}", get(provider))
         .route("/jobs", get(jobs))
@@ -329,7 +331,29 @@ async fn submit(State(s): State<Arc<Shared>>, Json(body): Json<Submit>) -> Respo
             s.send(ergon_net::Command::PublishTx(bytes));
             (StatusCode::ACCEPTED, Json(json!({ "id": id.to_hex(), "status": "pending" }))).into_response()
         }
-        Err(why) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("refused: {why}")),
+        Err(why) => {
+            let status = match why {
+                Refusal::Invalid(_) | Refusal::FeeTooLow { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                Refusal::TooManyFromSender { .. } => StatusCode::TOO_MANY_REQUESTS,
+                Refusal::Full { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            error(status, format!("refused: {why}"))
+        }
+    }
+}
+
+/// Where a transaction stands in this node's pool: pending, or dropped with the reason.
+async fn transaction(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let Ok(id) = Hash::from_hex(&id) else { return error(StatusCode::BAD_REQUEST, "id must be 64 hex digits") };
+    match s.lock().mempool.status(&id) {
+        TxStatus::Pending => Json(json!({ "id": id.to_hex(), "status": "pending" })).into_response(),
+        TxStatus::Dropped(why) => {
+            Json(json!({ "id": id.to_hex(), "status": "dropped", "reason": why })).into_response()
+        }
+        TxStatus::Unknown => error(
+            StatusCode::NOT_FOUND,
+            "not in this node's pool: mined (see the sender's nonce), never received, or dropped long ago",
+        ),
     }
 }
 

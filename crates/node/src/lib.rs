@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use ergon_chain::{Chain, Genesis, TxRejection};
+use ergon_chain::{Chain, Genesis, Mempool};
 use ergon_store::Store;
-use ergon_types::{Address, Hash, SignedTransaction};
+use ergon_types::{Address, Hash};
 
 /// How a node is started.
 #[derive(Clone, Debug)]
@@ -40,12 +40,6 @@ pub struct NodeConfig {
     /// Testing only: the provider posts products with one entry off by one (an adversary for
     /// the dispute path's end-to-end test).
     pub corrupt_results: bool,
-}
-
-/// Transactions waiting for a block, in arrival order.
-#[derive(Default)]
-pub struct Mempool {
-    txs: Vec<SignedTransaction>,
 }
 
 /// Counters the API and metrics report.
@@ -106,60 +100,6 @@ impl Shared {
 
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-impl Mempool {
-    /// Admits a transaction that could apply on top of the current state (or a later nonce of a
-    /// sender whose earlier ones are pending). Returns its id or why it was refused.
-    pub fn admit(&mut self, chain: &Chain, tx: SignedTransaction) -> Result<Hash, String> {
-        if tx.verify().is_err() {
-            return Err(TxRejection::BadSignature.to_string());
-        }
-        if tx.tx.chain != chain.chain_id() {
-            return Err(TxRejection::WrongChain.to_string());
-        }
-        let id = tx.id();
-        if self.txs.iter().any(|t| t.id() == id) {
-            return Ok(id);
-        }
-        let from = tx.tx.sender();
-        let next = self.next_nonce(chain, &from);
-        if tx.tx.nonce != next {
-            return Err(TxRejection::WrongNonce { expected: next, got: tx.tx.nonce }.to_string());
-        }
-        if self.txs.len() >= 50_000 {
-            return Err("mempool full; retry later".into());
-        }
-        self.txs.push(tx);
-        Ok(id)
-    }
-
-    /// Transactions from `from` waiting here.
-    pub fn pending_from(&self, from: &Address) -> usize {
-        self.txs.iter().filter(|t| t.tx.sender() == *from).count()
-    }
-
-    /// The nonce `from`'s next transaction must carry: its account's, past those waiting here.
-    pub fn next_nonce(&self, chain: &Chain, from: &Address) -> u64 {
-        chain.ledger().account(from).nonce + self.pending_from(from) as u64
-    }
-
-    pub fn pending(&self) -> Vec<SignedTransaction> {
-        self.txs.clone()
-    }
-
-    pub fn len(&self) -> usize {
-        self.txs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.txs.is_empty()
-    }
-
-    /// Drops transactions that the chain has applied or can no longer apply.
-    pub fn prune(&mut self, chain: &Chain) {
-        self.txs.retain(|t| t.tx.nonce >= chain.ledger().account(&t.tx.sender()).nonce);
-    }
 }
 
 /// Runs a node until `shutdown` resolves.

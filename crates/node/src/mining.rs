@@ -33,7 +33,7 @@ pub fn mine_forever(shared: Arc<Shared>) {
             let tip = node.chain.tip();
             let stale = current.as_ref().is_none_or(|(t, at, _)| *t != tip || at.elapsed() >= TEMPLATE_REFRESH);
             if stale {
-                let pending = node.mempool.pending();
+                let pending = node.mempool.best(ergon_types::block::MAX_TXS);
                 current = Some((tip, Instant::now(), node.chain.template(shared.miner, pending, now_ms())));
             }
             current.as_ref().map(|c| c.2.clone()).expect("set above")
@@ -65,7 +65,7 @@ fn compute_leased(shared: &Arc<Shared>, ready: ReadyWork) {
     let ml = ml.map(|job| (job, work.a.clone(), work.b.clone()));
     let template = {
         let mut node = shared.lock();
-        let pending = node.mempool.pending();
+        let pending = node.mempool.best(ergon_types::block::MAX_TXS);
         node.chain.template_on_job(shared.miner, pending, now_ms(), work)
     };
     let template = match template {
@@ -139,7 +139,7 @@ fn accept_own(shared: &Arc<Shared>, block: ergon_types::Block, parent: Hash) -> 
             Ok(Ok(_)) => {
                 shared.stats.blocks_mined.fetch_add(1, Ordering::Relaxed);
                 node.seen_ms.insert(id, now_ms());
-                node.mempool.prune(&node.chain);
+                node.mempool.refresh(&node.chain);
                 shared.send(ergon_net::Command::PublishBlock(bytes));
                 tracing::info!(height, tip = %node.chain.tip(), "mined a block");
             }

@@ -318,7 +318,7 @@ fn submit(shared: &Arc<Shared>, key: &SecretKey, kind: TxKind) -> Result<(), Str
     let nonce = node.mempool.next_nonce(&node.chain, &key.public().address());
     let tx = Transaction { chain: node.chain.chain_id(), from: key.public(), nonce, fee: 1, kind }.sign(key);
     let bytes = ergon_types::Canonical::encode(&tx);
-    node.mempool.admit(&node.chain, tx)?;
+    node.mempool.admit(&node.chain, tx).map_err(|why| format!("refused by the pool: {why}"))?;
     shared.send(ergon_net::Command::PublishTx(bytes));
     Ok(())
 }

@@ -3,11 +3,14 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use ergon_chain::{BlockRejection, Imported};
+use ergon_chain::{BlockRejection, Imported, Refusal, TxRejection};
 use ergon_net::{Command, Event, NetConfig, PeerId, Request, Verdict};
 use ergon_types::{Block, Canonical, Hash, SignedTransaction};
 
 use crate::{now_ms, Shared};
+
+// Every valid block fits one gossip message and one block response.
+const _: () = assert!(<Block as Canonical>::MAX_BYTES <= ergon_net::MAX_MESSAGE_BYTES);
 
 /// Orphans kept at most (blocks whose parent has not arrived yet).
 const MAX_ORPHANS: usize = 10_000;
@@ -63,16 +66,15 @@ fn on_tx(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
         shared.send(Command::Punish(from));
         return Verdict::Reject;
     };
-    if tx.verify().is_err() {
-        return Verdict::Reject;
-    }
     let mut node = shared.lock();
     let node = &mut *node;
-    // A stale nonce or a full mempool is no fault of the sender's.
-    if node.mempool.admit(&node.chain, tx).is_ok() {
-        Verdict::Accept
-    } else {
-        Verdict::Ignore
+    match node.mempool.admit(&node.chain, tx) {
+        Ok(_) => Verdict::Accept,
+        // Forged: the peer relayed what no honest node would.
+        Err(Refusal::Invalid(TxRejection::BadSignature | TxRejection::WrongChain)) => Verdict::Reject,
+        // A nonce or balance race, a fee below this pool's floor, a full pool: not forwarded,
+        // and no fault of the peer's (its view of the tip may differ from ours).
+        Err(_) => Verdict::Ignore,
     }
 }
 
@@ -96,7 +98,7 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
                 if !known {
                     node.seen_ms.insert(id, now_ms());
                     shared.stats.blocks_imported.fetch_add(1, Ordering::Relaxed);
-                    node.mempool.prune(&node.chain);
+                    node.mempool.refresh(&node.chain);
                     tracing::info!(height, %id, ?imported, "imported a block");
                 }
                 if let Some(children) = node.orphans.remove(&id) {
