@@ -10,6 +10,9 @@
 //! node reports as sending invalid data is disconnected and banned.
 
 pub mod blob;
+pub mod codec;
+
+use codec::RawCodec;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
@@ -19,19 +22,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::request_response::{self, cbor, ProtocolSupport};
+use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{gossipsub, identify, kad, mdns, noise, tcp, yamux, Multiaddr, StreamProtocol};
 pub use libp2p::{Multiaddr as Address, PeerId};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 /// Largest gossip message: a block with its PoUW proof (≤ ~7.5 MB) and transactions.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 /// What one peer may ask another.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub enum Request {
     /// The block with this id.
     Block([u8; 32]),
@@ -40,21 +42,21 @@ pub enum Request {
 }
 
 /// Piece `piece` of the sealed blob named `name` (see [`blob`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct PieceRequest {
     pub name: [u8; 32],
     pub piece: u32,
 }
 
 /// (pieces in the blob, the piece's bytes), or nothing if the peer does not hold it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct PieceResponse(pub Option<(u32, Vec<u8>)>);
 
 /// Serves blob pieces from the node's blob store.
 pub type BlobProvider = Arc<dyn Fn(&[u8; 32], u32) -> Option<(u32, Vec<u8>)> + Send + Sync>;
 
 /// A block's canonical bytes, or nothing if the peer does not have it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Response(pub Option<Vec<u8>>);
 
 /// What the node asks the network to do.
@@ -123,8 +125,8 @@ pub type Provider = Arc<dyn Fn(&Request) -> Option<Vec<u8>> + Send + Sync>;
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     gossipsub: gossipsub::Behaviour,
-    blocks: cbor::Behaviour<Request, Response>,
-    blobs: cbor::Behaviour<PieceRequest, PieceResponse>,
+    blocks: request_response::Behaviour<RawCodec<Request, Response>>,
+    blobs: request_response::Behaviour<RawCodec<PieceRequest, PieceResponse>>,
     identify: identify::Behaviour,
     /// Peer discovery beyond the configured peers: addresses learnt from identify are added, and
     /// peers found in the routing table are dialled.
@@ -180,12 +182,14 @@ pub fn spawn(
                 .build()
                 .map_err(|e| e.to_string())?;
             let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip)?;
-            let blocks = cbor::Behaviour::new(
-                [(StreamProtocol::new("/ergon/blocks/1"), ProtocolSupport::Full)],
+            let blocks = request_response::Behaviour::with_codec(
+                RawCodec::default(),
+                [(StreamProtocol::new("/ergon/blocks/2"), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
             );
-            let blobs = cbor::Behaviour::new(
-                [(StreamProtocol::new("/ergon/blobs/1"), ProtocolSupport::Full)],
+            let blobs = request_response::Behaviour::with_codec(
+                RawCodec::default(),
+                [(StreamProtocol::new("/ergon/blobs/2"), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
             );
             let identify = identify::Behaviour::new(identify::Config::new("/ergon/1".into(), key.public()));
@@ -345,7 +349,7 @@ impl Fetch {
     /// Asks the next untried peer, or answers `None` when none is left.
     fn next(
         mut self,
-        blobs: &mut cbor::Behaviour<PieceRequest, PieceResponse>,
+        blobs: &mut request_response::Behaviour<RawCodec<PieceRequest, PieceResponse>>,
         pending: &mut HashMap<request_response::OutboundRequestId, Fetch>,
     ) {
         match self.untried.pop() {
