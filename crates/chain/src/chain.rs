@@ -20,6 +20,16 @@ use crate::ChainError;
 
 /// Blocks whose median time the next block must exceed.
 const MEDIAN_TIME_SPAN: usize = 11;
+/// Side-branch blocks kept at any one height (siblings of an active block and of each other).
+pub const MAX_SIDE_BLOCKS_PER_HEIGHT: usize = 4;
+/// Bytes of side-branch blocks kept in all (they are dropped once below the reorg depth).
+pub const MAX_SIDE_BRANCH_BYTES: usize = 256 << 20;
+/// A side-branch block must carry at least this fraction (1/n) of the difficulty the tip's
+/// next block needs. An honest branch tracks its own miners' share of the work, so it stays
+/// above this unless it had under 1/16 of the network; a branch forked from an old block and
+/// stamped with the current time looks far behind schedule to ASERT and drops toward the
+/// minimum difficulty: those cheap blocks are refused instead of stored and validated.
+pub const SIDE_DIFFICULTY_DIVISOR: u64 = 16;
 
 /// Why a block was refused, in words a node operator can act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +64,19 @@ pub enum BlockRejection {
     },
     StateRootMismatch,
     KnownInvalid,
+    /// Forks from further below the tip than any reorganisation may reach.
+    ForkTooDeep {
+        fork_height: u64,
+        tip_height: u64,
+        max_depth: u64,
+    },
+    /// The side-branch store is at its bound (per height or in bytes).
+    SideBranchFull(String),
+    /// A side-branch block far cheaper than a block on the tip.
+    SideBranchTooCheap {
+        difficulty: u64,
+        floor: u64,
+    },
 }
 
 impl fmt::Display for BlockRejection {
@@ -75,6 +98,16 @@ impl fmt::Display for BlockRejection {
             Self::BadTransaction { index, reason } => write!(f, "transaction {index} cannot apply: {reason}"),
             Self::StateRootMismatch => write!(f, "state root does not match the state its transactions produce"),
             Self::KnownInvalid => write!(f, "block or an ancestor was already found invalid"),
+            Self::ForkTooDeep { fork_height, tip_height, max_depth } => write!(
+                f,
+                "forks at height {fork_height}, {} blocks below the tip {tip_height}: deeper than the {max_depth} a reorganisation may reach",
+                tip_height - fork_height
+            ),
+            Self::SideBranchFull(why) => write!(f, "side branch not kept: {why}"),
+            Self::SideBranchTooCheap { difficulty, floor } => write!(
+                f,
+                "side-branch block of difficulty {difficulty} is below 1/{SIDE_DIFFICULTY_DIVISOR} of the tip's ({floor} needed)"
+            ),
         }
     }
 }
@@ -115,9 +148,17 @@ pub struct Chain {
     nodes: HashMap<Hash, Node>,
     /// Active chain, by height.
     active: Vec<Hash>,
-    /// Undo records of active blocks (index = height; genesis has none).
+    /// Undo records of active blocks (index = height; genesis has none). Only the last
+    /// `max_reorg_depth` are kept: no reorganisation reaches below them.
     undos: Vec<Option<Undo>>,
     ledger: Ledger,
+    /// Valid blocks off the active chain that still hold their bodies, with their sizes: what a
+    /// reorganisation could switch to. Dropped once below the reorg depth.
+    side: std::collections::BTreeMap<(u64, Hash), usize>,
+    side_bytes: usize,
+    /// Undo records at or below this height are gone: no fork may start below it (the tip can
+    /// move down after a reorganisation onto a shorter, heavier branch).
+    undo_floor: u64,
 }
 
 impl Chain {
@@ -140,7 +181,17 @@ impl Chain {
         };
         let mut nodes = HashMap::new();
         nodes.insert(chain_id, Node { header, block: None, work: 0, invalid: false });
-        Ok(Self { genesis, chain_id, nodes, active: vec![chain_id], undos: vec![None], ledger })
+        Ok(Self {
+            genesis,
+            chain_id,
+            nodes,
+            active: vec![chain_id],
+            undos: vec![None],
+            ledger,
+            side: Default::default(),
+            side_bytes: 0,
+            undo_floor: 0,
+        })
     }
 
     /// The genesis hash: the network's identity and the id of block 0.
@@ -276,11 +327,12 @@ impl Chain {
         let height = block.header.height;
         let work = self.nodes[&block.header.parent].work + block.header.difficulty as u128;
         let extends_tip = block.header.parent == self.tip();
+        let size = if extends_tip { 0 } else { self.check_side_room(&block)? };
         self.nodes.insert(id, Node { header: block.header.clone(), block: Some(block), work, invalid: false });
 
-        if extends_tip {
+        let outcome = if extends_tip {
             let block = self.nodes[&id].block.clone().expect("just inserted");
-            return match self.apply(&block) {
+            match self.apply(&block) {
                 Ok(undo) => {
                     self.active.push(id);
                     self.undos.push(Some(undo));
@@ -290,12 +342,78 @@ impl Chain {
                     self.mark_invalid(id);
                     Err(e)
                 }
-            };
+            }
+        } else {
+            // Every kept block is fully valid: a side block is applied on its branch (its lease
+            // and state root judged as of its own parent) and the tip restored unless it wins.
+            let switch = work > self.tip_work();
+            let outcome = self.switch_or_try(id, switch);
+            if matches!(outcome, Ok(Imported::SideBranch { .. })) {
+                self.side.insert((height, id), size);
+                self.side_bytes += size;
+            }
+            outcome
+        };
+        self.forget_below_reorg_depth();
+        outcome
+    }
+
+    /// Where a block off the tip forks from the active chain, if a reorganisation could reach
+    /// it, and whether the side-branch store has room for it; returns its size.
+    fn check_side_room(&self, block: &Block) -> Result<usize, BlockRejection> {
+        let (tip_height, max_depth) = (self.height(), self.params().max_reorg_depth);
+        let mut cursor = block.header.parent;
+        loop {
+            let h = self.nodes[&cursor].header.height;
+            if tip_height.saturating_sub(h) > max_depth || h < self.undo_floor {
+                return Err(BlockRejection::ForkTooDeep { fork_height: h, tip_height, max_depth });
+            }
+            if self.active.get(h as usize) == Some(&cursor) {
+                break;
+            }
+            cursor = self.nodes[&cursor].header.parent;
         }
-        if work > self.tip_work() {
-            return self.reorganize(id);
+        let floor = self.expected_difficulty(self.tip_header()) / SIDE_DIFFICULTY_DIVISOR;
+        if block.header.difficulty < floor {
+            return Err(BlockRejection::SideBranchTooCheap { difficulty: block.header.difficulty, floor });
         }
-        Ok(Imported::SideBranch { height })
+        let height = block.header.height;
+        let siblings = self.side.range((height, Hash::ZERO)..=(height, Hash([0xff; 32]))).count();
+        if siblings >= MAX_SIDE_BLOCKS_PER_HEIGHT {
+            return Err(BlockRejection::SideBranchFull(format!(
+                "{siblings} side-branch blocks already kept at height {height}"
+            )));
+        }
+        let size = block.encode().len();
+        if self.side_bytes + size > MAX_SIDE_BRANCH_BYTES {
+            return Err(BlockRejection::SideBranchFull(format!(
+                "{} bytes of side branches already kept (bound {MAX_SIDE_BRANCH_BYTES})",
+                self.side_bytes
+            )));
+        }
+        Ok(size)
+    }
+
+    /// Drops what no reorganisation can reach any more: undo records and side-branch bodies
+    /// more than `max_reorg_depth` below the tip.
+    fn forget_below_reorg_depth(&mut self) {
+        let Some(floor) = self.height().checked_sub(self.params().max_reorg_depth) else { return };
+        self.undo_floor = self.undo_floor.max(floor);
+        for undo in self.undos.iter_mut().take(floor as usize + 1).rev() {
+            if undo.take().is_none() {
+                break; // everything lower went before
+            }
+        }
+        while let Some((&(h, id), _)) = self.side.first_key_value() {
+            if h > floor {
+                break;
+            }
+            let size = self.side.remove(&(h, id)).unwrap_or(0);
+            self.side_bytes -= size;
+            if let Some(n) = self.nodes.get_mut(&id) {
+                n.block = None;
+            }
+        }
     }
 
     fn mark_invalid(&mut self, id: Hash) {
@@ -303,11 +421,16 @@ impl Chain {
             n.invalid = true;
             n.block = None;
         }
+        if let Some(size) = self.side.remove(&(self.nodes.get(&id).map_or(0, |n| n.header.height), id)) {
+            self.side_bytes -= size;
+        }
     }
 
-    /// Switches the active chain to the branch ending at `new_tip`, or stays put if a block on
-    /// it turns out invalid (that block is then marked invalid and the error returned).
-    fn reorganize(&mut self, new_tip: Hash) -> Result<Imported, BlockRejection> {
+    /// Applies the branch ending at `new_tip`. If `switch`, it becomes the active chain (the
+    /// old one's blocks become side blocks); if not, or if a block on it turns out invalid
+    /// (that block and its descendants on the branch are then marked invalid and the error
+    /// returned), the old chain is restored.
+    fn switch_or_try(&mut self, new_tip: Hash, switch: bool) -> Result<Imported, BlockRejection> {
         // The new branch back to the first block on the active chain.
         let mut branch = vec![];
         let mut cursor = new_tip;
@@ -318,6 +441,7 @@ impl Chain {
         branch.reverse();
         let fork_height = self.nodes[&cursor].header.height as usize;
         let undone = self.rollback_to(fork_height);
+        let mut failure = None;
         for (i, id) in branch.iter().enumerate() {
             let block = self.nodes[id].block.clone().expect("side-branch blocks keep their bodies");
             match self.apply(&block) {
@@ -329,19 +453,38 @@ impl Chain {
                     for bad in &branch[i..] {
                         self.mark_invalid(*bad);
                     }
-                    // Back to the old branch, block by block.
-                    self.rollback_to(fork_height);
-                    for id in &undone {
-                        let block = self.nodes[id].block.clone().expect("active blocks keep their bodies");
-                        let undo = self.apply(&block).expect("the old branch applied before");
-                        self.active.push(*id);
-                        self.undos.push(Some(undo));
-                    }
-                    return Err(e);
+                    failure = Some(e);
+                    break;
                 }
             }
         }
-        Ok(Imported::Reorganized { undone: undone.len(), applied: branch.len(), height: self.height() })
+        if failure.is_none() && switch {
+            for id in &branch {
+                let h = self.nodes[id].header.height;
+                if let Some(size) = self.side.remove(&(h, *id)) {
+                    self.side_bytes -= size;
+                }
+            }
+            for id in &undone {
+                let n = &self.nodes[id];
+                let size = n.block.as_ref().map_or(0, |b| b.encode().len());
+                self.side.insert((n.header.height, *id), size);
+                self.side_bytes += size;
+            }
+            return Ok(Imported::Reorganized { undone: undone.len(), applied: branch.len(), height: self.height() });
+        }
+        // Back to the old branch, block by block.
+        self.rollback_to(fork_height);
+        for id in &undone {
+            let block = self.nodes[id].block.clone().expect("active blocks keep their bodies");
+            let undo = self.apply(&block).expect("the old branch applied before");
+            self.active.push(*id);
+            self.undos.push(Some(undo));
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(Imported::SideBranch { height: self.nodes[&new_tip].header.height }),
+        }
     }
 
     /// Undoes active blocks above `height`; returns their ids, lowest first.

@@ -68,11 +68,19 @@ pub struct ChainParams {
     /// Blocks a provider has to answer an availability challenge.
     #[serde(default = "defaults::reveal_blocks")]
     pub reveal_blocks: u64,
+    /// Deepest reorganisation accepted: a block forking from more than this many blocks below
+    /// the tip is refused (see `docs/chain.md`).
+    #[serde(default = "defaults::max_reorg_depth")]
+    pub max_reorg_depth: u64,
 }
 
 /// Market parameters a genesis file may leave out (files written before the market existed).
 mod defaults {
     use ergon_market::MarketParams;
+
+    pub fn max_reorg_depth() -> u64 {
+        500
+    }
     pub fn min_provider_stake() -> u64 {
         MarketParams::devnet().min_provider_stake
     }
@@ -137,6 +145,7 @@ impl ChainParams {
             collusion_percent: defaults::collusion_percent(),
             wasted_lease_percent: defaults::wasted_lease_percent(),
             reveal_blocks: defaults::reveal_blocks(),
+            max_reorg_depth: defaults::max_reorg_depth(),
         }
     }
 
@@ -172,6 +181,9 @@ impl ChainParams {
         }
         if self.min_difficulty == 0 || self.initial_difficulty < self.min_difficulty {
             return bad("need 0 < min_difficulty <= initial_difficulty");
+        }
+        if self.max_reorg_depth == 0 || self.max_reorg_depth > 10_000 {
+            return bad("max_reorg_depth must be in 1..=10000");
         }
         if self.filler_subsidy_percent > 100 || self.fee_burn_percent > 100 || self.job_burn_percent > 100 {
             return bad("percentages must be at most 100");

@@ -71,6 +71,10 @@ pub struct SimReport {
     pub final_height: u64,
     pub reorgs: u64,
     pub messages: u64,
+    /// Blocks refused as forking from below the reorg depth or as far cheaper than the tip's:
+    /// a node restarted from genesis mines on its own stale tip (behind schedule, so at a low
+    /// difficulty) until it has caught up. Policy, not a fault; convergence is still checked.
+    pub stale_forks_refused: u64,
     pub violations: Vec<String>,
 }
 
@@ -195,6 +199,9 @@ impl Sim {
                     self.nodes[node].orphans.entry(parent).or_default().push(b);
                     let faults = self.faults_on();
                     self.send(node, from, Msg::GetBlock(parent), faults);
+                }
+                Err(BlockRejection::ForkTooDeep { .. } | BlockRejection::SideBranchTooCheap { .. }) => {
+                    self.report.stale_forks_refused += 1
                 }
                 Err(e) => self.report.violations.push(format!("node {node} refused an honest block: {e}")),
             }
