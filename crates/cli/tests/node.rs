@@ -114,7 +114,7 @@ fn peers_discover_each_other_beyond_their_configured_peers() {
         nodes.push(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
         std::thread::sleep(Duration::from_millis(300));
     }
-    let peers_of_a = || {
+    let status_of_a = || {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&apis[0]).ok()?;
         s.write_all(format!("GET /status HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", apis[0]).as_bytes())
@@ -122,8 +122,9 @@ fn peers_discover_each_other_beyond_their_configured_peers() {
         let mut resp = String::new();
         s.read_to_string(&mut resp).ok()?;
         let body = resp.split_once("\r\n\r\n")?.1;
-        serde_json::from_str::<serde_json::Value>(body).ok()?["peers"].as_u64()
+        serde_json::from_str::<serde_json::Value>(body).ok()
     };
+    let peers_of_a = || status_of_a()?["peers"].as_u64();
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut seen = None;
     while Instant::now() < deadline {
@@ -133,10 +134,28 @@ fn peers_discover_each_other_beyond_their_configured_peers() {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+    let identity = status_of_a().and_then(|s| s["peer_id"].as_str().map(String::from));
     for mut n in nodes {
         let _ = n.kill();
         let _ = n.wait();
     }
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(seen, Some(2), "A should have found C through B's routing table");
+    // A keeps its peer identity across a restart (it was new at every start: issue 10).
+    let mut again = Command::new(env!("CARGO_BIN_EXE_ergon"))
+        .args(["node", "--data-dir", &p("n0"), "--api", &apis[0], "--genesis", &p("g.json"), "--listen", &p2ps[0]])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut after = None;
+    while Instant::now() < deadline && after.is_none() {
+        after = status_of_a().and_then(|s| s["peer_id"].as_str().map(String::from));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = again.kill();
+    let _ = again.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(identity.is_some());
+    assert_eq!(after, identity, "the same PeerId after a restart");
 }

@@ -142,6 +142,9 @@ pub struct NetConfig {
     pub chain_id: [u8; 32],
     /// Discover peers on the local network by mDNS.
     pub mdns: bool,
+    /// The ed25519 secret of this node's peer identity (kept in the data directory, so the
+    /// node's PeerId, and what peers know of it, survives a restart).
+    pub identity: [u8; 32],
 }
 
 /// The node's side of the network task.
@@ -164,7 +167,8 @@ pub fn spawn(
     blob_provider: BlobProvider,
 ) -> Result<(NetHandle, mpsc::UnboundedReceiver<Event>), String> {
     let mdns_on = cfg.mdns;
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(cfg.identity).map_err(|e| e.to_string())?;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(|e| e.to_string())?
@@ -220,6 +224,7 @@ pub fn spawn(
     let redial = cfg.peers.clone();
     tokio::spawn(async move {
         let mut banned: HashSet<PeerId> = HashSet::new();
+        let mut counted: HashSet<PeerId> = HashSet::new();
         let mut fetches: HashMap<request_response::OutboundRequestId, Fetch> = HashMap::new();
         let mut redial_timer = tokio::time::interval(Duration::from_secs(2));
         let mut discovery_timer = tokio::time::interval(Duration::from_secs(30));
@@ -300,7 +305,7 @@ pub fn spawn(
                     SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
                         if banned.contains(&peer_id) {
                             let _ = swarm.disconnect_peer_id(peer_id);
-                        } else if num_established.get() == 1 {
+                        } else if num_established.get() == 1 && counted.insert(peer_id) {
                             peers.fetch_add(1, Ordering::Relaxed);
                             swarm.behaviour_mut().gossipsub.add_explicit_peer(&peer_id);
                             swarm.behaviour_mut().blocks.send_request(&peer_id, Request::Tip);
@@ -309,7 +314,10 @@ pub fn spawn(
                     }
                     SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                         swarm.behaviour_mut().gossipsub.remove_explicit_peer(&peer_id);
-                        peers.fetch_sub(1, Ordering::Relaxed);
+                        // Only peers counted in (a banned peer's brief connection never was).
+                        if counted.remove(&peer_id) {
+                            peers.fetch_sub(1, Ordering::Relaxed);
+                        }
                     }
                     SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening for peers"),
                     SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {

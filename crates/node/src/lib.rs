@@ -7,6 +7,7 @@
 mod api;
 pub mod blobs;
 mod mining;
+pub mod orphans;
 pub mod provider;
 mod sync;
 
@@ -58,8 +59,8 @@ pub struct Node {
     pub chain: Chain,
     pub store: Store,
     pub mempool: Mempool,
-    /// Blocks received before their parent, by parent id.
-    pub orphans: std::collections::HashMap<Hash, Vec<ergon_types::Block>>,
+    /// Blocks received before their parent (bounded; see [`orphans`]).
+    pub orphans: orphans::Orphans<ergon_net::PeerId>,
     /// When this node first accepted each block (mined or received), for propagation figures.
     pub seen_ms: std::collections::HashMap<Hash, u64>,
 }
@@ -102,6 +103,36 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// The secret of this node's peer identity: `p2p.key` in the data directory (32 raw bytes,
+/// owner-only), made on first start. A node that changed identity at every start lost what
+/// peers had learnt of it, and a banned peer could return as a "new" node by restarting.
+fn peer_identity(dir: &std::path::Path) -> Result<[u8; 32], String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("p2p.key");
+    match std::fs::read(&path) {
+        Ok(bytes) => bytes
+            .try_into()
+            .map_err(|_| format!("{}: not a 32-byte peer key; remove it to make a new one", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| format!("no OS randomness: {e}"))?;
+            let tmp = dir.join("p2p.key.tmp");
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| format!("{}: {e}", tmp.display()))?;
+            f.write_all(&key).and_then(|()| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+            std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(key)
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 /// Runs a node until `shutdown` resolves.
 pub async fn run(
     cfg: NodeConfig,
@@ -135,7 +166,8 @@ pub async fn run(
         blobs.extend(stored.into_iter().map(|(k, v)| (k, Arc::new(v))));
     }
     if let Some(listen) = &cfg.listen {
-        sync::start_network(&shared, listen, &cfg.peers, cfg.mdns)?;
+        let identity = peer_identity(&cfg.data_dir)?;
+        sync::start_network(&shared, listen, &cfg.peers, cfg.mdns, identity)?;
     }
     if let Some(key) = cfg.provider.clone() {
         if key.public().address() != cfg.miner || !cfg.mine {

@@ -7,15 +7,19 @@ use ergon_chain::{BlockRejection, Imported, Refusal, TxRejection};
 use ergon_net::{Command, Event, NetConfig, PeerId, Request, Verdict};
 use ergon_types::{Block, Canonical, Hash, SignedTransaction};
 
+use crate::orphans::NotKept;
 use crate::{now_ms, Shared};
 
 // Every valid block fits one gossip message and one block response.
 const _: () = assert!(<Block as Canonical>::MAX_BYTES <= ergon_net::MAX_MESSAGE_BYTES);
 
-/// Orphans kept at most (blocks whose parent has not arrived yet).
-const MAX_ORPHANS: usize = 10_000;
-
-pub fn start_network(shared: &Arc<Shared>, listen: &str, peers: &[String], mdns: bool) -> Result<(), String> {
+pub fn start_network(
+    shared: &Arc<Shared>,
+    listen: &str,
+    peers: &[String],
+    mdns: bool,
+    identity: [u8; 32],
+) -> Result<(), String> {
     let listen = listen.parse().map_err(|e| format!("--listen {listen:?}: {e}"))?;
     let peers = peers
         .iter()
@@ -36,7 +40,8 @@ pub fn start_network(shared: &Arc<Shared>, listen: &str, peers: &[String], mdns:
         let blob = serving.blob(name)?;
         ergon_net::blob::piece(&blob, index).map(|(total, bytes)| (total, bytes.to_vec()))
     });
-    let (handle, mut events) = ergon_net::spawn(NetConfig { listen, peers, chain_id, mdns }, provider, blob_provider)?;
+    let (handle, mut events) =
+        ergon_net::spawn(NetConfig { listen, peers, chain_id, mdns, identity }, provider, blob_provider)?;
     tracing::info!(peer_id = %handle.peer_id, "network started");
     let _ = shared.net.set(handle);
     let shared = shared.clone();
@@ -101,17 +106,23 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
                     node.mempool.refresh(&node.chain);
                     tracing::info!(height, %id, ?imported, "imported a block");
                 }
-                if let Some(children) = node.orphans.remove(&id) {
-                    pending.extend(children);
-                }
+                pending.extend(node.orphans.take_children(&id));
             }
-            Ok(Err(BlockRejection::UnknownParent(_))) => {
-                verdict.get_or_insert(Verdict::Ignore);
-                if node.orphans.values().map(Vec::len).sum::<usize>() < MAX_ORPHANS {
-                    node.orphans.entry(parent).or_default().push(b);
+            Ok(Err(BlockRejection::UnknownParent(_))) => match node.orphans.insert(&node.chain, b, from) {
+                Ok(()) => {
+                    verdict.get_or_insert(Verdict::Ignore);
+                    shared.send(Command::Request { peer: from, request: Request::Block(parent.0) });
                 }
-                shared.send(Command::Request { peer: from, request: Request::Block(parent.0) });
-            }
+                Err(NotKept::Invalid(why)) => {
+                    verdict.get_or_insert(Verdict::Reject);
+                    tracing::warn!(height, %why, peer = %from, "refused an orphan with a bad proof");
+                    shared.send(Command::Punish(from));
+                }
+                Err(NotKept::Declined(why)) => {
+                    verdict.get_or_insert(Verdict::Ignore);
+                    tracing::debug!(height, %why, "orphan not kept");
+                }
+            },
             // Our clock may lag: not proof of a bad peer.
             Ok(Err(BlockRejection::TooFarInFuture { .. })) => {
                 verdict.get_or_insert(Verdict::Ignore);
