@@ -165,9 +165,7 @@ pub fn run(args: DevnetArgs) -> CmdResult {
         let stop = stop.clone();
         std::thread::spawn(move || {
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                rt.block_on(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                });
+                rt.block_on(ergon_node::shutdown_signal());
                 stop.store(true, Ordering::Relaxed);
             }
         });

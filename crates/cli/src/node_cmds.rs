@@ -79,9 +79,7 @@ pub fn node(args: NodeArgs) -> CmdResult {
         mdns: args.mdns,
     };
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    rt.block_on(ergon_node::run(cfg, async {
-        let _ = tokio::signal::ctrl_c().await;
-    }))?;
+    rt.block_on(ergon_node::run(cfg, ergon_node::shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
 }
 

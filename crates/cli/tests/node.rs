@@ -70,8 +70,9 @@ fn a_node_mines_serves_its_api_and_applies_a_transfer() {
 
     #[cfg(unix)]
     {
-        // Ctrl-C: the node stops cleanly and a restart resumes from its store.
-        Command::new("kill").args(["-INT", &node.id().to_string()]).status().unwrap();
+        // SIGTERM (what `kill` and service managers send) stops the node as cleanly as Ctrl-C,
+        // and a restart resumes from its store.
+        Command::new("kill").args(["-TERM", &node.id().to_string()]).status().unwrap();
         let status = node.wait().unwrap();
         assert!(status.success(), "{status:?}");
         let reopened = ergon(&["mine-local", "--data-dir", &p("data"), "--blocks", "0"]);

@@ -6,6 +6,7 @@
 
 mod api;
 pub mod blobs;
+pub mod http;
 mod mining;
 pub mod orphans;
 pub mod provider;
@@ -133,6 +134,23 @@ fn peer_identity(dir: &std::path::Path) -> Result<[u8; 32], String> {
     }
 }
 
+/// Resolves on Ctrl-C or SIGTERM, so `kill` and service managers stop a node as cleanly as a
+/// terminal does (SIGTERM used to end the process on the spot).
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
 /// Runs a node until `shutdown` resolves.
 pub async fn run(
     cfg: NodeConfig,
@@ -183,13 +201,11 @@ pub async fn run(
     tracing::info!(api = %cfg.api, mining = cfg.mine, "serving");
     let app = api::router(shared.clone());
     let stop = shared.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stop.stop.store(true, Ordering::Relaxed);
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    http::serve(listener, app, http::EdgeLimits::default(), async move {
+        shutdown.await;
+        stop.stop.store(true, Ordering::Relaxed);
+    })
+    .await;
     shared.stop.store(true, Ordering::Relaxed);
     if let Some(m) = miner {
         let _ = m.join();
