@@ -220,11 +220,24 @@ impl Job {
     }
 }
 
+/// m·k·n, saturating: an ML job's shard commitment is not shape-limited, and m·k·n of three
+/// u32s overflows u64 (issue 10), which would wrap a job block's burn in release builds.
 pub(crate) fn macs_of(w: &WorkCommitment) -> u64 {
-    w.m as u64 * w.k as u64 * w.n as u64
+    (w.m as u64).saturating_mul(w.k as u64).saturating_mul(w.n as u64)
 }
 
 /// First 8 hex digits of a hash, for log lines.
 pub fn short(h: &Hash) -> String {
     h.to_hex()[..8].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn macs_of_the_largest_shapes_saturates_instead_of_wrapping() {
+        let w = ergon_pouw::WorkCommitment { m: u32::MAX, k: u32::MAX, n: u32::MAX, root_a: [0; 32], root_b: [0; 32] };
+        assert_eq!(super::macs_of(&w), u64::MAX);
+        let w = ergon_pouw::WorkCommitment { m: 3, k: 5, n: 7, ..w };
+        assert_eq!(super::macs_of(&w), 105);
+    }
 }
