@@ -59,6 +59,18 @@ fn chunks(len: u64) -> u32 {
     (len.div_ceil(CHUNK_BYTES as u64)).max(1) as u32
 }
 
+/// Pieces (header included) of the largest blob anyone seals or opens: a bound on what a peer
+/// may claim a blob has.
+pub const MAX_PIECES: u32 = (MAX_PLAINTEXT_BYTES / CHUNK_BYTES as u64) as u32 + 1;
+
+/// The plaintext length a sealed blob's header declares, and the exact sealed size that
+/// implies, or `None` if `sealed` is shorter than a header.
+pub fn declared_len(sealed: &[u8]) -> Option<(u64, u64)> {
+    let len = u64::from_le_bytes(sealed.get(33..41)?.try_into().ok()?);
+    let sealed_len = HEADER_BYTES as u64 + len + TAG_BYTES as u64 * chunks(len) as u64;
+    Some((len, sealed_len))
+}
+
 /// Encrypts `plain` to `recipient` (an X25519 public key). `entropy` seeds the ephemeral key:
 /// it must be fresh randomness for every blob. `stamp` gives the author stamp for the header's
 /// core; every piece's authentication covers it, so it cannot be swapped afterwards.

@@ -16,9 +16,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ergon_market::Market;
-use ergon_net::blob::{header_parts, Opener, CORE_BYTES, MAX_PLAINTEXT_BYTES, STAMP_BYTES};
-use ergon_types::{Address, Hash, PublicKey, SecretKey, Signature};
+use ergon_market::{Market, TaskKey, TaskState};
+use ergon_net::blob::{header_parts, Opener, CORE_BYTES, MAX_PIECES, MAX_PLAINTEXT_BYTES, STAMP_BYTES};
+use ergon_types::{Address, Hash, JobKind, PublicKey, SecretKey, Signature};
 use x25519_dalek::StaticSecret;
 
 use crate::Shared;
@@ -38,13 +38,8 @@ pub enum Part {
 /// The name a task's blob is stored and looked up under. The leaseholder is part of it: after a
 /// re-allocation the new provider's blobs never collide with the old one's.
 pub fn name(job: &Hash, shard: u16, replica: u8, provider: &Address, part: Part) -> [u8; 32] {
-    let tag = match part {
-        Part::InputA => b'a',
-        Part::InputB => b'b',
-        Part::Result => b'c',
-    };
     let mut h = blake3::Hasher::new_derive_key("ergon v1 job blob name");
-    h.update(&job.0).update(&shard.to_le_bytes()).update(&[replica, tag]).update(&provider.0);
+    h.update(&job.0).update(&shard.to_le_bytes()).update(&[replica, part.tag()]).update(&provider.0);
     *h.finalize().as_bytes()
 }
 
@@ -88,44 +83,211 @@ pub fn check_author(name: &[u8; 32], header: &[u8], expected: &Address) -> Resul
     Ok(())
 }
 
-/// The only address that may write blob `name` now: the client of a leased task for its
-/// inputs, the leaseholder for its result. `None` if the name is no open lease's.
-pub fn rightful_author(market: &Market, name: &[u8; 32]) -> Option<Address> {
+/// What a node stores about a blob besides its pieces: the task and part it belongs to, its
+/// author, and its size. Persisted (`ergon_store::BlobStore`) and held in memory; the bytes stay
+/// on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobMeta {
+    pub task: TaskKey,
+    pub part: Part,
+    /// The leaseholder the name was made for.
+    pub holder: Address,
+    pub author: Address,
+    pub bytes: u64,
+    pub pieces: u32,
+}
+
+impl Part {
+    fn tag(self) -> u8 {
+        match self {
+            Part::InputA => b'a',
+            Part::InputB => b'b',
+            Part::Result => b'c',
+        }
+    }
+}
+
+impl BlobMeta {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(32 + 2 + 1 + 1 + 20 + 20 + 8 + 4);
+        v.extend_from_slice(&self.task.0 .0);
+        v.extend_from_slice(&self.task.1.to_le_bytes());
+        v.extend_from_slice(&[self.task.2, self.part.tag()]);
+        v.extend_from_slice(&self.holder.0);
+        v.extend_from_slice(&self.author.0);
+        v.extend_from_slice(&self.bytes.to_le_bytes());
+        v.extend_from_slice(&self.pieces.to_le_bytes());
+        v
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() != 88 {
+            return None;
+        }
+        let part = match b[35] {
+            b'a' => Part::InputA,
+            b'b' => Part::InputB,
+            b'c' => Part::Result,
+            _ => return None,
+        };
+        Some(BlobMeta {
+            task: (Hash(b[..32].try_into().ok()?), u16::from_le_bytes(b[32..34].try_into().ok()?), b[34]),
+            part,
+            holder: Address(b[36..56].try_into().ok()?),
+            author: Address(b[56..76].try_into().ok()?),
+            bytes: u64::from_le_bytes(b[76..84].try_into().ok()?),
+            pieces: u32::from_le_bytes(b[84..88].try_into().ok()?),
+        })
+    }
+}
+
+/// Most bytes one author may have stored on a node at once.
+pub const AUTHOR_QUOTA_BYTES: u64 = 4 << 30;
+/// An ML result (a model or predictions) is not sized by the job; this bounds it.
+pub const MAX_ML_RESULT_BYTES: u64 = 64 << 20;
+/// Room for a `.npy` header around a matrix's bytes.
+const NPY_HEADER_BYTES: u64 = 4096;
+/// Blocks a settled result stays after its job finished (for `job result` to fetch it again).
+pub const RESULT_KEEP_BLOCKS: u64 = 100;
+
+/// The open lease a blob name belongs to: its task, part, leaseholder, the one address that may
+/// write it (the job's client for the inputs, the leaseholder for the result), and the largest
+/// plaintext it may hold (from the shard's shape, or the input's declared size).
+fn lease_part(market: &Market, name: &[u8; 32]) -> Option<(TaskKey, Part, Address, Address, u64)> {
     market.providers().find_map(|p| {
-        p.leases.iter().find_map(|&(job, shard, replica)| {
-            let client = market.job(&job)?.client;
-            [(Part::InputA, client), (Part::InputB, client), (Part::Result, p.owner)]
+        p.leases.iter().find_map(|&(job_id, shard, replica)| {
+            let job = market.job(&job_id)?;
+            [Part::InputA, Part::InputB, Part::Result]
                 .into_iter()
-                .find(|(part, _)| self::name(&job, shard, replica, &p.owner, *part) == *name)
-                .map(|(_, who)| who)
+                .find(|part| self::name(&job_id, shard, replica, &p.owner, *part) == *name)
+                .map(|part| {
+                    let writer = if part == Part::Result { p.owner } else { job.client };
+                    ((job_id, shard, replica), part, p.owner, writer, max_plaintext(job, shard, part))
+                })
         })
     })
 }
 
+fn max_plaintext(job: &ergon_market::Job, shard: u16, part: Part) -> u64 {
+    let w = job.spec.shards[shard as usize];
+    let (m, k, n) = (w.m as u64, w.k as u64, w.n as u64);
+    let most = match (job.spec.kind, part) {
+        (JobKind::Matmul, Part::InputA) => m.saturating_mul(k),
+        (JobKind::Matmul, Part::InputB) => k.saturating_mul(n),
+        (JobKind::Matmul, Part::Result) => m.saturating_mul(n).saturating_mul(4),
+        (_, Part::InputA) => return job.spec.inputs.first().map_or(0, |i| i.size),
+        (_, Part::InputB) => return job.spec.inputs.get(1).map_or(0, |i| i.size),
+        (_, Part::Result) => MAX_ML_RESULT_BYTES,
+    };
+    most.saturating_add(NPY_HEADER_BYTES).min(MAX_PLAINTEXT_BYTES)
+}
+
+/// The only address that may write blob `name` now: the client of a leased task for its
+/// inputs, the leaseholder for its result. `None` if the name is no open lease's.
+pub fn rightful_author(market: &Market, name: &[u8; 32]) -> Option<Address> {
+    lease_part(market, name).map(|(_, _, _, writer, _)| writer)
+}
+
+/// Whether a stored blob is still of use at `height`: inputs while their lease lasts, a result
+/// while it can be challenged and for `RESULT_KEEP_BLOCKS` after its job finished.
+fn still_needed(market: &Market, m: &BlobMeta, height: u64) -> bool {
+    let Some(job) = market.job(&m.task.0) else { return false };
+    if job.spec.shards.len() <= m.task.1 as usize || m.task.2 >= job.spec.requirements.replicas {
+        return false;
+    }
+    let recent = job.finished_at.is_none_or(|f| height < f + RESULT_KEEP_BLOCKS);
+    match (m.part, &job.task(m.task.1, m.task.2).state) {
+        (Part::InputA | Part::InputB, TaskState::Leased { provider, .. }) => *provider == m.holder,
+        (Part::Result, TaskState::Leased { provider, .. } | TaskState::Posted { provider, .. }) => {
+            *provider == m.holder
+        }
+        (Part::Result, TaskState::Settled { provider, .. }) => *provider == m.holder && recent,
+        _ => false,
+    }
+}
+
 impl Shared {
     /// Stores a sealed blob durably and serves it to peers, if it is signed by the one address
-    /// that may write under `name` (see [`rightful_author`]).
+    /// that may write under `name` (see [`rightful_author`]), is no larger than its task allows,
+    /// and its author stays within `AUTHOR_QUOTA_BYTES`. The pieces go to disk; only the
+    /// metadata stays in memory.
     pub fn put_blob(&self, name: [u8; 32], sealed: Vec<u8>) -> Result<(), String> {
-        if sealed.len() as u64 > MAX_PLAINTEXT_BYTES + (1 << 20) {
-            return Err("blob too large".into());
-        }
         let signer = author(&name, &sealed)?;
-        let node = self.lock();
-        match rightful_author(&node.chain.ledger().market, &name) {
-            None => return Err("no open lease has a blob of this name (the lease may have ended)".into()),
-            Some(who) if who != signer => {
-                return Err(format!("blob signed by {signer}, but only {who} may write under this name"))
-            }
-            Some(_) => {}
+        let (plain_len, sealed_len) = ergon_net::blob::declared_len(&sealed).ok_or("shorter than a blob header")?;
+        if sealed_len != sealed.len() as u64 {
+            return Err(format!("{} bytes, but its header implies {sealed_len}", sealed.len()));
         }
-        node.store.put_blob(&name, &sealed).map_err(|e| e.to_string())?;
-        drop(node);
-        self.blobs.lock().unwrap_or_else(|p| p.into_inner()).insert(name, Arc::new(sealed));
+        let (task, part, holder, writer, most) = {
+            let node = self.lock();
+            lease_part(&node.chain.ledger().market, &name)
+                .ok_or("no open lease has a blob of this name (the lease may have ended)")?
+        };
+        if writer != signer {
+            return Err(format!("blob signed by {signer}, but only {writer} may write under this name"));
+        }
+        if plain_len > most {
+            return Err(format!("{plain_len} bytes of plaintext, more than this task's {most}"));
+        }
+        let mut metas = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        let held: u64 = metas.iter().filter(|(n, m)| m.author == signer && **n != name).map(|(_, m)| m.bytes).sum();
+        if held + sealed_len > AUTHOR_QUOTA_BYTES {
+            return Err(format!("{signer} already has {held} bytes stored here (quota {AUTHOR_QUOTA_BYTES})"));
+        }
+        let pieces: Vec<&[u8]> = (0..).map_while(|i| ergon_net::blob::piece(&sealed, i).map(|(_, p)| p)).collect();
+        let meta = BlobMeta { task, part, holder, author: signer, bytes: sealed_len, pieces: pieces.len() as u32 };
+        self.blob_store.put(&name, &meta.encode(), pieces).map_err(|e| e.to_string())?;
+        metas.insert(name, meta);
         Ok(())
     }
 
-    pub fn blob(&self, name: &[u8; 32]) -> Option<Arc<Vec<u8>>> {
-        self.blobs.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    /// Piece `i` of a stored blob, with the blob's piece count: read from disk, nothing else.
+    pub fn blob_piece(&self, name: &[u8; 32], i: u32) -> Option<(u32, Vec<u8>)> {
+        let pieces = self.blobs.lock().unwrap_or_else(|p| p.into_inner()).get(name)?.pieces;
+        if i >= pieces {
+            return None;
+        }
+        self.blob_store.piece(name, i).ok().flatten().map(|p| (pieces, p))
+    }
+
+    /// A whole stored blob (for this node's own use and the API's GET).
+    pub fn blob(&self, name: &[u8; 32]) -> Option<Vec<u8>> {
+        let pieces = self.blobs.lock().unwrap_or_else(|p| p.into_inner()).get(name)?.pieces;
+        let mut out = Vec::new();
+        for i in 0..pieces {
+            out.extend_from_slice(&self.blob_store.piece(name, i).ok().flatten()?);
+        }
+        Some(out)
+    }
+
+    /// Loads the stored blobs' metadata (at start; the pieces stay on disk).
+    pub fn load_blobs(&self) -> Result<usize, String> {
+        let entries = self.blob_store.entries().map_err(|e| e.to_string())?;
+        let mut metas = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, bytes) in entries {
+            if let Some(m) = BlobMeta::decode(&bytes) {
+                metas.insert(name, m);
+            }
+        }
+        Ok(metas.len())
+    }
+
+    /// Deletes the blobs no task needs any more (see [`still_needed`]); returns how many.
+    pub fn collect_blobs(&self) -> Result<usize, String> {
+        let doomed: Vec<[u8; 32]> = {
+            let node = self.lock();
+            let (market, height) = (&node.chain.ledger().market, node.chain.height());
+            let metas = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+            metas.iter().filter(|(_, m)| !still_needed(market, m, height)).map(|(n, _)| *n).collect()
+        };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        self.blob_store.delete(&doomed).map_err(|e| e.to_string())?;
+        let mut metas = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        for n in &doomed {
+            metas.remove(n);
+        }
+        Ok(doomed.len())
     }
 }
 
@@ -146,9 +308,12 @@ async fn piece(shared: &Shared, name: [u8; 32], index: u32) -> Result<(u32, Vec<
 /// The sealed bytes of blob `name`, from this node or its peers.
 pub async fn fetch_sealed(shared: &Arc<Shared>, name: [u8; 32]) -> Result<Vec<u8>, String> {
     if let Some(b) = shared.blob(&name) {
-        return Ok(b.as_ref().clone());
+        return Ok(b);
     }
     let (total, mut out) = piece(shared, name, 0).await?;
+    if total > MAX_PIECES {
+        return Err(format!("a peer claims {total} pieces, more than any blob has"));
+    }
     for i in 1..total {
         let (t, bytes) = piece(shared, name, i).await?;
         if t != total {
@@ -173,6 +338,9 @@ pub async fn fetch_open(
         return ergon_net::blob::open(&b, secret).map_err(|e| e.to_string());
     }
     let (total, header) = piece(shared, name, 0).await?;
+    if total > MAX_PIECES {
+        return Err(format!("a peer claims {total} pieces, more than any blob has"));
+    }
     check_author(&name, &header, author)?;
     let mut opener = Opener::new(&header, secret).map_err(|e| e.to_string())?;
     if opener.pieces() != total {
@@ -261,5 +429,42 @@ mod tests {
         forged[CORE_BYTES..CORE_BYTES + STAMP_BYTES].copy_from_slice(&good[CORE_BYTES..CORE_BYTES + STAMP_BYTES]);
         assert!(author(&input, &forged).is_err());
         assert!(author(&input, &good[..10]).is_err(), "a cut header is an error, not a panic");
+    }
+
+    #[test]
+    fn a_blob_is_sized_by_its_task_and_kept_only_while_its_task_needs_it() {
+        let (client, provider) = (key(1), key(2));
+        let (mut market, job) = leased(&client, &provider);
+        let p = provider.public().address();
+        let input = name(&job, 0, 0, &p, Part::InputA);
+        let (task, part, holder, writer, most) = lease_part(&market, &input).unwrap();
+        assert_eq!((task, part, holder, writer), ((job, 0, 0), Part::InputA, p, client.public().address()));
+        assert_eq!(most, 64 * 64 + NPY_HEADER_BYTES, "a 64×64 int8 shard of A and its .npy header");
+        let (_, _, _, _, most) = lease_part(&market, &name(&job, 0, 0, &p, Part::Result)).unwrap();
+        assert_eq!(most, 64 * 64 * 4 + NPY_HEADER_BYTES);
+
+        let meta = |part| BlobMeta { task: (job, 0, 0), part, holder: p, author: p, bytes: 100, pieces: 2 };
+        let (inputs, result) = (meta(Part::InputA), meta(Part::Result));
+        assert_eq!(BlobMeta::decode(&result.encode()), Some(result));
+        assert_eq!(BlobMeta::decode(&result.encode()[1..]), None);
+        assert!(still_needed(&market, &inputs, 1) && still_needed(&market, &result, 1));
+        // Posted: the inputs are done with; the result is kept while it can be challenged.
+        let params = MarketParams::devnet();
+        market.post_result(p, job, 0, Hash([7; 32]), 2, &params).unwrap();
+        assert!(!still_needed(&market, &inputs, 2));
+        assert!(still_needed(&market, &result, 2));
+        // Settled: kept for RESULT_KEEP_BLOCKS after the job finished, then collected.
+        let mut h = 2;
+        while market.job(&job).unwrap().finished_at.is_none() {
+            h += 1;
+            market.end_block(h, &params);
+            assert!(h < 50, "the job settles");
+        }
+        let finished = market.job(&job).unwrap().finished_at.unwrap();
+        assert!(still_needed(&market, &result, finished + RESULT_KEEP_BLOCKS - 1));
+        assert!(!still_needed(&market, &result, finished + RESULT_KEEP_BLOCKS));
+        // Someone else's task, or no such job: never needed.
+        assert!(!still_needed(&market, &BlobMeta { holder: client.public().address(), ..result }, finished));
+        assert!(!still_needed(&market, &BlobMeta { task: (Hash([1; 32]), 0, 0), ..result }, finished));
     }
 }

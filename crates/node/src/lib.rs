@@ -78,8 +78,10 @@ pub struct Shared {
     pub ready: Mutex<std::collections::VecDeque<provider::ReadyWork>>,
     /// Products the miner computed on leased shards, for the provider agent to deliver.
     pub computed: Mutex<Vec<provider::Computed>>,
-    /// Sealed blobs served to peers, by name (persisted in the store).
-    pub blobs: Mutex<std::collections::HashMap<[u8; 32], Arc<Vec<u8>>>>,
+    /// Metadata of the sealed blobs this node stores and serves, by name; their pieces are on
+    /// disk in `blob_store`, read outside the node's lock.
+    pub blobs: Mutex<std::collections::HashMap<[u8; 32], blobs::BlobMeta>>,
+    pub blob_store: ergon_store::BlobStore,
 }
 
 impl Shared {
@@ -159,6 +161,7 @@ pub async fn run(
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
     let db = cfg.data_dir.join("chain.redb");
     let (store, chain) = Store::open(&db, cfg.genesis.as_ref()).map_err(|e| format!("{}: {e}", db.display()))?;
+    let blob_store = store.blob_store();
     tracing::info!(height = chain.height(), tip = %chain.tip(), "chain loaded");
     let shared = Arc::new(Shared {
         node: Mutex::new(Node {
@@ -175,13 +178,25 @@ pub async fn run(
         mining: cfg.mine,
         net: std::sync::OnceLock::new(),
         blobs: Mutex::new(Default::default()),
+        blob_store,
         ready: Mutex::new(Default::default()),
         computed: Mutex::new(Default::default()),
     });
+    shared.load_blobs().map_err(|e| format!("{}: {e}", db.display()))?;
     {
-        let stored = shared.lock().store.blobs().map_err(|e| format!("{}: {e}", db.display()))?;
-        let mut blobs = shared.blobs.lock().unwrap_or_else(|p| p.into_inner());
-        blobs.extend(stored.into_iter().map(|(k, v)| (k, Arc::new(v))));
+        // Blobs no task needs any more are deleted every few seconds.
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3));
+            while !shared.stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                match shared.collect_blobs() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(blobs = n, "collected blobs no task needs any more"),
+                    Err(e) => tracing::warn!(error = %e, "could not collect blobs"),
+                }
+            }
+        });
     }
     if let Some(listen) = &cfg.listen {
         let identity = peer_identity(&cfg.data_dir)?;

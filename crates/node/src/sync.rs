@@ -36,10 +36,8 @@ pub fn start_network(
         node.chain.block(&id).map(|b| b.encode())
     });
     let serving = shared.clone();
-    let blob_provider: ergon_net::BlobProvider = Arc::new(move |name: &[u8; 32], index: u32| {
-        let blob = serving.blob(name)?;
-        ergon_net::blob::piece(&blob, index).map(|(total, bytes)| (total, bytes.to_vec()))
-    });
+    let blob_provider: ergon_net::BlobProvider =
+        Arc::new(move |name: &[u8; 32], index: u32| serving.blob_piece(name, index));
     let (handle, mut events) =
         ergon_net::spawn(NetConfig { listen, peers, chain_id, mdns, identity }, provider, blob_provider)?;
     tracing::info!(peer_id = %handle.peer_id, "network started");

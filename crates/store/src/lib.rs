@@ -8,6 +8,7 @@
 //! commits atomically, and a block is written only after the chain accepted it.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use ergon_chain::{BlockRejection, Chain, Genesis, Imported};
 use ergon_types::{Block, Canonical};
@@ -16,8 +17,11 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Accepted blocks by acceptance order.
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
-/// Sealed job blobs this node serves (inputs it uploaded, results it computed), by name.
-const BLOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blobs");
+/// Sealed job blobs this node serves, piece by piece: (name ‖ piece index, big-endian) → the
+/// piece's bytes, so serving one piece reads one piece, not the blob.
+const BLOB_PIECES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blob_pieces");
+/// Each stored blob's metadata (the node's encoding), by name: all a restart reads.
+const BLOB_META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blob_meta");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,20 +41,105 @@ fn db_err<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
-/// A stored blob: (name, sealed bytes).
-pub type NamedBlob = ([u8; 32], Vec<u8>);
+/// A stored blob's name and its metadata bytes.
+pub type BlobEntry = ([u8; 32], Vec<u8>);
 
 /// A node's persistent chain: the in-memory [`Chain`] and the database that can rebuild it.
 pub struct Store {
-    db: Database,
+    db: Arc<Database>,
     next: u64,
+}
+
+/// The blob tables of a store, usable from any thread without the node's lock (redb
+/// serialises writers and lets readers run alongside).
+#[derive(Clone)]
+pub struct BlobStore {
+    db: Arc<Database>,
+}
+
+fn piece_key(name: &[u8; 32], piece: u32) -> [u8; 36] {
+    let mut k = [0u8; 36];
+    k[..32].copy_from_slice(name);
+    k[32..].copy_from_slice(&piece.to_be_bytes());
+    k
+}
+
+impl BlobStore {
+    /// Stores a blob's pieces and metadata in one durable transaction, replacing any earlier
+    /// blob of that name.
+    pub fn put<'a>(
+        &self,
+        name: &[u8; 32],
+        meta: &[u8],
+        pieces: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(), StoreError> {
+        let w = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = w.open_table(BLOB_PIECES).map_err(db_err)?;
+            table
+                .retain_in(piece_key(name, 0).as_slice()..=piece_key(name, u32::MAX).as_slice(), |_, _| false)
+                .map_err(db_err)?;
+            for (i, p) in pieces.into_iter().enumerate() {
+                table.insert(piece_key(name, i as u32).as_slice(), p).map_err(db_err)?;
+            }
+            w.open_table(BLOB_META).map_err(db_err)?.insert(name.as_slice(), meta).map_err(db_err)?;
+        }
+        w.commit().map_err(db_err)
+    }
+
+    /// Piece `i` of blob `name`, if stored.
+    pub fn piece(&self, name: &[u8; 32], i: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let table = match r.open_table(BLOB_PIECES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_err(e)),
+        };
+        Ok(table.get(piece_key(name, i).as_slice()).map_err(db_err)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Removes blobs (pieces and metadata) in one transaction.
+    pub fn delete(&self, names: &[[u8; 32]]) -> Result<(), StoreError> {
+        let w = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut pieces = w.open_table(BLOB_PIECES).map_err(db_err)?;
+            let mut meta = w.open_table(BLOB_META).map_err(db_err)?;
+            for name in names {
+                pieces
+                    .retain_in(piece_key(name, 0).as_slice()..=piece_key(name, u32::MAX).as_slice(), |_, _| false)
+                    .map_err(db_err)?;
+                meta.remove(name.as_slice()).map_err(db_err)?;
+            }
+        }
+        w.commit().map_err(db_err)
+    }
+
+    /// Every stored blob's metadata (read at start; the pieces stay on disk).
+    pub fn entries(&self) -> Result<Vec<BlobEntry>, StoreError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let table = match r.open_table(BLOB_META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
+            Err(e) => return Err(db_err(e)),
+        };
+        let mut out = vec![];
+        for entry in table.iter().map_err(db_err)? {
+            let (k, v) = entry.map_err(db_err)?;
+            let name: [u8; 32] = k
+                .value()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt { index: 0, why: "blob name is not 32 bytes".into() })?;
+            out.push((name, v.value().to_vec()));
+        }
+        Ok(out)
+    }
 }
 
 impl Store {
     /// Opens (or creates) the store at `path` and rebuilds the chain from it. `genesis` is
     /// required for a new store and must match an existing one when given.
     pub fn open(path: &Path, genesis: Option<&Genesis>) -> Result<(Store, Chain), StoreError> {
-        let db = Database::create(path).map_err(db_err)?;
+        let db = Arc::new(Database::create(path).map_err(db_err)?);
         let stored: Option<Vec<u8>> = {
             let r = db.begin_read().map_err(db_err)?;
             match r.open_table(META) {
@@ -115,35 +204,47 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Persists a sealed blob under `name` (replacing any earlier one) in one durable transaction.
-    pub fn put_blob(&self, name: &[u8; 32], bytes: &[u8]) -> Result<(), StoreError> {
-        let w = self.db.begin_write().map_err(db_err)?;
-        w.open_table(BLOBS).map_err(db_err)?.insert(name.as_slice(), bytes).map_err(db_err)?;
-        w.commit().map_err(db_err)
-    }
-
-    /// Every stored blob (loaded at start so the node serves them again after a restart).
-    pub fn blobs(&self) -> Result<Vec<NamedBlob>, StoreError> {
-        let r = self.db.begin_read().map_err(db_err)?;
-        let table = match r.open_table(BLOBS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
-            Err(e) => return Err(db_err(e)),
-        };
-        let mut out = vec![];
-        for entry in table.iter().map_err(db_err)? {
-            let (k, v) = entry.map_err(db_err)?;
-            let name: [u8; 32] = k
-                .value()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt { index: 0, why: "blob name is not 32 bytes".into() })?;
-            out.push((name, v.value().to_vec()));
-        }
-        Ok(out)
+    /// The blob tables, for use outside the node's lock.
+    pub fn blob_store(&self) -> BlobStore {
+        BlobStore { db: self.db.clone() }
     }
 
     /// Blocks persisted so far.
     pub fn blocks(&self) -> u64 {
         self.next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ergon_chain::{ChainParams, Genesis};
+
+    #[test]
+    fn blobs_are_stored_piece_by_piece_replaced_whole_and_deleted() {
+        let dir = std::env::temp_dir().join(format!("ergon-store-blobs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let g =
+            Genesis { network: "t".into(), time_ms: 1, params: ChainParams::small(48), balances: Default::default() };
+        let (store, _) = Store::open(&dir.join("db"), Some(&g)).unwrap();
+        let blobs = store.blob_store();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        blobs.put(&a, b"meta-a", [&b"p0"[..], b"p1", b"p2"]).unwrap();
+        blobs.put(&b, b"meta-b", [&b"q0"[..]]).unwrap();
+        assert_eq!(blobs.piece(&a, 1).unwrap().as_deref(), Some(&b"p1"[..]));
+        assert_eq!(blobs.piece(&a, 3).unwrap(), None);
+        // A replacement leaves no piece of the old blob behind.
+        blobs.put(&a, b"meta-a2", [&b"r0"[..]]).unwrap();
+        assert_eq!(blobs.piece(&a, 1).unwrap(), None);
+        assert_eq!(blobs.piece(&a, 0).unwrap().as_deref(), Some(&b"r0"[..]));
+        let mut entries = blobs.entries().unwrap();
+        entries.sort();
+        assert_eq!(entries, vec![(a, b"meta-a2".to_vec()), (b, b"meta-b".to_vec())]);
+        blobs.delete(&[a]).unwrap();
+        assert_eq!(blobs.piece(&a, 0).unwrap(), None);
+        assert_eq!(blobs.entries().unwrap(), vec![(b, b"meta-b".to_vec())]);
+        assert_eq!(blobs.piece(&b, 0).unwrap().as_deref(), Some(&b"q0"[..]), "a neighbour's pieces are untouched");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
