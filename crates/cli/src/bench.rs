@@ -35,6 +35,8 @@ pub enum BenchCommand {
     },
     /// Matching time over a large order book; provider utilization under saturating load.
     Market(crate::bench_market::MarketArgs),
+    /// The transaction pool under junk and paid floods; an honest transaction still gets in.
+    Mempool(crate::bench_mempool::MempoolArgs),
     /// Signed transfers validated and applied per second; block import time.
     Chain {
         /// Print JSON instead of a table.
@@ -81,6 +83,7 @@ pub fn run(which: BenchCommand) -> CmdResult {
         BenchCommand::Network(args) => crate::bench_network::run(args),
         BenchCommand::Hw { hw, json } => crate::market_cmds::bench_hw(hw, json),
         BenchCommand::Market(args) => crate::bench_market::run(args),
+        BenchCommand::Mempool(args) => crate::bench_mempool::run(args),
     }
 }
 

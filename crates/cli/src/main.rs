@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_market;
+mod bench_mempool;
 mod bench_network;
 mod bench_useful;
 mod client;
