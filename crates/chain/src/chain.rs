@@ -249,8 +249,8 @@ impl Chain {
         times[times.len() / 2]
     }
 
-    /// Everything about a block that does not need its parent's state.
-    fn check_header_and_proof(&self, block: &Block, now_ms: u64) -> Result<(), BlockRejection> {
+    /// Everything about a block's header that needs the block tree but not its parent's state.
+    fn check_header(&self, block: &Block, now_ms: u64) -> Result<(), BlockRejection> {
         let h = &block.header;
         let parent = match self.nodes.get(&h.parent) {
             Some(p) if p.invalid => return Err(BlockRejection::KnownInvalid),
@@ -274,11 +274,6 @@ impl Chain {
         // A job block's lease is checked against its parent's state, in `apply`.
         if h.job == Hash::ZERO && h.work != filler_commitment(&h.parent, self.params().filler_size as usize) {
             return Err(BlockRejection::WrongFillerMatrices);
-        }
-        block.check_self_consistent().map_err(|e| BlockRejection::Malformed(e.to_string()))?;
-        // Signatures in parallel; position_first keeps the reported index deterministic.
-        if let Some(index) = block.txs.par_iter().position_first(|t| t.verify().is_err()) {
-            return Err(BlockRejection::BadSignature { index });
         }
         Ok(())
     }
@@ -317,13 +312,28 @@ impl Chain {
 
     /// Imports a block received at `now_ms`.
     pub fn import(&mut self, block: Block, now_ms: u64) -> Result<Imported, BlockRejection> {
+        match self.nodes.get(&block.header.id()) {
+            Some(n) if n.invalid => return Err(BlockRejection::KnownInvalid),
+            Some(_) => return Ok(Imported::AlreadyKnown),
+            None => {}
+        }
+        // The cheap header checks first, for the most readable reason (they run again, cheaply,
+        // in `import_checked`).
+        self.check_header(&block, now_ms)?;
+        self.import_checked(CheckedBlock::check(block)?, now_ms)
+    }
+
+    /// Imports a block whose context-free checks passed ([`CheckedBlock::check`], which a node
+    /// runs without holding its chain).
+    pub fn import_checked(&mut self, block: CheckedBlock, now_ms: u64) -> Result<Imported, BlockRejection> {
+        let block = block.0;
         let id = block.header.id();
         match self.nodes.get(&id) {
             Some(n) if n.invalid => return Err(BlockRejection::KnownInvalid),
             Some(_) => return Ok(Imported::AlreadyKnown),
             None => {}
         }
-        self.check_header_and_proof(&block, now_ms)?;
+        self.check_header(&block, now_ms)?;
         let height = block.header.height;
         let work = self.nodes[&block.header.parent].work + block.header.difficulty as u128;
         let extends_tip = block.header.parent == self.tip();
@@ -504,7 +514,17 @@ impl Chain {
     /// with their reasons) and the filler matrices to mine on. Nonce and proof hash are left
     /// for [`seal`].
     pub fn template(&mut self, miner: Address, candidates: Vec<SignedTransaction>, now_ms: u64) -> Template {
-        self.build_template(miner, candidates, now_ms, None).expect("filler templates need no lease")
+        self.build_template(miner, Candidates::Unchecked(candidates), now_ms, None)
+            .expect("filler templates need no lease")
+    }
+
+    /// [`template`](Self::template) from candidates whose signatures were already verified (a
+    /// [`Mempool`](crate::Mempool)'s: it verifies each on admission), so a node does not verify
+    /// thousands of signatures again while holding its chain. A candidate that was not in fact
+    /// verified costs only the block: every importer, this node included, checks signatures.
+    pub fn template_verified(&mut self, miner: Address, candidates: Vec<SignedTransaction>, now_ms: u64) -> Template {
+        self.build_template(miner, Candidates::Verified(candidates), now_ms, None)
+            .expect("filler templates need no lease")
     }
 
     /// Like [`template`](Self::template), but mining on a leased job shard's matrices: refused,
@@ -516,13 +536,25 @@ impl Chain {
         now_ms: u64,
         work: JobWork,
     ) -> Result<Template, BlockRejection> {
-        self.build_template(miner, candidates, now_ms, Some(work))
+        self.build_template(miner, Candidates::Unchecked(candidates), now_ms, Some(work))
+    }
+
+    /// [`template_on_job`](Self::template_on_job) from verified candidates, as
+    /// [`template_verified`](Self::template_verified).
+    pub fn template_on_job_verified(
+        &mut self,
+        miner: Address,
+        candidates: Vec<SignedTransaction>,
+        now_ms: u64,
+        work: JobWork,
+    ) -> Result<Template, BlockRejection> {
+        self.build_template(miner, Candidates::Verified(candidates), now_ms, Some(work))
     }
 
     fn build_template(
         &mut self,
         miner: Address,
-        candidates: Vec<SignedTransaction>,
+        candidates: Candidates,
         now_ms: u64,
         work: Option<JobWork>,
     ) -> Result<Template, BlockRejection> {
@@ -550,7 +582,16 @@ impl Chain {
         let subsidy = self.ledger.block_subsidy(lease, height, difficulty, &params);
         let (mut included, mut refused, mut fees) = (Vec::new(), Vec::new(), 0u64);
         let mut tx_bytes = 0usize;
-        let signed_ok: Vec<bool> = candidates.par_iter().map(|t| t.verify().is_ok()).collect();
+        let (candidates, signed_ok): (Vec<SignedTransaction>, Vec<bool>) = match candidates {
+            Candidates::Unchecked(c) => {
+                let ok = c.par_iter().map(|t| t.verify().is_ok()).collect();
+                (c, ok)
+            }
+            Candidates::Verified(c) => {
+                let ok = vec![true; c.len()];
+                (c, ok)
+            }
+        };
         for (tx, ok) in candidates.into_iter().zip(signed_ok) {
             if !ok {
                 refused.push((tx, TxRejection::BadSignature));
@@ -623,6 +664,38 @@ pub struct Template {
     pub refused: Vec<(SignedTransaction, TxRejection)>,
     /// The matrices (A, B) the header commits to: filler, or a leased job shard's.
     pub matrices: (MatI8, MatI8),
+}
+
+/// Transactions offered to a template, and whether their signatures still need checking.
+enum Candidates {
+    Unchecked(Vec<SignedTransaction>),
+    Verified(Vec<SignedTransaction>),
+}
+
+/// A block whose checks that need no chain have passed: its proof of work verifies against its
+/// own header, its transaction root and size bounds hold, and every transaction's signature
+/// verifies. These are the expensive checks (milliseconds to a second for a full block), so a
+/// node runs them before it takes the lock on its chain.
+#[derive(Clone, Debug)]
+pub struct CheckedBlock(Block);
+
+impl CheckedBlock {
+    pub fn check(block: Block) -> Result<Self, BlockRejection> {
+        block.check_self_consistent().map_err(|e| BlockRejection::Malformed(e.to_string()))?;
+        // Signatures in parallel; position_first keeps the reported index deterministic.
+        if let Some(index) = block.txs.par_iter().position_first(|t| t.verify().is_err()) {
+            return Err(BlockRejection::BadSignature { index });
+        }
+        Ok(CheckedBlock(block))
+    }
+
+    pub fn block(&self) -> &Block {
+        &self.0
+    }
+
+    pub fn into_block(self) -> Block {
+        self.0
+    }
 }
 
 /// Mines one nonce of a template: the exact product A·B (the job's result, whatever happens)

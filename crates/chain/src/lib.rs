@@ -16,7 +16,7 @@ pub mod mempool;
 pub mod params;
 pub mod state;
 
-pub use chain::{mine_once, seal, BlockRejection, Chain, Imported, JobWork, Template};
+pub use chain::{mine_once, seal, BlockRejection, Chain, CheckedBlock, Imported, JobWork, Template};
 pub use mempool::{Mempool, MempoolLimits, Refusal, TxStatus};
 pub use params::{ChainParams, Genesis};
 pub use state::{filler_subsidy, job_block_subsidy, Account, Ledger, TxRejection};

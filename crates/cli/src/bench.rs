@@ -37,6 +37,8 @@ pub enum BenchCommand {
     Market(crate::bench_market::MarketArgs),
     /// The transaction pool under junk and paid floods; an honest transaction still gets in.
     Mempool(crate::bench_mempool::MempoolArgs),
+    /// API latency under many concurrent clients while the node mines and imports.
+    Api(crate::bench_api::ApiArgs),
     /// Signed transfers validated and applied per second; block import time.
     Chain {
         /// Print JSON instead of a table.
@@ -84,6 +86,7 @@ pub fn run(which: BenchCommand) -> CmdResult {
         BenchCommand::Hw { hw, json } => crate::market_cmds::bench_hw(hw, json),
         BenchCommand::Market(args) => crate::bench_market::run(args),
         BenchCommand::Mempool(args) => crate::bench_mempool::run(args),
+        BenchCommand::Api(args) => crate::bench_api::run(args),
     }
 }
 

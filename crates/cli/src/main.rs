@@ -2,6 +2,7 @@
 //! `ergon-kernels` and `ergon-pouw` crates.
 
 mod bench;
+mod bench_api;
 mod bench_market;
 mod bench_mempool;
 mod bench_network;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use std::time::{Duration, Instant};
 
-use ergon_chain::{mine_once, seal, Template};
+use ergon_chain::{mine_once, seal, CheckedBlock, Template};
 use ergon_types::Hash;
 
 use crate::provider::{Computed, Output, ReadyWork};
@@ -34,7 +34,7 @@ pub fn mine_forever(shared: Arc<Shared>) {
             let stale = current.as_ref().is_none_or(|(t, at, _)| *t != tip || at.elapsed() >= TEMPLATE_REFRESH);
             if stale {
                 let pending = node.mempool.best(ergon_types::block::MAX_TXS);
-                current = Some((tip, Instant::now(), node.chain.template(shared.miner, pending, now_ms())));
+                current = Some((tip, Instant::now(), node.chain.template_verified(shared.miner, pending, now_ms())));
             }
             current.as_ref().map(|c| c.2.clone()).expect("set above")
         };
@@ -66,7 +66,7 @@ fn compute_leased(shared: &Arc<Shared>, ready: ReadyWork) {
     let template = {
         let mut node = shared.lock();
         let pending = node.mempool.best(ergon_types::block::MAX_TXS);
-        node.chain.template_on_job(shared.miner, pending, now_ms(), work)
+        node.chain.template_on_job_verified(shared.miner, pending, now_ms(), work)
     };
     let template = match template {
         Ok(t) => t,
@@ -127,15 +127,23 @@ fn run_ml(
 
 /// Imports and publishes a block this node mined; false if the store failed (stop mining).
 fn accept_own(shared: &Arc<Shared>, block: ergon_types::Block, parent: Hash) -> bool {
+    // The proof and signature checks without the node's lock (a full block takes a while).
+    let block = match CheckedBlock::check(block) {
+        Ok(b) => b,
+        Err(reason) => {
+            tracing::error!(%reason, "own block fails its own checks (bug)");
+            return true;
+        }
+    };
     {
         let mut node = shared.lock();
         if node.chain.tip() != parent {
             return true; // someone else extended the chain meanwhile
         }
-        let (height, id) = (block.header.height, block.header.id());
-        let bytes = ergon_types::Canonical::encode(&block);
+        let (height, id) = (block.block().header.height, block.block().header.id());
+        let bytes = ergon_types::Canonical::encode(block.block());
         let node = &mut *node;
-        match node.store.import(&mut node.chain, block, now_ms()) {
+        match node.store.import_checked(&mut node.chain, block, now_ms()) {
             Ok(Ok(_)) => {
                 shared.stats.blocks_mined.fetch_add(1, Ordering::Relaxed);
                 node.seen_ms.insert(id, now_ms());

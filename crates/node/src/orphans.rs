@@ -1,18 +1,18 @@
 //! Blocks that arrived before their parent, waiting for it: bounded, checked and evicted.
 //!
 //! Before this pool existed any peer could park 10,000 blocks of 16 MiB each without a proof of
-//! work. Now a block is kept only if its own proof verifies (the PoUW check needs no parent),
-//! it carries at least 1/16 of the difficulty the tip's next block needs (the same floor as
-//! side branches), and its height is plausible (at most `MAX_AHEAD` above the tip and not below
-//! the reorg depth). At most `MAX_ORPHANS` blocks and `MAX_BYTES` in all, `MAX_PER_PEER` from
-//! one peer; the oldest goes first when full. A block whose proof fails costs its sender a ban
-//! (the caller's job: `check` says why).
+//! work. Now only a [`CheckedBlock`] can wait here (its own proof and signatures verify; the
+//! check needs no parent, and a block failing it costs its sender a ban before it gets here),
+//! and only if it carries at least 1/16 of the difficulty the tip's next block needs (the same
+//! floor as side branches) and its height is plausible (at most `MAX_AHEAD` above the tip and
+//! not below the reorg depth). At most `MAX_ORPHANS` blocks and `MAX_BYTES` in all,
+//! `MAX_PER_PEER` from one peer; the oldest goes first when full.
 
 use std::collections::{BTreeMap, HashMap};
 
 use ergon_chain::chain::SIDE_DIFFICULTY_DIVISOR;
-use ergon_chain::Chain;
-use ergon_types::{Block, Canonical, Hash};
+use ergon_chain::{Chain, CheckedBlock};
+use ergon_types::{Canonical, Hash};
 
 pub const MAX_ORPHANS: usize = 256;
 pub const MAX_BYTES: usize = 128 << 20;
@@ -21,7 +21,7 @@ pub const MAX_PER_PEER: usize = 32;
 pub const MAX_AHEAD: u64 = 1_000;
 
 struct Orphan<P> {
-    block: Block,
+    block: CheckedBlock,
     from: P,
     bytes: usize,
     seq: u64,
@@ -49,15 +49,6 @@ impl<P> Default for Orphans<P> {
     }
 }
 
-/// Why an orphan was not kept.
-#[derive(Debug, PartialEq, Eq)]
-pub enum NotKept {
-    /// Its proof of work does not verify: the sender is at fault.
-    Invalid(String),
-    /// Plausibly honest but not worth keeping (too cheap, implausible height, sender's quota).
-    Declined(String),
-}
-
 impl<P: Copy + Eq + std::hash::Hash> Orphans<P> {
     pub fn len(&self) -> usize {
         self.blocks.len()
@@ -68,34 +59,34 @@ impl<P: Copy + Eq + std::hash::Hash> Orphans<P> {
     }
 
     /// Keeps `block` (whose parent `chain` lacks) from peer `from`, if it passes the checks.
-    pub fn insert(&mut self, chain: &Chain, block: Block, from: P) -> Result<(), NotKept> {
-        let id = block.header.id();
+    /// Keeps `block` (whose parent `chain` lacks) from peer `from`, or says why not: plausibly
+    /// honest but not worth keeping (too cheap, an implausible height, the sender's quota).
+    pub fn insert(&mut self, chain: &Chain, block: CheckedBlock, from: P) -> Result<(), String> {
+        let header = &block.block().header;
+        let id = header.id();
         if self.blocks.contains_key(&id) {
             return Ok(());
         }
-        let (height, tip) = (block.header.height, chain.height());
+        let (height, tip) = (header.height, chain.height());
         if height > tip + MAX_AHEAD || height + chain.params().max_reorg_depth < tip {
-            return Err(NotKept::Declined(format!("height {height} is implausible with the tip at {tip}")));
+            return Err(format!("height {height} is implausible with the tip at {tip}"));
         }
         let floor = chain.expected_difficulty(chain.tip_header()) / SIDE_DIFFICULTY_DIVISOR;
-        if block.header.difficulty < floor {
-            return Err(NotKept::Declined(format!(
-                "difficulty {} is below 1/{SIDE_DIFFICULTY_DIVISOR} of the tip's",
-                block.header.difficulty
-            )));
+        if header.difficulty < floor {
+            return Err(format!("difficulty {} is below 1/{SIDE_DIFFICULTY_DIVISOR} of the tip's", header.difficulty));
         }
         if self.per_peer.get(&from).copied().unwrap_or(0) >= MAX_PER_PEER {
-            return Err(NotKept::Declined(format!("{MAX_PER_PEER} orphans from this peer already wait")));
+            return Err(format!("{MAX_PER_PEER} orphans from this peer already wait"));
         }
-        block.check_self_consistent().map_err(|e| NotKept::Invalid(e.to_string()))?;
-        let bytes = block.encode().len();
+        let parent = header.parent;
+        let bytes = block.block().encode().len();
         while !self.order.is_empty() && (self.blocks.len() >= MAX_ORPHANS || self.bytes + bytes > MAX_BYTES) {
             let (_, oldest) = self.order.pop_first().expect("not empty");
             self.remove(&oldest);
         }
         self.seq += 1;
         self.order.insert(self.seq, id);
-        self.by_parent.entry(block.header.parent).or_default().push(id);
+        self.by_parent.entry(parent).or_default().push(id);
         *self.per_peer.entry(from).or_default() += 1;
         self.bytes += bytes;
         self.blocks.insert(id, Orphan { block, from, bytes, seq: self.seq });
@@ -103,12 +94,12 @@ impl<P: Copy + Eq + std::hash::Hash> Orphans<P> {
     }
 
     /// The orphans waiting for `parent`, taken out.
-    pub fn take_children(&mut self, parent: &Hash) -> Vec<Block> {
+    pub fn take_children(&mut self, parent: &Hash) -> Vec<CheckedBlock> {
         let ids = self.by_parent.remove(parent).unwrap_or_default();
         ids.iter().filter_map(|id| self.remove(id)).collect()
     }
 
-    fn remove(&mut self, id: &Hash) -> Option<Block> {
+    fn remove(&mut self, id: &Hash) -> Option<CheckedBlock> {
         let o = self.blocks.remove(id)?;
         self.order.remove(&o.seq);
         self.bytes -= o.bytes;
@@ -118,10 +109,11 @@ impl<P: Copy + Eq + std::hash::Hash> Orphans<P> {
                 self.per_peer.remove(&o.from);
             }
         }
-        if let Some(siblings) = self.by_parent.get_mut(&o.block.header.parent) {
+        let parent = o.block.block().header.parent;
+        if let Some(siblings) = self.by_parent.get_mut(&parent) {
             siblings.retain(|s| s != id);
             if siblings.is_empty() {
-                self.by_parent.remove(&o.block.header.parent);
+                self.by_parent.remove(&parent);
             }
         }
         Some(o.block)
@@ -132,7 +124,7 @@ impl<P: Copy + Eq + std::hash::Hash> Orphans<P> {
 mod tests {
     use super::*;
     use ergon_chain::{seal, ChainParams, Genesis};
-    use ergon_types::SecretKey;
+    use ergon_types::{Block, SecretKey};
 
     fn chain() -> Chain {
         let g = Genesis {
@@ -160,32 +152,28 @@ mod tests {
     }
 
     #[test]
-    fn forged_proofs_are_faults_and_the_pool_stays_within_its_bounds() {
+    fn only_checked_plausible_blocks_wait_and_the_pool_stays_within_its_bounds() {
         let c = chain();
+        let checked = |b: &Block| CheckedBlock::check(b.clone()).unwrap();
         let blocks = ahead(&c, 3, 5);
         let mut pool: Orphans<u8> = Orphans::default();
         // Block 3 waits for block 2; its child list is returned when block 2 arrives.
-        pool.insert(&c, blocks[2].clone(), 1).unwrap();
-        pool.insert(&c, blocks[1].clone(), 1).unwrap();
-        assert_eq!(pool.take_children(&blocks[1].header.id()), vec![blocks[2].clone()]);
+        pool.insert(&c, checked(&blocks[2]), 1).unwrap();
+        pool.insert(&c, checked(&blocks[1]), 1).unwrap();
+        let children: Vec<Block> =
+            pool.take_children(&blocks[1].header.id()).into_iter().map(|b| b.into_block()).collect();
+        assert_eq!(children, vec![blocks[2].clone()]);
         assert_eq!(pool.len(), 1);
-        // A forged proof (issue 10: orphans were stored before any proof-of-work check).
+        // A forged proof never becomes a CheckedBlock (issue 10: orphans were stored before any
+        // proof-of-work check), so it cannot wait here.
         let mut forged = blocks[2].clone();
         forged.header.nonce += 1;
         forged.proof.nonce += 1;
-        assert!(matches!(pool.insert(&c, forged, 2), Err(NotKept::Invalid(_))));
-        // A claimed difficulty far below the tip's is declined before the proof is checked.
-        let mut cheap = blocks[2].clone();
-        cheap.header.difficulty = 1;
-        assert!(matches!(pool.insert(&c, cheap, 2), Err(NotKept::Declined(_))));
-        // Far ahead of the tip: declined.
-        let mut far = blocks[2].clone();
-        far.header.height = MAX_AHEAD + 5;
-        assert!(matches!(pool.insert(&c, far, 2), Err(NotKept::Declined(_))));
+        assert!(CheckedBlock::check(forged).is_err());
         // One peer cannot fill the pool: its quota, then the oldest goes first when full.
         let many = ahead(&c, MAX_PER_PEER + 2, 6);
         for (i, b) in many.iter().enumerate().skip(1) {
-            let r = pool.insert(&c, b.clone(), 3);
+            let r = pool.insert(&c, checked(b), 3);
             assert_eq!(r.is_ok(), i <= MAX_PER_PEER, "block {i}: {r:?}");
         }
         assert_eq!(pool.len(), 1 + MAX_PER_PEER);

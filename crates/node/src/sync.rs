@@ -3,11 +3,10 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use ergon_chain::{BlockRejection, Imported, Refusal, TxRejection};
+use ergon_chain::{BlockRejection, CheckedBlock, Imported, Refusal, TxRejection};
 use ergon_net::{Command, Event, NetConfig, PeerId, Request, Verdict};
 use ergon_types::{Block, Canonical, Hash, SignedTransaction};
 
-use crate::orphans::NotKept;
 use crate::{now_ms, Shared};
 
 // Every valid block fits one gossip message and one block response.
@@ -47,7 +46,11 @@ pub fn start_network(
         while let Some(ev) = events.recv().await {
             match ev {
                 Event::Block { from, bytes, gossip } => {
-                    let verdict = on_block(&shared, from, &bytes);
+                    // Off the async workers: checking and importing a block is blocking work.
+                    let s = shared.clone();
+                    let verdict = tokio::task::spawn_blocking(move || on_block(&s, from, &bytes))
+                        .await
+                        .unwrap_or(Verdict::Ignore);
                     if let Some(message) = gossip {
                         shared.send(Command::Verdict { message, verdict });
                     }
@@ -88,13 +91,28 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
         shared.send(Command::Punish(from));
         return Verdict::Reject;
     };
+    if shared.lock().chain.knows(&block.header.id()) {
+        return Verdict::Ignore;
+    }
+    // The expensive checks (proof of work, every signature) without the node's lock, so the
+    // API and the miner go on meanwhile; the lock is taken only to import.
+    let height = block.header.height;
+    let block = match CheckedBlock::check(block) {
+        Ok(b) => b,
+        Err(reason) => {
+            shared.stats.blocks_rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(height, %reason, peer = %from, "refused a block");
+            shared.send(Command::Punish(from));
+            return Verdict::Reject;
+        }
+    };
     let mut verdict = None;
     let mut node = shared.lock();
     let node = &mut *node;
     let mut pending = vec![block];
     while let Some(b) = pending.pop() {
-        let (id, parent, height) = (b.header.id(), b.header.parent, b.header.height);
-        match node.store.import(&mut node.chain, b.clone(), now_ms()) {
+        let (id, parent, height) = (b.block().header.id(), b.block().header.parent, b.block().header.height);
+        match node.store.import_checked(&mut node.chain, b.clone(), now_ms()) {
             Ok(Ok(imported)) => {
                 let known = imported == Imported::AlreadyKnown;
                 verdict.get_or_insert(if known { Verdict::Ignore } else { Verdict::Accept });
@@ -111,12 +129,7 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
                     verdict.get_or_insert(Verdict::Ignore);
                     shared.send(Command::Request { peer: from, request: Request::Block(parent.0) });
                 }
-                Err(NotKept::Invalid(why)) => {
-                    verdict.get_or_insert(Verdict::Reject);
-                    tracing::warn!(height, %why, peer = %from, "refused an orphan with a bad proof");
-                    shared.send(Command::Punish(from));
-                }
-                Err(NotKept::Declined(why)) => {
+                Err(why) => {
                     verdict.get_or_insert(Verdict::Ignore);
                     tracing::debug!(height, %why, "orphan not kept");
                 }

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ergon_chain::{BlockRejection, Chain, Genesis, Imported};
+use ergon_chain::{BlockRejection, Chain, CheckedBlock, Genesis, Imported};
 use ergon_types::{Block, Canonical};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
@@ -193,8 +193,21 @@ impl Store {
         block: Block,
         now_ms: u64,
     ) -> Result<Result<Imported, BlockRejection>, StoreError> {
-        let bytes = block.encode();
-        let outcome = chain.import(block, now_ms);
+        match CheckedBlock::check(block) {
+            Ok(checked) => self.import_checked(chain, checked, now_ms),
+            Err(why) => Ok(Err(why)),
+        }
+    }
+
+    /// [`import`](Self::import) of a block whose context-free checks were already run.
+    pub fn import_checked(
+        &mut self,
+        chain: &mut Chain,
+        block: CheckedBlock,
+        now_ms: u64,
+    ) -> Result<Result<Imported, BlockRejection>, StoreError> {
+        let bytes = block.block().encode();
+        let outcome = chain.import_checked(block, now_ms);
         if matches!(outcome, Ok(ref i) if *i != Imported::AlreadyKnown) {
             let w = self.db.begin_write().map_err(db_err)?;
             w.open_table(BLOCKS).map_err(db_err)?.insert(self.next, bytes.as_slice()).map_err(db_err)?;
