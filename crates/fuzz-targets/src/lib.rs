@@ -246,6 +246,7 @@ pub mod seeds {
         vec![
             ergon_net::Request::Block([7; 32]).to_wire(),
             ergon_net::Request::Tip.to_wire(),
+            ergon_net::Request::BlockAt(77).to_wire(),
             ergon_net::Response(Some(vec![1, 2, 3])).to_wire(),
             ergon_net::PieceRequest { name: [1; 32], piece: 2 }.to_wire(),
             ergon_net::PieceResponse(Some((3, vec![4; 40]))).to_wire(),

@@ -39,6 +39,9 @@ pub enum Request {
     Block([u8; 32]),
     /// The peer's current tip block.
     Tip,
+    /// The block at this height on the peer's active chain (a node far behind syncs forward
+    /// with these, a window at a time, instead of walking parents back from the tip).
+    BlockAt(u64),
 }
 
 /// Piece `piece` of the sealed blob named `name` (see [`blob`]).

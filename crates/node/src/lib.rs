@@ -62,6 +62,8 @@ pub struct Node {
     pub mempool: Mempool,
     /// Blocks received before their parent (bounded; see [`orphans`]).
     pub orphans: orphans::Orphans<ergon_net::PeerId>,
+    /// Catching up with a peer far ahead, by height.
+    pub catch_up: sync::CatchUp,
     /// When this node first accepted each block (mined or received), for propagation figures.
     pub seen_ms: std::collections::HashMap<Hash, u64>,
 }
@@ -169,6 +171,7 @@ pub async fn run(
             store,
             mempool: Mempool::default(),
             orphans: Default::default(),
+            catch_up: Default::default(),
             seen_ms: Default::default(),
         }),
         stats: Stats::default(),
@@ -201,6 +204,15 @@ pub async fn run(
     if let Some(listen) = &cfg.listen {
         let identity = peer_identity(&cfg.data_dir)?;
         sync::start_network(&shared, listen, &cfg.peers, cfg.mdns, identity)?;
+        let s = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+            while !s.stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let s = s.clone();
+                let _ = tokio::task::spawn_blocking(move || sync::catch_up_tick(&s)).await;
+            }
+        });
     }
     if let Some(key) = cfg.provider.clone() {
         if key.public().address() != cfg.miner || !cfg.mine {

@@ -61,7 +61,9 @@ impl<P: Copy + Eq + std::hash::Hash> Orphans<P> {
     /// Keeps `block` (whose parent `chain` lacks) from peer `from`, if it passes the checks.
     /// Keeps `block` (whose parent `chain` lacks) from peer `from`, or says why not: plausibly
     /// honest but not worth keeping (too cheap, an implausible height, the sender's quota).
-    pub fn insert(&mut self, chain: &Chain, block: CheckedBlock, from: P) -> Result<(), String> {
+    /// `solicited`: an answer to this node's own request for a parent, which is not held to the
+    /// sender's quota (a fork being walked back comes from one peer).
+    pub fn insert(&mut self, chain: &Chain, block: CheckedBlock, from: P, solicited: bool) -> Result<(), String> {
         let header = &block.block().header;
         let id = header.id();
         if self.blocks.contains_key(&id) {
@@ -75,7 +77,7 @@ impl<P: Copy + Eq + std::hash::Hash> Orphans<P> {
         if header.difficulty < floor {
             return Err(format!("difficulty {} is below 1/{SIDE_DIFFICULTY_DIVISOR} of the tip's", header.difficulty));
         }
-        if self.per_peer.get(&from).copied().unwrap_or(0) >= MAX_PER_PEER {
+        if !solicited && self.per_peer.get(&from).copied().unwrap_or(0) >= MAX_PER_PEER {
             return Err(format!("{MAX_PER_PEER} orphans from this peer already wait"));
         }
         let parent = header.parent;
@@ -158,8 +160,8 @@ mod tests {
         let blocks = ahead(&c, 3, 5);
         let mut pool: Orphans<u8> = Orphans::default();
         // Block 3 waits for block 2; its child list is returned when block 2 arrives.
-        pool.insert(&c, checked(&blocks[2]), 1).unwrap();
-        pool.insert(&c, checked(&blocks[1]), 1).unwrap();
+        pool.insert(&c, checked(&blocks[2]), 1, false).unwrap();
+        pool.insert(&c, checked(&blocks[1]), 1, false).unwrap();
         let children: Vec<Block> =
             pool.take_children(&blocks[1].header.id()).into_iter().map(|b| b.into_block()).collect();
         assert_eq!(children, vec![blocks[2].clone()]);
@@ -173,10 +175,12 @@ mod tests {
         // One peer cannot fill the pool: its quota, then the oldest goes first when full.
         let many = ahead(&c, MAX_PER_PEER + 2, 6);
         for (i, b) in many.iter().enumerate().skip(1) {
-            let r = pool.insert(&c, checked(b), 3);
+            let r = pool.insert(&c, checked(b), 3, false);
             assert_eq!(r.is_ok(), i <= MAX_PER_PEER, "block {i}: {r:?}");
         }
         assert_eq!(pool.len(), 1 + MAX_PER_PEER);
+        // Answers to this node's own parent requests are not held to the quota.
+        assert!(pool.insert(&c, checked(&many[0]), 3, true).is_ok());
         assert!(pool.bytes <= MAX_BYTES);
     }
 }

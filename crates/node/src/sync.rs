@@ -31,6 +31,7 @@ pub fn start_network(
         let id = match req {
             Request::Block(id) => Hash(*id),
             Request::Tip => node.chain.tip(),
+            Request::BlockAt(h) => node.chain.active_id(*h)?,
         };
         node.chain.block(&id).map(|b| b.encode())
     });
@@ -47,8 +48,8 @@ pub fn start_network(
             match ev {
                 Event::Block { from, bytes, gossip } => {
                     // Off the async workers: checking and importing a block is blocking work.
-                    let s = shared.clone();
-                    let verdict = tokio::task::spawn_blocking(move || on_block(&s, from, &bytes))
+                    let (s, solicited) = (shared.clone(), gossip.is_none());
+                    let verdict = tokio::task::spawn_blocking(move || on_block(&s, from, &bytes, solicited))
                         .await
                         .unwrap_or(Verdict::Ignore);
                     if let Some(message) = gossip {
@@ -84,9 +85,61 @@ fn on_tx(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
     }
 }
 
-/// Imports a block (and any orphans it unlocks); asks the sender for a missing parent. Returns
-/// the verdict on the block itself (not on the orphans it unlocked).
-fn on_block(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
+/// Blocks asked for at once while catching up with a peer far ahead.
+const CATCH_UP_WINDOW: u64 = 16;
+/// A catch-up that made no progress for this long asks again from the tip.
+const CATCH_UP_STALL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Following a peer whose chain is far ahead: forward by height, a window at a time, so a
+/// fresh node syncs any length of chain without holding it all as orphans.
+#[derive(Default)]
+pub struct CatchUp {
+    peer: Option<PeerId>,
+    target: u64,
+    next: u64,
+    progress_at: Option<std::time::Instant>,
+}
+
+impl CatchUp {
+    /// Notes that `peer` has a chain up to `height`.
+    fn aim(&mut self, peer: PeerId, height: u64) {
+        if height > self.target {
+            self.peer = Some(peer);
+            self.target = height;
+        }
+    }
+
+    /// Asks for the next blocks of the window above `height`; starts again from `height` + 1 if
+    /// the last requests went unanswered.
+    fn request_more(&mut self, shared: &Shared, height: u64) {
+        let Some(peer) = self.peer else { return };
+        if self.target <= height {
+            *self = CatchUp::default();
+            return;
+        }
+        let stalled = self.progress_at.is_none_or(|t| t.elapsed() > CATCH_UP_STALL);
+        if stalled || self.next <= height {
+            self.next = height + 1;
+            self.progress_at = Some(std::time::Instant::now());
+        }
+        while self.next <= self.target.min(height + CATCH_UP_WINDOW) {
+            shared.send(Command::Request { peer, request: Request::BlockAt(self.next) });
+            self.next += 1;
+        }
+    }
+}
+
+/// Nudges a stalled catch-up (answers lost, a peer gone); called every few seconds.
+pub fn catch_up_tick(shared: &Shared) {
+    let mut node = shared.lock();
+    let height = node.chain.height();
+    node.catch_up.request_more(shared, height);
+}
+
+/// Imports a block (and any orphans it unlocks); asks the sender for a missing parent, or, if it
+/// is far ahead, catches up with it by height. Returns the verdict on the block itself (not on
+/// the orphans it unlocked). `solicited`: an answer to this node's own request.
+fn on_block(shared: &Shared, from: PeerId, bytes: &[u8], solicited: bool) -> Verdict {
     let Ok(block) = Block::decode(bytes) else {
         shared.send(Command::Punish(from));
         return Verdict::Reject;
@@ -109,6 +162,7 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
     let mut verdict = None;
     let mut node = shared.lock();
     let node = &mut *node;
+    let before = node.chain.tip();
     let mut pending = vec![block];
     while let Some(b) = pending.pop() {
         let (id, parent, height) = (b.block().header.id(), b.block().header.parent, b.block().header.height);
@@ -119,21 +173,24 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
                 if !known {
                     node.seen_ms.insert(id, now_ms());
                     shared.stats.blocks_imported.fetch_add(1, Ordering::Relaxed);
-                    node.mempool.refresh(&node.chain);
+                    node.catch_up.progress_at = Some(std::time::Instant::now());
                     tracing::info!(height, %id, ?imported, "imported a block");
                 }
                 pending.extend(node.orphans.take_children(&id));
             }
-            Ok(Err(BlockRejection::UnknownParent(_))) => match node.orphans.insert(&node.chain, b, from) {
-                Ok(()) => {
-                    verdict.get_or_insert(Verdict::Ignore);
-                    shared.send(Command::Request { peer: from, request: Request::Block(parent.0) });
+            Ok(Err(BlockRejection::UnknownParent(_))) => {
+                verdict.get_or_insert(Verdict::Ignore);
+                let tip = node.chain.height();
+                if height > tip + CATCH_UP_WINDOW {
+                    // Far ahead: catch up by height rather than walk parents back from here.
+                    node.catch_up.aim(from, height);
+                } else {
+                    match node.orphans.insert(&node.chain, b, from, solicited) {
+                        Ok(()) => shared.send(Command::Request { peer: from, request: Request::Block(parent.0) }),
+                        Err(why) => tracing::debug!(height, %why, "orphan not kept"),
+                    }
                 }
-                Err(why) => {
-                    verdict.get_or_insert(Verdict::Ignore);
-                    tracing::debug!(height, %why, "orphan not kept");
-                }
-            },
+            }
             // Our clock may lag: not proof of a bad peer.
             Ok(Err(BlockRejection::TooFarInFuture { .. })) => {
                 verdict.get_or_insert(Verdict::Ignore);
@@ -150,5 +207,10 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
             }
         }
     }
+    if node.chain.tip() != before {
+        node.mempool.refresh(&node.chain);
+    }
+    let height = node.chain.height();
+    node.catch_up.request_more(shared, height);
     verdict.unwrap_or(Verdict::Ignore)
 }
