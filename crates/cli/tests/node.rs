@@ -67,6 +67,28 @@ fn a_node_mines_serves_its_api_and_applies_a_transfer() {
     assert!(stdout(&again).contains("next nonce 1"), "{}", stdout(&again));
     let bad = ergon(&["wallet", "balance", "erg123", "--api", &api]);
     assert_eq!(bad.status.code(), Some(2));
+    // Strict decoding (issue 10): a JSON array in place of the object, unknown fields, and hex
+    // that is not lower case are refused with 400 and a reason.
+    let post = |body: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&api).unwrap();
+        let req = format!(
+            "POST /transactions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    for (body, reason) in [
+        (r#"["00"]"#, "must be a JSON object"),
+        (r#"{"tx":"00","extra":1}"#, "unknown field"),
+        (r#"{"tx":"0A"}"#, "not hex"),
+    ] {
+        let answer = post(body);
+        assert!(answer.starts_with("HTTP/1.1 400") && answer.contains(reason), "{body}: {answer}");
+    }
 
     #[cfg(unix)]
     {

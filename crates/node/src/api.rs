@@ -128,6 +128,7 @@ fn tx_json(t: &SignedTransaction) -> Value {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Range {
     from: Option<u64>,
     limit: Option<u64>,
@@ -309,11 +310,26 @@ async fn get_blob(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Res
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Submit {
     tx: String,
 }
 
-async fn submit(State(s): State<Arc<Shared>>, Json(body): Json<Submit>) -> Response {
+/// The request body as exactly one JSON object of `T`'s fields: serde's derive would also take
+/// an array of the values in order, and unknown fields are refused too.
+fn strict_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    if !value.is_object() {
+        return Err("the body must be a JSON object".into());
+    }
+    serde_json::from_value(value).map_err(|e| format!("bad request body: {e}"))
+}
+
+async fn submit(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let body: Submit = match strict_json(&body) {
+        Ok(b) => b,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
     if body.tx.len() > 2 * SignedTransaction::MAX_BYTES || body.tx.len() % 2 != 0 {
         return error(StatusCode::BAD_REQUEST, "tx must be the hex of one signed transaction");
     }
