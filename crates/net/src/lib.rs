@@ -32,6 +32,72 @@ use tokio::sync::mpsc;
 /// Largest gossip message: a block with its PoUW proof (≤ ~7.5 MB) and transactions.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
+/// Messages buffered between the swarm and the node, each way.
+pub const CHANNEL_CAPACITY: usize = 4096;
+/// How long an address stays banned after one of its peers sent invalid data.
+pub const BAN_SECONDS: u64 = 3600;
+
+/// Gossipsub peer scoring on both topics: an invalid message (a `Reject` verdict) costs -100
+/// squared-counted, so one puts a peer below the graylist threshold (-80) and its messages are
+/// ignored until the penalty decays. Quietness is never punished (mesh delivery weights are 0:
+/// blocks are rare), and peers on loopback are not penalised for sharing an address (devnets).
+fn peer_score(chain_id: &[u8; 32]) -> gossipsub::PeerScoreParams {
+    let topic_params = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..Default::default()
+    };
+    let mut params = gossipsub::PeerScoreParams::default();
+    for t in [topic("blocks", chain_id), topic("txs", chain_id)] {
+        params.topics.insert(t.hash(), topic_params.clone());
+    }
+    params
+        .ip_colocation_factor_whitelist
+        .extend([std::net::IpAddr::from([127, 0, 0, 1]), std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)]);
+    params
+}
+
+/// The IP a multiaddr dials or came from, if it has one.
+fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => Some(ip.into()),
+        libp2p::multiaddr::Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    })
+}
+
+/// Bans by address, with expiry, so a punished peer cannot return under a fresh identity from
+/// the same machine. Loopback is never banned by address: every node of a local devnet shares it.
+#[derive(Default)]
+struct IpBans {
+    until: HashMap<std::net::IpAddr, std::time::Instant>,
+    addr_of: HashMap<PeerId, std::net::IpAddr>,
+}
+
+impl IpBans {
+    fn seen(&mut self, peer: PeerId, ip: std::net::IpAddr) {
+        self.addr_of.insert(peer, ip);
+    }
+    fn forget(&mut self, peer: &PeerId) {
+        self.addr_of.remove(peer);
+    }
+    fn ban_peer(&mut self, peer: &PeerId) {
+        if let Some(&ip) = self.addr_of.get(peer) {
+            if !ip.is_loopback() {
+                self.until.insert(ip, std::time::Instant::now() + Duration::from_secs(BAN_SECONDS));
+            }
+        }
+    }
+    fn is_banned(&mut self, ip: std::net::IpAddr) -> bool {
+        let now = std::time::Instant::now();
+        self.until.retain(|_, t| *t > now);
+        self.until.contains_key(&ip)
+    }
+}
+
 /// What one peer may ask another.
 #[derive(Debug, Clone)]
 pub enum Request {
@@ -153,7 +219,7 @@ pub struct NetConfig {
 /// The node's side of the network task.
 #[derive(Clone)]
 pub struct NetHandle {
-    pub commands: mpsc::UnboundedSender<Command>,
+    pub commands: mpsc::Sender<Command>,
     pub peer_id: PeerId,
     pub peers: Arc<AtomicUsize>,
 }
@@ -168,7 +234,7 @@ pub fn spawn(
     cfg: NetConfig,
     provider: Provider,
     blob_provider: BlobProvider,
-) -> Result<(NetHandle, mpsc::UnboundedReceiver<Event>), String> {
+) -> Result<(NetHandle, mpsc::Receiver<Event>), String> {
     let mdns_on = cfg.mdns;
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(cfg.identity).map_err(|e| e.to_string())?;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -188,7 +254,8 @@ pub fn spawn(
                 })
                 .build()
                 .map_err(|e| e.to_string())?;
-            let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip)?;
+            let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip)?;
+            gossipsub.with_peer_score(peer_score(&cfg.chain_id), gossipsub::PeerScoreThresholds::default())?;
             let blocks = request_response::Behaviour::with_codec(
                 RawCodec::default(),
                 [(StreamProtocol::new("/ergon/blocks/2"), ProtocolSupport::Full)],
@@ -220,13 +287,16 @@ pub fn spawn(
     for p in &cfg.peers {
         swarm.dial(p.clone()).map_err(|e| format!("dial {p}: {e}"))?;
     }
-    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
-    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    // Bounded both ways: a node busy importing cannot make the swarm buffer without limit (new
+    // gossip is dropped while full, and sync asks again), nor the other way round.
+    let (cmd_tx, mut cmd_rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let (ev_tx, ev_rx) = mpsc::channel(CHANNEL_CAPACITY);
     let peers = Arc::new(AtomicUsize::new(0));
     let handle = NetHandle { commands: cmd_tx, peer_id: *swarm.local_peer_id(), peers: peers.clone() };
     let redial = cfg.peers.clone();
     tokio::spawn(async move {
         let mut banned: HashSet<PeerId> = HashSet::new();
+        let mut bans = IpBans::default();
         let mut counted: HashSet<PeerId> = HashSet::new();
         let mut fetches: HashMap<request_response::OutboundRequestId, Fetch> = HashMap::new();
         let mut redial_timer = tokio::time::interval(Duration::from_secs(2));
@@ -254,6 +324,7 @@ pub fn spawn(
                     Some(Command::Punish(peer)) => {
                         tracing::warn!(%peer, "dropping and banning a peer that sent invalid data");
                         banned.insert(peer);
+                        bans.ban_peer(&peer);
                         let _ = swarm.disconnect_peer_id(peer);
                     }
                 },
@@ -274,7 +345,8 @@ pub fn spawn(
                         } else {
                             Event::Tx { from: propagation_source, bytes: message.data, gossip }
                         };
-                        let _ = ev_tx.send(ev);
+                        // Full: the node is behind; drop it (gossip re-delivers what matters).
+                        let _ = ev_tx.try_send(ev);
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Blocks(request_response::Event::Message { peer, message, .. })) => match message {
                         request_response::Message::Request { request, channel, .. } => {
@@ -282,7 +354,7 @@ pub fn spawn(
                         }
                         request_response::Message::Response { response, .. } => {
                             if let Some(bytes) = response.0 {
-                                let _ = ev_tx.send(Event::Block { from: peer, bytes, gossip: None });
+                                let _ = ev_tx.try_send(Event::Block { from: peer, bytes, gossip: None });
                             }
                         }
                     },
@@ -305,18 +377,22 @@ pub fn spawn(
                             fetch.next(&mut swarm.behaviour_mut().blobs, &mut fetches);
                         }
                     }
-                    SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
-                        if banned.contains(&peer_id) {
+                    SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
+                        let ip = ip_of(endpoint.get_remote_address());
+                        if banned.contains(&peer_id) || ip.is_some_and(|ip| bans.is_banned(ip)) {
+                            // A banned peer under a new identity, from the same address.
                             let _ = swarm.disconnect_peer_id(peer_id);
                         } else if num_established.get() == 1 && counted.insert(peer_id) {
+                            if let Some(ip) = ip {
+                                bans.seen(peer_id, ip);
+                            }
                             peers.fetch_add(1, Ordering::Relaxed);
-                            swarm.behaviour_mut().gossipsub.add_explicit_peer(&peer_id);
                             swarm.behaviour_mut().blocks.send_request(&peer_id, Request::Tip);
-                            let _ = ev_tx.send(Event::PeerConnected(peer_id));
+                            let _ = ev_tx.try_send(Event::PeerConnected(peer_id));
                         }
                     }
                     SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                        swarm.behaviour_mut().gossipsub.remove_explicit_peer(&peer_id);
+                        bans.forget(&peer_id);
                         // Only peers counted in (a banned peer's brief connection never was).
                         if counted.remove(&peer_id) {
                             peers.fetch_sub(1, Ordering::Relaxed);
@@ -331,7 +407,10 @@ pub fn spawn(
                     SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }))
                         if !swarm.is_connected(&peer) && !banned.contains(&peer) =>
                     {
-                        let _ = swarm.dial(addresses.first().clone());
+                        let addr = addresses.first().clone();
+                        if ip_of(&addr).is_none_or(|ip| !bans.is_banned(ip)) {
+                            let _ = swarm.dial(addr);
+                        }
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                         for (peer, addr) in found {
@@ -372,5 +451,41 @@ impl Fetch {
                 let _ = self.reply.send(None);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_punished_peers_address_is_banned_for_a_while_but_never_loopback() {
+        let mut bans = IpBans::default();
+        let (remote, local) = (PeerId::random(), PeerId::random());
+        let ip: std::net::IpAddr = [203, 0, 113, 7].into();
+        bans.seen(remote, ip);
+        bans.seen(local, [127, 0, 0, 1].into());
+        bans.ban_peer(&remote);
+        bans.ban_peer(&local);
+        assert!(bans.is_banned(ip), "a new identity from the same address is refused");
+        assert!(!bans.is_banned([127, 0, 0, 1].into()), "a devnet's nodes all share loopback");
+        assert!(!bans.is_banned([203, 0, 113, 8].into()));
+        bans.until.insert(ip, std::time::Instant::now());
+        assert!(!bans.is_banned(ip), "bans expire");
+        let addr: Multiaddr = "/ip4/203.0.113.7/tcp/9000".parse().unwrap();
+        assert_eq!(ip_of(&addr), Some(ip));
+    }
+
+    #[test]
+    fn the_peer_score_parameters_are_valid() {
+        let params = peer_score(&[1; 32]);
+        assert!(params.validate().is_ok());
+        assert!(gossipsub::PeerScoreThresholds::default().validate().is_ok());
+        // One invalid message takes a peer below the graylist threshold.
+        let t = params.topics.values().next().unwrap();
+        assert!(
+            t.invalid_message_deliveries_weight * t.topic_weight
+                < gossipsub::PeerScoreThresholds::default().graylist_threshold
+        );
     }
 }

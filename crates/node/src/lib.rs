@@ -90,7 +90,9 @@ impl Shared {
     /// Hands a command to the network, if there is one.
     pub fn send(&self, cmd: ergon_net::Command) {
         if let Some(net) = self.net.get() {
-            let _ = net.commands.send(cmd);
+            // Full: the swarm is behind; the command is dropped (a request or a publish that a
+            // retry or the next block makes good), never buffered without bound.
+            let _ = net.commands.try_send(cmd);
         }
     }
 
