@@ -72,6 +72,9 @@ pub struct ChainParams {
     /// the tip is refused (see `docs/chain.md`).
     #[serde(default = "defaults::max_reorg_depth")]
     pub max_reorg_depth: u64,
+    /// Blocks after which a finished job leaves the market's state (see `MarketParams`).
+    #[serde(default = "defaults::archive_after_blocks")]
+    pub archive_after_blocks: u64,
 }
 
 /// Market parameters a genesis file may leave out (files written before the market existed).
@@ -80,6 +83,9 @@ mod defaults {
 
     pub fn max_reorg_depth() -> u64 {
         500
+    }
+    pub fn archive_after_blocks() -> u64 {
+        MarketParams::devnet().archive_after_blocks
     }
     pub fn min_provider_stake() -> u64 {
         MarketParams::devnet().min_provider_stake
@@ -146,6 +152,7 @@ impl ChainParams {
             wasted_lease_percent: defaults::wasted_lease_percent(),
             reveal_blocks: defaults::reveal_blocks(),
             max_reorg_depth: defaults::max_reorg_depth(),
+            archive_after_blocks: defaults::archive_after_blocks(),
         }
     }
 
@@ -163,6 +170,7 @@ impl ChainParams {
             collusion_percent: self.collusion_percent,
             wasted_lease_percent: self.wasted_lease_percent,
             reveal_blocks: self.reveal_blocks,
+            archive_after_blocks: self.archive_after_blocks,
         }
     }
 

@@ -30,7 +30,7 @@ pub mod state;
 
 pub use model::{short, Challenge, Job, JobStatus, Provider, ProviderStatus, Task, TaskKey, TaskState};
 pub use reasons::{Decision, Subject};
-pub use state::Market;
+pub use state::{Market, MarketSize};
 
 use std::fmt;
 
@@ -65,6 +65,9 @@ pub struct MarketParams {
     pub wasted_lease_percent: u64,
     /// Blocks a provider has to reveal the rows an availability challenge asks for.
     pub reveal_blocks: u64,
+    /// Blocks after which a finished job, with its decision log, leaves the market's state, so
+    /// the state stays the size of the live market, not of its history.
+    pub archive_after_blocks: u64,
 }
 
 impl MarketParams {
@@ -81,6 +84,7 @@ impl MarketParams {
             collusion_percent: 10,
             wasted_lease_percent: 2,
             reveal_blocks: 3,
+            archive_after_blocks: 1_000,
         }
     }
 

@@ -38,6 +38,16 @@ impl Log {
         q.push_back(Decision { height, text });
     }
 
+    /// Drops every decision about `subject` (an archived job's).
+    pub fn forget(&mut self, subject: &Subject) {
+        self.entries.remove(subject);
+    }
+
+    /// (subjects, decisions) held.
+    pub fn size(&self) -> (usize, usize) {
+        (self.entries.len(), self.entries.values().map(|q| q.len()).sum())
+    }
+
     /// Decisions about `subject`, oldest first.
     pub fn of(&self, subject: &Subject) -> Vec<Decision> {
         self.entries.get(subject).map(|q| q.iter().cloned().collect()).unwrap_or_default()

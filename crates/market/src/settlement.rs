@@ -116,7 +116,23 @@ impl Market {
         self.expire_queue(height, params, &mut effects);
         self.release_bonds(height, &mut effects);
         self.match_queue(height, params);
+        self.archive(height, params);
         effects
+    }
+
+    /// Removes jobs finished `archive_after_blocks` ago, and their logs, from the state. Nothing
+    /// can refer to them any more: every task ended, every window closed, every coin moved.
+    fn archive(&mut self, height: u64, params: &MarketParams) {
+        while let Some(&(finished, id)) = self.finished.first() {
+            if finished.saturating_add(params.archive_after_blocks) > height {
+                break;
+            }
+            self.finished.pop_first();
+            let job = self.jobs.remove(&id);
+            debug_assert!(job.is_some_and(|j| j.escrow == 0 && j.finished_at == Some(finished)));
+            self.log.forget(&Subject::Job(id));
+            self.archived += 1;
+        }
     }
 
     /// Ends `provider`'s hold on `key` (a lease, or a posted result), paid or not: off its
@@ -362,6 +378,7 @@ impl Market {
         let refund = job.escrow;
         job.escrow = 0;
         job.finished_at = Some(height);
+        self.finished.insert((height, id));
         if job.status == JobStatus::Open {
             job.status = JobStatus::Done;
         }

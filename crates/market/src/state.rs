@@ -28,6 +28,21 @@ pub struct Market {
     pub(crate) log: Log,
     pub(crate) escrow_total: u64,
     pub(crate) bond_total: u64,
+    /// (finished at, job) of every finished job still held, for archiving in order.
+    pub(crate) finished: BTreeSet<(u64, Hash)>,
+    /// Finished jobs archived so far (removed from the state with their logs).
+    pub(crate) archived: u64,
+}
+
+/// How much a market holds (what must stay flat as the chain grows).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MarketSize {
+    pub providers: usize,
+    pub jobs: usize,
+    pub tasks: usize,
+    pub log_subjects: usize,
+    pub log_entries: usize,
+    pub archived_jobs: u64,
 }
 
 impl Market {
@@ -45,6 +60,17 @@ impl Market {
     }
     pub fn decisions(&self, subject: &Subject) -> Vec<Decision> {
         self.log.of(subject)
+    }
+    pub fn size(&self) -> MarketSize {
+        let (log_subjects, log_entries) = self.log.size();
+        MarketSize {
+            providers: self.providers.len(),
+            jobs: self.jobs.len(),
+            tasks: self.jobs.values().map(|j| j.tasks.len()).sum(),
+            log_subjects,
+            log_entries,
+            archived_jobs: self.archived,
+        }
     }
     /// Coins the market holds: escrow plus bonds (part of the circulating supply).
     pub fn held(&self) -> u128 {

@@ -544,3 +544,31 @@ fn a_lease_needs_collateral_from_the_deterrence_inequality_and_a_slash_takes_it(
     assert_eq!(effects, vec![Effect::Burn { amount: collateral }]);
     assert_eq!(m.provider(&address(1)).unwrap().locked, 0);
 }
+
+#[test]
+fn a_finished_job_leaves_the_state_with_its_log_after_the_archive_window() {
+    let p = MarketParams { archive_after_blocks: 5, ..params() };
+    let mut m = Market::default();
+    m.register(address(1), cpu(50, 64, 100), 150, 0, &p).unwrap();
+    let job = submit(&mut m, matmul(1, 1, 100), 1, 1);
+    m.end_block(1, &p);
+    let other = submit(&mut m, matmul(2, 1, 100), 2, 2); // waits: the one slot is taken
+    m.post_result(address(1), job, 0, Hash::ZERO, 2, &p).unwrap();
+    let mut h = 2;
+    while m.job(&job).unwrap().finished_at.is_none() {
+        h += 1;
+        m.end_block(h, &p);
+    }
+    let finished = m.job(&job).unwrap().finished_at.unwrap();
+    let held = m.held();
+    for h in h + 1..finished + 5 {
+        m.end_block(h, &p);
+        assert!(m.job(&job).is_some(), "kept for the window (height {h})");
+    }
+    m.end_block(finished + 5, &p);
+    assert!(m.job(&job).is_none(), "archived");
+    assert!(m.decisions(&Subject::Job(job)).is_empty(), "its log goes with it");
+    assert!(m.job(&other).is_some(), "an unfinished job stays");
+    assert_eq!(m.held(), held, "archiving moves no coin");
+    assert_eq!(m.size().archived_jobs, 1);
+}

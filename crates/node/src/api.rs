@@ -280,7 +280,7 @@ async fn job(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
             v["decisions"] = decisions(market.decisions(&Subject::Job(id)));
             Json(v).into_response()
         }
-        None => error(StatusCode::NOT_FOUND, "no such job (submitted jobs appear once their block is accepted)"),
+        None => error(StatusCode::NOT_FOUND, "no such job (submitted jobs appear once their block is accepted; finished jobs leave the state archive_after_blocks, 1,000 by default, after they finish)"),
     }
 }
 

@@ -9,7 +9,7 @@
 //!
 //! Every transaction goes through the real ledger and market, as in [`crate::economics`].
 
-use ergon_market::{JobStatus, ProviderStatus, Subject, TaskState};
+use ergon_market::{JobStatus, ProviderStatus, TaskState};
 use ergon_types::{Address, Hash, TxKind};
 use serde::Serialize;
 
@@ -21,6 +21,28 @@ const CLIENTS: std::ops::Range<usize> = 5..8;
 /// Longest the drain may take: the queue limit, the longest lease, the challenge and reveal
 /// windows, with room to spare.
 const MAX_DRAIN_BLOCKS: u64 = 1000;
+
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Size {
+    pub height: u64,
+    pub jobs: usize,
+    pub tasks: usize,
+    pub log_subjects: usize,
+    pub log_entries: usize,
+    pub archived_jobs: u64,
+}
+
+fn size(w: &World) -> Size {
+    let s = w.ledger.market.size();
+    Size {
+        height: w.height,
+        jobs: s.jobs,
+        tasks: s.tasks,
+        log_subjects: s.log_subjects,
+        log_entries: s.log_entries,
+        archived_jobs: s.archived_jobs,
+    }
+}
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ChurnReport {
@@ -41,6 +63,10 @@ pub struct ChurnReport {
     pub tasks_cancelled: u64,
     /// Of those, replicas no provider took within the queue limit (a shortfall).
     pub replica_shortfalls: u64,
+    /// What the market held a tenth of the way in and at the end of the random phase: the
+    /// state must stay the size of the live market (finished jobs are archived).
+    pub market_early: Size,
+    pub market_late: Size,
     pub tasks_settled: u64,
     /// Blocks the drain took until the market held nothing (or `MAX_DRAIN_BLOCKS`).
     pub drain_blocks: u64,
@@ -88,6 +114,12 @@ pub fn run_churn(seed: u64, blocks: u64) -> ChurnReport {
     let mut drain_from = None;
     for step in 0..blocks + MAX_DRAIN_BLOCKS {
         let draining = step >= blocks;
+        if step == blocks / 10 {
+            r.market_early = size(&w);
+        }
+        if step == blocks {
+            r.market_late = size(&w);
+        }
         if draining && drain_from.is_none() {
             drain_from = Some(w.height);
         }
@@ -213,18 +245,8 @@ pub fn run_churn(seed: u64, blocks: u64) -> ChurnReport {
     r.coins_locked_after_drain = market.held();
     r.jobs_unfinished_after_drain = market.jobs().filter(|j| j.finished_at.is_none()).count() as u64;
     r.provider_failures = market.providers().map(|p| p.failed).sum::<u64>();
-    for t in market.jobs().flat_map(|j| &j.tasks) {
-        match t.state {
-            TaskState::Cancelled => r.tasks_cancelled += 1,
-            TaskState::Settled { .. } => r.tasks_settled += 1,
-            _ => {}
-        }
-    }
-    r.replica_shortfalls = market
-        .jobs()
-        .flat_map(|j| market.decisions(&Subject::Job(j.id)))
-        .filter(|d| d.text.contains("no provider took it within"))
-        .count() as u64;
+    (r.tasks_settled, r.tasks_cancelled, r.replica_shortfalls) =
+        (w.ended.settled, w.ended.cancelled, w.ended.shortfalls);
     r.supply_violations = w.supply_violations;
     r
 }
@@ -243,5 +265,20 @@ mod tests {
         assert!(r.cancels > 0 && r.departures > 0 && r.returns > 0, "{r:?}");
         assert!(r.given_back_leases > 0 && r.wrong_results > 0 && r.disputes > 0 && r.challenges > 0, "{r:?}");
         assert!(r.job_blocks > 0 && r.tasks_settled > 0 && r.replica_shortfalls > 0, "{r:?}");
+    }
+
+    #[test]
+    fn finished_jobs_are_archived_so_the_market_stays_the_size_of_its_live_part() {
+        // A tenth of the way in is past the 1,000-block archive window: from there on the held
+        // state must stay flat while jobs keep finishing.
+        let r = run_churn(5, 12_000);
+        assert!(r.market_late.archived_jobs > r.market_early.archived_jobs, "{r:?}");
+        let (early, late) = (r.market_early, r.market_late);
+        assert!(
+            late.jobs * 10 <= early.jobs * 13 && late.log_entries * 10 <= early.log_entries * 13,
+            "{early:?} -> {late:?}"
+        );
+        assert_eq!(r.coins_locked_after_drain, 0);
+        assert_eq!(r.supply_violations, 0);
     }
 }

@@ -96,6 +96,17 @@ pub(crate) struct World {
     pub(crate) supply_violations: u64,
     /// Jobs not yet finished, so a block's work does not grow with every job ever submitted.
     live: Vec<Hash>,
+    /// How the tasks of finished jobs ended, tallied as each job finishes (the market archives
+    /// finished jobs later, with their logs).
+    pub(crate) ended: Ended,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Ended {
+    pub(crate) settled: u64,
+    pub(crate) cancelled: u64,
+    /// Replicas cancelled because no provider took them within the queue limit.
+    pub(crate) shortfalls: u64,
 }
 
 impl World {
@@ -122,6 +133,7 @@ impl World {
             mined: 0,
             supply_violations: 0,
             live: vec![],
+            ended: Ended::default(),
         }
     }
 
@@ -169,7 +181,24 @@ impl World {
                 .map(|t| ergon_types::job::job_id(&t.id())),
         );
         let market = &self.ledger.market;
-        self.live.retain(|id| market.job(id).is_some_and(|j| j.finished_at.is_none()));
+        let ended = &mut self.ended;
+        self.live.retain(|id| {
+            let Some(j) = market.job(id) else { return false };
+            if j.finished_at.is_none() {
+                return true;
+            }
+            for t in &j.tasks {
+                match t.state {
+                    TaskState::Settled { .. } => ended.settled += 1,
+                    TaskState::Cancelled => ended.cancelled += 1,
+                    _ => {}
+                }
+            }
+            let decisions = market.decisions(&ergon_market::Subject::Job(*id));
+            ended.shortfalls +=
+                decisions.iter().filter(|d| d.text.contains("no provider took it within")).count() as u64;
+            false
+        });
         self.ledger.reward(&mut undo, me, fees, subsidy, &self.params);
         self.mined += 1;
         if key.is_some() {
@@ -261,6 +290,8 @@ const DEVIATOR: usize = 3; // and 4, 5 for the Sybil ring
 /// and the deviator `s`. Returns the deviator's report and the world as it ended.
 fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, World) {
     let mut w = World::new(seed, 6, "economics");
+    // The accounting below reads every job at the end: keep them all (the churn soak archives).
+    w.params.archive_after_blocks = u64::MAX;
     let filler = ergon_chain::filler_subsidy(&w.params) as u128;
     // c: the honest filler miner's cost per multiply-add, in coins ×1 (break-even at D MACs).
     let cost_of = |macs: u128| macs * filler / DIFFICULTY as u128;
