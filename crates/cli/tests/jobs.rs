@@ -5,91 +5,10 @@
 //! the other, which completes it; a provider that posts a wrong product is caught by the client's
 //! Freivalds check, disputed, slashed, and the job still completes.
 
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
-
-use serde_json::Value;
+use std::time::Duration;
 
 mod common;
-use common::{ergon, free_port, ok};
-
-fn get(api: &str, path: &str) -> Option<Value> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(api).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    serde_json::from_str(resp.split_once("\r\n\r\n")?.1).ok()
-}
-
-struct Net {
-    dir: std::path::PathBuf,
-    genesis: String,
-    validator_p2p: String,
-    children: Vec<(String, Child)>,
-}
-
-impl Net {
-    fn p(&self, f: &str) -> String {
-        self.dir.join(f).to_string_lossy().into_owned()
-    }
-
-    fn node(&mut self, name: &str, extra: &[&str]) -> String {
-        let api = format!("127.0.0.1:{}", free_port());
-        let p2p = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-        let data_dir = self.dir.join(name).to_string_lossy().into_owned();
-        let mut args: Vec<String> = ["node", "--data-dir", &data_dir].map(String::from).to_vec();
-        args.extend(["--api", &api, "--genesis", &self.genesis, "--listen", &p2p].map(String::from));
-        if !self.validator_p2p.is_empty() {
-            args.extend(["--peer".to_string(), self.validator_p2p.clone()]);
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ergon"))
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        if self.validator_p2p.is_empty() {
-            self.validator_p2p = p2p;
-        }
-        self.children.push((name.to_string(), child));
-        wait("the node's API", Duration::from_secs(30), || get(&api, "/status").is_some());
-        api
-    }
-
-    fn kill(&mut self, name: &str) {
-        for (n, c) in &mut self.children {
-            if n == name {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        self.children.retain(|(n, _)| n != name);
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for (_, c) in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-fn wait(what: &str, limit: Duration, f: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use common::{ergon, get, ok, wait, Net};
 
 fn balance(api: &str, who: &str) -> u64 {
     get(api, &format!("/accounts/{who}")).unwrap()["balance"].as_u64().unwrap()
@@ -133,7 +52,7 @@ fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
     let dir = std::env::temp_dir().join(format!("ergon-jobs-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut net = Net { dir, genesis: String::new(), validator_p2p: String::new(), children: vec![] };
+    let mut net = Net::new(dir);
     let new_key = |net: &Net, name: &str| {
         ok(ergon(&["key", "new", "--out", &net.p(name)])).split(' ').next().unwrap().to_string()
     };

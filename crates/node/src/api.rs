@@ -59,6 +59,11 @@ async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
         "tip_time_ms": tip.time_ms,
         "next_difficulty": node.chain.expected_difficulty(tip),
         "cumulative_work": node.chain.tip_work().to_string(),
+        // Supply: circulating must equal minted − burned (every account, stake, unbonding coin,
+        // escrow and bond counted).
+        "minted": node.chain.ledger().minted,
+        "burned": node.chain.ledger().burned,
+        "circulating": node.chain.ledger().circulating().to_string(),
         "useful_work_fraction": node.chain.useful_work_fraction(),
         "peers": s.peers(),
         "peer_id": s.net.get().map(|n| n.peer_id.to_string()),

@@ -2,7 +2,10 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 pub fn ergon(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ergon")).args(args).output().expect("run ergon")
@@ -20,4 +23,107 @@ pub fn ok(o: Output) -> String {
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn get(api: &str, path: &str) -> Option<Value> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(api).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    serde_json::from_str(resp.split_once("\r\n\r\n")?.1).ok()
+}
+
+pub struct Net {
+    /// (api, p2p, extra args) of each node started, by name, to restart it as it was.
+    pub started: std::collections::HashMap<String, (String, String, Vec<String>)>,
+    pub dir: std::path::PathBuf,
+    pub genesis: String,
+    pub validator_p2p: String,
+    pub children: Vec<(String, Child)>,
+}
+
+impl Net {
+    pub fn p(&self, f: &str) -> String {
+        self.dir.join(f).to_string_lossy().into_owned()
+    }
+
+    pub fn new(dir: std::path::PathBuf) -> Self {
+        Net { started: Default::default(), dir, genesis: String::new(), validator_p2p: String::new(), children: vec![] }
+    }
+
+    /// Starts node `name` on fresh loopback ports (the first one started is the one the others
+    /// dial) and waits for its API.
+    pub fn node(&mut self, name: &str, extra: &[&str]) -> String {
+        let api = format!("127.0.0.1:{}", free_port());
+        let p2p = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+        let data_dir = self.dir.join(name).to_string_lossy().into_owned();
+        let mut args: Vec<String> = ["node", "--data-dir", &data_dir].map(String::from).to_vec();
+        args.extend(["--api", &api, "--genesis", &self.genesis, "--listen", &p2p].map(String::from));
+        if !self.validator_p2p.is_empty() {
+            args.extend(["--peer".to_string(), self.validator_p2p.clone()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        if self.validator_p2p.is_empty() {
+            self.validator_p2p = p2p.clone();
+        }
+        self.started.insert(name.to_string(), (api.clone(), p2p, args.clone()));
+        self.spawn(name, &args, &api);
+        api
+    }
+
+    /// Starts node `name` again as it was first started (same data directory and ports).
+    pub fn restart(&mut self, name: &str) -> String {
+        let (api, _, args) = self.started[name].clone();
+        self.spawn(name, &args, &api);
+        api
+    }
+
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.children.iter().find(|(n, _)| n == name).map(|(_, c)| c.id())
+    }
+
+    fn spawn(&mut self, name: &str, args: &[String], api: &str) {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ergon"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.push((name.to_string(), child));
+        wait("the node's API", Duration::from_secs(30), || get(api, "/status").is_some());
+    }
+
+    pub fn kill(&mut self, name: &str) {
+        for (n, c) in &mut self.children {
+            if n == name {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        self.children.retain(|(n, _)| n != name);
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub fn wait(what: &str, limit: Duration, f: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
