@@ -68,6 +68,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
         "peers": s.peers(),
         "peer_id": s.net.get().map(|n| n.peer_id.to_string()),
         "mempool": node.mempool.len(),
+        "storage_error": s.storage_error(),
         "mining": s.mining,
         "blocks_mined": s.stats.blocks_mined.load(Ordering::Relaxed),
         "blocks_imported": s.stats.blocks_imported.load(Ordering::Relaxed),

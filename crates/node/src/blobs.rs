@@ -235,7 +235,10 @@ impl Shared {
         }
         let pieces: Vec<&[u8]> = (0..).map_while(|i| ergon_net::blob::piece(&sealed, i).map(|(_, p)| p)).collect();
         let meta = BlobMeta { task, part, holder, author: signer, bytes: sealed_len, pieces: pieces.len() as u32 };
-        self.blob_store.put(&name, &meta.encode(), pieces).map_err(|e| e.to_string())?;
+        if let Err(e) = self.blob_store.put(&name, &meta.encode(), pieces) {
+            self.storage_failed(&e.to_string());
+            return Err(format!("could not store the blob: {e}"));
+        }
         metas.insert(name, meta);
         Ok(())
     }

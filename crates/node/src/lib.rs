@@ -73,6 +73,10 @@ pub struct Shared {
     pub stats: Stats,
     pub started: Instant,
     pub stop: AtomicBool,
+    /// Why the store last refused a write (a full disk, an I/O error), while it does: the node
+    /// then accepts no block and mines none, says so on `/status`, and retries every few
+    /// seconds. The chain never holds a block the disk does not (blocks are written first).
+    pub storage_error: Mutex<Option<String>>,
     pub miner: Address,
     pub mining: bool,
     pub net: std::sync::OnceLock<ergon_net::NetHandle>,
@@ -98,6 +102,16 @@ impl Shared {
 
     pub fn peers(&self) -> usize {
         self.net.get().map_or(0, |n| n.peers.load(Ordering::Relaxed))
+    }
+
+    pub fn storage_error(&self) -> Option<String> {
+        self.storage_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records that the store refused a write: blocks and mining stop until it recovers.
+    pub fn storage_failed(&self, why: &str) {
+        tracing::error!(error = %why, "the store refused a write; accepting and mining no blocks until it recovers");
+        *self.storage_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
     }
 
     /// Locks the node; a panic elsewhere while holding it must not take the API down with it.
@@ -162,6 +176,11 @@ pub async fn run(
     cfg: NodeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    // A file-size limit (RLIMIT_FSIZE) must be an I/O error the node recovers from, not the
+    // end of the process (SIGXFSZ's default action): listening for the signal replaces it.
+    if let Ok(mut xfsz) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(25)) {
+        tokio::spawn(async move { while xfsz.recv().await.is_some() {} });
+    }
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
     let db = cfg.data_dir.join("chain.redb");
     let (store, chain) = Store::open(&db, cfg.genesis.as_ref()).map_err(|e| format!("{}: {e}", db.display()))?;
@@ -183,11 +202,35 @@ pub async fn run(
         mining: cfg.mine,
         net: std::sync::OnceLock::new(),
         blobs: Mutex::new(Default::default()),
+        storage_error: Mutex::new(None),
         blob_store,
         ready: Mutex::new(Default::default()),
         computed: Mutex::new(Default::default()),
     });
     shared.load_blobs().map_err(|e| format!("{}: {e}", db.display()))?;
+    for (index, why) in &shared.lock().store.dropped_at_open {
+        tracing::warn!(index, %why, "a stored block the chain refuses was removed (a crash between writing and judging it)");
+    }
+    {
+        // While the store refuses writes, try again every few seconds (reopening the database,
+        // which refuses every write after an I/O error until then).
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3));
+            while !shared.stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                if shared.storage_error().is_none() {
+                    continue;
+                }
+                let s = shared.clone();
+                let recovered = tokio::task::spawn_blocking(move || s.lock().store.recover()).await;
+                if let Ok(Ok(())) = recovered {
+                    tracing::info!("the store takes writes again; resuming");
+                    *shared.storage_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+            }
+        });
+    }
     {
         // Blobs no task needs any more are deleted every few seconds.
         let shared = shared.clone();

@@ -23,6 +23,11 @@ pub fn mine_forever(shared: Arc<Shared>) {
     let mut nonce = 0u64;
     let mut current: Option<(Hash, Instant, Template)> = None;
     while !shared.stop.load(Ordering::Relaxed) {
+        if shared.storage_error().is_some() {
+            // A block could not be kept: mining waits until the disk takes writes again.
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
         let ready = shared.ready.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
         if let Some(work) = ready {
             compute_leased(&shared, work);
@@ -152,10 +157,7 @@ fn accept_own(shared: &Arc<Shared>, block: ergon_types::Block, parent: Hash) -> 
                 tracing::info!(height, tip = %node.chain.tip(), "mined a block");
             }
             Ok(Err(reason)) => tracing::error!(height, %reason, "own block refused (bug)"),
-            Err(e) => {
-                tracing::error!(error = %e, "store failed; stopping the miner");
-                return false;
-            }
+            Err(e) => shared.storage_failed(&e.to_string()),
         }
     }
     true

@@ -144,8 +144,8 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8], solicited: bool) -> Ver
         shared.send(Command::Punish(from));
         return Verdict::Reject;
     };
-    if shared.lock().chain.knows(&block.header.id()) {
-        return Verdict::Ignore;
+    if shared.lock().chain.knows(&block.header.id()) || shared.storage_error().is_some() {
+        return Verdict::Ignore; // known, or nowhere to keep it until the disk takes writes again
     }
     // The expensive checks (proof of work, every signature) without the node's lock, so the
     // API and the miner go on meanwhile; the lock is taken only to import.
@@ -203,7 +203,8 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8], solicited: bool) -> Ver
             }
             Err(e) => {
                 verdict.get_or_insert(Verdict::Ignore);
-                tracing::error!(error = %e, "store failed");
+                shared.storage_failed(&e.to_string());
+                break;
             }
         }
     }

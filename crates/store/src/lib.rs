@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use ergon_chain::{BlockRejection, Chain, CheckedBlock, Genesis, Imported};
 use ergon_types::{Block, Canonical};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Accepted blocks by acceptance order.
@@ -44,17 +44,45 @@ fn db_err<E: std::fmt::Display>(e: E) -> StoreError {
 /// A stored blob's name and its metadata bytes.
 pub type BlobEntry = ([u8; 32], Vec<u8>);
 
+/// The database, shared by the chain store and the blob store, and reopenable: after an I/O
+/// error (a full disk) redb refuses every later write until the file is opened again, so
+/// recovering means closing it (no operation may be in flight: they hold the read side of the
+/// lock) and opening it anew.
+#[derive(Clone)]
+struct DbCell {
+    path: std::path::PathBuf,
+    db: Arc<std::sync::RwLock<Option<Database>>>,
+}
+
+impl DbCell {
+    fn with<R>(&self, f: impl FnOnce(&Database) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let db = guard.as_ref().ok_or_else(|| StoreError::Db("the database is being reopened".into()))?;
+        f(db)
+    }
+
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        *guard = None; // closes the file (it is open once per process)
+        *guard = Some(Database::create(&self.path).map_err(db_err)?);
+        Ok(())
+    }
+}
+
 /// A node's persistent chain: the in-memory [`Chain`] and the database that can rebuild it.
 pub struct Store {
-    db: Arc<Database>,
+    db: DbCell,
     next: u64,
+    /// Stored blocks the chain refused when the store was opened (left by a crash between
+    /// writing a block and finding it invalid), removed: (index, reason).
+    pub dropped_at_open: Vec<(u64, String)>,
 }
 
 /// The blob tables of a store, usable from any thread without the node's lock (redb
 /// serialises writers and lets readers run alongside).
 #[derive(Clone)]
 pub struct BlobStore {
-    db: Arc<Database>,
+    db: DbCell,
 }
 
 fn piece_key(name: &[u8; 32], piece: u32) -> [u8; 36] {
@@ -73,65 +101,73 @@ impl BlobStore {
         meta: &[u8],
         pieces: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<(), StoreError> {
-        let w = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut table = w.open_table(BLOB_PIECES).map_err(db_err)?;
-            table
-                .retain_in(piece_key(name, 0).as_slice()..=piece_key(name, u32::MAX).as_slice(), |_, _| false)
-                .map_err(db_err)?;
-            for (i, p) in pieces.into_iter().enumerate() {
-                table.insert(piece_key(name, i as u32).as_slice(), p).map_err(db_err)?;
+        self.db.with(|db| {
+            let w = db.begin_write().map_err(db_err)?;
+            {
+                let mut table = w.open_table(BLOB_PIECES).map_err(db_err)?;
+                table
+                    .retain_in(piece_key(name, 0).as_slice()..=piece_key(name, u32::MAX).as_slice(), |_, _| false)
+                    .map_err(db_err)?;
+                for (i, p) in pieces.into_iter().enumerate() {
+                    table.insert(piece_key(name, i as u32).as_slice(), p).map_err(db_err)?;
+                }
+                w.open_table(BLOB_META).map_err(db_err)?.insert(name.as_slice(), meta).map_err(db_err)?;
             }
-            w.open_table(BLOB_META).map_err(db_err)?.insert(name.as_slice(), meta).map_err(db_err)?;
-        }
-        w.commit().map_err(db_err)
+            w.commit().map_err(db_err)
+        })
     }
 
     /// Piece `i` of blob `name`, if stored.
     pub fn piece(&self, name: &[u8; 32], i: u32) -> Result<Option<Vec<u8>>, StoreError> {
-        let r = self.db.begin_read().map_err(db_err)?;
-        let table = match r.open_table(BLOB_PIECES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(db_err(e)),
-        };
-        Ok(table.get(piece_key(name, i).as_slice()).map_err(db_err)?.map(|v| v.value().to_vec()))
+        self.db.with(|db| {
+            let r = db.begin_read().map_err(db_err)?;
+            let table = match r.open_table(BLOB_PIECES) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(db_err(e)),
+            };
+            Ok(table.get(piece_key(name, i).as_slice()).map_err(db_err)?.map(|v| v.value().to_vec()))
+        })
     }
 
     /// Removes blobs (pieces and metadata) in one transaction.
     pub fn delete(&self, names: &[[u8; 32]]) -> Result<(), StoreError> {
-        let w = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut pieces = w.open_table(BLOB_PIECES).map_err(db_err)?;
-            let mut meta = w.open_table(BLOB_META).map_err(db_err)?;
-            for name in names {
-                pieces
-                    .retain_in(piece_key(name, 0).as_slice()..=piece_key(name, u32::MAX).as_slice(), |_, _| false)
-                    .map_err(db_err)?;
-                meta.remove(name.as_slice()).map_err(db_err)?;
+        self.db.with(|db| {
+            let w = db.begin_write().map_err(db_err)?;
+            {
+                let mut pieces = w.open_table(BLOB_PIECES).map_err(db_err)?;
+                let mut meta = w.open_table(BLOB_META).map_err(db_err)?;
+                for name in names {
+                    pieces
+                        .retain_in(piece_key(name, 0).as_slice()..=piece_key(name, u32::MAX).as_slice(), |_, _| false)
+                        .map_err(db_err)?;
+                    meta.remove(name.as_slice()).map_err(db_err)?;
+                }
             }
-        }
-        w.commit().map_err(db_err)
+            w.commit().map_err(db_err)
+        })
     }
 
     /// Every stored blob's metadata (read at start; the pieces stay on disk).
     pub fn entries(&self) -> Result<Vec<BlobEntry>, StoreError> {
-        let r = self.db.begin_read().map_err(db_err)?;
-        let table = match r.open_table(BLOB_META) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
-            Err(e) => return Err(db_err(e)),
-        };
-        let mut out = vec![];
-        for entry in table.iter().map_err(db_err)? {
-            let (k, v) = entry.map_err(db_err)?;
-            let name: [u8; 32] = k
-                .value()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt { index: 0, why: "blob name is not 32 bytes".into() })?;
-            out.push((name, v.value().to_vec()));
-        }
-        Ok(out)
+        self.db.with(|db| {
+            let r = db.begin_read().map_err(db_err)?;
+            let table = match r.open_table(BLOB_META) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
+                Err(e) => return Err(db_err(e)),
+            };
+            let mut out = vec![];
+            for entry in table.iter().map_err(db_err)? {
+                let (k, v) = entry.map_err(db_err)?;
+                let name: [u8; 32] = k
+                    .value()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt { index: 0, why: "blob name is not 32 bytes".into() })?;
+                out.push((name, v.value().to_vec()));
+            }
+            Ok(out)
+        })
     }
 }
 
@@ -139,7 +175,7 @@ impl Store {
     /// Opens (or creates) the store at `path` and rebuilds the chain from it. `genesis` is
     /// required for a new store and must match an existing one when given.
     pub fn open(path: &Path, genesis: Option<&Genesis>) -> Result<(Store, Chain), StoreError> {
-        let db = Arc::new(Database::create(path).map_err(db_err)?);
+        let db = Database::create(path).map_err(db_err)?;
         let stored: Option<Vec<u8>> = {
             let r = db.begin_read().map_err(db_err)?;
             match r.open_table(META) {
@@ -170,23 +206,40 @@ impl Store {
         let mut chain = Chain::new(genesis).map_err(|e| StoreError::Chain(e.to_string()))?;
         let r = db.begin_read().map_err(db_err)?;
         let table = r.open_table(BLOCKS).map_err(db_err)?;
-        let mut next = 0;
+        let (mut next, mut dropped) = (0, vec![]);
         for entry in table.iter().map_err(db_err)? {
             let (k, v) = entry.map_err(db_err)?;
             let index = k.value();
             let block = Block::decode(v.value()).map_err(|e| StoreError::Corrupt { index, why: e.to_string() })?;
             // Time checks were passed when the block arrived; replay judges everything else again.
-            chain.import(block, u64::MAX / 2).map_err(|e| StoreError::Corrupt { index, why: e.to_string() })?;
-            next = index + 1;
+            // A block is written before the chain judges it (so the chain never holds a block
+            // the disk does not), so a crash in between can leave one the chain refuses: it is
+            // the last one written, and it goes.
+            match chain.import(block, u64::MAX / 2) {
+                Ok(_) => next = index + 1,
+                Err(why) => dropped.push((index, why.to_string())),
+            }
         }
-        debug_assert_eq!(next, table.len().map_err(db_err)?);
         drop(table);
         drop(r);
-        Ok((Store { db, next }, chain))
+        if !dropped.is_empty() {
+            let w = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = w.open_table(BLOCKS).map_err(db_err)?;
+                for (index, _) in &dropped {
+                    t.remove(*index).map_err(db_err)?;
+                }
+            }
+            w.commit().map_err(db_err)?;
+        }
+        let db = DbCell { path: path.to_path_buf(), db: Arc::new(std::sync::RwLock::new(Some(db))) };
+        Ok((Store { db, next, dropped_at_open: dropped }, chain))
     }
 
-    /// Imports a block into `chain` and, if the chain accepted it, persists it in one atomic,
-    /// durable transaction before returning.
+    /// Persists a block and imports it into `chain`: written first, in one durable transaction,
+    /// so the chain (and everything served from it) never holds a block the disk does not; if
+    /// the disk refuses, the chain is untouched and the error says why; if the chain refuses,
+    /// the block is removed again.
     pub fn import(
         &mut self,
         chain: &mut Chain,
@@ -206,15 +259,39 @@ impl Store {
         block: CheckedBlock,
         now_ms: u64,
     ) -> Result<Result<Imported, BlockRejection>, StoreError> {
+        if chain.knows(&block.block().header.id()) {
+            return Ok(chain.import_checked(block, now_ms)); // known or known invalid: nothing to write
+        }
         let bytes = block.block().encode();
+        let index = self.next;
+        self.db.with(|db| {
+            let w = db.begin_write().map_err(db_err)?;
+            w.open_table(BLOCKS).map_err(db_err)?.insert(index, bytes.as_slice()).map_err(db_err)?;
+            w.commit().map_err(db_err)
+        })?;
         let outcome = chain.import_checked(block, now_ms);
         if matches!(outcome, Ok(ref i) if *i != Imported::AlreadyKnown) {
-            let w = self.db.begin_write().map_err(db_err)?;
-            w.open_table(BLOCKS).map_err(db_err)?.insert(self.next, bytes.as_slice()).map_err(db_err)?;
-            w.commit().map_err(db_err)?;
             self.next += 1;
+        } else {
+            // Refused: take it back (if this fails too, the next open drops it).
+            let _ = self.db.with(|db| {
+                let w = db.begin_write().map_err(db_err)?;
+                w.open_table(BLOCKS).map_err(db_err)?.remove(index).map_err(db_err)?;
+                w.commit().map_err(db_err)
+            });
         }
         Ok(outcome)
+    }
+
+    /// Whether the disk takes writes again: reopens the database (which refuses every write
+    /// after an I/O error until then) and commits a small probe record.
+    pub fn recover(&self) -> Result<(), StoreError> {
+        self.db.reopen()?;
+        self.db.with(|db| {
+            let w = db.begin_write().map_err(db_err)?;
+            w.open_table(META).map_err(db_err)?.insert("probe", b"ok".as_slice()).map_err(db_err)?;
+            w.commit().map_err(db_err)
+        })
     }
 
     /// The blob tables, for use outside the node's lock.
