@@ -69,6 +69,40 @@ fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
     })
 }
 
+/// How far an address reaches: loopback, a private network, or the internet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    Loopback,
+    Private,
+    Public,
+}
+
+fn scope(ip: std::net::IpAddr) -> Scope {
+    use std::net::IpAddr;
+    match ip {
+        _ if ip.is_loopback() => Scope::Loopback,
+        IpAddr::V4(v4) if v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast() => {
+            Scope::Private
+        }
+        // fc00::/7 (unique local) and fe80::/10 (link local).
+        IpAddr::V6(v6) if (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80 => {
+            Scope::Private
+        }
+        _ if ip.is_unspecified() => Scope::Private,
+        _ => Scope::Public,
+    }
+}
+
+/// Whether to dial `ip`, announced by a peer that connected from `from`: a public address always;
+/// a loopback or private one only if the announcer is in that same scope (a devnet on one machine,
+/// a LAN), so a peer cannot point this node at its own private network or at other machines'.
+fn dialable(ip: std::net::IpAddr, from: Option<std::net::IpAddr>) -> bool {
+    match scope(ip) {
+        Scope::Public => true,
+        s => from.is_some_and(|f| scope(f) == s),
+    }
+}
+
 /// Bans by address, with expiry, so a punished peer cannot return under a fresh identity from
 /// the same machine. Loopback is never banned by address: every node of a local devnet shares it.
 #[derive(Default)]
@@ -294,6 +328,7 @@ pub fn spawn(
     let peers = Arc::new(AtomicUsize::new(0));
     let handle = NetHandle { commands: cmd_tx, peer_id: *swarm.local_peer_id(), peers: peers.clone() };
     let redial = cfg.peers.clone();
+    let own_ip = ip_of(&cfg.listen);
     tokio::spawn(async move {
         let mut banned: HashSet<PeerId> = HashSet::new();
         let mut bans = IpBans::default();
@@ -400,15 +435,22 @@ pub fn spawn(
                     }
                     SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening for peers"),
                     SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                        // Only addresses worth dialling go into the routing table (and so to
+                        // other peers): public ones, or ones in the announcer's own scope.
+                        let from = bans.addr_of.get(&peer_id).copied();
                         for addr in info.listen_addrs {
-                            swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                            if ip_of(&addr).is_none_or(|ip| dialable(ip, from)) {
+                                swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                            }
                         }
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }))
                         if !swarm.is_connected(&peer) && !banned.contains(&peer) =>
                     {
+                        // Learnt from other peers' routing tables: a private or loopback address
+                        // is dialled only if this node itself listens in that scope.
                         let addr = addresses.first().clone();
-                        if ip_of(&addr).is_none_or(|ip| !bans.is_banned(ip)) {
+                        if ip_of(&addr).is_none_or(|ip| !bans.is_banned(ip) && dialable(ip, own_ip)) {
                             let _ = swarm.dial(addr);
                         }
                     }
@@ -474,6 +516,19 @@ mod tests {
         assert!(!bans.is_banned(ip), "bans expire");
         let addr: Multiaddr = "/ip4/203.0.113.7/tcp/9000".parse().unwrap();
         assert_eq!(ip_of(&addr), Some(ip));
+    }
+
+    #[test]
+    fn announced_private_addresses_are_dialled_only_within_their_scope() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let (public, lan, lo) = (ip("203.0.113.9"), ip("192.168.1.7"), ip("127.0.0.1"));
+        assert!(dialable(ip("198.51.100.1"), Some(public)), "public addresses are always dialled");
+        assert!(!dialable(ip("10.0.0.5"), Some(public)), "a remote peer cannot point us into a private network");
+        assert!(!dialable(lo, Some(public)), "nor at our own loopback");
+        assert!(dialable(ip("192.168.1.8"), Some(lan)), "a LAN peer announcing its LAN");
+        assert!(dialable(ip("127.0.0.1"), Some(lo)), "a devnet on one machine");
+        assert!(!dialable(ip("fd00::1"), Some(public)) && !dialable(ip("fe80::1"), None));
+        assert!(dialable(ip("2001:db8::1"), None));
     }
 
     #[test]
