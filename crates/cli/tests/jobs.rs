@@ -5,10 +5,8 @@
 //! the other, which completes it; a provider that posts a wrong product is caught by the client's
 //! Freivalds check, disputed, slashed, and the job still completes.
 
-use std::time::Duration;
-
 mod common;
-use common::{ergon, get, ok, wait, Net};
+use common::{ergon, get, ok, MarketNet, Net};
 
 fn balance(api: &str, who: &str) -> u64 {
     get(api, &format!("/accounts/{who}")).unwrap()["balance"].as_u64().unwrap()
@@ -50,48 +48,7 @@ fn run_job(net: &Net, api: &str, a: &str, b: &str, shards: &str, out: &str) -> (
 #[test]
 fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
     let dir = std::env::temp_dir().join(format!("ergon-jobs-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut net = Net::new(dir);
-    let new_key = |net: &Net, name: &str| {
-        ok(ergon(&["key", "new", "--out", &net.p(name)])).split(' ').next().unwrap().to_string()
-    };
-    let client = new_key(&net, "client.key");
-    let (p1, p2) = (new_key(&net, "p1.key"), new_key(&net, "p2.key"));
-    let miner = new_key(&net, "miner.key");
-    net.genesis = net.p("g.json");
-    ok(ergon(&[
-        "genesis",
-        "--out",
-        &net.genesis,
-        "--alloc",
-        &format!("{client}=1000000000000"),
-        "--alloc",
-        &format!("{p1}=1000000000"),
-        "--alloc",
-        &format!("{p2}=1000000000"),
-        "--block-time-ms",
-        "1000",
-        "--filler-size",
-        "128",
-        "--initial-difficulty",
-        "5000000000",
-    ]));
-    let validator = net.node("validator", &["--mine", "--miner", &miner]);
-    let client_api = net.node("client", &[]);
-    let p1_key = net.p("p1.key");
-    let p2_key = net.p("p2.key");
-    let _p1_api = net.node("p1", &["--provider-key", &p1_key]);
-    let p2_api = net.node("p2", &["--provider-key", &p2_key]);
-    // P2 asks less, so it is leased first.
-    for (key, price, api) in [(&p1_key, "200", &client_api), (&p2_key, "100", &client_api)] {
-        ok(ergon(&[
-            "provider", "register", "--key", key, "--price", price, "--stake", "1000000", "--slots", "2", "--api", api,
-        ]));
-    }
-    wait("both registrations", Duration::from_secs(60), || {
-        get(&validator, "/providers").is_some_and(|v| v["providers"].as_array().is_some_and(|p| p.len() == 2))
-    });
+    let MarketNet { mut net, client, p1, p2, client_api, p2_key, .. } = MarketNet::start(dir);
 
     // 1. A 1024³ product in two shards: computed while mining, verified, paid.
     ok(ergon(&["demo", "--size", "1024", "--dir", &net.p("big")]));
@@ -167,7 +124,6 @@ fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
     assert!(log.contains("no result within 12 blocks") && log.contains("re-allocating"), "{log}");
 
     // 4. P2 returns dishonest: its wrong product is disputed, it is slashed, P1 completes.
-    let _ = p2_api;
     net.node("p2", &["--provider-key", &p2_key, "--corrupt-results"]);
     let (job, text) = run_job(&net, &client_api, &a, &b, "1", &net.p("small/C2.npy"));
     assert!(text.contains("dispute sent"), "{text}");

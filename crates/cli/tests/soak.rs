@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{ergon, get, ok, wait, Net};
+use common::{ergon, get, ok, wait, MarketNet};
 
 fn signal(pid: u32, sig: &str) {
     let _ = std::process::Command::new("kill").args([sig, &pid.to_string()]).status();
@@ -21,56 +21,7 @@ fn signal(pid: u32, sig: &str) {
 fn a_devnet_under_kills_and_stops_loses_no_coin_and_no_job() {
     let seconds: u64 = std::env::var("ERGON_SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
     let dir = std::env::temp_dir().join(format!("ergon-soak-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut net = Net::new(dir);
-    let new_key = |net: &Net, name: &str| {
-        ok(ergon(&["key", "new", "--out", &net.p(name)])).split(' ').next().unwrap().to_string()
-    };
-    let client = new_key(&net, "client.key");
-    let (p1, p2, miner) = (new_key(&net, "p1.key"), new_key(&net, "p2.key"), new_key(&net, "miner.key"));
-    net.genesis = net.p("g.json");
-    ok(ergon(&[
-        "genesis",
-        "--out",
-        &net.genesis,
-        "--alloc",
-        &format!("{client}=1000000000000"),
-        "--alloc",
-        &format!("{p1}=1000000000"),
-        "--alloc",
-        &format!("{p2}=1000000000"),
-        "--block-time-ms",
-        "1000",
-        "--filler-size",
-        "128",
-        "--initial-difficulty",
-        "5000000000",
-    ]));
-    let validator = net.node("validator", &["--mine", "--miner", &miner]);
-    let client_api = net.node("client", &[]);
-    let (p1_key, p2_key) = (net.p("p1.key"), net.p("p2.key"));
-    net.node("p1", &["--provider-key", &p1_key]);
-    net.node("p2", &["--provider-key", &p2_key]);
-    for (key, price) in [(&p1_key, "200"), (&p2_key, "100")] {
-        ok(ergon(&[
-            "provider",
-            "register",
-            "--key",
-            key,
-            "--price",
-            price,
-            "--stake",
-            "1000000",
-            "--slots",
-            "2",
-            "--api",
-            &client_api,
-        ]));
-    }
-    wait("both registrations", Duration::from_secs(60), || {
-        get(&validator, "/providers").is_some_and(|v| v["providers"].as_array().is_some_and(|p| p.len() == 2))
-    });
+    let MarketNet { mut net, validator, client_api, .. } = MarketNet::start(dir);
     ok(ergon(&["demo", "--size", "192", "--dir", &net.p("m")]));
     let (a, b) = (net.p("m/A.npy"), net.p("m/B.npy"));
 

@@ -127,3 +127,71 @@ pub fn wait(what: &str, limit: Duration, f: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The market devnet the job tests run on: a mining validator, a client node and two provider
+/// nodes (P2 asks less, so it is leased first), both providers registered.
+pub struct MarketNet {
+    pub net: Net,
+    pub client: String,
+    pub p1: String,
+    pub p2: String,
+    pub validator: String,
+    pub client_api: String,
+    pub p2_key: String,
+}
+
+impl MarketNet {
+    pub fn start(dir: std::path::PathBuf) -> Self {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut net = Net::new(dir);
+        let new_key = |net: &Net, name: &str| {
+            ok(ergon(&["key", "new", "--out", &net.p(name)])).split(' ').next().unwrap().to_string()
+        };
+        let client = new_key(&net, "client.key");
+        let (p1, p2, miner) = (new_key(&net, "p1.key"), new_key(&net, "p2.key"), new_key(&net, "miner.key"));
+        net.genesis = net.p("g.json");
+        ok(ergon(&[
+            "genesis",
+            "--out",
+            &net.genesis,
+            "--alloc",
+            &format!("{client}=1000000000000"),
+            "--alloc",
+            &format!("{p1}=1000000000"),
+            "--alloc",
+            &format!("{p2}=1000000000"),
+            "--block-time-ms",
+            "1000",
+            "--filler-size",
+            "128",
+            "--initial-difficulty",
+            "5000000000",
+        ]));
+        let validator = net.node("validator", &["--mine", "--miner", &miner]);
+        let client_api = net.node("client", &[]);
+        let (p1_key, p2_key) = (net.p("p1.key"), net.p("p2.key"));
+        net.node("p1", &["--provider-key", &p1_key]);
+        net.node("p2", &["--provider-key", &p2_key]);
+        for (key, price) in [(&p1_key, "200"), (&p2_key, "100")] {
+            ok(ergon(&[
+                "provider",
+                "register",
+                "--key",
+                key,
+                "--price",
+                price,
+                "--stake",
+                "1000000",
+                "--slots",
+                "2",
+                "--api",
+                &client_api,
+            ]));
+        }
+        wait("both registrations", Duration::from_secs(60), || {
+            get(&validator, "/providers").is_some_and(|v| v["providers"].as_array().is_some_and(|p| p.len() == 2))
+        });
+        MarketNet { net, client, p1, p2, validator, client_api, p2_key }
+    }
+}
