@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use ergon_chain::{ChainParams, Genesis};
 use serde::Serialize;
 
+use crate::bench_network::{genesis, in_scratch_dir, status, wait_until};
 use crate::devnet::{spawn_node, NodeSpec, Nodes};
 use crate::CmdResult;
 
@@ -70,20 +70,11 @@ fn ask(stream: &mut BufReader<TcpStream>, path: &str) -> Result<(Duration, u16),
     Ok((t.elapsed(), status))
 }
 
-fn status_height(api: SocketAddr) -> Option<u64> {
-    crate::node_cmds::http(api, "GET", "/status", None).ok()?["height"].as_u64()
-}
-
 pub fn run(args: ApiArgs) -> CmdResult {
     if args.clients == 0 || args.clients > 4000 || args.seconds == 0 || args.seconds > 600 {
         return Err("need --clients in 1..=4000 and --seconds in 1..=600".into());
     }
-    let dir = std::env::temp_dir().join(format!("ergon-bench-api-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let report = measure(&args, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    let r = report?;
+    let r = in_scratch_dir("api", |dir| measure(&args, dir))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?);
     } else {
@@ -96,9 +87,7 @@ pub fn run(args: ApiArgs) -> CmdResult {
 }
 
 fn measure(args: &ApiArgs, dir: &std::path::Path) -> Result<ApiReport, String> {
-    let params = ChainParams { block_time_ms: 1000, asert_half_life_ms: 20_000, ..ChainParams::small(128) };
-    let g =
-        Genesis { network: "bench-api".into(), time_ms: ergon_node::now_ms(), params, balances: Default::default() };
+    let g = genesis(1000, 128);
     let gpath = dir.join("genesis.json");
     std::fs::write(&gpath, g.to_json()).map_err(|e| e.to_string())?;
     let api = |i: usize| -> SocketAddr { ([127, 0, 0, 1], args.base_port + i as u16).into() };
@@ -116,17 +105,11 @@ fn measure(args: &ApiArgs, dir: &std::path::Path) -> Result<ApiReport, String> {
             provider_key: None,
         })?);
     }
-    let t = Instant::now();
-    while status_height(api(0)).is_none_or(|h| h < 2) {
-        if t.elapsed() > Duration::from_secs(60) {
-            return Err("the nodes did not start mining within 60 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let imported_before = crate::node_cmds::http(api(0), "GET", "/status", None)
-        .ok()
-        .and_then(|s| s["blocks_imported"].as_u64())
-        .unwrap_or(0);
+    wait_until("the nodes to start mining", Duration::from_secs(60), || {
+        status(api(0)).and_then(|s| s["height"].as_u64()).is_some_and(|h| h >= 2)
+    })?;
+    let imported = || status(api(0)).and_then(|s| s["blocks_imported"].as_u64());
+    let imported_before = imported().unwrap_or(0);
     let until = Instant::now() + Duration::from_secs(args.seconds);
     let results: Vec<(Vec<Duration>, usize, usize)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..args.clients)
@@ -167,10 +150,7 @@ fn measure(args: &ApiArgs, dir: &std::path::Path) -> Result<ApiReport, String> {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
     });
-    let imported_after = crate::node_cmds::http(api(0), "GET", "/status", None)
-        .ok()
-        .and_then(|s| s["blocks_imported"].as_u64())
-        .unwrap_or(imported_before);
+    let imported_after = imported().unwrap_or(imported_before);
     drop(nodes);
     let mut all: Vec<f64> = results.iter().flat_map(|r| r.0.iter().map(|d| d.as_secs_f64() * 1e3)).collect();
     all.sort_by(|a, b| a.total_cmp(b));

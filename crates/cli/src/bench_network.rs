@@ -45,16 +45,16 @@ struct NetworkReport {
     sync_seconds: f64,
 }
 
-fn genesis(block_time_ms: u64, filler: u32) -> Genesis {
+pub(crate) fn genesis(block_time_ms: u64, filler: u32) -> Genesis {
     let params = ChainParams { block_time_ms, asert_half_life_ms: 20 * block_time_ms, ..ChainParams::small(filler) };
     Genesis { network: "bench".into(), time_ms: ergon_node::now_ms(), params, balances: Default::default() }
 }
 
-fn status(api: SocketAddr) -> Option<Value> {
+pub(crate) fn status(api: SocketAddr) -> Option<Value> {
     http(api, "GET", "/status", None).ok()
 }
 
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Result<(), String> {
+pub(crate) fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Result<(), String> {
     let t = Instant::now();
     while !f() {
         if t.elapsed() > limit {
@@ -63,6 +63,16 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Resul
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// Runs `f` in a fresh temporary directory for bench `name`, removed afterwards either way.
+pub(crate) fn in_scratch_dir<T>(name: &str, f: impl FnOnce(&Path) -> Result<T, String>) -> Result<T, String> {
+    let dir = std::env::temp_dir().join(format!("ergon-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let out = f(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    out
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -76,12 +86,7 @@ pub fn run(args: NetworkArgs) -> CmdResult {
     if !(2..=16).contains(&args.nodes) || args.blocks == 0 {
         return Err("need --nodes in 2..=16 and --blocks >= 1".into());
     }
-    let dir = std::env::temp_dir().join(format!("ergon-bench-network-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let report = measure(&args, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    let report = report?;
+    let report = in_scratch_dir("network", |dir| measure(&args, dir))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
     } else {
