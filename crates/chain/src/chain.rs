@@ -227,6 +227,12 @@ impl Chain {
         self.nodes.contains_key(id)
     }
 
+    /// The least difficulty a block off the tip (a side-branch block, an orphan) must carry to
+    /// be kept: 1/`SIDE_DIFFICULTY_DIVISOR` of what the tip's next block needs.
+    pub fn side_difficulty_floor(&self) -> u64 {
+        self.expected_difficulty(self.tip_header()) / SIDE_DIFFICULTY_DIVISOR
+    }
+
     /// Difficulty a child of `parent` must carry.
     pub fn expected_difficulty(&self, parent: &BlockHeader) -> u64 {
         let anchor =
@@ -383,7 +389,7 @@ impl Chain {
             }
             cursor = self.nodes[&cursor].header.parent;
         }
-        let floor = self.expected_difficulty(self.tip_header()) / SIDE_DIFFICULTY_DIVISOR;
+        let floor = self.side_difficulty_floor();
         if block.header.difficulty < floor {
             return Err(BlockRejection::SideBranchTooCheap { difficulty: block.header.difficulty, floor });
         }

@@ -73,8 +73,7 @@ impl<P: Copy + Eq + std::hash::Hash> Orphans<P> {
         if height > tip + MAX_AHEAD || height + chain.params().max_reorg_depth < tip {
             return Err(format!("height {height} is implausible with the tip at {tip}"));
         }
-        let floor = chain.expected_difficulty(chain.tip_header()) / SIDE_DIFFICULTY_DIVISOR;
-        if header.difficulty < floor {
+        if header.difficulty < chain.side_difficulty_floor() {
             return Err(format!("difficulty {} is below 1/{SIDE_DIFFICULTY_DIVISOR} of the tip's", header.difficulty));
         }
         if !solicited && self.per_peer.get(&from).copied().unwrap_or(0) >= MAX_PER_PEER {
