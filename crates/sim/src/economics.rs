@@ -137,6 +137,19 @@ impl World {
         }
     }
 
+    /// The tasks of unfinished jobs whose result `provider` posted: (task, the job's client, the
+    /// posted result).
+    pub(crate) fn posted_by(&self, provider: Address) -> Vec<((Hash, u16, u8), Address, Hash)> {
+        self.live_jobs()
+            .flat_map(|j| {
+                j.keyed_tasks().filter_map(move |(key, t)| match t.state {
+                    TaskState::Posted { provider: p, result, .. } if p == provider => Some((key, j.client, result)),
+                    _ => None,
+                })
+            })
+            .collect()
+    }
+
     /// The jobs that have not finished.
     pub(crate) fn live_jobs(&self) -> impl Iterator<Item = &Job> {
         self.live.iter().filter_map(|id| self.ledger.market.job(id))
@@ -398,18 +411,8 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, World) {
         }
         // The honest client challenges results it cannot fetch: the withholder's.
         if s == Strategy::Withholder {
-            let dev = w.address(DEVIATOR);
-            let posted: Vec<(Hash, u16, u8)> = w
-                .live_jobs()
-                .filter(|j| j.client == w.address(CLIENT))
-                .flat_map(|j| {
-                    j.keyed_tasks().filter_map(move |(key, t)| match t.state {
-                        TaskState::Posted { provider, .. } if provider == dev => Some(key),
-                        _ => None,
-                    })
-                })
-                .collect();
-            for key in posted {
+            let client = w.address(CLIENT);
+            for (key, _, _) in w.posted_by(w.address(DEVIATOR)).into_iter().filter(|p| p.1 == client) {
                 if challenged.insert(key) {
                     txs.push(w.tx(
                         CLIENT,
@@ -420,19 +423,7 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, World) {
         }
         // The honest client checks every product it receives and disputes a wrong one.
         if let Strategy::LazyProvider { .. } = s {
-            let dev = w.address(DEVIATOR);
-            let wrong: Vec<(Hash, u16, u8)> = w
-                .live_jobs()
-                .flat_map(|j| {
-                    j.keyed_tasks().filter_map(move |(key, t)| match t.state {
-                        TaskState::Posted { provider, result, .. } if provider == dev && result == ops.wrong => {
-                            Some(key)
-                        }
-                        _ => None,
-                    })
-                })
-                .collect();
-            for key in wrong {
+            for (key, _, _) in w.posted_by(w.address(DEVIATOR)).into_iter().filter(|p| p.2 == ops.wrong) {
                 if challenged.insert(key) {
                     let evidence = ops.evidence.clone();
                     txs.push(w.tx(CLIENT, TxKind::Dispute { job: key.0, shard: key.1, replica: key.2, evidence }));
