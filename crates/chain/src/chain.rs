@@ -138,7 +138,18 @@ struct Node {
     block: Option<Block>,
     /// Σ difficulty from genesis: expected multiply-adds behind this block.
     work: u128,
+    /// The part of `work` mined on paid jobs (job blocks), so the useful-work fraction of any
+    /// branch is one division, not a walk of the chain.
+    useful: u128,
     invalid: bool,
+}
+
+impl Node {
+    /// (work, useful work) of a child of this block with `header`.
+    fn cumulative(&self, header: &BlockHeader) -> (u128, u128) {
+        let d = header.difficulty as u128;
+        (self.work + d, self.useful + if header.job == Hash::ZERO { 0 } else { d })
+    }
 }
 
 /// The chain state machine.
@@ -180,7 +191,7 @@ impl Chain {
             proof_hash: Hash::ZERO,
         };
         let mut nodes = HashMap::new();
-        nodes.insert(chain_id, Node { header, block: None, work: 0, invalid: false });
+        nodes.insert(chain_id, Node { header, block: None, work: 0, useful: 0, invalid: false });
         Ok(Self {
             genesis,
             chain_id,
@@ -192,6 +203,46 @@ impl Chain {
             side_bytes: 0,
             undo_floor: 0,
         })
+    }
+
+    /// A chain resumed from a checkpoint instead of replayed from genesis: `ancestry` is the
+    /// active chain from height 1 up to the checkpoint (blocks this node validated when it
+    /// accepted them and kept in its own store, so their proofs and transactions are not judged
+    /// again), `ledger` the state after the last of them. The links between the blocks and the
+    /// ledger's state root are checked; a reorganisation can reach no lower than the checkpoint,
+    /// which is why a checkpoint is only ever taken `max_reorg_depth` below the tip.
+    pub fn resume(genesis: Genesis, ancestry: Vec<Block>, ledger: Ledger) -> Result<Self, ChainError> {
+        let mut chain = Chain::new(genesis)?;
+        let bad = |why: String| Err(ChainError::Checkpoint(why));
+        for block in ancestry {
+            let (id, parent) = (block.header.id(), &chain.nodes[&chain.tip()]);
+            if block.header.parent != chain.tip() || block.header.height != parent.header.height + 1 {
+                return bad(format!("block {} at height {} does not extend the one before", id, block.header.height));
+            }
+            let (work, useful) = parent.cumulative(&block.header);
+            let header = block.header.clone();
+            chain.nodes.insert(id, Node { header, block: Some(block), work, useful, invalid: false });
+            chain.active.push(id);
+            chain.undos.push(None);
+        }
+        if ledger.root() != chain.tip_header().state_root {
+            return bad(format!(
+                "the state does not match the state root of block {} (height {})",
+                chain.tip(),
+                chain.height()
+            ));
+        }
+        chain.ledger = ledger;
+        chain.undo_floor = chain.height();
+        Ok(chain)
+    }
+
+    /// The ledger after active block `height`, if the undo records above it are still kept
+    /// (at most `max_reorg_depth` below the tip): what a checkpoint stores.
+    pub fn ledger_at(&self, height: u64) -> Option<Ledger> {
+        let undos = self.undos.get(height as usize + 1..)?;
+        let undos: Vec<&Undo> = undos.iter().map(Option::as_ref).collect::<Option<_>>()?;
+        self.ledger.rewound(undos.into_iter())
     }
 
     /// The genesis hash: the network's identity and the id of block 0.
@@ -341,10 +392,10 @@ impl Chain {
         }
         self.check_header(&block, now_ms)?;
         let height = block.header.height;
-        let work = self.nodes[&block.header.parent].work + block.header.difficulty as u128;
+        let (work, useful) = self.nodes[&block.header.parent].cumulative(&block.header);
         let extends_tip = block.header.parent == self.tip();
         let size = if extends_tip { 0 } else { self.check_side_room(&block)? };
-        self.nodes.insert(id, Node { header: block.header.clone(), block: Some(block), work, invalid: false });
+        self.nodes.insert(id, Node { header: block.header.clone(), block: Some(block), work, useful, invalid: false });
 
         let outcome = if extends_tip {
             let block = self.nodes[&id].block.clone().expect("just inserted");
@@ -638,18 +689,11 @@ impl Chain {
 
     /// Fraction of the active chain's work that was useful (mined on paid jobs).
     pub fn useful_work_fraction(&self) -> f64 {
-        let (mut useful, mut total) = (0u128, 0u128);
-        for id in &self.active[1..] {
-            let h = &self.nodes[id].header;
-            total += h.difficulty as u128;
-            if h.job != Hash::ZERO {
-                useful += h.difficulty as u128;
-            }
-        }
-        if total == 0 {
+        let tip = &self.nodes[&self.tip()];
+        if tip.work == 0 {
             0.0
         } else {
-            useful as f64 / total as f64
+            tip.useful as f64 / tip.work as f64
         }
     }
 }
@@ -678,6 +722,9 @@ enum Candidates {
     Verified(Vec<SignedTransaction>),
 }
 
+/// Transactions from which a block's signatures are checked on the thread pool.
+const PARALLEL_SIGNATURES_FROM: usize = 64;
+
 /// A block whose checks that need no chain have passed: its proof of work verifies against its
 /// own header, its transaction root and size bounds hold, and every transaction's signature
 /// verifies. These are the expensive checks (milliseconds to a second for a full block), so a
@@ -688,8 +735,16 @@ pub struct CheckedBlock(Block);
 impl CheckedBlock {
     pub fn check(block: Block) -> Result<Self, BlockRejection> {
         block.check_self_consistent().map_err(|e| BlockRejection::Malformed(e.to_string()))?;
-        // Signatures in parallel; position_first keeps the reported index deterministic.
-        if let Some(index) = block.txs.par_iter().position_first(|t| t.verify().is_err()) {
+        // Signatures in parallel; position_first keeps the reported index deterministic. A
+        // small block is checked on this thread: waking the pool for a handful of signatures
+        // cost more than the signatures (a third of a replay's time went to yielding threads).
+        let bad = |t: &SignedTransaction| t.verify().is_err();
+        let first_bad = if block.txs.len() < PARALLEL_SIGNATURES_FROM {
+            block.txs.iter().position(bad)
+        } else {
+            block.txs.par_iter().position_first(bad)
+        };
+        if let Some(index) = first_bad {
             return Err(BlockRejection::BadSignature { index });
         }
         Ok(CheckedBlock(block))

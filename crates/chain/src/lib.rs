@@ -27,4 +27,6 @@ pub enum ChainError {
     Genesis(String),
     #[error("mining: {0}")]
     Mining(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
 }

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use ergon_market::{Effect, Market, MarketRejection};
-use ergon_types::codec::Writer;
-use ergon_types::{Address, Hash, SignedTransaction, TxKind};
+use ergon_types::codec::{Reader, Writer};
+use ergon_types::{Address, Hash, SignedTransaction, TxKind, TypesError};
 
 use crate::params::ChainParams;
 
@@ -96,6 +96,8 @@ pub struct Ledger {
     /// Providers, jobs, leases, escrow and bonds.
     pub market: Market,
 }
+
+const LEDGER_SNAPSHOT_VERSION: u8 = 1;
 
 /// Everything a block changed, so it can be undone exactly.
 #[derive(Clone, Debug, Default)]
@@ -341,6 +343,58 @@ impl Ledger {
         self.minted += subsidy;
         self.burned += burned;
         (subsidy, burned)
+    }
+
+    /// The ledger as it was before the blocks whose undo records are `undos` (oldest first,
+    /// ending at the block this ledger is the state after): what a checkpoint of an earlier,
+    /// final height is made from without disturbing the live ledger. None if an undo record
+    /// holds no market snapshot (a scratch block's), so the rewind could not be exact.
+    pub fn rewound<'a>(&self, undos: impl DoubleEndedIterator<Item = &'a Undo>) -> Option<Ledger> {
+        let (mut accounts, mut minted, mut burned) = (self.accounts.clone(), self.minted, self.burned);
+        let mut market = &self.market;
+        for undo in undos.rev() {
+            for (a, before) in undo.accounts.iter().rev() {
+                match before {
+                    Some(acc) if !acc.is_empty() => {
+                        accounts.insert(*a, acc.clone());
+                    }
+                    _ => {
+                        accounts.remove(a);
+                    }
+                }
+            }
+            (minted, burned) = (undo.minted, undo.burned);
+            market = undo.market.as_ref()?;
+        }
+        Some(Ledger { accounts, minted, burned, market: market.clone() })
+    }
+
+    /// The whole ledger as bytes (accounts, supply counters, the market's snapshot), for a
+    /// checkpoint; [`read_snapshot`](Self::read_snapshot) reads it back equal.
+    pub fn write_snapshot(&self, w: &mut Writer) {
+        w.u8(LEDGER_SNAPSHOT_VERSION).u32(self.accounts.len() as u32);
+        for (a, acc) in &self.accounts {
+            w.bytes(&a.0).u64(acc.balance).u64(acc.nonce).u64(acc.stake).u32(acc.unbonding.len() as u32);
+            for &(h, v) in &acc.unbonding {
+                w.u64(h).u64(v);
+            }
+        }
+        w.u64(self.minted).u64(self.burned);
+        self.market.write_snapshot(w);
+    }
+
+    pub fn read_snapshot(r: &mut Reader<'_>) -> Result<Ledger, TypesError> {
+        r.version(LEDGER_SNAPSHOT_VERSION)?;
+        let mut accounts = BTreeMap::new();
+        for _ in 0..r.count(usize::MAX, 48)? {
+            let a = Address(r.array()?);
+            let (balance, nonce, stake) = (r.u64()?, r.u64()?, r.u64()?);
+            let unbonding =
+                (0..r.count(usize::MAX, 16)?).map(|_| Ok((r.u64()?, r.u64()?))).collect::<Result<_, _>>()?;
+            accounts.insert(a, Account { balance, nonce, stake, unbonding });
+        }
+        let (minted, burned) = (r.u64()?, r.u64()?);
+        Ok(Ledger { accounts, minted, burned, market: Market::read_snapshot(r)? })
     }
 
     /// Reverses a block exactly.

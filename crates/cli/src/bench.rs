@@ -39,6 +39,8 @@ pub enum BenchCommand {
     Mempool(crate::bench_mempool::MempoolArgs),
     /// API latency under many concurrent clients while the node mines and imports.
     Api(crate::bench_api::ApiArgs),
+    /// Reopening a store at a given height from its checkpoint, beside a replay from genesis.
+    Restart(crate::bench_restart::RestartArgs),
     /// Signed transfers validated and applied per second; block import time.
     Chain {
         /// Print JSON instead of a table.
@@ -87,6 +89,7 @@ pub fn run(which: BenchCommand) -> CmdResult {
         BenchCommand::Market(args) => crate::bench_market::run(args),
         BenchCommand::Mempool(args) => crate::bench_mempool::run(args),
         BenchCommand::Api(args) => crate::bench_api::run(args),
+        BenchCommand::Restart(args) => crate::bench_restart::run(args),
     }
 }
 

@@ -6,6 +6,7 @@ mod bench_api;
 mod bench_market;
 mod bench_mempool;
 mod bench_network;
+mod bench_restart;
 mod bench_useful;
 mod client;
 mod demo;

@@ -8,7 +8,7 @@
 //! - [`model`]: providers, jobs and tasks.
 //! - [`state`]: the market and the transitions transactions cause; `settlement`: the end of
 //!   every block (expiry, settlement, bonds) and penalties; `rules`: static checks of offers and
-//!   jobs; `root`: the state commitment.
+//!   jobs; `root`: the state commitment; `snapshot`: the whole market as bytes, for checkpoints.
 //! - [`matching`]: the order book and the matching rule (price, then reputation, then whoever
 //!   waited longest), with the reason an order is still waiting.
 //! - [`reasons`]: the decision log, so every lease, closure, payment or demotion can be read back.
@@ -26,6 +26,7 @@ pub mod reasons;
 mod root;
 mod rules;
 mod settlement;
+mod snapshot;
 pub mod state;
 
 pub use model::{short, Challenge, Job, JobStatus, Provider, ProviderStatus, Task, TaskKey, TaskState};

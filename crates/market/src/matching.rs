@@ -29,8 +29,8 @@ type FreeKey = (u64, Reverse<u64>, u64, Address);
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Book {
-    queue: BTreeSet<QueueKey>,
-    free: BTreeSet<FreeKey>,
+    pub(crate) queue: BTreeSet<QueueKey>,
+    pub(crate) free: BTreeSet<FreeKey>,
 }
 
 fn free_key(p: &Provider) -> FreeKey {

@@ -26,7 +26,7 @@ pub struct Decision {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Log {
-    entries: BTreeMap<Subject, VecDeque<Decision>>,
+    pub(crate) entries: BTreeMap<Subject, VecDeque<Decision>>,
 }
 
 impl Log {

@@ -11,10 +11,17 @@ impl Market {
     /// Commitment to the market's state (not its log or waiting reasons).
     pub fn root(&self) -> Hash {
         let mut w = Writer::new();
+        self.write_consensus(&mut w);
+        Hash::of("ergon v1 market root", &[&w.finish()])
+    }
+
+    /// Everything consensus depends on, in canonical order: what [`root`](Self::root) hashes and
+    /// what a snapshot begins with (`snapshot::read_consensus` reads it back).
+    pub(crate) fn write_consensus(&self, w: &mut Writer) {
         w.u64(self.escrow_total).u64(self.bond_total).u32(self.providers.len() as u32);
         for p in self.providers.values() {
             w.bytes(&p.owner.0);
-            p.offer.write(&mut w);
+            p.offer.write(w);
             w.u64(p.bond).u8(p.status as u8).u64(p.registered_at).u64(p.last_lease).u32(p.leases.len() as u32);
             for (j, s, r) in &p.leases {
                 w.bytes(&j.0).u32(*s as u32).u8(*r);
@@ -25,7 +32,7 @@ impl Market {
         w.u32(self.jobs.len() as u32);
         for j in self.jobs.values() {
             w.bytes(&j.id.0).bytes(&j.client.0);
-            j.spec.write(&mut w);
+            j.spec.write(w);
             w.u64(j.submitted_at).u64(j.escrow).u8(j.status as u8).u64(j.paid).u64(j.burned);
             w.u64(j.finished_at.map_or(u64::MAX, |h| h));
             for t in &j.tasks {
@@ -44,21 +51,21 @@ impl Market {
                 };
                 w.u32(t.mined).u64(t.prepaid_burn).u64(t.collateral).u64(t.queued_since).u8(t.challenges);
                 match &t.challenge {
-                    None => w.u8(0),
+                    None => {
+                        w.u8(0);
+                    }
                     Some(c) => {
                         w.u8(1).u64(c.deadline).u32(c.rows.len() as u32);
                         c.rows.iter().for_each(|r| {
                             w.u32(*r);
                         });
-                        &mut w
                     }
-                };
+                }
                 w.u32(t.excluded.len() as u32);
                 for a in &t.excluded {
                     w.bytes(&a.0);
                 }
             }
         }
-        Hash::of("ergon v1 market root", &[&w.finish()])
     }
 }

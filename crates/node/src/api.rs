@@ -69,6 +69,10 @@ async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
         "peer_id": s.net.get().map(|n| n.peer_id.to_string()),
         "mempool": node.mempool.len(),
         "storage_error": s.storage_error(),
+        // What a restart resumes from: the last checkpoint (0: none yet), and why the latest
+        // one could not be written, if it could not.
+        "checkpoint_height": node.store.checkpoint_height(),
+        "checkpoint_failure": node.store.checkpoint_failure,
         "mining": s.mining,
         "blocks_mined": s.stats.blocks_mined.load(Ordering::Relaxed),
         "blocks_imported": s.stats.blocks_imported.load(Ordering::Relaxed),

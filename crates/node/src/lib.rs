@@ -183,9 +183,15 @@ pub async fn run(
     }
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
     let db = cfg.data_dir.join("chain.redb");
+    let opening = Instant::now();
     let (store, chain) = Store::open(&db, cfg.genesis.as_ref()).map_err(|e| format!("{}: {e}", db.display()))?;
     let blob_store = store.blob_store();
-    tracing::info!(height = chain.height(), tip = %chain.tip(), "chain loaded");
+    let o = &store.opened;
+    tracing::info!(height = chain.height(), tip = %chain.tip(), resumed_from = ?o.resumed_from, replayed = o.replayed,
+        seconds = opening.elapsed().as_secs_f64(), "chain loaded");
+    if let Some(why) = &o.checkpoint_refused {
+        tracing::warn!(%why, "the stored checkpoint was not used: the chain was replayed from genesis");
+    }
     let shared = Arc::new(Shared {
         node: Mutex::new(Node {
             chain,

@@ -47,6 +47,10 @@ fn size(w: &World) -> Size {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ChurnReport {
     pub seed: u64,
+    /// Ledger snapshots (a checkpoint's contents) taken along the way, and how many did not
+    /// read back equal to the ledger.
+    pub snapshots_checked: u64,
+    pub snapshot_mismatches: u64,
     pub blocks: u64,
     pub jobs: u64,
     pub cancels: u64,
@@ -125,6 +129,16 @@ pub fn run_churn(seed: u64, blocks: u64) -> ChurnReport {
         }
         if draining && w.ledger.market.held() == 0 {
             break;
+        }
+        if step % 25 == 0 {
+            // A node's checkpoint must read back as exactly the ledger it was taken of.
+            let mut bytes = ergon_types::codec::Writer::new();
+            w.ledger.write_snapshot(&mut bytes);
+            let bytes = bytes.finish();
+            let mut reader = ergon_types::codec::Reader::new(&bytes, "ledger snapshot");
+            let back = ergon_chain::Ledger::read_snapshot(&mut reader).ok().filter(|_| reader.finish().is_ok());
+            r.snapshots_checked += 1;
+            r.snapshot_mismatches += u64::from(back.as_ref() != Some(&w.ledger));
         }
         let h = w.height + 1;
         let mut txs = vec![];
@@ -261,6 +275,7 @@ mod tests {
         assert_eq!(r.supply_violations, 0, "{r:?}");
         assert_eq!(r.coins_locked_after_drain, 0, "{r:?}");
         assert_eq!(r.jobs_unfinished_after_drain, 0, "{r:?}");
+        assert!(r.snapshots_checked >= 24 && r.snapshot_mismatches == 0, "{r:?}");
         // The run exercised what it claims to.
         assert!(r.cancels > 0 && r.departures > 0 && r.returns > 0, "{r:?}");
         assert!(r.given_back_leases > 0 && r.wrong_results > 0 && r.disputes > 0 && r.challenges > 0, "{r:?}");

@@ -7,11 +7,13 @@
 //! any instant loses at most the block it was writing, never the consistency of the rest: redb
 //! commits atomically, and a block is written only after the chain accepted it.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use ergon_chain::{BlockRejection, Chain, CheckedBlock, Genesis, Imported};
-use ergon_types::{Block, Canonical};
+use ergon_chain::{BlockRejection, Chain, CheckedBlock, Genesis, Imported, Ledger};
+use ergon_types::codec::{Reader, Writer};
+use ergon_types::{Block, Canonical, Hash};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -22,6 +24,85 @@ const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const BLOB_PIECES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blob_pieces");
 /// Each stored blob's metadata (the node's encoding), by name: all a restart reads.
 const BLOB_META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blob_meta");
+
+/// The latest checkpoint, one record: the ledger at a height `max_reorg_depth` below the tip
+/// it was taken at, so no reorganisation can ever undo it.
+const CHECKPOINT: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoint");
+const CHECKPOINT_KEY: &str = "latest";
+const CHECKPOINT_VERSION: u8 = 1;
+/// Blocks between checkpoints: a restart replays at most `max_reorg_depth` + this many blocks.
+pub const CHECKPOINT_EVERY: u64 = 100;
+
+/// How [`Store::open`] rebuilt the chain.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Opened {
+    /// Height of the checkpoint the chain resumed from; None: replayed from genesis.
+    pub resumed_from: Option<u64>,
+    /// Stored blocks judged again through [`Chain::import`] (those above the checkpoint).
+    pub replayed: u64,
+    /// Why a stored checkpoint was not used (the chain was then replayed from genesis).
+    pub checkpoint_refused: Option<String>,
+}
+
+/// A checkpoint record: (height, block id, the ledger after that block).
+struct Checkpoint {
+    height: u64,
+    id: Hash,
+    ledger: Ledger,
+}
+
+impl Checkpoint {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(CHECKPOINT_VERSION).u64(self.height).bytes(&self.id.0);
+        self.ledger.write_snapshot(&mut w);
+        w.finish()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
+        let mut r = Reader::new(bytes, "checkpoint");
+        let read = |r: &mut Reader<'_>| -> Result<Checkpoint, ergon_types::TypesError> {
+            r.version(CHECKPOINT_VERSION)?;
+            Ok(Checkpoint { height: r.u64()?, id: Hash(r.array()?), ledger: Ledger::read_snapshot(r)? })
+        };
+        let c = read(&mut r).map_err(|e| format!("undecodable: {e}"))?;
+        r.finish().map_err(|e| format!("undecodable: {e}"))?;
+        Ok(c)
+    }
+
+    /// The positions in `stored` of the checkpoint block and its ancestors (lowest first), with
+    /// the ledger, once the ledger is shown to be the state after that block.
+    fn ancestry(self, genesis: &Genesis, stored: &[(u64, Option<Block>)]) -> Result<(Ledger, Vec<usize>), String> {
+        let at: HashMap<Hash, usize> =
+            stored.iter().enumerate().filter_map(|(i, (_, b))| Some((b.as_ref()?.header.id(), i))).collect();
+        let mut ancestry = Vec::with_capacity(self.height as usize);
+        let (mut cursor, mut height) = (self.id, self.height);
+        while height > 0 {
+            let i = *at.get(&cursor).ok_or_else(|| format!("block {cursor} (height {height}) is not in the store"))?;
+            let header = &stored[i].1.as_ref().expect("indexed blocks are present").header;
+            if header.height != height {
+                return Err(format!("block {cursor} has height {}, not {height}", header.height));
+            }
+            ancestry.push(i);
+            (cursor, height) = (header.parent, height - 1);
+        }
+        if cursor != genesis.hash() {
+            return Err("its ancestry does not reach this network's genesis".into());
+        }
+        ancestry.reverse();
+        let root = match ancestry.last() {
+            Some(&i) => stored[i].1.as_ref().expect("indexed blocks are present").header.state_root,
+            None => return Err("a checkpoint at genesis is never written".into()),
+        };
+        if self.ledger.root() != root {
+            return Err(format!(
+                "its state does not match the state root of block {} (height {})",
+                self.id, self.height
+            ));
+        }
+        Ok((self.ledger, ancestry))
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -76,6 +157,13 @@ pub struct Store {
     /// Stored blocks the chain refused when the store was opened (left by a crash between
     /// writing a block and finding it invalid), removed: (index, reason).
     pub dropped_at_open: Vec<(u64, String)>,
+    /// How the chain was rebuilt when the store was opened.
+    pub opened: Opened,
+    /// Height of the latest checkpoint written or resumed from.
+    checkpoint_height: u64,
+    /// Why the latest checkpoint could not be written (retried `CHECKPOINT_EVERY` blocks later;
+    /// the blocks themselves are stored).
+    pub checkpoint_failure: Option<String>,
 }
 
 /// The blob tables of a store, usable from any thread without the node's lock (redb
@@ -176,7 +264,7 @@ impl Store {
     /// required for a new store and must match an existing one when given.
     pub fn open(path: &Path, genesis: Option<&Genesis>) -> Result<(Store, Chain), StoreError> {
         let db = Database::create(path).map_err(db_err)?;
-        let stored: Option<Vec<u8>> = {
+        let stored_genesis: Option<Vec<u8>> = {
             let r = db.begin_read().map_err(db_err)?;
             match r.open_table(META) {
                 Ok(t) => t.get("genesis").map_err(db_err)?.map(|v| v.value().to_vec()),
@@ -184,7 +272,7 @@ impl Store {
                 Err(e) => return Err(db_err(e)),
             }
         };
-        let genesis = match (stored, genesis) {
+        let genesis = match (stored_genesis, genesis) {
             (Some(bytes), given) => {
                 let text = String::from_utf8(bytes)
                     .map_err(|_| StoreError::Corrupt { index: 0, why: "genesis is not text".into() })?;
@@ -203,25 +291,52 @@ impl Store {
             }
             (None, None) => return Err(StoreError::NoGenesis),
         };
-        let mut chain = Chain::new(genesis).map_err(|e| StoreError::Chain(e.to_string()))?;
         let r = db.begin_read().map_err(db_err)?;
-        let table = r.open_table(BLOCKS).map_err(db_err)?;
-        let (mut next, mut dropped) = (0, vec![]);
-        for entry in table.iter().map_err(db_err)? {
+        let mut stored = vec![];
+        for entry in r.open_table(BLOCKS).map_err(db_err)?.iter().map_err(db_err)? {
             let (k, v) = entry.map_err(db_err)?;
             let index = k.value();
             let block = Block::decode(v.value()).map_err(|e| StoreError::Corrupt { index, why: e.to_string() })?;
+            stored.push((index, Some(block)));
+        }
+        let checkpoint = match r.open_table(CHECKPOINT) {
+            Ok(t) => t.get(CHECKPOINT_KEY).map_err(db_err)?.map(|v| v.value().to_vec()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(db_err(e)),
+        };
+        drop(r);
+        let mut opened = Opened::default();
+        let resumed = match checkpoint.map(|c| Checkpoint::decode(&c).and_then(|c| c.ancestry(&genesis, &stored))) {
+            Some(Ok((ledger, ancestry))) => {
+                let blocks = ancestry.iter().filter_map(|&i| stored[i].1.take()).collect();
+                Some(Chain::resume(genesis.clone(), blocks, ledger).map_err(|e| StoreError::Chain(e.to_string()))?)
+            }
+            Some(Err(why)) => {
+                opened.checkpoint_refused = Some(why);
+                None
+            }
+            None => None,
+        };
+        let (mut chain, floor) = match resumed {
+            Some(chain) => {
+                opened.resumed_from = Some(chain.height());
+                let floor = chain.height();
+                (chain, floor)
+            }
+            None => (Chain::new(genesis).map_err(|e| StoreError::Chain(e.to_string()))?, 0),
+        };
+        let mut dropped = vec![];
+        for (index, block) in &mut stored {
+            let Some(block) = block.take().filter(|b| b.header.height > floor) else { continue };
             // Time checks were passed when the block arrived; replay judges everything else again.
             // A block is written before the chain judges it (so the chain never holds a block
             // the disk does not), so a crash in between can leave one the chain refuses: it is
             // the last one written, and it goes.
-            match chain.import(block, u64::MAX / 2) {
-                Ok(_) => next = index + 1,
-                Err(why) => dropped.push((index, why.to_string())),
+            opened.replayed += 1;
+            if let Err(why) = chain.import(block, u64::MAX / 2) {
+                dropped.push((*index, why.to_string()));
             }
         }
-        drop(table);
-        drop(r);
         if !dropped.is_empty() {
             let w = db.begin_write().map_err(db_err)?;
             {
@@ -232,8 +347,11 @@ impl Store {
             }
             w.commit().map_err(db_err)?;
         }
+        let next =
+            stored.iter().map(|(i, _)| *i).filter(|i| !dropped.iter().any(|(d, _)| d == i)).max().map_or(0, |i| i + 1);
         let db = DbCell { path: path.to_path_buf(), db: Arc::new(std::sync::RwLock::new(Some(db))) };
-        Ok((Store { db, next, dropped_at_open: dropped }, chain))
+        let checkpoint_height = opened.resumed_from.unwrap_or(0);
+        Ok((Store { db, next, dropped_at_open: dropped, opened, checkpoint_height, checkpoint_failure: None }, chain))
     }
 
     /// Persists a block and imports it into `chain`: written first, in one durable transaction,
@@ -272,6 +390,7 @@ impl Store {
         let outcome = chain.import_checked(block, now_ms);
         if matches!(outcome, Ok(ref i) if *i != Imported::AlreadyKnown) {
             self.next += 1;
+            self.checkpoint_if_due(chain);
         } else {
             // Refused: take it back (if this fails too, the next open drops it).
             let _ = self.db.with(|db| {
@@ -281,6 +400,95 @@ impl Store {
             });
         }
         Ok(outcome)
+    }
+
+    /// [`import`](Self::import) of many blocks (a catch-up batch) with one durable write for
+    /// all of them instead of one each: every new block is written, in one transaction, before
+    /// any is imported, and those the chain refuses are removed again. One outcome per block.
+    pub fn import_batch(
+        &mut self,
+        chain: &mut Chain,
+        blocks: Vec<Block>,
+        now_ms: u64,
+    ) -> Result<Vec<Result<Imported, BlockRejection>>, StoreError> {
+        let checked: Vec<_> = blocks.into_iter().map(CheckedBlock::check).collect();
+        let mut seen = std::collections::HashSet::new();
+        let fresh: Vec<usize> = (0..checked.len())
+            .filter(|&i| {
+                let Ok(b) = &checked[i] else { return false };
+                let id = b.block().header.id();
+                !chain.knows(&id) && seen.insert(id)
+            })
+            .collect();
+        let first = self.next;
+        self.db.with(|db| {
+            let w = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = w.open_table(BLOCKS).map_err(db_err)?;
+                for (n, &i) in fresh.iter().enumerate() {
+                    let Ok(b) = &checked[i] else { continue };
+                    t.insert(first + n as u64, b.block().encode().as_slice()).map_err(db_err)?;
+                }
+            }
+            w.commit().map_err(db_err)
+        })?;
+        let index_of: HashMap<usize, u64> = fresh.iter().enumerate().map(|(n, &i)| (i, first + n as u64)).collect();
+        let (mut outcomes, mut refused) = (Vec::with_capacity(checked.len()), vec![]);
+        for (i, block) in checked.into_iter().enumerate() {
+            let outcome = block.and_then(|b| chain.import_checked(b, now_ms));
+            match (index_of.get(&i), &outcome) {
+                (
+                    Some(&index),
+                    Ok(Imported::Extended { .. } | Imported::SideBranch { .. } | Imported::Reorganized { .. }),
+                ) => {
+                    self.next = index + 1;
+                    self.checkpoint_if_due(chain);
+                }
+                (Some(&index), _) => refused.push(index),
+                (None, _) => {}
+            }
+            outcomes.push(outcome);
+        }
+        if !refused.is_empty() {
+            // Take them back (if this fails too, the next open drops them).
+            let _ = self.db.with(|db| {
+                let w = db.begin_write().map_err(db_err)?;
+                {
+                    let mut t = w.open_table(BLOCKS).map_err(db_err)?;
+                    for index in &refused {
+                        t.remove(*index).map_err(db_err)?;
+                    }
+                }
+                w.commit().map_err(db_err)
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// Writes a checkpoint of the ledger `max_reorg_depth` below the tip once the tip is
+    /// `CHECKPOINT_EVERY` blocks past the last one. A failed write leaves the old checkpoint (a
+    /// restart then replays more blocks, nothing is lost) and says why in `checkpoint_failure`.
+    fn checkpoint_if_due(&mut self, chain: &Chain) {
+        let Some(height) = chain.height().checked_sub(chain.params().max_reorg_depth) else { return };
+        if height < self.checkpoint_height + CHECKPOINT_EVERY {
+            return;
+        }
+        let (Some(ledger), Some(id)) = (chain.ledger_at(height), chain.active_id(height)) else { return };
+        let bytes = Checkpoint { height, id, ledger }.encode();
+        let written = self.db.with(|db| {
+            let w = db.begin_write().map_err(db_err)?;
+            w.open_table(CHECKPOINT).map_err(db_err)?.insert(CHECKPOINT_KEY, bytes.as_slice()).map_err(db_err)?;
+            w.commit().map_err(db_err)
+        });
+        match written {
+            Ok(()) => (self.checkpoint_height, self.checkpoint_failure) = (height, None),
+            Err(e) => self.checkpoint_failure = Some(format!("checkpoint at height {height} not written: {e}")),
+        }
+    }
+
+    /// Height of the latest checkpoint (0: none yet).
+    pub fn checkpoint_height(&self) -> u64 {
+        self.checkpoint_height
     }
 
     /// Whether the disk takes writes again: reopens the database (which refuses every write
@@ -308,7 +516,164 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ergon_chain::{ChainParams, Genesis};
+    use ergon_chain::{seal, ChainParams, Genesis};
+    use ergon_types::{HardwareProfile, JobKind, JobSpec, Offer, Requirements, SecretKey, Transaction, TxKind};
+
+    fn key(n: u8) -> SecretKey {
+        SecretKey::from_bytes(&[n; 32])
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ergon-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// 24×24 filler, reorganisations up to 8 deep.
+    fn genesis() -> Genesis {
+        let params = ChainParams { max_reorg_depth: 8, min_provider_stake: 1_000, ..ChainParams::small(24) };
+        let balances = [1u8, 2, 3].iter().map(|&k| (key(k).public().address().to_string(), 100_000_000)).collect();
+        Genesis { network: "t".into(), time_ms: 1_000_000, params, balances }
+    }
+
+    fn next_block(chain: &mut Chain, miner: u8, txs: Vec<ergon_types::SignedTransaction>) -> Block {
+        let now = chain.tip_header().time_ms + 10_000;
+        let template = chain.template(key(miner).public().address(), txs, now);
+        assert!(
+            template.refused.is_empty(),
+            "{:?}",
+            template.refused.iter().map(|r| r.1.to_string()).collect::<Vec<_>>()
+        );
+        seal(template, 0, 10_000).unwrap().expect("a winner")
+    }
+
+    /// A busy little market: a provider that never posts, jobs whose leases lapse, transfers.
+    fn txs_for(chain: &Chain, height: u64) -> Vec<ergon_types::SignedTransaction> {
+        let tx = |from: u8, nonce: u64, kind: TxKind| {
+            let k = key(from);
+            Transaction { chain: chain.chain_id(), from: k.public(), nonce, fee: 10, kind }.sign(&k)
+        };
+        let nonce = |k: u8| chain.ledger().account(&key(k).public().address()).nonce;
+        match height % 10 {
+            1 => {
+                let profile = HardwareProfile { cpu_cores: 2, memory_mib: 4096, int8_gmacs: 100, ..Default::default() };
+                let offer = Offer { profile, price_per_gmac: 1_000, slots: 2, encryption_key: [5; 32] };
+                vec![tx(2, nonce(2), TxKind::RegisterProvider { offer, stake: 100_000 })]
+            }
+            2 => {
+                let shard =
+                    ergon_pouw::WorkCommitment { m: 48, k: 48, n: 48, root_a: [height as u8; 32], root_b: [1; 32] };
+                let requirements =
+                    Requirements { min_memory_mib: 0, min_int8_gmacs: 0, gpu: false, replicas: 1, lease_blocks: 3 };
+                let spec = JobSpec {
+                    kind: JobKind::Matmul,
+                    inputs: vec![],
+                    shards: vec![shard],
+                    macs_per_shard: 48 * 48 * 48,
+                    requirements,
+                    max_price_per_gmac: 1_000_000,
+                    client_key: [6; 32],
+                };
+                vec![tx(1, nonce(1), TxKind::SubmitJob { spec })]
+            }
+            _ => vec![tx(3, nonce(3), TxKind::Transfer { to: key(4).public().address(), amount: height })],
+        }
+    }
+
+    /// Mines `n` blocks through `store` onto `chain`; returns them.
+    fn grow(store: &mut Store, chain: &mut Chain, n: u64) -> Vec<Block> {
+        (0..n)
+            .map(|_| {
+                let txs = txs_for(chain, chain.height() + 1);
+                let b = next_block(chain, 7, txs);
+                store.import(chain, b.clone(), u64::MAX / 2).unwrap().unwrap();
+                b
+            })
+            .collect()
+    }
+
+    fn replayed_from_genesis(blocks: &[Block]) -> Chain {
+        let mut full = Chain::new(genesis()).unwrap();
+        for b in blocks {
+            full.import(b.clone(), u64::MAX / 2).unwrap();
+        }
+        full
+    }
+
+    #[test]
+    fn a_restart_resumes_from_the_checkpoint_with_the_same_state_and_reorg_reach() {
+        let dir = scratch("checkpoint");
+        let (mut store, mut chain) = Store::open(&dir.join("db"), Some(&genesis())).unwrap();
+        let blocks = grow(&mut store, &mut chain, 130);
+        // Tip 108 was the first 100 blocks past genesis plus the reorg depth.
+        assert_eq!(store.checkpoint_height(), 100);
+        assert!(chain.ledger().market.jobs().count() > 3, "the market is busy");
+        drop(store);
+        let (store, mut resumed) = Store::open(&dir.join("db"), None).unwrap();
+        assert_eq!(store.opened, Opened { resumed_from: Some(100), replayed: 30, checkpoint_refused: None });
+        let full = replayed_from_genesis(&blocks);
+        assert_eq!((resumed.tip(), resumed.height()), (full.tip(), 130));
+        assert_eq!(resumed.ledger(), full.ledger(), "accounts, market, indices and decision log alike");
+        assert_eq!(resumed.tip_work(), full.tip_work());
+        assert_eq!(resumed.block(&blocks[10].header.id()), Some(&blocks[10]), "old blocks are still served");
+        // A fork as deep as the reorg bound still wins on a resumed node.
+        let mut rival = replayed_from_genesis(&blocks[..122]);
+        let fork: Vec<Block> = (0..9)
+            .map(|_| {
+                let b = next_block(&mut rival, 8, vec![]);
+                rival.import(b.clone(), u64::MAX / 2).unwrap();
+                b
+            })
+            .collect();
+        let mut last = None;
+        for b in fork {
+            last = Some(resumed.import(b, u64::MAX / 2).unwrap());
+        }
+        assert_eq!(last, Some(Imported::Reorganized { undone: 8, applied: 9, height: 131 }));
+        assert_eq!(resumed.ledger(), rival.ledger());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_corrupt_or_forged_checkpoint_is_refused_and_the_chain_replayed_from_genesis() {
+        let dir = scratch("bad-checkpoint");
+        let (mut store, mut chain) = Store::open(&dir.join("db"), Some(&genesis())).unwrap();
+        let blocks = grow(&mut store, &mut chain, 110);
+        let good = store.db.with(|db| {
+            let r = db.begin_read().map_err(db_err)?;
+            let t = r.open_table(CHECKPOINT).map_err(db_err)?;
+            Ok(t.get(CHECKPOINT_KEY).map_err(db_err)?.map(|v| v.value().to_vec()))
+        });
+        let good = good.unwrap().expect("a checkpoint");
+        drop(store);
+        let mut forged = Checkpoint::decode(&good).unwrap();
+        forged.ledger.minted += 1; // more coins than the chain made
+        let mut cut = good.clone();
+        cut.truncate(good.len() - 3);
+        let full = replayed_from_genesis(&blocks);
+        for (bytes, why) in [(forged.encode(), "does not match the state root"), (cut, "undecodable")] {
+            let (store, _) = Store::open(&dir.join("db"), None).unwrap();
+            store
+                .db
+                .with(|db| {
+                    let w = db.begin_write().map_err(db_err)?;
+                    w.open_table(CHECKPOINT)
+                        .map_err(db_err)?
+                        .insert(CHECKPOINT_KEY, bytes.as_slice())
+                        .map_err(db_err)?;
+                    w.commit().map_err(db_err)
+                })
+                .unwrap();
+            drop(store);
+            let (store, reopened) = Store::open(&dir.join("db"), None).unwrap();
+            let refused = store.opened.checkpoint_refused.clone().unwrap_or_default();
+            assert!(refused.contains(why), "{refused}");
+            assert_eq!((store.opened.resumed_from, store.opened.replayed), (None, 110));
+            assert_eq!(reopened.ledger(), full.ledger());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn blobs_are_stored_piece_by_piece_replaced_whole_and_deleted() {
