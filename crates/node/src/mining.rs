@@ -19,7 +19,49 @@ const NONCES_PER_ROUND: u64 = 8;
 /// A template is rebuilt when the tip moves, or this often to pick up new transactions and time.
 const TEMPLATE_REFRESH: Duration = Duration::from_secs(1);
 
+/// The multiply-adds of mining run on a rayon pool of their own whose threads have the lowest
+/// CPU priority: mining takes every idle cycle, but the API, block import and the network come
+/// first (on two cores, a miner at equal priority is what made API latency climb under load,
+/// issue 10). The thread that takes the node's lock to build templates and import blocks stays
+/// at normal priority, so a starved low-priority thread never holds the lock others wait on.
+struct Background(Option<rayon::ThreadPool>);
+
+impl Background {
+    fn new() -> Self {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("ergon-miner-{i}"))
+            .start_handler(|_| lower_this_threads_priority())
+            .build();
+        match pool {
+            Ok(pool) => Background(Some(pool)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no mining pool of its own: mining at normal priority");
+                Background(None)
+            }
+        }
+    }
+
+    /// Runs `f` (and every rayon task it spawns) on the low-priority pool.
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.0 {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
+    }
+}
+
+/// Nice 19 for the calling thread (on Linux, `setpriority(PRIO_PROCESS, 0, …)` sets the calling
+/// thread's nice value, not the whole process's). Best effort: a failure leaves it as it was.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority takes no pointers; any return value is acceptable (best effort).
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+    }
+}
+
 pub fn mine_forever(shared: Arc<Shared>) {
+    let background = Background::new();
     let mut nonce = 0u64;
     let mut current: Option<(Hash, Instant, Template)> = None;
     while !shared.stop.load(Ordering::Relaxed) {
@@ -30,7 +72,7 @@ pub fn mine_forever(shared: Arc<Shared>) {
         }
         let ready = shared.ready.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
         if let Some(work) = ready {
-            compute_leased(&shared, work);
+            compute_leased(&shared, &background, work);
             continue;
         }
         let template = {
@@ -45,7 +87,7 @@ pub fn mine_forever(shared: Arc<Shared>) {
         };
         let (parent, work) = (template.header.parent, template.header.work);
         let macs = work.m as u64 * work.k as u64 * work.n as u64;
-        let sealed = seal(template, nonce, NONCES_PER_ROUND);
+        let sealed = background.run(|| seal(template, nonce, NONCES_PER_ROUND));
         nonce = nonce.wrapping_add(NONCES_PER_ROUND);
         shared.stats.macs_mined.fetch_add(macs * NONCES_PER_ROUND, Ordering::Relaxed);
         let block = match sealed {
@@ -64,7 +106,7 @@ pub fn mine_forever(shared: Arc<Shared>) {
 
 /// A leased shard: one mining pass on its matrices computes the client's product exactly, and
 /// may win a block. The product goes to the provider agent either way.
-fn compute_leased(shared: &Arc<Shared>, ready: ReadyWork) {
+fn compute_leased(shared: &Arc<Shared>, background: &Background, ready: ReadyWork) {
     let ReadyWork { key, work, ml } = ready;
     // An ML job continues from its first product, so it keeps the operands to hand over.
     let ml = ml.map(|job| (job, work.a.clone(), work.b.clone()));
@@ -83,7 +125,7 @@ fn compute_leased(shared: &Arc<Shared>, ready: ReadyWork) {
     let (parent, w) = (template.header.parent, template.header.work);
     let macs = w.m as u64 * w.k as u64 * w.n as u64;
     let difficulty = template.header.difficulty;
-    let (block, product) = match mine_once(&template, 0) {
+    let (block, product) = match background.run(|| mine_once(&template, 0)) {
         Ok(mined) => mined,
         Err(e) => return tracing::error!(error = %e, "mining a leased shard failed"),
     };
@@ -92,7 +134,7 @@ fn compute_leased(shared: &Arc<Shared>, ready: ReadyWork) {
         accept_own(shared, block, parent);
     }
     let (output, macs) = match ml {
-        Some((job, a, b)) => match run_ml(&key, job, a, b, product, difficulty) {
+        Some((job, a, b)) => match background.run(|| run_ml(&key, job, a, b, product, difficulty)) {
             Ok(done) => done,
             Err(why) => return tracing::warn!(job = %key.0.to_hex(), %why, "the ML job failed; the lease will close"),
         },
