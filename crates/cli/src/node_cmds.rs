@@ -194,10 +194,18 @@ fn request(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    s.write_all(head.as_bytes()).and_then(|_| s.write_all(body)).map_err(|e| e.to_string())?;
+    // A node may answer before it has read the whole body (it judges an upload on its first
+    // bytes): a failed write is reported only if no answer can be read after it.
+    let wrote = s.write_all(head.as_bytes()).and_then(|_| s.write_all(body));
     let mut resp = Vec::new();
-    s.take(MAX_RESPONSE_BYTES).read_to_end(&mut resp).map_err(|e| e.to_string())?;
-    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").ok_or("malformed HTTP response")?;
+    let read = s.take(MAX_RESPONSE_BYTES).read_to_end(&mut resp);
+    let no_answer = |e: String| match &wrote {
+        Err(w) => format!("node at {addr} closed the connection during the request ({w}): {e}"),
+        Ok(()) => e,
+    };
+    read.map_err(|e| no_answer(e.to_string()))?;
+    let split =
+        resp.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| no_answer("malformed HTTP response".into()))?;
     let head = String::from_utf8_lossy(&resp[..split]);
     let code: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or("malformed HTTP status")?;
     resp.drain(..split + 4);

@@ -59,6 +59,18 @@ fn chunks(len: u64) -> u32 {
     (len.div_ceil(CHUNK_BYTES as u64)).max(1) as u32
 }
 
+/// The sealed size of piece `i` of a blob of `plain_len` plaintext bytes (piece 0 is the
+/// header); None past the last piece. What a receiver streaming a blob cuts it at.
+pub fn piece_len(plain_len: u64, i: u32) -> Option<usize> {
+    let total = chunks(plain_len);
+    match i {
+        0 => Some(HEADER_BYTES),
+        _ if i > total => None,
+        _ if i < total => Some(CHUNK_BYTES + TAG_BYTES),
+        _ => Some((plain_len - (total as u64 - 1) * CHUNK_BYTES as u64) as usize + TAG_BYTES),
+    }
+}
+
 /// Pieces (header included) of the largest blob anyone seals or opens: a bound on what a peer
 /// may claim a blob has.
 pub const MAX_PIECES: u32 = (MAX_PLAINTEXT_BYTES / CHUNK_BYTES as u64) as u32 + 1;
@@ -263,5 +275,24 @@ mod tests {
         assert!(o.finish().is_err(), "a piece missing");
         assert!(open(&sealed[..sealed.len() - 1], &secret).is_err());
         assert!(open(&sealed[..10], &secret).is_err());
+    }
+
+    #[test]
+    fn piece_len_cuts_a_sealed_blob_where_piece_does() {
+        for len in [0usize, 1, CHUNK_BYTES - 1, CHUNK_BYTES, CHUNK_BYTES + 1, 2 * CHUNK_BYTES + 7] {
+            let sealed = seal(&vec![7u8; len], &[9; 32], [1; 32], |_| [0; STAMP_BYTES]).unwrap();
+            let mut sum = 0;
+            for i in 0.. {
+                match (piece(&sealed, i), piece_len(len as u64, i)) {
+                    (Some((_, p)), Some(n)) => {
+                        assert_eq!(p.len(), n, "piece {i} of a {len}-byte blob");
+                        sum += n;
+                    }
+                    (None, None) => break,
+                    (a, b) => panic!("piece {i} of a {len}-byte blob: {:?} vs {b:?}", a.map(|x| x.1.len())),
+                }
+            }
+            assert_eq!(sum, sealed.len());
+        }
     }
 }

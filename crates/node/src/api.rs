@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use ergon_chain::{Refusal, TxStatus};
 use ergon_market::{Decision, Job, Provider, Subject, TaskState};
 use ergon_types::{Address, Block, Canonical, Hash, SignedTransaction, TxKind};
+use futures::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -302,21 +303,129 @@ const BAD_BLOB_NAME: &str = "blob name must be 64 hex digits";
 
 /// Blobs travel as raw bytes (`application/octet-stream`): they are the bulk of a job's data,
 /// and hex in JSON would double them and cost a parse on each side.
-async fn put_blob(State(s): State<Arc<Shared>>, Path(name): Path<String>, body: axum::body::Bytes) -> Response {
+/// A sealed blob, streamed: judged on its header before the body is read, then written one piece
+/// at a time (see `crate::uploads`), so the request holds at most a piece in memory.
+async fn put_blob(State(s): State<Arc<Shared>>, Path(name): Path<String>, body: axum::body::Body) -> Response {
+    use crate::uploads::UploadRefusal;
     let Some(name) = blob_name(&name) else { return error(StatusCode::BAD_REQUEST, BAD_BLOB_NAME) };
-    let len = body.len();
-    match s.put_blob(name, body.to_vec()) {
-        Ok(()) => (StatusCode::CREATED, Json(json!({ "name": Hash(name).to_hex(), "bytes": len }))).into_response(),
-        Err(why) => error(StatusCode::UNPROCESSABLE_ENTITY, why),
+    let refused = |r: UploadRefusal| match r {
+        UploadRefusal::Malformed(why) => error(StatusCode::BAD_REQUEST, why),
+        UploadRefusal::Refused(why) => error(StatusCode::UNPROCESSABLE_ENTITY, why),
+        UploadRefusal::Busy { why, retry_after_s } => {
+            let mut r = error(StatusCode::TOO_MANY_REQUESTS, why);
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, retry_after_s.into());
+            r
+        }
+    };
+    let mut stream = body.into_data_stream();
+    let (mut buf, mut upload, mut received) = (Vec::new(), None, 0u64);
+    loop {
+        let chunk = match stream.next().await {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("the upload broke off: {e}")),
+            None => break,
+        };
+        received += chunk.len() as u64;
+        buf.extend_from_slice(&chunk);
+        if upload.is_none() && buf.len() >= ergon_net::blob::HEADER_BYTES {
+            match s.begin_upload(name, &buf) {
+                Ok(u) => upload = Some(u),
+                Err(r) => {
+                    drain(stream).await;
+                    return refused(r);
+                }
+            }
+        }
+        let Some(mut u) = upload.take() else { continue };
+        if received > u.declared_bytes() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("more than the {} bytes its header implies", u.declared_bytes()),
+            );
+        }
+        // Whole pieces go to disk as they complete (off the async workers).
+        let mut at = 0;
+        while let Some(len) = u.next_len().filter(|&len| buf.len() - at >= len) {
+            let piece = buf[at..at + len].to_vec();
+            at += len;
+            let (back, stored) = match tokio::task::spawn_blocking(move || {
+                let r = u.push(&piece);
+                (u, r)
+            })
+            .await
+            {
+                Ok(done) => done,
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("storing a piece failed: {e}")),
+            };
+            if let Err(why) = stored {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, why);
+            }
+            u = back;
+        }
+        upload = Some(u);
+        buf.drain(..at);
+    }
+    let Some(u) = upload else {
+        return error(StatusCode::BAD_REQUEST, "shorter than a blob header");
+    };
+    let declared = u.declared_bytes();
+    if received != declared {
+        return error(StatusCode::BAD_REQUEST, format!("{received} bytes, but its header implies {declared}"));
+    }
+    match tokio::task::spawn_blocking(move || u.finish()).await {
+        Ok(Ok(())) => {
+            (StatusCode::CREATED, Json(json!({ "name": Hash(name).to_hex(), "bytes": declared }))).into_response()
+        }
+        Ok(Err(why)) => error(StatusCode::UNPROCESSABLE_ENTITY, why),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("publishing the blob failed: {e}")),
     }
 }
 
+/// Bytes of a refused upload still read (and thrown away) before the refusal is sent, for at
+/// most `DRAIN_SECONDS`: a client that writes its whole body before reading gets the reason
+/// rather than a reset connection, up to this size. Beyond it the connection closes.
+const DRAIN_BYTES: u64 = 16 << 20;
+const DRAIN_SECONDS: u64 = 5;
+
+async fn drain(mut stream: axum::body::BodyDataStream) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(DRAIN_SECONDS), async {
+        let mut read = 0u64;
+        while read < DRAIN_BYTES {
+            match stream.next().await {
+                Some(Ok(c)) => read += c.len() as u64,
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
+
+/// A sealed blob, streamed piece by piece: from this node's disk, or fetched from its peers.
 async fn get_blob(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
     let Some(name) = blob_name(&name) else { return error(StatusCode::BAD_REQUEST, BAD_BLOB_NAME) };
-    match crate::blobs::fetch_sealed(&s, name).await {
-        Ok(bytes) => ([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
-        Err(why) => error(StatusCode::NOT_FOUND, why),
-    }
+    // The first piece says how many follow; a blob nobody has is a 404 before any byte is sent.
+    let (total, first) = match crate::blobs::blob_piece_anywhere(&s, name, 0).await {
+        Ok(found) => found,
+        Err(why) => return error(StatusCode::NOT_FOUND, why),
+    };
+    let rest = futures::stream::unfold((s, 1u32), move |(s, i)| async move {
+        if i >= total {
+            return None;
+        }
+        let piece = match crate::blobs::blob_piece_anywhere(&s, name, i).await {
+            Ok((t, _)) if t != total => Err(std::io::Error::other("the blob changed while it was read")),
+            Ok((_, bytes)) => Ok(axum::body::Bytes::from(bytes)),
+            Err(why) => Err(std::io::Error::other(why)),
+        };
+        Some((piece, (s, i + 1)))
+    });
+    let length = ergon_net::blob::declared_len(&first).map_or(0, |(_, sealed)| sealed);
+    let body = futures::stream::once(async move { Ok(axum::body::Bytes::from(first)) }).chain(rest);
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "application/octet-stream".to_string()),
+        (axum::http::header::CONTENT_LENGTH, length.to_string()),
+    ];
+    (headers, axum::body::Body::from_stream(body)).into_response()
 }
 
 #[derive(Deserialize)]

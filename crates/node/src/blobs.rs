@@ -95,6 +95,8 @@ pub struct BlobMeta {
     pub author: Address,
     pub bytes: u64,
     pub pieces: u32,
+    /// Which upload of this name is served (`ergon_store::BlobStore` keys pieces by it).
+    pub generation: u64,
 }
 
 impl Part {
@@ -108,8 +110,8 @@ impl Part {
 }
 
 impl BlobMeta {
-    fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(32 + 2 + 1 + 1 + 20 + 20 + 8 + 4);
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(Self::BYTES);
         v.extend_from_slice(&self.task.0 .0);
         v.extend_from_slice(&self.task.1.to_le_bytes());
         v.extend_from_slice(&[self.task.2, self.part.tag()]);
@@ -117,11 +119,14 @@ impl BlobMeta {
         v.extend_from_slice(&self.author.0);
         v.extend_from_slice(&self.bytes.to_le_bytes());
         v.extend_from_slice(&self.pieces.to_le_bytes());
+        v.extend_from_slice(&self.generation.to_le_bytes());
         v
     }
 
+    const BYTES: usize = 32 + 2 + 1 + 1 + 20 + 20 + 8 + 4 + 8;
+
     fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() != 88 {
+        if b.len() != Self::BYTES {
             return None;
         }
         let part = match b[35] {
@@ -137,6 +142,7 @@ impl BlobMeta {
             author: Address(b[56..76].try_into().ok()?),
             bytes: u64::from_le_bytes(b[76..84].try_into().ok()?),
             pieces: u32::from_le_bytes(b[84..88].try_into().ok()?),
+            generation: u64::from_le_bytes(b[88..96].try_into().ok()?),
         })
     }
 }
@@ -153,7 +159,7 @@ pub const RESULT_KEEP_BLOCKS: u64 = 100;
 /// The open lease a blob name belongs to: its task, part, leaseholder, the one address that may
 /// write it (the job's client for the inputs, the leaseholder for the result), and the largest
 /// plaintext it may hold (from the shard's shape, or the input's declared size).
-fn lease_part(market: &Market, name: &[u8; 32]) -> Option<(TaskKey, Part, Address, Address, u64)> {
+pub(crate) fn lease_part(market: &Market, name: &[u8; 32]) -> Option<(TaskKey, Part, Address, Address, u64)> {
     market.providers().find_map(|p| {
         p.leases.iter().find_map(|&(job_id, shard, replica)| {
             let job = market.job(&job_id)?;
@@ -207,62 +213,27 @@ fn still_needed(market: &Market, m: &BlobMeta, height: u64) -> bool {
 }
 
 impl Shared {
-    /// Stores a sealed blob durably and serves it to peers, if it is signed by the one address
-    /// that may write under `name` (see [`rightful_author`]), is no larger than its task allows,
-    /// and its author stays within `AUTHOR_QUOTA_BYTES`. The pieces go to disk; only the
-    /// metadata stays in memory.
-    pub fn put_blob(&self, name: [u8; 32], sealed: Vec<u8>) -> Result<(), String> {
-        let signer = author(&name, &sealed)?;
-        let (plain_len, sealed_len) = ergon_net::blob::declared_len(&sealed).ok_or("shorter than a blob header")?;
-        if sealed_len != sealed.len() as u64 {
-            return Err(format!("{} bytes, but its header implies {sealed_len}", sealed.len()));
-        }
-        let (task, part, holder, writer, most) = {
-            let node = self.lock();
-            lease_part(&node.chain.ledger().market, &name)
-                .ok_or("no open lease has a blob of this name (the lease may have ended)")?
-        };
-        if writer != signer {
-            return Err(format!("blob signed by {signer}, but only {writer} may write under this name"));
-        }
-        if plain_len > most {
-            return Err(format!("{plain_len} bytes of plaintext, more than this task's {most}"));
-        }
-        let mut metas = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
-        let held: u64 = metas.iter().filter(|(n, m)| m.author == signer && **n != name).map(|(_, m)| m.bytes).sum();
-        if held + sealed_len > AUTHOR_QUOTA_BYTES {
-            return Err(format!("{signer} already has {held} bytes stored here (quota {AUTHOR_QUOTA_BYTES})"));
-        }
-        let pieces: Vec<&[u8]> = (0..).map_while(|i| ergon_net::blob::piece(&sealed, i).map(|(_, p)| p)).collect();
-        let meta = BlobMeta { task, part, holder, author: signer, bytes: sealed_len, pieces: pieces.len() as u32 };
-        if let Err(e) = self.blob_store.put(&name, &meta.encode(), pieces) {
-            self.storage_failed(&e.to_string());
-            return Err(format!("could not store the blob: {e}"));
-        }
-        metas.insert(name, meta);
-        Ok(())
-    }
-
     /// Piece `i` of a stored blob, with the blob's piece count: read from disk, nothing else.
     pub fn blob_piece(&self, name: &[u8; 32], i: u32) -> Option<(u32, Vec<u8>)> {
-        let pieces = self.blobs.lock().unwrap_or_else(|p| p.into_inner()).get(name)?.pieces;
-        if i >= pieces {
+        let m = *self.blobs.lock().unwrap_or_else(|p| p.into_inner()).get(name)?;
+        if i >= m.pieces {
             return None;
         }
-        self.blob_store.piece(name, i).ok().flatten().map(|p| (pieces, p))
+        self.blob_store.piece(name, m.generation, i).ok().flatten().map(|p| (m.pieces, p))
     }
 
     /// A whole stored blob (for this node's own use and the API's GET).
     pub fn blob(&self, name: &[u8; 32]) -> Option<Vec<u8>> {
-        let pieces = self.blobs.lock().unwrap_or_else(|p| p.into_inner()).get(name)?.pieces;
+        let m = *self.blobs.lock().unwrap_or_else(|p| p.into_inner()).get(name)?;
         let mut out = Vec::new();
-        for i in 0..pieces {
-            out.extend_from_slice(&self.blob_store.piece(name, i).ok().flatten()?);
+        for i in 0..m.pieces {
+            out.extend_from_slice(&self.blob_store.piece(name, m.generation, i).ok().flatten()?);
         }
         Some(out)
     }
 
-    /// Loads the stored blobs' metadata (at start; the pieces stay on disk).
+    /// Loads the stored blobs' metadata (at start; the pieces stay on disk) and sweeps the
+    /// pieces of uploads a crash cut short.
     pub fn load_blobs(&self) -> Result<usize, String> {
         let entries = self.blob_store.entries().map_err(|e| e.to_string())?;
         let mut metas = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
@@ -271,24 +242,34 @@ impl Shared {
                 metas.insert(name, m);
             }
         }
+        let served = metas.iter().map(|(n, m)| (*n, m.generation)).collect();
+        let swept = self.blob_store.sweep(&served).map_err(|e| e.to_string())?;
+        if swept > 0 {
+            tracing::info!(pieces = swept, "removed the pieces of uploads cut short");
+        }
+        let highest = metas.values().map(|m| m.generation).max().unwrap_or(0);
+        self.uploads.lock().unwrap_or_else(|p| p.into_inner()).start_after(highest);
         Ok(metas.len())
     }
 
     /// Deletes the blobs no task needs any more (see [`still_needed`]); returns how many.
     pub fn collect_blobs(&self) -> Result<usize, String> {
-        let doomed: Vec<[u8; 32]> = {
+        let doomed: Vec<([u8; 32], u64)> = {
             let node = self.lock();
             let (market, height) = (&node.chain.ledger().market, node.chain.height());
             let metas = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
-            metas.iter().filter(|(_, m)| !still_needed(market, m, height)).map(|(n, _)| *n).collect()
+            metas.iter().filter(|(_, m)| !still_needed(market, m, height)).map(|(n, m)| (*n, m.generation)).collect()
         };
         if doomed.is_empty() {
             return Ok(0);
         }
         self.blob_store.delete(&doomed).map_err(|e| e.to_string())?;
         let mut metas = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
-        for n in &doomed {
-            metas.remove(n);
+        for (n, generation) in &doomed {
+            // Unless an upload replaced it meanwhile.
+            if metas.get(n).is_some_and(|m| m.generation == *generation) {
+                metas.remove(n);
+            }
         }
         Ok(doomed.len())
     }
@@ -308,23 +289,18 @@ async fn piece(shared: &Shared, name: [u8; 32], index: u32) -> Result<(u32, Vec<
     }
 }
 
-/// The sealed bytes of blob `name`, from this node or its peers.
-pub async fn fetch_sealed(shared: &Arc<Shared>, name: [u8; 32]) -> Result<Vec<u8>, String> {
-    if let Some(b) = shared.blob(&name) {
-        return Ok(b);
+/// Piece `i` of blob `name` with the blob's piece count: from this node's disk (read off the
+/// async workers), or else from a peer, whose piece count is bounded by `MAX_PIECES`.
+pub async fn blob_piece_anywhere(shared: &Arc<Shared>, name: [u8; 32], i: u32) -> Result<(u32, Vec<u8>), String> {
+    let s = shared.clone();
+    if let Ok(Some(found)) = tokio::task::spawn_blocking(move || s.blob_piece(&name, i)).await {
+        return Ok(found);
     }
-    let (total, mut out) = piece(shared, name, 0).await?;
+    let (total, bytes) = piece(shared, name, i).await?;
     if total > MAX_PIECES {
         return Err(format!("a peer claims {total} pieces, more than any blob has"));
     }
-    for i in 1..total {
-        let (t, bytes) = piece(shared, name, i).await?;
-        if t != total {
-            return Err("peers disagree on the blob's size".into());
-        }
-        out.extend_from_slice(&bytes);
-    }
-    Ok(out)
+    Ok((total, bytes))
 }
 
 /// Fetches blob `name`, written by `author`, and decrypts it with `secret` piece by piece as it
@@ -446,7 +422,8 @@ mod tests {
         let (_, _, _, _, most) = lease_part(&market, &name(&job, 0, 0, &p, Part::Result)).unwrap();
         assert_eq!(most, 64 * 64 * 4 + NPY_HEADER_BYTES);
 
-        let meta = |part| BlobMeta { task: (job, 0, 0), part, holder: p, author: p, bytes: 100, pieces: 2 };
+        let meta =
+            |part| BlobMeta { task: (job, 0, 0), part, holder: p, author: p, bytes: 100, pieces: 2, generation: 1 };
         let (inputs, result) = (meta(Part::InputA), meta(Part::Result));
         assert_eq!(BlobMeta::decode(&result.encode()), Some(result));
         assert_eq!(BlobMeta::decode(&result.encode()[1..]), None);

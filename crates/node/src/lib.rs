@@ -11,6 +11,7 @@ mod mining;
 pub mod orphans;
 pub mod provider;
 mod sync;
+pub mod uploads;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -88,6 +89,8 @@ pub struct Shared {
     /// disk in `blob_store`, read outside the node's lock.
     pub blobs: Mutex<std::collections::HashMap<[u8; 32], blobs::BlobMeta>>,
     pub blob_store: ergon_store::BlobStore,
+    /// Uploads in progress: generations, per-author reservations and rate buckets.
+    pub uploads: Mutex<uploads::Uploads>,
 }
 
 impl Shared {
@@ -208,6 +211,7 @@ pub async fn run(
         mining: cfg.mine,
         net: std::sync::OnceLock::new(),
         blobs: Mutex::new(Default::default()),
+        uploads: Mutex::new(Default::default()),
         storage_error: Mutex::new(None),
         blob_store,
         ready: Mutex::new(Default::default()),

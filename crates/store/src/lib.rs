@@ -19,9 +19,12 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Accepted blocks by acceptance order.
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
-/// Sealed job blobs this node serves, piece by piece: (name ‖ piece index, big-endian) → the
-/// piece's bytes, so serving one piece reads one piece, not the blob.
-const BLOB_PIECES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blob_pieces");
+/// Sealed job blobs this node serves, piece by piece: (name ‖ generation ‖ piece index, all
+/// big-endian) → the piece's bytes, so serving one piece reads one piece, not the blob. Each
+/// upload writes a new generation beside the one being served and the switch is one commit.
+const BLOB_PIECES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blob_pieces_v2");
+/// The layout before generations (name ‖ piece): dropped when a store is opened.
+const OLD_BLOB_PIECES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blob_pieces");
 /// Each stored blob's metadata (the node's encoding), by name: all a restart reads.
 const BLOB_META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blob_meta");
 
@@ -173,31 +176,48 @@ pub struct BlobStore {
     db: DbCell,
 }
 
-fn piece_key(name: &[u8; 32], piece: u32) -> [u8; 36] {
-    let mut k = [0u8; 36];
+fn piece_key(name: &[u8; 32], generation: u64, piece: u32) -> [u8; 44] {
+    let mut k = [0u8; 44];
     k[..32].copy_from_slice(name);
-    k[32..].copy_from_slice(&piece.to_be_bytes());
+    k[32..40].copy_from_slice(&generation.to_be_bytes());
+    k[40..].copy_from_slice(&piece.to_be_bytes());
     k
 }
 
+/// Removes every piece of one generation of a blob.
+fn remove_generation(
+    table: &mut redb::Table<&[u8], &[u8]>,
+    name: &[u8; 32],
+    generation: u64,
+) -> Result<(), StoreError> {
+    let (from, to) = (piece_key(name, generation, 0), piece_key(name, generation, u32::MAX));
+    table.retain_in(from.as_slice()..=to.as_slice(), |_, _| false).map_err(db_err)
+}
+
 impl BlobStore {
-    /// Stores a blob's pieces and metadata in one durable transaction, replacing any earlier
-    /// blob of that name.
-    pub fn put<'a>(
-        &self,
-        name: &[u8; 32],
-        meta: &[u8],
-        pieces: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Result<(), StoreError> {
+    /// Writes piece `i` of generation `generation` of blob `name`, not yet served: an upload in
+    /// progress, one piece at a time, so nothing holds the whole blob in memory. The commit is
+    /// not flushed on its own ([`publish`](Self::publish) makes every staged piece durable).
+    pub fn stage(&self, name: &[u8; 32], generation: u64, i: u32, bytes: &[u8]) -> Result<(), StoreError> {
+        self.db.with(|db| {
+            let mut w = db.begin_write().map_err(db_err)?;
+            w.set_durability(redb::Durability::None).map_err(db_err)?;
+            w.open_table(BLOB_PIECES)
+                .map_err(db_err)?
+                .insert(piece_key(name, generation, i).as_slice(), bytes)
+                .map_err(db_err)?;
+            w.commit().map_err(db_err)
+        })
+    }
+
+    /// Makes a staged generation the blob's, durably, in one commit: its metadata replaces the
+    /// old and the `replaced` generation's pieces go.
+    pub fn publish(&self, name: &[u8; 32], meta: &[u8], replaced: Option<u64>) -> Result<(), StoreError> {
         self.db.with(|db| {
             let w = db.begin_write().map_err(db_err)?;
             {
-                let mut table = w.open_table(BLOB_PIECES).map_err(db_err)?;
-                table
-                    .retain_in(piece_key(name, 0).as_slice()..=piece_key(name, u32::MAX).as_slice(), |_, _| false)
-                    .map_err(db_err)?;
-                for (i, p) in pieces.into_iter().enumerate() {
-                    table.insert(piece_key(name, i as u32).as_slice(), p).map_err(db_err)?;
+                if let Some(old) = replaced {
+                    remove_generation(&mut w.open_table(BLOB_PIECES).map_err(db_err)?, name, old)?;
                 }
                 w.open_table(BLOB_META).map_err(db_err)?.insert(name.as_slice(), meta).map_err(db_err)?;
             }
@@ -205,8 +225,44 @@ impl BlobStore {
         })
     }
 
-    /// Piece `i` of blob `name`, if stored.
-    pub fn piece(&self, name: &[u8; 32], i: u32) -> Result<Option<Vec<u8>>, StoreError> {
+    /// Drops a staged generation that will not be published (an upload cut short or refused).
+    pub fn discard(&self, name: &[u8; 32], generation: u64) -> Result<(), StoreError> {
+        self.db.with(|db| {
+            let mut w = db.begin_write().map_err(db_err)?;
+            w.set_durability(redb::Durability::None).map_err(db_err)?;
+            remove_generation(&mut w.open_table(BLOB_PIECES).map_err(db_err)?, name, generation)?;
+            w.commit().map_err(db_err)
+        })
+    }
+
+    /// Stores a whole blob at once (the node's own uploads): its pieces as `generation` and
+    /// its metadata, replacing the `replaced` generation, in one durable transaction.
+    pub fn put<'a>(
+        &self,
+        name: &[u8; 32],
+        generation: u64,
+        meta: &[u8],
+        replaced: Option<u64>,
+        pieces: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(), StoreError> {
+        self.db.with(|db| {
+            let w = db.begin_write().map_err(db_err)?;
+            {
+                let mut table = w.open_table(BLOB_PIECES).map_err(db_err)?;
+                if let Some(old) = replaced {
+                    remove_generation(&mut table, name, old)?;
+                }
+                for (i, p) in pieces.into_iter().enumerate() {
+                    table.insert(piece_key(name, generation, i as u32).as_slice(), p).map_err(db_err)?;
+                }
+                w.open_table(BLOB_META).map_err(db_err)?.insert(name.as_slice(), meta).map_err(db_err)?;
+            }
+            w.commit().map_err(db_err)
+        })
+    }
+
+    /// Piece `i` of generation `generation` of blob `name`, if stored.
+    pub fn piece(&self, name: &[u8; 32], generation: u64, i: u32) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.with(|db| {
             let r = db.begin_read().map_err(db_err)?;
             let table = match r.open_table(BLOB_PIECES) {
@@ -214,25 +270,46 @@ impl BlobStore {
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
                 Err(e) => return Err(db_err(e)),
             };
-            Ok(table.get(piece_key(name, i).as_slice()).map_err(db_err)?.map(|v| v.value().to_vec()))
+            Ok(table.get(piece_key(name, generation, i).as_slice()).map_err(db_err)?.map(|v| v.value().to_vec()))
         })
     }
 
-    /// Removes blobs (pieces and metadata) in one transaction.
-    pub fn delete(&self, names: &[[u8; 32]]) -> Result<(), StoreError> {
+    /// Removes blobs (the given generation's pieces and the metadata) in one transaction.
+    pub fn delete(&self, blobs: &[([u8; 32], u64)]) -> Result<(), StoreError> {
         self.db.with(|db| {
             let w = db.begin_write().map_err(db_err)?;
             {
                 let mut pieces = w.open_table(BLOB_PIECES).map_err(db_err)?;
                 let mut meta = w.open_table(BLOB_META).map_err(db_err)?;
-                for name in names {
-                    pieces
-                        .retain_in(piece_key(name, 0).as_slice()..=piece_key(name, u32::MAX).as_slice(), |_, _| false)
-                        .map_err(db_err)?;
+                for (name, generation) in blobs {
+                    remove_generation(&mut pieces, name, *generation)?;
                     meta.remove(name.as_slice()).map_err(db_err)?;
                 }
             }
             w.commit().map_err(db_err)
+        })
+    }
+
+    /// Removes every piece whose (name, generation) is not in `served`: what uploads cut short
+    /// by a crash left behind. Run at start, before any upload; returns how many pieces went.
+    pub fn sweep(&self, served: &std::collections::HashSet<([u8; 32], u64)>) -> Result<u64, StoreError> {
+        self.db.with(|db| {
+            let w = db.begin_write().map_err(db_err)?;
+            let mut removed = 0;
+            {
+                let mut table = w.open_table(BLOB_PIECES).map_err(db_err)?;
+                table
+                    .retain(|k, _| {
+                        let name: [u8; 32] = k[..32].try_into().unwrap_or([0; 32]);
+                        let generation = k.get(32..40).and_then(|g| g.try_into().ok()).map_or(0, u64::from_be_bytes);
+                        let keep = served.contains(&(name, generation));
+                        removed += u64::from(!keep);
+                        keep
+                    })
+                    .map_err(db_err)?;
+            }
+            w.commit().map_err(db_err)?;
+            Ok(removed)
         })
     }
 
@@ -291,6 +368,14 @@ impl Store {
             }
             (None, None) => return Err(StoreError::NoGenesis),
         };
+        {
+            // Blobs in the layout before generations are transient job data: dropped whole.
+            let w = db.begin_write().map_err(db_err)?;
+            if w.delete_table(OLD_BLOB_PIECES).map_err(db_err)? {
+                w.delete_table(BLOB_META).map_err(db_err)?;
+            }
+            w.commit().map_err(db_err)?;
+        }
         let r = db.begin_read().map_err(db_err)?;
         let mut stored = vec![];
         for entry in r.open_table(BLOCKS).map_err(db_err)?.iter().map_err(db_err)? {
@@ -676,30 +761,35 @@ mod tests {
     }
 
     #[test]
-    fn blobs_are_stored_piece_by_piece_replaced_whole_and_deleted() {
-        let dir = std::env::temp_dir().join(format!("ergon-store-blobs-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let g =
-            Genesis { network: "t".into(), time_ms: 1, params: ChainParams::small(48), balances: Default::default() };
-        let (store, _) = Store::open(&dir.join("db"), Some(&g)).unwrap();
+    fn blobs_are_stored_piece_by_piece_replaced_by_generation_and_deleted() {
+        let dir = scratch("blobs");
+        let (store, _) = Store::open(&dir.join("db"), Some(&genesis())).unwrap();
         let blobs = store.blob_store();
         let (a, b) = ([1u8; 32], [2u8; 32]);
-        blobs.put(&a, b"meta-a", [&b"p0"[..], b"p1", b"p2"]).unwrap();
-        blobs.put(&b, b"meta-b", [&b"q0"[..]]).unwrap();
-        assert_eq!(blobs.piece(&a, 1).unwrap().as_deref(), Some(&b"p1"[..]));
-        assert_eq!(blobs.piece(&a, 3).unwrap(), None);
-        // A replacement leaves no piece of the old blob behind.
-        blobs.put(&a, b"meta-a2", [&b"r0"[..]]).unwrap();
-        assert_eq!(blobs.piece(&a, 1).unwrap(), None);
-        assert_eq!(blobs.piece(&a, 0).unwrap().as_deref(), Some(&b"r0"[..]));
+        blobs.put(&a, 1, b"meta-a", None, [&b"p0"[..], b"p1", b"p2"]).unwrap();
+        blobs.put(&b, 2, b"meta-b", None, [&b"q0"[..]]).unwrap();
+        assert_eq!(blobs.piece(&a, 1, 1).unwrap().as_deref(), Some(&b"p1"[..]));
+        assert_eq!(blobs.piece(&a, 1, 3).unwrap(), None);
+        // A streamed replacement: staged beside the served generation, switched in one commit.
+        blobs.stage(&a, 3, 0, b"r0").unwrap();
+        assert_eq!(blobs.piece(&a, 1, 1).unwrap().as_deref(), Some(&b"p1"[..]), "still served while staged");
+        blobs.publish(&a, b"meta-a3", Some(1)).unwrap();
+        assert_eq!(blobs.piece(&a, 1, 1).unwrap(), None, "no piece of the old generation is left");
+        assert_eq!(blobs.piece(&a, 3, 0).unwrap().as_deref(), Some(&b"r0"[..]));
         let mut entries = blobs.entries().unwrap();
         entries.sort();
-        assert_eq!(entries, vec![(a, b"meta-a2".to_vec()), (b, b"meta-b".to_vec())]);
-        blobs.delete(&[a]).unwrap();
-        assert_eq!(blobs.piece(&a, 0).unwrap(), None);
+        assert_eq!(entries, vec![(a, b"meta-a3".to_vec()), (b, b"meta-b".to_vec())]);
+        // An upload cut short: discarded, or swept at the next start.
+        blobs.stage(&b, 4, 0, b"half").unwrap();
+        blobs.discard(&b, 4).unwrap();
+        assert_eq!(blobs.piece(&b, 4, 0).unwrap(), None);
+        blobs.stage(&b, 5, 0, b"crash").unwrap();
+        let served = [(a, 3), (b, 2)].into_iter().collect();
+        assert_eq!(blobs.sweep(&served).unwrap(), 1);
+        assert_eq!(blobs.piece(&b, 2, 0).unwrap().as_deref(), Some(&b"q0"[..]), "served pieces stay");
+        blobs.delete(&[(a, 3)]).unwrap();
+        assert_eq!(blobs.piece(&a, 3, 0).unwrap(), None);
         assert_eq!(blobs.entries().unwrap(), vec![(b, b"meta-b".to_vec())]);
-        assert_eq!(blobs.piece(&b, 0).unwrap().as_deref(), Some(&b"q0"[..]), "a neighbour's pieces are untouched");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
