@@ -19,7 +19,7 @@ use crate::state::{Ledger, TxRejection, Undo};
 use crate::ChainError;
 
 /// Blocks whose median time the next block must exceed.
-const MEDIAN_TIME_SPAN: usize = 11;
+pub(crate) const MEDIAN_TIME_SPAN: usize = 11;
 /// Side-branch blocks kept at any one height (siblings of an active block and of each other).
 pub const MAX_SIDE_BLOCKS_PER_HEIGHT: usize = 4;
 /// Bytes of side-branch blocks kept in all (they are dropped once below the reorg depth).
@@ -292,18 +292,30 @@ impl Chain {
     }
 
     /// Median time of the last blocks ending at `id`; a child must be strictly later.
-    fn median_time_past(&self, mut id: Hash) -> u64 {
-        let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN);
+    fn median_time_past(&self, id: Hash) -> u64 {
+        let mut times = self.times_ending_at(&id);
+        times.sort_unstable();
+        times[times.len() / 2]
+    }
+
+    /// Times of the last `MEDIAN_TIME_SPAN` blocks ending at `id` (a known block), oldest first.
+    pub(crate) fn times_ending_at(&self, id: &Hash) -> Vec<u64> {
+        let (mut times, mut id) = (Vec::with_capacity(MEDIAN_TIME_SPAN), *id);
         while times.len() < MEDIAN_TIME_SPAN {
-            let n = &self.nodes[&id];
+            let Some(n) = self.nodes.get(&id) else { break };
             times.push(n.header.time_ms);
             if n.header.height == 0 {
                 break;
             }
             id = n.header.parent;
         }
-        times.sort_unstable();
-        times[times.len() / 2]
+        times.reverse();
+        times
+    }
+
+    /// A known, valid block's header and the cumulative work behind it.
+    pub(crate) fn header_and_work(&self, id: &Hash) -> Option<(&BlockHeader, u128)> {
+        self.nodes.get(id).filter(|n| !n.invalid).map(|n| (&n.header, n.work))
     }
 
     /// Everything about a block's header that needs the block tree but not its parent's state.

@@ -12,11 +12,13 @@
 pub mod asert;
 pub mod chain;
 pub mod filler;
+pub mod headers;
 pub mod mempool;
 pub mod params;
 pub mod state;
 
 pub use chain::{mine_once, seal, BlockRejection, Chain, CheckedBlock, Imported, JobWork, Template};
+pub use headers::HeaderRun;
 pub use mempool::{Mempool, MempoolLimits, Refusal, TxStatus};
 pub use params::{ChainParams, Genesis};
 pub use state::{filler_subsidy, job_block_subsidy, Account, Ledger, TxRejection};

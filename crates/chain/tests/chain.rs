@@ -282,3 +282,61 @@ fn a_fork_from_an_old_block_stamped_late_cannot_store_cheap_blocks() {
     let refused = x.import(cheap, u64::MAX / 2).unwrap_err();
     assert!(matches!(refused, BlockRejection::SideBranchTooCheap { .. }), "{refused}");
 }
+
+/// (header, proof) pairs of blocks, as a peer sends them for headers-first sync.
+fn pairs(blocks: &[Block]) -> Vec<(ergon_types::BlockHeader, ergon_pouw::Proof)> {
+    blocks.iter().map(|b| (b.header.clone(), b.proof.clone())).collect()
+}
+
+fn headers(blocks: &[Block]) -> Vec<ergon_types::BlockHeader> {
+    blocks.iter().map(|b| b.header.clone()).collect()
+}
+
+#[test]
+fn a_branchs_work_is_judged_from_its_headers_before_any_body() {
+    use ergon_chain::headers::check_proofs;
+    let mut x = Chain::new(genesis()).unwrap();
+    let xs = extend(&mut x, 8, 3);
+    let mut y = Chain::new(genesis()).unwrap();
+    let ys = extend(&mut y, 7, 6);
+    // The rival's six headers: valid, forking at genesis, heavier than x's three blocks.
+    check_proofs(&pairs(&ys)).unwrap();
+    let run = x.judge_headers(None, &headers(&ys), u64::MAX / 2).unwrap();
+    assert_eq!((run.known, run.fork_height, run.tail.header.height, run.heavier), (0, 0, 6, true));
+    assert_eq!(run.tail.work, y.tip_work());
+    // In two runs, the second extending the first's tail: the same verdict.
+    let first = x.judge_headers(None, &headers(&ys[..2]), u64::MAX / 2).unwrap();
+    assert!(!first.heavier, "two blocks are not more work than three");
+    let second = x.judge_headers(Some(&first.tail), &headers(&ys[2..]), u64::MAX / 2).unwrap();
+    assert_eq!((second.tail.work, second.heavier), (run.tail.work, true));
+    // Seen the other way round, the same branch's headers are lighter: no bodies are worth it.
+    let lighter = y.judge_headers(None, &headers(&xs), u64::MAX / 2).unwrap();
+    assert!(!lighter.heavier);
+    // Headers the node already has are skipped; the rest must go on from them.
+    let mixed: Vec<_> = headers(&xs).into_iter().chain(headers(&ys)).collect();
+    assert!(matches!(x.judge_headers(None, &mixed, u64::MAX / 2), Err((3, BlockRejection::Malformed(_)))));
+    let shared_start: Vec<_> = headers(&ys[..1]).into_iter().chain(headers(&ys[1..])).collect();
+    let mut z = Chain::new(genesis()).unwrap();
+    z.import(ys[0].clone(), u64::MAX / 2).unwrap();
+    assert_eq!(z.judge_headers(None, &shared_start, u64::MAX / 2).unwrap().known, 1);
+    let own_then_none = x.judge_headers(None, &headers(&xs), u64::MAX / 2).unwrap();
+    assert_eq!((own_then_none.known, own_then_none.heavier), (3, false));
+
+    // A header changed after mining no longer matches its proof.
+    let mut forged = pairs(&ys);
+    forged[4].0.time_ms += 1;
+    assert_eq!(check_proofs(&forged).unwrap_err().0, 4);
+    // A run that starts above a block the node lacks.
+    assert!(matches!(
+        x.judge_headers(None, &headers(&ys[2..]), u64::MAX / 2),
+        Err((0, BlockRejection::UnknownParent(_)))
+    ));
+    // A header mined honestly at a difficulty the rule does not give it.
+    let now = y.tip_header().time_ms + T;
+    let mut template = y.template(key(7).public().address(), vec![], now);
+    template.header.difficulty += 1;
+    let odd = seal(template, 0, 1000).unwrap().expect("a winner");
+    check_proofs(&pairs(std::slice::from_ref(&odd))).unwrap();
+    let with_odd: Vec<_> = headers(&ys).into_iter().chain([odd.header.clone()]).collect();
+    assert!(matches!(x.judge_headers(None, &with_odd, u64::MAX / 2), Err((6, BlockRejection::WrongDifficulty { .. }))));
+}

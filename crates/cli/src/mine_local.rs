@@ -51,12 +51,14 @@ pub fn run(args: MineLocalArgs) -> CmdResult {
     let t = Instant::now();
     let (mut store, mut chain) =
         Store::open(&db_path, genesis.as_ref()).map_err(|e| format!("{}: {e}", db_path.display()))?;
+    let resumed = store.opened.resumed_from.map_or(String::new(), |h| format!(", resumed from the checkpoint at {h}"));
     println!(
-        "opened {}: height {} (tip {:?}), {} stored blocks re-validated in {:.2} s",
+        "opened {}: height {} (tip {:?}), {} stored blocks, {} re-validated in {:.2} s{resumed}",
         db_path.display(),
         chain.height(),
         chain.tip(),
         store.blocks(),
+        store.opened.replayed,
         t.elapsed().as_secs_f64()
     );
     let miner = args.miner.unwrap_or_default();

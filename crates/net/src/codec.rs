@@ -33,6 +33,7 @@ impl Wire for Request {
             Request::Block(id) => [&[1u8][..], id].concat(),
             Request::Tip => vec![2],
             Request::BlockAt(h) => [&[3u8][..], &h.to_le_bytes()].concat(),
+            Request::Headers { from, count } => [&[4u8][..], &from.to_le_bytes(), &count.to_le_bytes()].concat(),
         }
     }
     fn from_wire(b: &[u8]) -> Result<Self, String> {
@@ -40,6 +41,10 @@ impl Wire for Request {
             [1, id @ ..] if id.len() == 32 => Ok(Request::Block(id.try_into().expect("32 bytes"))),
             [2] => Ok(Request::Tip),
             [3, h @ ..] if h.len() == 8 => Ok(Request::BlockAt(u64::from_le_bytes(h.try_into().expect("8 bytes")))),
+            [4, rest @ ..] if rest.len() == 10 => Ok(Request::Headers {
+                from: u64::from_le_bytes(rest[..8].try_into().expect("8 bytes")),
+                count: u16::from_le_bytes(rest[8..].try_into().expect("2 bytes")),
+            }),
             _ => Err(format!("not a block request ({} bytes)", b.len())),
         }
     }
@@ -189,6 +194,8 @@ mod tests {
         assert!(matches!(round_trip(Request::Block([7; 32])).unwrap(), Request::Block(id) if id == [7; 32]));
         assert!(matches!(round_trip(Request::Tip).unwrap(), Request::Tip));
         assert!(matches!(round_trip(Request::BlockAt(1 << 40)).unwrap(), Request::BlockAt(h) if h == 1 << 40));
+        let back = round_trip(Request::Headers { from: 1 << 33, count: 256 }).unwrap();
+        assert!(matches!(back, Request::Headers { from, count: 256 } if from == 1 << 33));
         let p = round_trip(PieceRequest { name: [3; 32], piece: 9 }).unwrap();
         assert_eq!((p.name, p.piece), ([3; 32], 9));
         let piece = vec![5u8; crate::blob::CHUNK_BYTES + 16];

@@ -142,6 +142,9 @@ pub enum Request {
     /// The block at this height on the peer's active chain (a node far behind syncs forward
     /// with these, a window at a time, instead of walking parents back from the tip).
     BlockAt(u64),
+    /// Up to `count` headers with their proofs of the peer's active chain from height `from`
+    /// (an `ergon_types::block::Headers`): a branch's work, checked before its bodies are asked for.
+    Headers { from: u64, count: u16 },
 }
 
 /// Piece `piece` of the sealed blob named `name` (see [`blob`]).
@@ -218,6 +221,11 @@ pub enum Event {
         from: PeerId,
         bytes: Vec<u8>,
         gossip: MessageRef,
+    },
+    /// The answer to a [`Request::Headers`] (an encoded `ergon_types::block::Headers`).
+    Headers {
+        from: PeerId,
+        bytes: Vec<u8>,
     },
     PeerConnected(PeerId),
 }
@@ -334,6 +342,8 @@ pub fn spawn(
         let mut bans = IpBans::default();
         let mut counted: HashSet<PeerId> = HashSet::new();
         let mut fetches: HashMap<request_response::OutboundRequestId, Fetch> = HashMap::new();
+        // Requests for headers in flight, so their answers go to the node as headers.
+        let mut header_requests: HashSet<request_response::OutboundRequestId> = HashSet::new();
         let mut redial_timer = tokio::time::interval(Duration::from_secs(2));
         let mut discovery_timer = tokio::time::interval(Duration::from_secs(30));
         loop {
@@ -342,7 +352,13 @@ pub fn spawn(
                     None => break,
                     Some(Command::PublishBlock(b)) => { let _ = swarm.behaviour_mut().gossipsub.publish(blocks_topic.clone(), b); }
                     Some(Command::PublishTx(b)) => { let _ = swarm.behaviour_mut().gossipsub.publish(txs_topic.clone(), b); }
-                    Some(Command::Request { peer, request }) => { swarm.behaviour_mut().blocks.send_request(&peer, request); }
+                    Some(Command::Request { peer, request }) => {
+                        let headers = matches!(request, Request::Headers { .. });
+                        let id = swarm.behaviour_mut().blocks.send_request(&peer, request);
+                        if headers {
+                            header_requests.insert(id);
+                        }
+                    }
                     Some(Command::Verdict { message, verdict }) => {
                         let acceptance = match verdict {
                             Verdict::Accept => gossipsub::MessageAcceptance::Accept,
@@ -387,12 +403,21 @@ pub fn spawn(
                         request_response::Message::Request { request, channel, .. } => {
                             let _ = swarm.behaviour_mut().blocks.send_response(channel, Response(provider(&request)));
                         }
-                        request_response::Message::Response { response, .. } => {
+                        request_response::Message::Response { request_id, response } => {
+                            let headers = header_requests.remove(&request_id);
                             if let Some(bytes) = response.0 {
-                                let _ = ev_tx.try_send(Event::Block { from: peer, bytes, gossip: None });
+                                let ev = if headers {
+                                    Event::Headers { from: peer, bytes }
+                                } else {
+                                    Event::Block { from: peer, bytes, gossip: None }
+                                };
+                                let _ = ev_tx.try_send(ev);
                             }
                         }
                     },
+                    SwarmEvent::Behaviour(BehaviourEvent::Blocks(request_response::Event::OutboundFailure { request_id, .. })) => {
+                        header_requests.remove(&request_id);
+                    }
                     SwarmEvent::Behaviour(BehaviourEvent::Blobs(request_response::Event::Message { message, .. })) => match message {
                         request_response::Message::Request { request, channel, .. } => {
                             let answer = PieceResponse(blob_provider(&request.name, request.piece));

@@ -1,16 +1,37 @@
-//! Wiring the chain to the network: serve blocks, import what peers send, fetch missing parents.
+//! Wiring the chain to the network: serve blocks and headers, import what peers send, fetch
+//! missing parents, and catch up with a peer far ahead headers first (its branch's work is
+//! judged from headers and proofs before any body is asked for; `docs/chain.md` §6).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use ergon_chain::{BlockRejection, CheckedBlock, Imported, Refusal, TxRejection};
+use ergon_chain::headers::{check_proofs, RunTail};
+use ergon_chain::{BlockRejection, Chain, CheckedBlock, Imported, Refusal, TxRejection};
 use ergon_net::{Command, Event, NetConfig, PeerId, Request, Verdict};
-use ergon_types::{Block, Canonical, Hash, SignedTransaction};
+use ergon_types::block::{Headers, MAX_HEADERS};
+use ergon_types::{Block, BlockHeader, Canonical, Hash, SignedTransaction};
 
 use crate::{now_ms, Shared};
 
-// Every valid block fits one gossip message and one block response.
+// Every valid block fits one gossip message and one block response; a headers answer too.
 const _: () = assert!(<Block as Canonical>::MAX_BYTES <= ergon_net::MAX_MESSAGE_BYTES);
+const _: () = assert!(<Headers as Canonical>::MAX_BYTES <= ergon_net::MAX_MESSAGE_BYTES);
+
+/// The active chain's headers and proofs from height `from` (at least 1), at most `count` and
+/// as many as fit one message.
+fn headers_from(chain: &Chain, from: u64, count: u16) -> Vec<u8> {
+    let (mut run, mut bytes) = (vec![], 5);
+    for h in from.max(1)..from.max(1).saturating_add(count.min(MAX_HEADERS as u16) as u64) {
+        let Some(b) = chain.active_id(h).and_then(|id| chain.block(&id)) else { break };
+        let size = <BlockHeader as Canonical>::MAX_BYTES + 4 + b.proof.encode().len();
+        if bytes + size > <Headers as Canonical>::MAX_BYTES {
+            break;
+        }
+        bytes += size;
+        run.push((b.header.clone(), b.proof.clone()));
+    }
+    Headers(run).encode()
+}
 
 pub fn start_network(
     shared: &Arc<Shared>,
@@ -32,6 +53,7 @@ pub fn start_network(
             Request::Block(id) => Hash(*id),
             Request::Tip => node.chain.tip(),
             Request::BlockAt(h) => node.chain.active_id(*h)?,
+            Request::Headers { from, count } => return Some(headers_from(&node.chain, *from, *count)),
         };
         node.chain.block(&id).map(|b| b.encode())
     });
@@ -59,6 +81,10 @@ pub fn start_network(
                 Event::Tx { from, bytes, gossip } => {
                     let verdict = on_tx(&shared, from, &bytes);
                     shared.send(Command::Verdict { message: gossip, verdict });
+                }
+                Event::Headers { from, bytes } => {
+                    let s = shared.clone();
+                    let _ = tokio::task::spawn_blocking(move || on_headers(&s, from, &bytes)).await;
                 }
                 Event::PeerConnected(peer) => tracing::info!(%peer, "peer connected"),
             }
@@ -90,23 +116,78 @@ const CATCH_UP_WINDOW: u64 = 16;
 /// A catch-up that made no progress for this long asks again from the tip.
 const CATCH_UP_STALL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Following a peer whose chain is far ahead: forward by height, a window at a time, so a
-/// fresh node syncs any length of chain without holding it all as orphans.
+/// A block with an unknown parent this far below the tip is a branch to judge by its headers,
+/// not an orphan of a gossip race.
+const ORPHAN_BELOW_TIP: u64 = 2;
+
+/// How long a headers request may go unanswered before another is sent.
+const HEADERS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Following a peer whose chain is far ahead: first its headers, a run at a time, until its
+/// branch is shown to have more work than the tip; then its bodies, forward by height from
+/// where it forks, a window at a time, so a fresh node syncs any length of chain without
+/// holding it all as orphans, and no body of a lighter branch is ever fetched.
 #[derive(Default)]
 pub struct CatchUp {
     peer: Option<PeerId>,
     target: u64,
+    /// Lowest height whose body is fetched (above the fork).
+    floor: u64,
     next: u64,
     progress_at: Option<std::time::Instant>,
+    headers: Option<HeadersAsked>,
+}
+
+/// Headers asked of a peer and not yet answered.
+struct HeadersAsked {
+    peer: PeerId,
+    at: std::time::Instant,
+    /// The end of its branch judged so far (None: the first run, which must fork from a block
+    /// this node knows).
+    tail: Option<RunTail>,
+    from: u64,
+    /// The height of the block it announced.
+    claimed: u64,
 }
 
 impl CatchUp {
-    /// Notes that `peer` has a chain up to `height`.
-    fn aim(&mut self, peer: PeerId, height: u64) {
+    /// Notes that `peer`'s branch, forking at `fork_height`, has more work than the tip up to
+    /// `height`: its bodies are fetched from above the fork.
+    fn aim(&mut self, peer: PeerId, height: u64, fork_height: u64) {
         if height > self.target {
             self.peer = Some(peer);
             self.target = height;
+            self.floor = fork_height + 1;
+            self.next = self.next.min(self.floor);
+            self.progress_at = None;
         }
+    }
+
+    /// Whether a block of `peer`'s at `height` is one of the branch being fetched (judged by
+    /// its headers already: one that arrives before its parent waits as an orphan).
+    fn covers(&self, peer: PeerId, height: u64) -> bool {
+        self.peer == Some(peer) && (self.floor..=self.target).contains(&height)
+    }
+
+    /// Asks `peer`, which claims a block far above the tip, for headers: from a little below
+    /// the tip (a short fork is found at once; a deeper one is asked for again from lower).
+    fn ask_headers(
+        &mut self,
+        shared: &Shared,
+        peer: PeerId,
+        chain: &Chain,
+        claimed: u64,
+        next: Option<(u64, RunTail)>,
+    ) {
+        if self.headers.as_ref().is_some_and(|h| h.at.elapsed() < HEADERS_PATIENCE) {
+            return;
+        }
+        let (from, tail) = match next {
+            Some((from, tail)) => (from, Some(tail)),
+            None => (chain.height().min(claimed).saturating_sub(CATCH_UP_WINDOW).max(1), None),
+        };
+        self.headers = Some(HeadersAsked { peer, at: std::time::Instant::now(), tail, from, claimed });
+        shared.send(Command::Request { peer, request: Request::Headers { from, count: MAX_HEADERS as u16 } });
     }
 
     /// Asks for the next blocks of the window above `height`; starts again from `height` + 1 if
@@ -118,8 +199,8 @@ impl CatchUp {
             return;
         }
         let stalled = self.progress_at.is_none_or(|t| t.elapsed() > CATCH_UP_STALL);
-        if stalled || self.next <= height {
-            self.next = height + 1;
+        if stalled || self.next < self.floor.min(height + 1) {
+            self.next = self.floor.min(height + 1).max(1);
             self.progress_at = Some(std::time::Instant::now());
         }
         while self.next <= self.target.min(height + CATCH_UP_WINDOW) {
@@ -134,6 +215,63 @@ pub fn catch_up_tick(shared: &Shared) {
     let mut node = shared.lock();
     let height = node.chain.height();
     node.catch_up.request_more(shared, height);
+}
+
+/// Judges a run of headers a peer sent: a branch shown heavier than the tip has its bodies
+/// fetched; a lighter one that may go on is asked for its next headers; a lighter one that
+/// ends is left (nothing of it downloaded but headers); invalid headers get the peer banned.
+fn on_headers(shared: &Shared, from: PeerId, bytes: &[u8]) {
+    let run = match Headers::decode(bytes) {
+        Ok(Headers(run)) => run,
+        Err(_) => return shared.send(Command::Punish(from)),
+    };
+    // The proofs outside the lock: milliseconds each.
+    if let Err((i, why)) = check_proofs(&run) {
+        tracing::warn!(peer = %from, index = i, %why, "refused a peer's headers");
+        return shared.send(Command::Punish(from));
+    }
+    let full = run.len() == MAX_HEADERS;
+    let headers: Vec<BlockHeader> = run.into_iter().map(|(h, _)| h).collect();
+    let mut node = shared.lock();
+    let node = &mut *node;
+    let Some(asked) = node.catch_up.headers.take() else { return };
+    if asked.peer != from || headers.is_empty() {
+        node.catch_up.headers = Some(asked);
+        return;
+    }
+    match node.chain.judge_headers(asked.tail.as_ref(), &headers, now_ms()) {
+        Ok(run) if run.heavier => {
+            // Heavier already: every later block of the branch only adds work, so its bodies
+            // are fetched up to the height it announced (each still judged in full on import).
+            let target = run.tail.header.height.max(asked.claimed);
+            tracing::info!(peer = %from, fork = run.fork_height, height = run.tail.header.height, target,
+                "a peer's branch has more work (judged from headers): fetching its blocks");
+            node.catch_up.aim(from, target, run.fork_height);
+            let height = node.chain.height();
+            node.catch_up.request_more(shared, height);
+        }
+        Ok(run) if full => {
+            let next = Some((run.tail.header.height + 1, run.tail));
+            node.catch_up.ask_headers(shared, from, &node.chain, asked.claimed, next);
+        }
+        Ok(run) => {
+            tracing::info!(peer = %from, height = run.tail.header.height, work = %run.tail.work,
+                "a peer's branch has less work than the tip (judged from headers): not fetched");
+        }
+        Err((_, BlockRejection::UnknownParent(_))) if asked.tail.is_none() && asked.from > 1 => {
+            // It forks below where we asked: ask again from the reorganisation depth.
+            let lower = node.chain.height().saturating_sub(node.chain.params().max_reorg_depth).max(1);
+            let retry = lower.min(asked.from - 1);
+            node.catch_up.headers = Some(HeadersAsked { at: std::time::Instant::now(), from: retry, ..asked });
+            let request = Request::Headers { from: retry, count: MAX_HEADERS as u16 };
+            shared.send(Command::Request { peer: from, request });
+        }
+        Err((_, BlockRejection::TooFarInFuture { .. })) => {} // our clock may lag
+        Err((i, why)) => {
+            tracing::warn!(peer = %from, index = i, %why, "refused a peer's headers");
+            shared.send(Command::Punish(from));
+        }
+    }
 }
 
 /// Imports a block (and any orphans it unlocks); asks the sender for a missing parent, or, if it
@@ -181,9 +319,12 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8], solicited: bool) -> Ver
             Ok(Err(BlockRejection::UnknownParent(_))) => {
                 verdict.get_or_insert(Verdict::Ignore);
                 let tip = node.chain.height();
-                if height > tip + CATCH_UP_WINDOW {
-                    // Far ahead: catch up by height rather than walk parents back from here.
-                    node.catch_up.aim(from, height);
+                let judged = node.catch_up.covers(from, height);
+                if !judged && (height > tip + CATCH_UP_WINDOW || height + ORPHAN_BELOW_TIP < tip) {
+                    // Far ahead, or well below the tip: judge its branch's work from its
+                    // headers first (then catch up by height), rather than walk its parents
+                    // back one body at a time from here.
+                    node.catch_up.ask_headers(shared, from, &node.chain, height, None);
                 } else {
                     match node.orphans.insert(&node.chain, b, from, solicited) {
                         Ok(()) => shared.send(Command::Request { peer: from, request: Request::Block(parent.0) }),

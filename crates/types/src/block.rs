@@ -168,6 +168,44 @@ impl Block {
     }
 }
 
+/// Most (header, proof) pairs one [`Headers`] message carries.
+pub const MAX_HEADERS: usize = 256;
+
+/// A run of block headers, each with its proof, as a peer sends them for headers-first sync:
+/// enough to check a branch's work without its transactions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Headers(pub Vec<(BlockHeader, Proof)>);
+
+impl Headers {
+    const VERSION: u8 = 1;
+}
+
+impl Canonical for Headers {
+    /// The network's message bound: a sender stops adding pairs before it.
+    const MAX_BYTES: usize = 16 << 20;
+
+    fn write(&self, w: &mut Writer) {
+        w.u8(Self::VERSION).u32(self.0.len() as u32);
+        for (h, p) in &self.0 {
+            h.write(w);
+            w.var_bytes(&p.encode());
+        }
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, TypesError> {
+        r.version(Self::VERSION)?;
+        let n = r.count(MAX_HEADERS, BlockHeader::MAX_BYTES / 2)?;
+        let mut run = Vec::with_capacity(n);
+        for _ in 0..n {
+            let header = BlockHeader::read(r)?;
+            let proof = Proof::decode(r.var_bytes(ergon_pouw::MAX_PROOF_BYTES)?)
+                .map_err(|e| TypesError::Invalid(e.to_string()))?;
+            run.push((header, proof));
+        }
+        Ok(Headers(run))
+    }
+}
+
 /// The hash a header commits to for its proof.
 pub fn proof_hash(proof: &Proof) -> Hash {
     Hash::of("ergon v1 pouw proof", &[&proof.encode()])
