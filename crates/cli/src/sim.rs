@@ -50,6 +50,68 @@ enum SimWhat {
     /// The reward rules against each way of cheating them, through the real ledger and market:
     /// each strategy's revenue per unit of cost relative to honest filler mining.
     Economics(EconomicsArgs),
+    /// The Proof-of-AI engine against honest providers with timing noise and against cheaters:
+    /// per conduct, the share caught within an epoch of challenges and the rounds it took.
+    Poai(PoaiArgs),
+}
+
+#[derive(Args)]
+struct PoaiArgs {
+    #[arg(long, default_value_t = 4)]
+    seeds: u64,
+    /// Epochs per seed (each: every provider challenged `ROUNDS_PER_EPOCH` times).
+    #[arg(long, default_value_t = 125)]
+    epochs: u32,
+    /// Honest providers beside the cheaters in every epoch.
+    #[arg(long, default_value_t = 20)]
+    honest: u32,
+    /// Honest timing noise, in log-time.
+    #[arg(long, default_value_t = 0.2)]
+    sigma: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_poai(args: PoaiArgs) -> CmdResult {
+    if args.seeds == 0 || args.epochs == 0 || args.honest == 0 || !(0.0..=2.0).contains(&args.sigma) {
+        return Err("need --seeds, --epochs and --honest ≥ 1 and --sigma in 0..=2".into());
+    }
+    let t = Instant::now();
+    let reports: Vec<_> = (0..args.seeds)
+        .into_par_iter()
+        .map(|seed| ergon_sim::poai::run_poai(seed, args.epochs, args.honest, args.sigma))
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports).map_err(|e| e.to_string())?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r0 = &reports[0];
+    println!(
+        "{} seeds × {} epochs of {} rounds ({} parts each); σ = {} in log-time, overhead {}; α = {}, β = {}, classes {}× apart",
+        args.seeds, args.epochs, r0.rounds_per_epoch, r0.parts_per_round, r0.sigma, r0.overhead, r0.alpha, r0.beta, r0.class_ratio
+    );
+    for (i, c) in r0.conducts.iter().enumerate() {
+        let epochs: u64 = reports.iter().map(|r| r.conducts[i].provider_epochs).sum();
+        let caught: u64 = reports.iter().map(|r| r.conducts[i].caught).sum();
+        let worst = reports.iter().map(|r| r.conducts[i].max_rounds_to_catch).max().unwrap_or(0);
+        let mean =
+            reports.iter().map(|r| r.conducts[i].mean_rounds_to_catch * r.conducts[i].caught as f64).sum::<f64>()
+                / caught.max(1) as f64;
+        let slashes: u64 = reports.iter().map(|r| r.conducts[i].slashes_proposed).sum();
+        println!(
+            "  {:<36} {caught:>6} of {epochs:>6} provider-epochs caught ({:>7.3}%), mean {mean:.1} rounds, worst {worst}, slashes proposed {slashes}",
+            c.conduct,
+            100.0 * caught as f64 / epochs.max(1) as f64
+        );
+    }
+    let check = reports.iter().map(|r| r.check_cost_ratio).sum::<f64>() / reports.len() as f64;
+    println!(
+        "  checking cost {:.2}% of the challenge work here (32×32×32 products); {:.3}% at the default size for a 100 G MAC/s claim; {:.1} s",
+        check * 100.0,
+        r0.check_cost_ratio_at_default_size * 100.0,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Args)]
@@ -123,8 +185,10 @@ fn run_economics(args: EconomicsArgs) -> CmdResult {
 }
 
 pub fn run_sim(args: SimArgs) -> CmdResult {
-    if let Some(SimWhat::Economics(e)) = args.what {
-        return run_economics(e);
+    match args.what {
+        Some(SimWhat::Economics(e)) => return run_economics(e),
+        Some(SimWhat::Poai(p)) => return run_poai(p),
+        None => {}
     }
     if args.nodes < 2 || args.nodes > 50 || args.seconds == 0 || args.seconds > 100_000 {
         return Err("need --nodes in 2..=50 and --seconds in 1..=100000".into());

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 pub mod churn;
 pub mod economics;
+pub mod poai;
 
 /// Knobs of one simulated run.
 #[derive(Clone, Debug)]

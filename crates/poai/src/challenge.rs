@@ -1,0 +1,201 @@
+//! Compute challenges: int8 products sized to a provider's claimed throughput.
+//!
+//! 1. **Issue.** At height h a validator derives, for every provider P and part j, a seed
+//!    BLAKE3(chain seed ‖ P ‖ round ‖ j), the chain seed being the id of block h: fresh, bound to
+//!    P (another identity's answer is for other matrices), unknowable before block h. A (m×k)
+//!    and B (k×n) are expanded from it, full-range int8.
+//! 2. **Commit.** P computes C = A·B and answers with `result_root(C)`, the row commitment
+//!    results are posted with. The time the answer takes is what the timing statistic sees.
+//! 3. **Open.** The rows to open follow from BLAKE3(seed ‖ commitment), so they cannot be known
+//!    before the whole product is committed. P reveals them with their Merkle paths; the checker
+//!    recomputes each exactly (k·n multiply-adds) and checks its path.
+//!
+//! A provider that computed only a share f of the rows passes s openings with probability at
+//! most f^s; a replayed or relabelled answer is for other matrices and fails its first row.
+
+use ergon_kernels::{MatI32, MatI8};
+use ergon_pouw::{result_root, RevealedRow};
+use ergon_types::{Address, Hash};
+
+/// One opened row of a committed product.
+pub type Opening = RevealedRow;
+
+/// What a provider sends back for one part: the commitment and the rows it chose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub commitment: [u8; 32],
+    pub openings: Vec<Opening>,
+}
+
+/// Smallest and largest side of a challenge product (the claim sizes it in between).
+pub const MIN_SIDE: u32 = 32;
+pub const MAX_SIDE: u32 = 4096;
+
+/// One part of a compute challenge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ComputeChallenge {
+    pub seed: [u8; 32],
+    pub provider: Address,
+    pub m: u32,
+    pub k: u32,
+    pub n: u32,
+    /// Rows the answer must open.
+    pub openings: u32,
+}
+
+fn derive(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("ergon v1 poai compute challenge");
+    for p in parts {
+        h.update(p);
+    }
+    *h.finalize().as_bytes()
+}
+
+fn seed_u64(seed: &[u8; 32], which: u8) -> u64 {
+    let d = derive(&[seed, &[which]]);
+    u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
+impl ComputeChallenge {
+    /// Part `part` of round `round`'s challenge to `provider`, sized so that a machine with the
+    /// claimed int8 throughput takes `target_ns` nanoseconds on it (a cube, its side a multiple
+    /// of 16 within `MIN_SIDE..=MAX_SIDE`: an absurd claim gets the largest, and is then slow).
+    pub fn derive(
+        chain_seed: &Hash,
+        provider: &Address,
+        round: u64,
+        part: u32,
+        claimed_gmacs: u64,
+        target_ns: u64,
+        openings: u32,
+    ) -> Self {
+        // 1 G MAC/s is one multiply-add per nanosecond.
+        let macs = claimed_gmacs as f64 * target_ns as f64;
+        let side = (macs.cbrt() / 16.0).round() as u64 * 16;
+        let side = side.clamp(MIN_SIDE as u64, MAX_SIDE as u64) as u32;
+        let seed = derive(&[&chain_seed.0, &provider.0, &round.to_le_bytes(), &part.to_le_bytes()]);
+        ComputeChallenge { seed, provider: *provider, m: side, k: side, n: side, openings: openings.min(side) }
+    }
+
+    pub fn macs(&self) -> u64 {
+        self.m as u64 * self.k as u64 * self.n as u64
+    }
+
+    /// Nanoseconds a machine of `gmacs` int8 throughput needs for the product.
+    pub fn expected_ns(&self, gmacs: u64) -> f64 {
+        self.macs() as f64 / gmacs.max(1) as f64
+    }
+
+    /// A and B, expanded from the seed.
+    pub fn matrices(&self) -> (MatI8, MatI8) {
+        let (m, k, n) = (self.m as usize, self.k as usize, self.n as usize);
+        let a = ergon_kernels::rng::random_matrix(m, k, 127, seed_u64(&self.seed, b'a'));
+        let b = ergon_kernels::rng::random_matrix(k, n, 127, seed_u64(&self.seed, b'b'));
+        (a.expect("shape within bounds"), b.expect("shape within bounds"))
+    }
+
+    /// The rows an answer with `commitment` must open: distinct, chosen by the commitment.
+    pub fn rows_to_open(&self, commitment: &[u8; 32]) -> Vec<u32> {
+        let mut rng = ergon_kernels::rng::SplitMix64::new(seed_u64(&derive(&[&self.seed, commitment]), b'o'));
+        let mut rows: Vec<u32> = Vec::with_capacity(self.openings as usize);
+        while rows.len() < self.openings as usize {
+            let r = rng.below(self.m as u64) as u32;
+            if !rows.contains(&r) {
+                rows.push(r);
+            }
+        }
+        rows
+    }
+
+    /// An answer for the product `c` (what an honest provider sends: `c` = A·B).
+    pub fn answer(&self, c: &MatI32) -> Answer {
+        let commitment = result_root(c);
+        let openings = self
+            .rows_to_open(&commitment)
+            .into_iter()
+            .map(|r| RevealedRow::build(c, r as usize).expect("row within the product"))
+            .collect();
+        Answer { commitment, openings }
+    }
+
+    /// Checks an answer exactly: the rows the commitment chose, each on its path to the
+    /// commitment and equal to the row of A·B recomputed here.
+    pub fn check(&self, answer: &Answer) -> Result<(), String> {
+        let rows = self.rows_to_open(&answer.commitment);
+        let opened: Vec<u32> = answer.openings.iter().map(|o| o.index).collect();
+        if opened != rows {
+            return Err(format!("opened rows {opened:?}, but the commitment chose {rows:?}"));
+        }
+        let (a, b) = self.matrices();
+        for o in &answer.openings {
+            o.check(self.m, self.n, &answer.commitment).map_err(|e| e.to_string())?;
+            if o.row != product_row(&a, &b, o.index as usize) {
+                return Err(format!("row {} of the product is wrong", o.index));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Row `i` of A·B, exactly.
+pub fn product_row(a: &MatI8, b: &MatI8, i: usize) -> Vec<i32> {
+    let (k, n) = (a.cols(), b.cols());
+    let (ar, bs) = (&a.as_slice()[i * k..(i + 1) * k], b.as_slice());
+    let mut row = vec![0i32; n];
+    for (t, &x) in ar.iter().enumerate() {
+        let x = x as i32;
+        for (acc, &y) in row.iter_mut().zip(&bs[t * n..(t + 1) * n]) {
+            *acc += x * y as i32;
+        }
+    }
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenge(gmacs: u64) -> ComputeChallenge {
+        ComputeChallenge::derive(&Hash([7; 32]), &Address([1; 20]), 3, 0, gmacs, 1000, 8)
+    }
+
+    #[test]
+    fn an_honest_answer_passes_and_every_shortcut_fails() {
+        let c = challenge(1);
+        assert_eq!((c.m, c.openings), (MIN_SIDE, 8));
+        let (a, b) = c.matrices();
+        let product = ergon_kernels::reference::matmul_naive(&a, &b).unwrap();
+        let honest = c.answer(&product);
+        assert_eq!(c.check(&honest), Ok(()));
+        // One wrong entry in a row the commitment then opens.
+        let mut wrong = product.clone();
+        let row = c.rows_to_open(&honest.commitment)[0] as usize;
+        wrong.as_mut_slice()[row * c.n as usize] ^= 1;
+        let mut forged = honest.clone();
+        forged.openings[0] = RevealedRow::build(&wrong, row).unwrap();
+        assert!(c.check(&forged).unwrap_err().contains("does not open"), "the path no longer fits");
+        // A consistent answer for a wrong product: its own openings, but the rows are wrong.
+        let mut all_wrong = product.clone();
+        all_wrong.as_mut_slice().iter_mut().for_each(|v| *v = v.wrapping_add(1));
+        assert!(c.check(&c.answer(&all_wrong)).unwrap_err().contains("is wrong"));
+        // Rows other than those the commitment chose.
+        let mut picked = honest.clone();
+        picked.openings[0] = RevealedRow::build(&product, (row + 1) % c.m as usize).unwrap();
+        assert!(c.check(&picked).unwrap_err().contains("chose"));
+        // Another provider's (or round's) challenge has other matrices: a replayed answer fails.
+        let other = ComputeChallenge::derive(&Hash([7; 32]), &Address([2; 20]), 3, 0, 1, 1, 8);
+        assert_ne!(other.seed, c.seed);
+        assert!(other.check(&honest).is_err());
+    }
+
+    #[test]
+    fn challenges_are_sized_to_the_claim_and_bounded() {
+        // 100 G MAC/s for 200 ms: 2·10^10 multiply-adds, a cube of side ≈ 2,714 → 2,720.
+        let c = ComputeChallenge::derive(&Hash([1; 32]), &Address([1; 20]), 0, 0, 100, 200_000_000, 8);
+        assert_eq!(c.m, 2720);
+        assert!((c.expected_ns(100) - 201_236_480.0).abs() < 1.0, "{}", c.expected_ns(100));
+        let absurd = ComputeChallenge::derive(&Hash([1; 32]), &Address([1; 20]), 0, 0, u64::MAX, 200_000_000, 8);
+        assert_eq!(absurd.m, MAX_SIDE);
+        assert!(absurd.expected_ns(u64::MAX) < 1e-6, "such a claim expects the largest product in no time");
+    }
+}

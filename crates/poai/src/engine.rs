@@ -1,0 +1,368 @@
+//! The challenge engine of one validator: every provider challenged in the same round, answers
+//! checked exactly and timed, a sequential test per provider, and judgments with reasons.
+//!
+//! Time is given (nanoseconds, as the validator received each answer); the engine holds no
+//! clock. A round has `parts` products, answered one after another; each part's time is the gap
+//! since the previous answer (or the issue), and is one observation for the provider's test:
+//! x = ln(time / time claimed) less its class's common overhead (the median x of the providers
+//! in its class, at most `max_class_offset`: what network and hashing add for everyone, while a
+//! class full of over-claimers gains at most that much).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use ergon_types::{Address, Hash};
+
+use crate::challenge::{Answer, ComputeChallenge};
+use crate::sprt::{Sprt, SprtDecision};
+
+/// The engine's rules.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoaiParams {
+    /// Chance of demoting an honest claim, and of confirming the next lower class.
+    pub alpha: f64,
+    pub beta: f64,
+    /// Ratio between adjacent throughput classes: the class below a claim c is c / ratio.
+    pub class_ratio: f64,
+    /// Timing noise of an honest machine, in log-time.
+    pub sigma: f64,
+    /// Nanoseconds each part should take at the claimed throughput.
+    pub target_ns: u64,
+    pub parts: u32,
+    /// Rows each answer opens.
+    pub openings: u32,
+    /// A round not answered within this many times its claimed time, plus the grace, is missed.
+    pub deadline_factor: f64,
+    pub deadline_grace_ns: u64,
+    /// Missed rounds in a row after which this validator proposes a slash.
+    pub max_missed: u32,
+    pub max_class_offset: f64,
+}
+
+impl Default for PoaiParams {
+    fn default() -> Self {
+        PoaiParams {
+            alpha: 1e-6,
+            beta: 1e-3,
+            class_ratio: 1.25,
+            sigma: 0.2,
+            target_ns: 100_000_000,
+            parts: 10,
+            openings: 8,
+            deadline_factor: 4.0,
+            deadline_grace_ns: 2_000_000_000,
+            max_missed: 3,
+            max_class_offset: 0.1,
+        }
+    }
+}
+
+/// What the engine concluded about a provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The throughput class under test is confirmed.
+    Confirm { gmacs: u64 },
+    /// Slower than the class under test: tested next at the class below.
+    Demote { from: u64, to: u64 },
+    /// A round went unanswered: its leases should go to someone who answers.
+    Missed,
+    /// A correctness failure (a wrong product, a bad opening) or too many missed rounds: this
+    /// validator proposes a slash, which takes a second validator's agreement (`docs/poai.md`).
+    ProposeSlash,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Judgment {
+    pub provider: Address,
+    pub round: u64,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+/// What the engine knows of one provider (for the API and `provider status`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderView {
+    pub claimed_gmacs: u64,
+    /// The class under test (the claim, or lower after demotions).
+    pub class_gmacs: u64,
+    /// The last class confirmed, if any.
+    pub verified_gmacs: Option<u64>,
+    pub rounds: u64,
+    pub faults: u64,
+    pub missed_in_a_row: u32,
+    pub llr: f64,
+}
+
+struct Round {
+    round: u64,
+    parts: Vec<ComputeChallenge>,
+    issued_ns: u64,
+    last_ns: u64,
+    next: u32,
+}
+
+struct ProviderState {
+    view: ProviderView,
+    sprt: Sprt,
+    open: Option<Round>,
+}
+
+/// Raw observations kept per class for its common overhead.
+const CLASS_WINDOW: usize = 256;
+
+pub struct Engine {
+    params: PoaiParams,
+    providers: BTreeMap<Address, ProviderState>,
+    class_x: BTreeMap<i64, VecDeque<f64>>,
+    round: u64,
+}
+
+impl Engine {
+    pub fn new(params: PoaiParams) -> Self {
+        Engine { params, providers: BTreeMap::new(), class_x: BTreeMap::new(), round: 0 }
+    }
+
+    pub fn params(&self) -> &PoaiParams {
+        &self.params
+    }
+
+    /// Starts (or restarts, on a new claim) checking `provider`'s claimed int8 throughput.
+    pub fn register(&mut self, provider: Address, claimed_gmacs: u64) {
+        if self.providers.get(&provider).is_some_and(|p| p.view.claimed_gmacs == claimed_gmacs) {
+            return;
+        }
+        let p = &self.params;
+        let view = ProviderView {
+            claimed_gmacs,
+            class_gmacs: claimed_gmacs.max(1),
+            verified_gmacs: None,
+            rounds: 0,
+            faults: 0,
+            missed_in_a_row: 0,
+            llr: 0.0,
+        };
+        let sprt = Sprt::new(p.alpha, p.beta, p.class_ratio, p.sigma);
+        self.providers.insert(provider, ProviderState { view, sprt, open: None });
+    }
+
+    pub fn remove(&mut self, provider: &Address) {
+        self.providers.remove(provider);
+    }
+
+    /// Whether `provider` has a round still to answer.
+    pub fn has_open_round(&self, provider: &Address) -> bool {
+        self.providers.get(provider).is_some_and(|p| p.open.is_some())
+    }
+
+    pub fn view(&self, provider: &Address) -> Option<&ProviderView> {
+        self.providers.get(provider).map(|p| &p.view)
+    }
+
+    /// A new round for every provider at once (so one machine shown under several identities
+    /// must answer all of them in the same time), seeded by `chain_seed` (the id of the block
+    /// that starts it). Returns the parts to send to each provider. A provider still answering
+    /// the previous round is judged by [`tick`](Self::tick), not here.
+    pub fn issue(&mut self, chain_seed: &Hash, now_ns: u64) -> Vec<(Address, Vec<ComputeChallenge>)> {
+        self.round += 1;
+        let (round, p) = (self.round, &self.params);
+        let mut out = vec![];
+        for (addr, state) in self.providers.iter_mut().filter(|(_, s)| s.open.is_none()) {
+            let parts: Vec<_> = (0..p.parts)
+                .map(|j| {
+                    ComputeChallenge::derive(
+                        chain_seed,
+                        addr,
+                        round,
+                        j,
+                        state.view.class_gmacs,
+                        p.target_ns,
+                        p.openings,
+                    )
+                })
+                .collect();
+            state.open = Some(Round { round, parts: parts.clone(), issued_ns: now_ns, last_ns: now_ns, next: 0 });
+            state.view.rounds += 1;
+            out.push((*addr, parts));
+        }
+        out
+    }
+
+    fn class_of(&self, gmacs: u64) -> i64 {
+        ((gmacs.max(1) as f64).ln() / self.params.class_ratio.ln()).floor() as i64
+    }
+
+    /// The common overhead of a class: the median of its recent observations, within
+    /// 0..=`max_class_offset`.
+    fn class_offset(&self, class: i64) -> f64 {
+        let Some(xs) = self.class_x.get(&class).filter(|xs| xs.len() >= 8) else { return 0.0 };
+        let mut v: Vec<f64> = xs.iter().copied().collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2].clamp(0.0, self.params.max_class_offset)
+    }
+
+    /// An answer to part `part` of `provider`'s open round, received at `at_ns`. Checked
+    /// exactly, then timed. Err: nothing was asked of it (ignored).
+    pub fn answer(
+        &mut self,
+        provider: &Address,
+        part: u32,
+        answer: &Answer,
+        at_ns: u64,
+    ) -> Result<Vec<Judgment>, String> {
+        let state = self.providers.get_mut(provider).ok_or("not a provider under test")?;
+        let round = state.open.as_mut().ok_or("no round is open for this provider")?;
+        if part != round.next {
+            return Err(format!("part {part} answered, part {} expected", round.next));
+        }
+        let challenge = round.parts[part as usize].clone();
+        let (round_no, elapsed) = (round.round, at_ns.saturating_sub(round.last_ns));
+        round.last_ns = at_ns;
+        round.next += 1;
+        let last = round.next as usize == round.parts.len();
+        let judge = |verdict, reason| Judgment { provider: *provider, round: round_no, verdict, reason };
+        if let Err(why) = challenge.check(answer) {
+            state.view.faults += 1;
+            state.open = None;
+            let reason = format!("round {round_no} part {part}: {why}");
+            return Ok(vec![judge(Verdict::ProposeSlash, reason)]);
+        }
+        if last {
+            state.open = None;
+            state.view.missed_in_a_row = 0;
+        }
+        let class_gmacs = state.view.class_gmacs;
+        let raw = (elapsed.max(1) as f64 / challenge.expected_ns(class_gmacs)).ln();
+        let class = self.class_of(class_gmacs);
+        let x = raw - self.class_offset(class);
+        let xs = self.class_x.entry(class).or_default();
+        if xs.len() == CLASS_WINDOW {
+            xs.pop_front();
+        }
+        xs.push_back(raw);
+        let ratio = self.params.class_ratio;
+        let state = self.providers.get_mut(provider).expect("present above");
+        let decision = state.sprt.observe(x);
+        state.view.llr = state.sprt.llr();
+        Ok(match decision {
+            SprtDecision::Continue => vec![],
+            SprtDecision::AcceptClaim => {
+                state.view.verified_gmacs = Some(class_gmacs);
+                vec![judge(
+                    Verdict::Confirm { gmacs: class_gmacs },
+                    format!("answers at {class_gmacs} G MAC/s as claimed (sequential test passed)"),
+                )]
+            }
+            SprtDecision::RejectClaim => {
+                let to = ((class_gmacs as f64 / ratio).floor() as u64).max(1);
+                state.view.class_gmacs = to;
+                state.view.verified_gmacs = None;
+                let reason = format!(
+                    "answers slower than {class_gmacs} G MAC/s (last part {:.2}× the time that claims); tested at {to} from now on",
+                    raw.exp()
+                );
+                vec![judge(Verdict::Demote { from: class_gmacs, to }, reason)]
+            }
+        })
+    }
+
+    /// Judges the rounds whose deadline has passed at `now_ns`.
+    pub fn tick(&mut self, now_ns: u64) -> Vec<Judgment> {
+        let p = &self.params;
+        let mut out = vec![];
+        for (addr, state) in &mut self.providers {
+            let Some(round) = &state.open else { continue };
+            let claimed: f64 = round.parts.iter().map(|c| c.expected_ns(state.view.class_gmacs)).sum();
+            let deadline = round.issued_ns + (claimed * p.deadline_factor) as u64 + p.deadline_grace_ns;
+            if now_ns <= deadline {
+                continue;
+            }
+            let (r, answered) = (round.round, round.next);
+            state.open = None;
+            state.view.missed_in_a_row += 1;
+            let missed = state.view.missed_in_a_row;
+            let reason = format!(
+                "round {r}: {answered} of {} parts answered by the deadline ({missed} missed in a row)",
+                p.parts
+            );
+            out.push(Judgment { provider: *addr, round: r, verdict: Verdict::Missed, reason: reason.clone() });
+            if missed >= p.max_missed {
+                state.view.faults += 1;
+                out.push(Judgment { provider: *addr, round: r, verdict: Verdict::ProposeSlash, reason });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn honest_answer(c: &ComputeChallenge) -> Answer {
+        let (a, b) = c.matrices();
+        c.answer(&ergon_kernels::reference::matmul_naive(&a, &b).unwrap())
+    }
+
+    /// Runs rounds in which `provider` answers each part `slowdown` times slower than `speed`
+    /// G MAC/s would; returns the judgments.
+    fn rounds(engine: &mut Engine, provider: Address, speed: f64, slowdown: f64, n: u32) -> Vec<Judgment> {
+        let mut out = vec![];
+        let mut now = 0u64;
+        for r in 0..n {
+            let issued = engine.issue(&Hash([r as u8; 32]), now);
+            for (_, parts) in issued {
+                for (j, c) in parts.iter().enumerate() {
+                    now += (c.macs() as f64 / speed * slowdown) as u64;
+                    out.extend(engine.answer(&provider, j as u32, &honest_answer(c), now).unwrap());
+                }
+            }
+            now += 1_000_000_000;
+            out.extend(engine.tick(now));
+        }
+        out
+    }
+
+    fn small() -> PoaiParams {
+        PoaiParams { target_ns: 1000, ..PoaiParams::default() }
+    }
+
+    #[test]
+    fn an_honest_provider_is_confirmed_and_an_over_claim_demoted_until_it_fits() {
+        let p = Address([1; 20]);
+        let mut engine = Engine::new(small());
+        engine.register(p, 1);
+        let honest = rounds(&mut engine, p, 1.0, 1.0, 3);
+        assert!(matches!(honest.first().map(|j| &j.verdict), Some(Verdict::Confirm { gmacs: 1 })), "{honest:?}");
+        // Claims 200 G MAC/s, answers at 100: demoted 200 → 160 → 128 → 102, then confirmed.
+        let mut engine = Engine::new(small());
+        engine.register(p, 200);
+        let judged = rounds(&mut engine, p, 100.0, 1.0, 20);
+        let demotions: Vec<_> =
+            judged.iter().filter_map(|j| matches!(j.verdict, Verdict::Demote { .. }).then_some(&j.verdict)).collect();
+        assert_eq!(demotions.first(), Some(&&Verdict::Demote { from: 200, to: 160 }), "{judged:?}");
+        // Within one class (25%) of the truth, and confirmed there.
+        let view = engine.view(&p).unwrap();
+        assert!((80..=125).contains(&view.class_gmacs), "{view:?}");
+        assert_eq!(view.verified_gmacs, Some(view.class_gmacs), "{view:?}");
+        assert!(judged.iter().any(|j| j.reason.contains("slower than")));
+    }
+
+    #[test]
+    fn a_wrong_product_proposes_a_slash_and_silence_is_missed_then_slashed() {
+        let p = Address([1; 20]);
+        let mut engine = Engine::new(small());
+        engine.register(p, 1);
+        let parts = engine.issue(&Hash([9; 32]), 0).remove(0).1;
+        let mut wrong = honest_answer(&parts[0]);
+        wrong.commitment[0] ^= 1;
+        let judged = engine.answer(&p, 0, &wrong, 10).unwrap();
+        assert_eq!(judged[0].verdict, Verdict::ProposeSlash);
+        assert!(engine.answer(&p, 1, &honest_answer(&parts[1]), 20).is_err(), "the round is closed");
+        // Three rounds unanswered: missed each time, a slash proposed at the third.
+        let mut verdicts = vec![];
+        for r in 0..3u64 {
+            engine.issue(&Hash([r as u8; 32]), r * 100_000_000_000);
+            verdicts.extend(engine.tick(r * 100_000_000_000 + 50_000_000_000).into_iter().map(|j| j.verdict));
+        }
+        assert_eq!(verdicts, vec![Verdict::Missed, Verdict::Missed, Verdict::Missed, Verdict::ProposeSlash]);
+    }
+}
