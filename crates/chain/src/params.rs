@@ -75,6 +75,9 @@ pub struct ChainParams {
     /// Blocks after which a finished job leaves the market's state (see `MarketParams`).
     #[serde(default = "defaults::archive_after_blocks")]
     pub archive_after_blocks: u64,
+    /// Least stake an account must hold for its judgments of providers to count.
+    #[serde(default = "defaults::min_validator_stake")]
+    pub min_validator_stake: u64,
 }
 
 /// Market parameters a genesis file may leave out (files written before the market existed).
@@ -86,6 +89,9 @@ mod defaults {
     }
     pub fn archive_after_blocks() -> u64 {
         MarketParams::devnet().archive_after_blocks
+    }
+    pub fn min_validator_stake() -> u64 {
+        10_000_000
     }
     pub fn min_provider_stake() -> u64 {
         MarketParams::devnet().min_provider_stake
@@ -153,6 +159,7 @@ impl ChainParams {
             reveal_blocks: defaults::reveal_blocks(),
             max_reorg_depth: defaults::max_reorg_depth(),
             archive_after_blocks: defaults::archive_after_blocks(),
+            min_validator_stake: defaults::min_validator_stake(),
         }
     }
 

@@ -49,6 +49,11 @@ pub enum TxRejection {
     },
     ZeroAmount,
     Overflow,
+    /// A judgment from an account without a validator's stake.
+    NotAValidator {
+        stake: u64,
+        min: u64,
+    },
     /// The compute market refused it (offer, job, cancellation or result).
     Market(MarketRejection),
 }
@@ -69,6 +74,9 @@ impl fmt::Display for TxRejection {
             }
             TxRejection::ZeroAmount => write!(f, "amount must be positive"),
             TxRejection::Overflow => write!(f, "amount overflows the recipient's balance"),
+            TxRejection::NotAValidator { stake, min } => {
+                write!(f, "judgments count only from validators staking at least {min}; the sender stakes {stake}")
+            }
             TxRejection::Market(why) => write!(f, "{why}"),
         }
     }
@@ -237,6 +245,9 @@ impl Ledger {
                 return Err(TxRejection::InsufficientStake { requested: amount, staked: sender.stake });
             }
         }
+        if matches!(t.kind, TxKind::Judge { .. }) && sender.stake < params.min_validator_stake {
+            return Err(TxRejection::NotAValidator { stake: sender.stake, min: params.min_validator_stake });
+        }
         if let TxKind::Transfer { to, amount } = t.kind {
             if to != from && self.account(&to).balance.checked_add(amount).is_none() {
                 return Err(TxRejection::Overflow);
@@ -265,6 +276,9 @@ impl Ledger {
             }
             TxKind::RevealRows { job, shard, replica, rows } => {
                 self.market.reveal_rows(from, (*job, *shard, *replica), rows, height).map(|()| vec![])
+            }
+            TxKind::Judge { provider, gmacs } => {
+                self.market.judge(from, sender.stake, *provider, *gmacs, height).map(|()| vec![])
             }
             _ => Ok(vec![]),
         }

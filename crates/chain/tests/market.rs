@@ -294,7 +294,6 @@ fn a_self_dealt_job_block_pays_less_than_its_job_burned() {
     let work = WorkCommitment::compute(&zeros, &zeros).unwrap();
     let mut spec = matmul_spec(vec![work], 48 * 48 * 48, 5);
     spec.max_price_per_gmac = 1;
-    spec.requirements.min_int8_gmacs = u64::MAX;
     let submit = tx(id, P1, 1, TxKind::SubmitJob { spec });
     let job = ergon_types::job::job_id(&submit.id());
     step(&mut chain, MINER, vec![submit], None);
@@ -403,4 +402,67 @@ fn shards_beyond_the_dispute_limits_are_refused_at_submission() {
     let mut m = chain.ledger().market.clone();
     let err = m.submit(key(CLIENT).public().address(), Hash::ZERO, spec, 1, &chain.params().market()).unwrap_err();
     assert!(err.to_string().contains("could not be proven on chain"), "{err}");
+}
+
+/// Issue 11: matching used the offer's claim, so an offer of `int8_gmacs = u64::MAX` passed every
+/// throughput requirement (and, asking less, won the lease). Now only what staked validators
+/// judged counts: an unjudged claim counts as 0, a judgment never lifts a provider above its
+/// claim, and only staked validators may judge.
+#[test]
+fn matching_uses_the_throughput_validators_verified_never_the_claim() {
+    const VALIDATOR: u8 = 7;
+    let mut g = genesis();
+    g.balances.insert(key(VALIDATOR).public().address().to_string(), 100_000_000);
+    g.params.min_validator_stake = 10_000_000;
+    let mut chain = Chain::new(g).unwrap();
+    let id = chain.chain_id();
+    let addr = |k: u8| key(k).public().address();
+    let mut liar = offer(100_000_000);
+    liar.profile.int8_gmacs = u64::MAX;
+    let mut honest = offer(200_000_000);
+    honest.profile.int8_gmacs = 100;
+    step(
+        &mut chain,
+        MINER,
+        vec![
+            tx(id, P1, 0, TxKind::RegisterProvider { offer: liar, stake: STAKE }),
+            tx(id, P2, 0, TxKind::RegisterProvider { offer: honest, stake: STAKE }),
+            tx(id, VALIDATOR, 0, TxKind::Stake { amount: 10_000_000 }),
+        ],
+        None,
+    );
+    // Only a staked validator judges.
+    let unstaked = tx(id, CLIENT, 0, TxKind::Judge { provider: addr(P2), gmacs: 100 });
+    let now = chain.tip_header().time_ms + T;
+    let refused = chain.template(addr(MINER), vec![unstaked], now).refused;
+    assert!(matches!(refused[0].1, TxRejection::NotAValidator { stake: 0, min: 10_000_000 }), "{:?}", refused[0].1);
+    let judgments = vec![
+        tx(id, VALIDATOR, 1, TxKind::Judge { provider: addr(P2), gmacs: 100 }),
+        tx(id, VALIDATOR, 2, TxKind::Judge { provider: addr(P1), gmacs: 10 }),
+    ];
+    step(&mut chain, MINER, judgments, None);
+    let market = &chain.ledger().market;
+    assert_eq!(market.provider(&addr(P2)).unwrap().verified_gmacs(), 100);
+    assert_eq!(market.provider(&addr(P1)).unwrap().verified_gmacs(), 10, "what the validator saw, not the claim");
+    // A job that needs 50 G MAC/s: the cheaper liar does not get it.
+    let (a, b) = (matrix(48, 48, 1), matrix(48, 48, 2));
+    let mut spec = matmul_spec(vec![WorkCommitment::compute(&a, &b).unwrap()], 48 * 48 * 48, 3);
+    spec.requirements.min_int8_gmacs = 50;
+    let submits =
+        [tx(id, CLIENT, 0, TxKind::SubmitJob { spec: spec.clone() }), tx(id, CLIENT, 1, TxKind::SubmitJob { spec })];
+    let jobs: Vec<_> = submits.iter().map(|t| ergon_types::job::job_id(&t.id())).collect();
+    step(&mut chain, MINER, submits.to_vec(), None);
+    // One is leased to the honest provider; the other waits (P2's one slot is taken, and the
+    // cheaper P1 is not verified fast enough).
+    let market = &chain.ledger().market;
+    let states: Vec<_> = jobs.iter().map(|j| market.job(j).unwrap().task(0, 0).state.clone()).collect();
+    let to_p2 =
+        states.iter().filter(|s| matches!(s, TaskState::Leased { provider, .. } if *provider == addr(P2))).count();
+    let queued = states.iter().filter(|s| matches!(s, TaskState::Queued)).count();
+    assert_eq!((to_p2, queued), (1, 1), "{states:?}");
+    let params = chain.params().market();
+    let outlook = market.provider_outlook(&addr(P1), &params);
+    assert!(outlook.contains("than validators have verified"), "{outlook}");
+    let decisions = market.decisions(&ergon_market::Subject::Provider(addr(P1)));
+    assert!(decisions.iter().any(|d| d.text.contains("verified int8 throughput 0 → 10")), "{decisions:?}");
 }

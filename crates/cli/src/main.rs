@@ -8,6 +8,7 @@ mod bench_mempool;
 mod bench_network;
 mod bench_restart;
 mod bench_useful;
+mod challenge_cmds;
 mod client;
 mod demo;
 mod devnet;
@@ -84,6 +85,11 @@ enum Command {
     MineLocal(mine_local::MineLocalArgs),
     /// Run the deterministic network simulator over many seeds and check its invariants.
     Sim(sim::SimArgs),
+    /// Proof of AI: the challenges a validator sends, run on this machine.
+    Challenge {
+        #[command(subcommand)]
+        cmd: challenge_cmds::ChallengeCommand,
+    },
     /// Benchmarks that print side-by-side measurements from one run.
     Bench {
         #[command(subcommand)]
@@ -111,6 +117,7 @@ fn main() -> ExitCode {
         Command::Train(args) => ml_cmds::train(args),
         Command::Infer(args) => ml_cmds::infer(args),
         Command::Bench { which } => bench::run(which),
+        Command::Challenge { cmd } => challenge_cmds::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -250,6 +250,12 @@ pub fn provider(cmd: ProviderCommand) -> CmdResult {
                     v["earned"],
                     v["slashed"]
                 );
+                println!(
+                    "  int8 throughput: claimed {} G MAC/s, verified {} by {} validator(s) (matching uses the verified figure)",
+                    v["profile"]["int8_gmacs"],
+                    v["verified_gmacs"],
+                    v["judgments"].as_array().map_or(0, |j| j.len())
+                );
             }
             print_decisions(&v);
             Ok(ExitCode::SUCCESS)

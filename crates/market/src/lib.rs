@@ -28,6 +28,7 @@ mod rules;
 mod settlement;
 mod snapshot;
 pub mod state;
+pub mod verification;
 
 pub use model::{short, Challenge, Job, JobStatus, Provider, ProviderStatus, Task, TaskKey, TaskState};
 pub use reasons::{Decision, Subject};
@@ -155,6 +156,8 @@ pub enum MarketRejection {
     MinedOnLease,
     /// An availability challenge or its answer that cannot apply.
     BadChallenge(String),
+    /// A validator's judgment of a provider that cannot apply.
+    BadJudgment(String),
 }
 
 impl fmt::Display for MarketRejection {
@@ -179,6 +182,7 @@ impl fmt::Display for MarketRejection {
             Self::BudgetOverflow => write!(f, "the job's maximum cost overflows"),
             Self::DisputeFailed(why) => write!(f, "dispute refused: {why}"),
             Self::BadChallenge(why) => write!(f, "challenge refused: {why}"),
+            Self::BadJudgment(why) => write!(f, "judgment refused: {why}"),
             Self::MinedOnLease => {
                 write!(f, "blocks were mined on this lease, so its inputs arrived: post the result instead")
             }

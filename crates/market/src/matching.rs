@@ -16,7 +16,7 @@ use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use std::fmt;
 
-use ergon_types::{Address, HardwareProfile, Hash};
+use ergon_types::{Address, Hash};
 
 use crate::model::{Job, Provider, ProviderStatus, TaskKey, TaskState};
 use crate::state::Market;
@@ -102,7 +102,7 @@ impl fmt::Display for Waiting {
         for (n, what) in [
             (self.too_expensive, "ask more than the maximum price"),
             (self.too_little_memory, "have too little memory"),
-            (self.too_slow, "are slower than required"),
+            (self.too_slow, "are slower than required (as validators verified them)"),
             (self.no_gpu, "have no GPU"),
             (self.bond_too_small, "have too little free bond for the lease's collateral"),
             (self.excluded, "failed this task before or hold another replica of it"),
@@ -149,13 +149,14 @@ impl Need {
 
     /// The one hardware-fit rule, shared by matching and by a provider's outlook: a GPU if asked
     /// for (then GPU memory counts, else main memory), enough memory, enough int8 throughput.
-    fn misfit(&self, hw: &HardwareProfile) -> Option<Misfit> {
+    fn misfit(&self, p: &Provider) -> Option<Misfit> {
+        let hw = &p.offer.profile;
         let memory = if self.gpu { hw.gpu_memory_mib } else { hw.memory_mib };
         if self.gpu && hw.gpu_model.is_empty() {
             Some(Misfit::NoGpu)
         } else if memory < self.memory_mib {
             Some(Misfit::Memory)
-        } else if hw.int8_gmacs < self.gmacs {
+        } else if p.verified_gmacs() < self.gmacs {
             Some(Misfit::Slow)
         } else {
             None
@@ -201,7 +202,7 @@ impl Market {
                 }
                 scanned += 1;
                 let p = &self.providers[&fk.3];
-                match need.misfit(&p.offer.profile) {
+                match need.misfit(p) {
                     Some(Misfit::NoGpu) => w.no_gpu += 1,
                     Some(Misfit::Memory) => w.too_little_memory += 1,
                     Some(Misfit::Slow) => w.too_slow += 1,
@@ -280,7 +281,7 @@ impl Market {
                 continue;
             }
             let need = Need::of(job, shard, max_price);
-            match need.misfit(&p.offer.profile) {
+            match need.misfit(p) {
                 Some(Misfit::NoGpu) => gpu += 1,
                 Some(Misfit::Memory) => memory += 1,
                 Some(Misfit::Slow) => slow += 1,
@@ -302,7 +303,7 @@ impl Market {
         for (n, what) in [
             (gpu, "need a GPU"),
             (memory, "need more memory"),
-            (slow, "need more int8 throughput"),
+            (slow, "need more int8 throughput than validators have verified for this provider"),
             (bond, "need more free bond as collateral than this provider has: stake more"),
             (excluded, "were failed by this provider before"),
         ] {

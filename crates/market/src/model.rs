@@ -1,7 +1,7 @@
 //! What the market is made of: providers, jobs and their tasks (one per shard and replica),
 //! with the few facts derived from them. Transitions live in `state` and `settlement`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ergon_pouw::WorkCommitment;
 use ergon_types::{Address, Hash, JobKind, JobSpec, Offer};
@@ -48,6 +48,9 @@ pub struct Provider {
     pub locked: u64,
     /// Leases given back because their inputs never arrived (no strike).
     pub released: u64,
+    /// The int8 throughput staked validators' challenge engines judged, by validator: (its
+    /// stake when it judged, G MAC/s). At most `MAX_JUDGES` kept (the largest stakes).
+    pub judged: BTreeMap<Address, (u64, u64)>,
 }
 
 impl Provider {
@@ -60,6 +63,25 @@ impl Provider {
     /// Bond not at risk in open leases or unsettled results.
     pub fn free_bond(&self) -> u64 {
         self.bond.saturating_sub(self.locked)
+    }
+
+    /// The throughput matching relies on: the stake-weighted median of the validators'
+    /// judgments, never more than the claim; 0 until a validator has judged it. A claim alone
+    /// buys nothing (issue 11: an offer of `int8_gmacs = u64::MAX` won every lease it asked
+    /// for).
+    pub fn verified_gmacs(&self) -> u64 {
+        let mut votes: Vec<(u64, u64)> = self.judged.values().map(|&(stake, gmacs)| (gmacs, stake)).collect();
+        votes.sort_unstable();
+        let total: u128 = votes.iter().map(|&(_, s)| s as u128).sum();
+        let mut seen = 0u128;
+        for (gmacs, stake) in votes {
+            seen += stake as u128;
+            // The lower median: the first class with at least half the stake at or below it.
+            if 2 * seen >= total {
+                return gmacs.min(self.offer.profile.int8_gmacs);
+            }
+        }
+        0
     }
 
     pub fn has_free_slot(&self) -> bool {

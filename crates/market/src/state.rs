@@ -120,6 +120,7 @@ impl Market {
             slashed: 0,
             locked: 0,
             released: 0,
+            judged: BTreeMap::new(),
         });
         let returning = p.status != ProviderStatus::Active;
         p.offer = offer;

@@ -133,6 +133,7 @@ fn tx_json(t: &SignedTransaction) -> Value {
             json!({ "job": job.to_hex(), "shard": shard, "replica": replica,
                     "rows": rows.iter().map(|r| r.index).collect::<Vec<_>>() }),
         ),
+        TxKind::Judge { provider, gmacs } => ("judge", json!({ "provider": provider.to_string(), "gmacs": gmacs })),
     };
     json!({ "id": t.id().to_hex(), "from": t.tx.sender().to_string(), "nonce": t.tx.nonce, "fee": t.tx.fee,
             "kind": kind, "detail": detail })
@@ -205,6 +206,9 @@ fn provider_json(p: &Provider) -> Value {
         "results_in_challenge_window": p.pending, "completed": p.completed, "failed": p.failed,
         "reputation_permille": p.reputation(), "earned": p.earned, "slashed": p.slashed,
         "bond_locked": p.locked, "leases_given_back": p.released,
+        // What matching uses: the validators' judgments, never the claim in the profile.
+        "verified_gmacs": p.verified_gmacs(),
+        "judgments": p.judged.iter().map(|(v, (stake, g))| json!({ "validator": v.to_string(), "stake": stake, "gmacs": g })).collect::<Vec<_>>(),
     })
 }
 

@@ -88,10 +88,21 @@ impl ComputeChallenge {
 
     /// A and B, expanded from the seed.
     pub fn matrices(&self) -> (MatI8, MatI8) {
-        let (m, k, n) = (self.m as usize, self.k as usize, self.n as usize);
-        let a = ergon_kernels::rng::random_matrix(m, k, 127, seed_u64(&self.seed, b'a'));
-        let b = ergon_kernels::rng::random_matrix(k, n, 127, seed_u64(&self.seed, b'b'));
-        (a.expect("shape within bounds"), b.expect("shape within bounds"))
+        (self.expand(b'a', 0, self.m as usize, self.k as usize), self.expand(b'b', 0, self.k as usize, self.n as usize))
+    }
+
+    /// Rows `from..from + rows` of matrix `which` (a: m×k, b: k×n): BLAKE3's output stream
+    /// from the seed, one byte per entry (full-range int8). Fast next to the product (a few
+    /// GB/s, so expanding is a few percent of a challenge), and seekable, so a checker makes
+    /// only the rows of A it opens.
+    fn expand(&self, which: u8, from: usize, rows: usize, cols: usize) -> MatI8 {
+        let key = derive(&[&self.seed, &[which]]);
+        let mut xof = blake3::Hasher::new_keyed(&key).finalize_xof();
+        xof.set_position((from * cols) as u64);
+        let mut bytes = vec![0u8; rows * cols];
+        xof.fill(&mut bytes);
+        let data = bytes.into_iter().map(|b| b as i8).collect();
+        MatI8::from_vec(rows, cols, data).expect("rows × cols entries")
     }
 
     /// The rows an answer with `commitment` must open: distinct, chosen by the commitment.
@@ -126,29 +137,26 @@ impl ComputeChallenge {
         if opened != rows {
             return Err(format!("opened rows {opened:?}, but the commitment chose {rows:?}"));
         }
-        let (a, b) = self.matrices();
         for o in &answer.openings {
             o.check(self.m, self.n, &answer.commitment).map_err(|e| e.to_string())?;
-            if o.row != product_row(&a, &b, o.index as usize) {
+        }
+        // The opened rows of A·B, recomputed: those rows of A times B, by the kernel.
+        let k = self.k as usize;
+        let mut a_rows = Vec::with_capacity(rows.len() * k);
+        for &r in &rows {
+            a_rows.extend_from_slice(self.expand(b'a', r as usize, 1, k).as_slice());
+        }
+        let a_rows = MatI8::from_vec(rows.len(), k, a_rows).expect("opened rows × k");
+        let b = self.expand(b'b', 0, k, self.n as usize);
+        let expected = ergon_kernels::matmul(&a_rows, &b).map_err(|e| e.to_string())?;
+        let n = self.n as usize;
+        for (i, o) in answer.openings.iter().enumerate() {
+            if o.row[..] != expected.as_slice()[i * n..(i + 1) * n] {
                 return Err(format!("row {} of the product is wrong", o.index));
             }
         }
         Ok(())
     }
-}
-
-/// Row `i` of A·B, exactly.
-pub fn product_row(a: &MatI8, b: &MatI8, i: usize) -> Vec<i32> {
-    let (k, n) = (a.cols(), b.cols());
-    let (ar, bs) = (&a.as_slice()[i * k..(i + 1) * k], b.as_slice());
-    let mut row = vec![0i32; n];
-    for (t, &x) in ar.iter().enumerate() {
-        let x = x as i32;
-        for (acc, &y) in row.iter_mut().zip(&bs[t * n..(t + 1) * n]) {
-            *acc += x * y as i32;
-        }
-    }
-    row
 }
 
 #[cfg(test)]
@@ -186,6 +194,18 @@ mod tests {
         let other = ComputeChallenge::derive(&Hash([7; 32]), &Address([2; 20]), 3, 0, 1, 1, 8);
         assert_ne!(other.seed, c.seed);
         assert!(other.check(&honest).is_err());
+    }
+
+    #[test]
+    fn a_row_expanded_on_its_own_is_that_row_of_the_whole_matrix() {
+        let c = challenge(1);
+        let (a, b) = c.matrices();
+        let k = c.k as usize;
+        for r in [0, 1, 17, c.m as usize - 1] {
+            assert_eq!(c.expand(b'a', r, 1, k).as_slice(), &a.as_slice()[r * k..(r + 1) * k]);
+        }
+        assert_ne!(a.as_slice(), b.as_slice(), "A and B are expanded from different keys");
+        assert!(a.as_slice().contains(&-128) && a.as_slice().contains(&127), "full-range int8");
     }
 
     #[test]

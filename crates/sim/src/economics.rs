@@ -361,7 +361,10 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, World) {
         if let Strategy::SelfDealer { .. } = s {
             let me = w.address(DEVIATOR);
             if w.live_jobs().all(|j| j.client != me || j.finished_at.is_some()) {
-                let spec = job(ops.work, 1, 1, u64::MAX);
+                // Price 1: no honest provider asks so little, so the job is its own (a
+                // throughput requirement no longer keeps others out: matching counts only
+                // verified throughput, and its claim of everything is unverified).
+                let spec = job(ops.work, 1, 1, 0);
                 txs.push(w.tx(DEVIATOR, TxKind::SubmitJob { spec }));
             }
         }

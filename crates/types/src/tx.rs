@@ -64,6 +64,9 @@ pub enum TxKind {
     ChallengeResult { job: Hash, shard: u16, replica: u8, rows: Vec<u32> },
     /// The provider's answer to a [`TxKind::ChallengeResult`]: the asked rows with their paths.
     RevealRows { job: Hash, shard: u16, replica: u8, rows: Vec<RevealedRow> },
+    /// A staked validator's judgment, from its Proof-of-AI engine, that `provider` answers its
+    /// challenges at `gmacs` G MAC/s of int8 throughput (`docs/poai.md`).
+    Judge { provider: Address, gmacs: u64 },
 }
 
 /// An unsigned transaction.
@@ -135,6 +138,7 @@ impl Canonical for Transaction {
                 });
                 w
             }
+            TxKind::Judge { provider, gmacs } => w.u8(12).bytes(&provider.0).u64(*gmacs),
         };
     }
 
@@ -193,6 +197,7 @@ impl Canonical for Transaction {
                     TxKind::RevealRows { job, shard, replica, rows }
                 }
             }
+            12 => TxKind::Judge { provider: Address(r.array()?), gmacs: r.u64()? },
             tag => return r.fail(format!("unknown transaction kind {tag}")),
         };
         Ok(Self { chain, from, nonce, fee, kind })

@@ -30,6 +30,7 @@ fn all_kinds() -> Vec<SignedTransaction> {
         tx(10, TxKind::ReleaseLease { job: Hash([6; 32]), shard: 3 }),
         tx(11, TxKind::ChallengeResult { job: Hash([7; 32]), shard: 1, replica: 2, rows: vec![0, 5, 29] }),
         tx(12, TxKind::RevealRows { job: Hash([7; 32]), shard: 1, replica: 2, rows: revealed() }),
+        tx(13, TxKind::Judge { provider: key(3).public().address(), gmacs: 125 }),
     ]
 }
 
@@ -229,8 +230,8 @@ fn oversized_and_foreign_inputs_are_refused_before_parsing() {
     v2[0] = 2;
     assert!(SignedTransaction::decode(&v2).unwrap_err().to_string().contains("unsupported version 2"));
     let mut kind = all_kinds()[1].encode();
-    kind[81] = 12;
-    assert!(SignedTransaction::decode(&kind).unwrap_err().to_string().contains("unknown transaction kind 12"));
+    kind[81] = 13;
+    assert!(SignedTransaction::decode(&kind).unwrap_err().to_string().contains("unknown transaction kind 13"));
 }
 
 proptest! {
