@@ -10,6 +10,7 @@ use ergon_kernels::npy::decode_npy;
 use ergon_kernels::rng::SplitMix64;
 use ergon_net::codec::Wire;
 use ergon_net::{PieceRequest, PieceResponse, Request, Response};
+use ergon_types::block::Headers;
 use ergon_types::{Block, Canonical, SignedTransaction};
 
 pub struct Target {
@@ -42,6 +43,11 @@ pub const TARGETS: &[Target] = &[
             canonical(b, Block::decode, |x| x.encode());
             if let Ok(block) = Block::decode(b) {
                 let _ = block.check_self_consistent(); // the proof check runs on decoded blocks
+            }
+            // A run of headers with proofs (headers-first sync), and its proof check.
+            canonical(b, Headers::decode, |x| x.encode());
+            if let Ok(Headers(run)) = Headers::decode(b) {
+                let _ = ergon_chain::headers::check_proofs(&run);
             }
         },
         seeds: seeds::blocks,
@@ -172,6 +178,7 @@ pub mod seeds {
             TxKind::CancelJob { job: Hash([4; 32]) },
             TxKind::ReleaseLease { job: Hash([4; 32]), shard: 3 },
             TxKind::ChallengeResult { job: Hash([4; 32]), shard: 1, replica: 0, rows: vec![0, 7] },
+            TxKind::Judge { provider: k.public().address(), gmacs: 125 },
         ];
         kinds
             .into_iter()
@@ -197,7 +204,9 @@ pub mod seeds {
     }
 
     pub fn blocks() -> Vec<Vec<u8>> {
-        vec![mined_block().encode()]
+        let b = mined_block();
+        let headers = ergon_types::block::Headers(vec![(b.header.clone(), b.proof.clone()); 2]);
+        vec![b.encode(), headers.encode()]
     }
 
     pub fn proofs() -> Vec<Vec<u8>> {
@@ -247,6 +256,7 @@ pub mod seeds {
             ergon_net::Request::Block([7; 32]).to_wire(),
             ergon_net::Request::Tip.to_wire(),
             ergon_net::Request::BlockAt(77).to_wire(),
+            ergon_net::Request::Headers { from: 5, count: 256 }.to_wire(),
             ergon_net::Response(Some(vec![1, 2, 3])).to_wire(),
             ergon_net::PieceRequest { name: [1; 32], piece: 2 }.to_wire(),
             ergon_net::PieceResponse(Some((3, vec![4; 40]))).to_wire(),
