@@ -14,7 +14,7 @@
 //! most f^s; a replayed or relabelled answer is for other matrices and fails its first row.
 
 use ergon_kernels::{MatI32, MatI8};
-use ergon_pouw::{result_root, RevealedRow};
+use ergon_pouw::{result_leaves, result_root_of_leaves, RevealedRow};
 use ergon_types::{Address, Hash};
 
 /// One opened row of a committed product.
@@ -120,12 +120,11 @@ impl ComputeChallenge {
 
     /// An answer for the product `c` (what an honest provider sends: `c` = A·B).
     pub fn answer(&self, c: &MatI32) -> Answer {
-        let commitment = result_root(c);
-        let openings = self
-            .rows_to_open(&commitment)
-            .into_iter()
-            .map(|r| RevealedRow::build(c, r as usize).expect("row within the product"))
-            .collect();
+        // The rows are hashed once, for the commitment and every opening's path.
+        let leaves = result_leaves(c);
+        let commitment = result_root_of_leaves(c.rows() as u32, c.cols() as u32, &leaves);
+        let rows: Vec<usize> = self.rows_to_open(&commitment).into_iter().map(|r| r as usize).collect();
+        let openings = RevealedRow::build_many(c, &leaves, &rows).expect("rows within the product");
         Answer { commitment, openings }
     }
 

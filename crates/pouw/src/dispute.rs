@@ -47,13 +47,24 @@ fn root_c(m: u32, n: u32, tree: &Hash) -> Hash {
     *h.finalize().as_bytes()
 }
 
+/// The leaf hashes of a result's rows (in parallel: a wide result is many megabytes).
+pub fn result_leaves(c: &MatI32) -> Vec<Hash> {
+    use rayon::prelude::*;
+    (0..c.rows()).into_par_iter().map(|i| leaf_c(i as u32, &c.as_slice()[i * c.cols()..(i + 1) * c.cols()])).collect()
+}
+
 fn leaves_c(c: &MatI32) -> Vec<Hash> {
-    (0..c.rows()).map(|i| leaf_c(i as u32, &c.as_slice()[i * c.cols()..(i + 1) * c.cols()])).collect()
+    result_leaves(c)
 }
 
 /// The commitment a provider posts for its result.
 pub fn result_root(c: &MatI32) -> Hash {
-    root_c(c.rows() as u32, c.cols() as u32, &merkle::tree_root(&leaves_c(c)))
+    result_root_of_leaves(c.rows() as u32, c.cols() as u32, &leaves_c(c))
+}
+
+/// [`result_root`] from the result's [`result_leaves`].
+pub fn result_root_of_leaves(m: u32, n: u32, leaves: &[Hash]) -> Hash {
+    root_c(m, n, &merkle::tree_root(leaves))
 }
 
 /// Evidence that entry (row, col) of a committed result is not the product of the committed
@@ -182,6 +193,21 @@ impl RevealedRow {
         }
         let row = c.as_slice()[index * c.cols()..(index + 1) * c.cols()].to_vec();
         Ok(Self { index: index as u32, row, path: merkle::path(&leaves_c(c), index) })
+    }
+
+    /// Opens rows `indices` of `c`, whose [`result_leaves`] are `leaves` (`build` hashes every
+    /// row for each row it opens).
+    pub fn build_many(c: &MatI32, leaves: &[Hash], indices: &[usize]) -> Result<Vec<Self>, PouwError> {
+        indices
+            .iter()
+            .map(|&index| {
+                if index >= c.rows() {
+                    return Err(PouwError::Shape(format!("row {index} of a result with {} rows", c.rows())));
+                }
+                let row = c.as_slice()[index * c.cols()..(index + 1) * c.cols()].to_vec();
+                Ok(Self { index: index as u32, row, path: merkle::path(leaves, index) })
+            })
+            .collect()
     }
 
     /// Whether this is row `index` of the m×n result committed as `result`.

@@ -20,7 +20,7 @@ mod proof;
 mod ticket;
 
 pub use challenge::{Challenge, Seed, WorkCommitment, WORK_BYTES};
-pub use dispute::{result_root, RevealedRow, WrongEntry};
+pub use dispute::{result_leaves, result_root, result_root_of_leaves, RevealedRow, WrongEntry};
 pub use mine::{mine, prove, MineOptions, MineTimings, Mined};
 pub use noise::{Factors, Noise};
 pub use proof::{verify, Proof, MAX_PROOF_BYTES};
