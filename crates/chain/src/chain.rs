@@ -20,6 +20,13 @@ use crate::ChainError;
 
 /// Blocks whose median time the next block must exceed.
 pub(crate) const MEDIAN_TIME_SPAN: usize = 11;
+
+/// The median of the last `MEDIAN_TIME_SPAN` block times (at least one): a child must be later.
+pub(crate) fn median_time(times: &[u64]) -> u64 {
+    let mut recent = times[times.len().saturating_sub(MEDIAN_TIME_SPAN)..].to_vec();
+    recent.sort_unstable();
+    recent[recent.len() / 2]
+}
 /// Side-branch blocks kept at any one height (siblings of an active block and of each other).
 pub const MAX_SIDE_BLOCKS_PER_HEIGHT: usize = 4;
 /// Bytes of side-branch blocks kept in all (they are dropped once below the reorg depth).
@@ -293,9 +300,7 @@ impl Chain {
 
     /// Median time of the last blocks ending at `id`; a child must be strictly later.
     fn median_time_past(&self, id: Hash) -> u64 {
-        let mut times = self.times_ending_at(&id);
-        times.sort_unstable();
-        times[times.len() / 2]
+        median_time(&self.times_ending_at(&id))
     }
 
     /// Times of the last `MEDIAN_TIME_SPAN` blocks ending at `id` (a known block), oldest first.

@@ -15,7 +15,7 @@ use ergon_types::block::proof_hash;
 use ergon_types::{BlockHeader, Hash};
 use rayon::prelude::*;
 
-use crate::chain::{BlockRejection, Chain, MEDIAN_TIME_SPAN};
+use crate::chain::{median_time, BlockRejection, Chain, MEDIAN_TIME_SPAN};
 use crate::filler::filler_commitment;
 
 /// Where a judged run of headers ends: what the next run from the same peer must extend, and
@@ -104,9 +104,7 @@ impl Chain {
                 let why = format!("header at height {} does not extend the header before it", h.height);
                 return Err((at, BlockRejection::Malformed(why)));
             }
-            let mut recent = times.clone();
-            recent.sort_unstable();
-            let mtp = recent[recent.len() / 2];
+            let mtp = median_time(&times);
             if h.time_ms <= mtp {
                 return Err((at, BlockRejection::TooEarly { median_past_ms: mtp, got: h.time_ms }));
             }

@@ -171,21 +171,21 @@ impl CatchUp {
 
     /// Asks `peer`, which claims a block far above the tip, for headers: from a little below
     /// the tip (a short fork is found at once; a deeper one is asked for again from lower).
+    /// `from`: where to start (a retry from lower, or the run after `tail`); by default a
+    /// little below the lower of the tip and the claimed height.
     fn ask_headers(
         &mut self,
         shared: &Shared,
         peer: PeerId,
         chain: &Chain,
         claimed: u64,
-        next: Option<(u64, RunTail)>,
+        from: Option<u64>,
+        tail: Option<RunTail>,
     ) {
         if self.headers.as_ref().is_some_and(|h| h.at.elapsed() < HEADERS_PATIENCE) {
             return;
         }
-        let (from, tail) = match next {
-            Some((from, tail)) => (from, Some(tail)),
-            None => (chain.height().min(claimed).saturating_sub(CATCH_UP_WINDOW).max(1), None),
-        };
+        let from = from.unwrap_or(chain.height().min(claimed).saturating_sub(CATCH_UP_WINDOW).max(1));
         self.headers = Some(HeadersAsked { peer, at: std::time::Instant::now(), tail, from, claimed });
         shared.send(Command::Request { peer, request: Request::Headers { from, count: MAX_HEADERS as u16 } });
     }
@@ -251,8 +251,8 @@ fn on_headers(shared: &Shared, from: PeerId, bytes: &[u8]) {
             node.catch_up.request_more(shared, height);
         }
         Ok(run) if full => {
-            let next = Some((run.tail.header.height + 1, run.tail));
-            node.catch_up.ask_headers(shared, from, &node.chain, asked.claimed, next);
+            let next = Some(run.tail.header.height + 1);
+            node.catch_up.ask_headers(shared, from, &node.chain, asked.claimed, next, Some(run.tail));
         }
         Ok(run) => {
             tracing::info!(peer = %from, height = run.tail.header.height, work = %run.tail.work,
@@ -261,10 +261,8 @@ fn on_headers(shared: &Shared, from: PeerId, bytes: &[u8]) {
         Err((_, BlockRejection::UnknownParent(_))) if asked.tail.is_none() && asked.from > 1 => {
             // It forks below where we asked: ask again from the reorganisation depth.
             let lower = node.chain.height().saturating_sub(node.chain.params().max_reorg_depth).max(1);
-            let retry = lower.min(asked.from - 1);
-            node.catch_up.headers = Some(HeadersAsked { at: std::time::Instant::now(), from: retry, ..asked });
-            let request = Request::Headers { from: retry, count: MAX_HEADERS as u16 };
-            shared.send(Command::Request { peer: from, request });
+            let retry = Some(lower.min(asked.from - 1));
+            node.catch_up.ask_headers(shared, from, &node.chain, asked.claimed, retry, None);
         }
         Err((_, BlockRejection::TooFarInFuture { .. })) => {} // our clock may lag
         Err((i, why)) => {
@@ -324,7 +322,7 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8], solicited: bool) -> Ver
                     // Far ahead, or well below the tip: judge its branch's work from its
                     // headers first (then catch up by height), rather than walk its parents
                     // back one body at a time from here.
-                    node.catch_up.ask_headers(shared, from, &node.chain, height, None);
+                    node.catch_up.ask_headers(shared, from, &node.chain, height, None, None);
                 } else {
                     match node.orphans.insert(&node.chain, b, from, solicited) {
                         Ok(()) => shared.send(Command::Request { peer: from, request: Request::Block(parent.0) }),

@@ -118,6 +118,12 @@ impl ComputeChallenge {
         rows
     }
 
+    /// What an honest provider does: expand A and B, compute A·B with the kernel, answer.
+    pub fn solve(&self) -> Answer {
+        let (a, b) = self.matrices();
+        self.answer(&ergon_kernels::matmul(&a, &b).expect("challenge shapes agree"))
+    }
+
     /// An answer for the product `c` (what an honest provider sends: `c` = A·B).
     pub fn answer(&self, c: &MatI32) -> Answer {
         // The rows are hashed once, for the commitment and every opening's path.

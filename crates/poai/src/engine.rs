@@ -297,11 +297,6 @@ impl Engine {
 mod tests {
     use super::*;
 
-    fn honest_answer(c: &ComputeChallenge) -> Answer {
-        let (a, b) = c.matrices();
-        c.answer(&ergon_kernels::reference::matmul_naive(&a, &b).unwrap())
-    }
-
     /// Runs rounds in which `provider` answers each part `slowdown` times slower than `speed`
     /// G MAC/s would; returns the judgments.
     fn rounds(engine: &mut Engine, provider: Address, speed: f64, slowdown: f64, n: u32) -> Vec<Judgment> {
@@ -312,7 +307,7 @@ mod tests {
             for (_, parts) in issued {
                 for (j, c) in parts.iter().enumerate() {
                     now += (c.macs() as f64 / speed * slowdown) as u64;
-                    out.extend(engine.answer(&provider, j as u32, &honest_answer(c), now).unwrap());
+                    out.extend(engine.answer(&provider, j as u32, &c.solve(), now).unwrap());
                 }
             }
             now += 1_000_000_000;
@@ -352,11 +347,11 @@ mod tests {
         let mut engine = Engine::new(small());
         engine.register(p, 1);
         let parts = engine.issue(&Hash([9; 32]), 0).remove(0).1;
-        let mut wrong = honest_answer(&parts[0]);
+        let mut wrong = parts[0].solve();
         wrong.commitment[0] ^= 1;
         let judged = engine.answer(&p, 0, &wrong, 10).unwrap();
         assert_eq!(judged[0].verdict, Verdict::ProposeSlash);
-        assert!(engine.answer(&p, 1, &honest_answer(&parts[1]), 20).is_err(), "the round is closed");
+        assert!(engine.answer(&p, 1, &parts[1].solve(), 20).is_err(), "the round is closed");
         // Three rounds unanswered: missed each time, a slash proposed at the third.
         let mut verdicts = vec![];
         for r in 0..3u64 {

@@ -53,13 +53,9 @@ pub fn result_leaves(c: &MatI32) -> Vec<Hash> {
     (0..c.rows()).into_par_iter().map(|i| leaf_c(i as u32, &c.as_slice()[i * c.cols()..(i + 1) * c.cols()])).collect()
 }
 
-fn leaves_c(c: &MatI32) -> Vec<Hash> {
-    result_leaves(c)
-}
-
 /// The commitment a provider posts for its result.
 pub fn result_root(c: &MatI32) -> Hash {
-    result_root_of_leaves(c.rows() as u32, c.cols() as u32, &leaves_c(c))
+    result_root_of_leaves(c.rows() as u32, c.cols() as u32, &result_leaves(c))
 }
 
 /// [`result_root`] from the result's [`result_leaves`].
@@ -101,7 +97,7 @@ impl WrongEntry {
             b_block: merkle::column_block(b.as_slice(), k, n, bj * TILE_COLS, width),
             b_path: merkle::path(&merkle::leaves_b(b.as_slice(), k, n), bj),
             c_row: c.as_slice()[row * n..(row + 1) * n].to_vec(),
-            c_path: merkle::path(&leaves_c(c), row),
+            c_path: merkle::path(&result_leaves(c), row),
         })
     }
 
@@ -188,11 +184,8 @@ pub struct RevealedRow {
 impl RevealedRow {
     /// Opens row `index` of `c`.
     pub fn build(c: &MatI32, index: usize) -> Result<Self, PouwError> {
-        if index >= c.rows() {
-            return Err(PouwError::Shape(format!("row {index} of a result with {} rows", c.rows())));
-        }
-        let row = c.as_slice()[index * c.cols()..(index + 1) * c.cols()].to_vec();
-        Ok(Self { index: index as u32, row, path: merkle::path(&leaves_c(c), index) })
+        let mut one = Self::build_many(c, &result_leaves(c), &[index])?;
+        Ok(one.remove(0))
     }
 
     /// Opens rows `indices` of `c`, whose [`result_leaves`] are `leaves` (`build` hashes every

@@ -205,7 +205,7 @@ pub fn run_poai(seed: u64, epochs: u32, honest: u32, sigma: f64) -> PoaiReport {
                             c.answer(&p)
                         }
                         Conduct::Replay if agent.previous.len() > j => agent.previous[j].clone(),
-                        _ => c.answer(&product(c)),
+                        _ => c.solve(),
                     };
                     answers.push(answer.clone());
                     let judged = engine.answer(&address, j as u32, &answer, at).unwrap_or_default();
@@ -222,7 +222,8 @@ pub fn run_poai(seed: u64, epochs: u32, honest: u32, sigma: f64) -> PoaiReport {
                             agent.caught_at = Some(round + 1);
                         }
                     }
-                    if engine.view(&address).is_some_and(|v| v.rounds > 0) && answer_closed(&engine, &address) {
+                    // A wrong answer (or the last part) closed the round.
+                    if !engine.has_open_round(&address) {
                         break;
                     }
                 }
@@ -279,11 +280,6 @@ pub fn run_poai(seed: u64, epochs: u32, honest: u32, sigma: f64) -> PoaiReport {
             (c.openings as u64 * c.k as u64 * c.n as u64) as f64 / c.macs() as f64
         },
     }
-}
-
-/// Whether the provider's round was closed by its last answer (a wrong one ends the round).
-fn answer_closed(engine: &Engine, provider: &Address) -> bool {
-    !engine.has_open_round(provider)
 }
 
 #[cfg(test)]

@@ -235,32 +235,6 @@ impl BlobStore {
         })
     }
 
-    /// Stores a whole blob at once (the node's own uploads): its pieces as `generation` and
-    /// its metadata, replacing the `replaced` generation, in one durable transaction.
-    pub fn put<'a>(
-        &self,
-        name: &[u8; 32],
-        generation: u64,
-        meta: &[u8],
-        replaced: Option<u64>,
-        pieces: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Result<(), StoreError> {
-        self.db.with(|db| {
-            let w = db.begin_write().map_err(db_err)?;
-            {
-                let mut table = w.open_table(BLOB_PIECES).map_err(db_err)?;
-                if let Some(old) = replaced {
-                    remove_generation(&mut table, name, old)?;
-                }
-                for (i, p) in pieces.into_iter().enumerate() {
-                    table.insert(piece_key(name, generation, i as u32).as_slice(), p).map_err(db_err)?;
-                }
-                w.open_table(BLOB_META).map_err(db_err)?.insert(name.as_slice(), meta).map_err(db_err)?;
-            }
-            w.commit().map_err(db_err)
-        })
-    }
-
     /// Piece `i` of generation `generation` of blob `name`, if stored.
     pub fn piece(&self, name: &[u8; 32], generation: u64, i: u32) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.with(|db| {
@@ -766,8 +740,12 @@ mod tests {
         let (store, _) = Store::open(&dir.join("db"), Some(&genesis())).unwrap();
         let blobs = store.blob_store();
         let (a, b) = ([1u8; 32], [2u8; 32]);
-        blobs.put(&a, 1, b"meta-a", None, [&b"p0"[..], b"p1", b"p2"]).unwrap();
-        blobs.put(&b, 2, b"meta-b", None, [&b"q0"[..]]).unwrap();
+        for (i, p) in [&b"p0"[..], b"p1", b"p2"].into_iter().enumerate() {
+            blobs.stage(&a, 1, i as u32, p).unwrap();
+        }
+        blobs.publish(&a, b"meta-a", None).unwrap();
+        blobs.stage(&b, 2, 0, b"q0").unwrap();
+        blobs.publish(&b, b"meta-b", None).unwrap();
         assert_eq!(blobs.piece(&a, 1, 1).unwrap().as_deref(), Some(&b"p1"[..]));
         assert_eq!(blobs.piece(&a, 1, 3).unwrap(), None);
         // A streamed replacement: staged beside the served generation, switched in one commit.
