@@ -277,8 +277,8 @@ impl Ledger {
             TxKind::RevealRows { job, shard, replica, rows } => {
                 self.market.reveal_rows(from, (*job, *shard, *replica), rows, height).map(|()| vec![])
             }
-            TxKind::Judge { provider, gmacs } => {
-                self.market.judge(from, sender.stake, *provider, *gmacs, height).map(|()| vec![])
+            TxKind::Judge { provider, gmacs, reason } => {
+                self.market.judge(from, sender.stake, *provider, *gmacs, reason, height)
             }
             _ => Ok(vec![]),
         }

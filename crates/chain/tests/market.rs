@@ -432,13 +432,13 @@ fn matching_uses_the_throughput_validators_verified_never_the_claim() {
         None,
     );
     // Only a staked validator judges.
-    let unstaked = tx(id, CLIENT, 0, TxKind::Judge { provider: addr(P2), gmacs: 100 });
+    let unstaked = tx(id, CLIENT, 0, TxKind::Judge { provider: addr(P2), gmacs: 100, reason: "r".into() });
     let now = chain.tip_header().time_ms + T;
     let refused = chain.template(addr(MINER), vec![unstaked], now).refused;
     assert!(matches!(refused[0].1, TxRejection::NotAValidator { stake: 0, min: 10_000_000 }), "{:?}", refused[0].1);
     let judgments = vec![
-        tx(id, VALIDATOR, 1, TxKind::Judge { provider: addr(P2), gmacs: 100 }),
-        tx(id, VALIDATOR, 2, TxKind::Judge { provider: addr(P1), gmacs: 10 }),
+        tx(id, VALIDATOR, 1, TxKind::Judge { provider: addr(P2), gmacs: 100, reason: "r".into() }),
+        tx(id, VALIDATOR, 2, TxKind::Judge { provider: addr(P1), gmacs: 10, reason: "r".into() }),
     ];
     step(&mut chain, MINER, judgments, None);
     let market = &chain.ledger().market;
@@ -465,4 +465,40 @@ fn matching_uses_the_throughput_validators_verified_never_the_claim() {
     assert!(outlook.contains("than validators have verified"), "{outlook}");
     let decisions = market.decisions(&ergon_market::Subject::Provider(addr(P1)));
     assert!(decisions.iter().any(|d| d.text.contains("verified int8 throughput 0 → 10")), "{decisions:?}");
+
+    // Liveness: P2 stops answering, its validator judges it 0. In that same block P2 loses its
+    // lease (no strike) and the task goes to P1, now verified fast enough; P2 takes no lease
+    // while absent, and is back once it answers. (Before, a dead provider kept its lease until
+    // the lease's deadline.)
+    let gone = vec![
+        tx(id, VALIDATOR, 3, TxKind::Judge { provider: addr(P1), gmacs: 100, reason: "r".into() }),
+        tx(id, VALIDATOR, 4, TxKind::Judge { provider: addr(P2), gmacs: 0, reason: "missed a probe".into() }),
+    ];
+    step(&mut chain, MINER, gone, None);
+    let market = &chain.ledger().market;
+    let p2 = market.provider(&addr(P2)).unwrap();
+    assert!(p2.absent() && p2.leases.is_empty() && p2.strikes == 0, "{p2:?}");
+    let states: Vec<_> = jobs.iter().map(|j| market.job(j).unwrap().task(0, 0).state.clone()).collect();
+    let to_p1 =
+        states.iter().filter(|s| matches!(s, TaskState::Leased { provider, .. } if *provider == addr(P1))).count();
+    let queued = states.iter().filter(|s| matches!(s, TaskState::Queued)).count();
+    assert_eq!((to_p1, queued), (1, 1), "P1's one slot took one; P2, absent, takes none: {states:?}");
+    let log = jobs.iter().flat_map(|j| market.decisions(&ergon_market::Subject::Job(*j))).map(|d| d.text);
+    assert!(log.clone().any(|t| t.contains("stopped answering the validators' challenges; lease released")));
+    let outlook = market.provider_outlook(&addr(P2), &params);
+    assert!(outlook.contains("absent"), "{outlook}");
+    step(
+        &mut chain,
+        MINER,
+        vec![tx(id, VALIDATOR, 5, TxKind::Judge { provider: addr(P2), gmacs: 100, reason: "r".into() })],
+        None,
+    );
+    let market = &chain.ledger().market;
+    assert!(!market.provider(&addr(P2)).unwrap().absent());
+    let states: Vec<_> = jobs.iter().map(|j| market.job(j).unwrap().task(0, 0).state.clone()).collect();
+    assert!(
+        states.iter().all(|s| matches!(s, TaskState::Leased { .. })),
+        "P2 answers again and takes the other: {states:?}"
+    );
+    supply_holds(&chain);
 }

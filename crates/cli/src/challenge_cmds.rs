@@ -80,7 +80,7 @@ fn self_test(args: SelfTestArgs) -> CmdResult {
     for round in 0..args.rounds {
         let seed =
             Hash::of("ergon self-test round", &[&round.to_le_bytes(), &started.elapsed().as_nanos().to_le_bytes()]);
-        let issued = engine.issue(&seed, elapsed_ns(&started));
+        let (round_no, issued) = engine.issue(&seed, elapsed_ns(&started));
         let class = engine.view(&me).map_or(claimed, |v| v.class_gmacs);
         for (_, challenges) in issued {
             for (j, c) in challenges.iter().enumerate() {
@@ -89,7 +89,7 @@ fn self_test(args: SelfTestArgs) -> CmdResult {
                 let compute_ms = t.elapsed().as_secs_f64() * 1e3;
                 let arrived = elapsed_ns(&started);
                 let t = Instant::now();
-                let judged = engine.answer(&me, j as u32, &answer, arrived).map_err(|e| e.to_string())?;
+                let judged = engine.answer(&me, round_no, j as u32, &answer, arrived).map_err(|e| e.to_string())?;
                 let check_ms = t.elapsed().as_secs_f64() * 1e3;
                 let claimed_ms = c.expected_ns(class) / 1e6;
                 parts.push(PartRow {

@@ -178,7 +178,7 @@ pub mod seeds {
             TxKind::CancelJob { job: Hash([4; 32]) },
             TxKind::ReleaseLease { job: Hash([4; 32]), shard: 3 },
             TxKind::ChallengeResult { job: Hash([4; 32]), shard: 1, replica: 0, rows: vec![0, 7] },
-            TxKind::Judge { provider: k.public().address(), gmacs: 125 },
+            TxKind::Judge { provider: k.public().address(), gmacs: 125, reason: "as claimed".into() },
         ];
         kinds
             .into_iter()

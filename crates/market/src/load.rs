@@ -70,7 +70,7 @@ pub fn order(rng: &mut Rng, macs: u64, lease_blocks: u32) -> JobSpec {
 /// A synthetic validator's judgment that `provider` answers at its claim (matching uses only
 /// verified throughput; these synthetic machines are as fast as they say).
 fn verify_claim(m: &mut Market, provider: Address, gmacs: u64) {
-    m.judge(address(u64::MAX), 1, provider, gmacs, 0).expect("a registered provider");
+    m.judge(address(u64::MAX), 1, provider, gmacs, "synthetic", 0).expect("a registered provider");
 }
 
 /// A market with `providers` registered and `orders` one-shard jobs submitted, not yet matched:

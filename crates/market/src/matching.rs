@@ -264,6 +264,9 @@ impl Market {
                 p.bond
             );
         }
+        if p.absent() {
+            return "absent: validators saw it stop answering their challenges; no lease until it answers again".into();
+        }
         if !p.has_free_slot() {
             return format!("working: all {} slot(s) leased", p.offer.slots);
         }

@@ -51,6 +51,9 @@ pub struct Provider {
     /// The int8 throughput staked validators' challenge engines judged, by validator: (its
     /// stake when it judged, G MAC/s). At most `MAX_JUDGES` kept (the largest stakes).
     pub judged: BTreeMap<Address, (u64, u64)>,
+    /// The stake-weighted lower median of `judged` (derived: kept in step by
+    /// [`Provider::rejudge`], so matching reads it without sorting).
+    pub judged_median: u64,
 }
 
 impl Provider {
@@ -70,22 +73,34 @@ impl Provider {
     /// buys nothing (issue 11: an offer of `int8_gmacs = u64::MAX` won every lease it asked
     /// for).
     pub fn verified_gmacs(&self) -> u64 {
+        self.judged_median.min(self.offer.profile.int8_gmacs)
+    }
+
+    /// Whether validators holding at least half the judging stake say it stopped answering
+    /// their challenges (judged 0): it then takes no lease, and lost those it held.
+    pub fn absent(&self) -> bool {
+        !self.judged.is_empty() && self.judged_median == 0
+    }
+
+    /// Recomputes `judged_median` after `judged` changed.
+    pub fn rejudge(&mut self) {
         let mut votes: Vec<(u64, u64)> = self.judged.values().map(|&(stake, gmacs)| (gmacs, stake)).collect();
         votes.sort_unstable();
         let total: u128 = votes.iter().map(|&(_, s)| s as u128).sum();
         let mut seen = 0u128;
+        self.judged_median = 0;
         for (gmacs, stake) in votes {
             seen += stake as u128;
             // The lower median: the first class with at least half the stake at or below it.
             if 2 * seen >= total {
-                return gmacs.min(self.offer.profile.int8_gmacs);
+                self.judged_median = gmacs;
+                break;
             }
         }
-        0
     }
 
     pub fn has_free_slot(&self) -> bool {
-        self.status == ProviderStatus::Active && self.leases.len() < self.offer.slots as usize
+        self.status == ProviderStatus::Active && !self.absent() && self.leases.len() < self.offer.slots as usize
     }
 }
 

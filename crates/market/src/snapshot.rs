@@ -184,12 +184,14 @@ fn read_consensus(r: &mut Reader<'_>) -> Result<Market, TypesError> {
             locked: r.u64()?,
             released: r.u64()?,
             judged: BTreeMap::new(),
+            judged_median: 0,
         };
         let mut p = p;
         for _ in 0..r.count(usize::MAX, 36)? {
             let v = read_address(r)?;
             p.judged.insert(v, (r.u64()?, r.u64()?));
         }
+        p.rejudge();
         m.providers.insert(owner, p);
     }
     for _ in 0..r.count(usize::MAX, 100)? {

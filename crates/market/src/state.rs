@@ -121,6 +121,7 @@ impl Market {
             locked: 0,
             released: 0,
             judged: BTreeMap::new(),
+            judged_median: 0,
         });
         let returning = p.status != ProviderStatus::Active;
         p.offer = offer;

@@ -5,26 +5,35 @@
 //! A provider's verified throughput is the stake-weighted lower median of the latest judgment
 //! of each validator, capped at its claim ([`Provider::verified_gmacs`]), so no validator with
 //! less than half the judging stake moves it alone, and an unjudged provider counts as 0.
+//!
+//! A judgment of 0 says the provider stopped answering (a probe or a round missed). Once the
+//! median is 0 the provider is *absent* ([`Provider::absent`]): every lease it holds goes back
+//! to the queue in that block, without a strike (it may only have been cut off), and it takes
+//! no lease until the validators see it answer again. This is what turns a dead provider's
+//! lease into another provider's within seconds instead of at the lease's deadline.
 
 use ergon_types::Address;
 
 use crate::reasons::Subject;
 use crate::state::Market;
-use crate::MarketRejection;
+use crate::{short, Effect, MarketRejection};
 
 /// Validators' judgments kept per provider (the largest stakes).
 pub const MAX_JUDGES: usize = 16;
 
 impl Market {
-    /// Records `validator`'s (holding `stake`) judgment that `provider` answers at `gmacs`.
+    /// Records `validator`'s (holding `stake`) judgment that `provider` answers at `gmacs` (0:
+    /// not at all), for `reason`. A provider that becomes absent loses its leases at once.
+    #[allow(clippy::too_many_arguments)]
     pub fn judge(
         &mut self,
         validator: Address,
         stake: u64,
         provider: Address,
         gmacs: u64,
+        reason: &str,
         height: u64,
-    ) -> Result<(), MarketRejection> {
+    ) -> Result<Vec<Effect>, MarketRejection> {
         let p = self.providers.get(&provider).ok_or(MarketRejection::NotAProvider)?;
         if validator == provider {
             return Err(MarketRejection::BadJudgment("a provider cannot judge itself".into()));
@@ -36,8 +45,9 @@ impl Market {
                 "{MAX_JUDGES} validators with at least this stake already judge this provider"
             )));
         }
-        // (The free list's order does not involve the verified throughput: no relisting.)
-        let before = p.verified_gmacs();
+        let (before, was_absent) = (p.verified_gmacs(), p.absent());
+        // Whether it is free depends on its absence: off the free list while that may change.
+        self.book.unlist(Some(p));
         let p = self.providers.get_mut(&provider).expect("present above");
         if full {
             if let Some((_, a)) = smallest {
@@ -45,13 +55,51 @@ impl Market {
             }
         }
         p.judged.insert(validator, (stake, gmacs));
-        let (after, claim) = (p.verified_gmacs(), p.offer.profile.int8_gmacs);
-        if after != before {
-            let text = format!(
-                "verified int8 throughput {before} → {after} G MAC/s (validator {validator} judged {gmacs}; claim {claim})"
-            );
+        p.rejudge();
+        let (after, claim, absent) = (p.verified_gmacs(), p.offer.profile.int8_gmacs, p.absent());
+        self.book.list(&self.providers[&provider]);
+        let mut effects = vec![];
+        if after != before || absent != was_absent {
+            let what = match (was_absent, absent) {
+                (false, true) => "absent: stopped answering challenges".to_string(),
+                (true, false) => format!("answering again; verified int8 throughput {after} G MAC/s"),
+                _ => format!("verified int8 throughput {before} → {after} G MAC/s"),
+            };
+            let text = format!("{what} (validator {validator} judged {gmacs}: {reason}; claim {claim})");
             self.note(Subject::Provider(provider), height, text);
         }
-        Ok(())
+        if absent && !was_absent {
+            let leases: Vec<_> = self.providers[&provider].leases.iter().copied().collect();
+            for key in leases {
+                self.lose_lease_to_absence(key, provider, height, &mut effects);
+            }
+        }
+        Ok(effects)
+    }
+
+    /// Ends `provider`'s lease of `key` because it became absent: the task goes back to the
+    /// queue (this provider excluded from it), matched again at the end of this block.
+    fn lose_lease_to_absence(
+        &mut self,
+        key: crate::TaskKey,
+        provider: Address,
+        height: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let (id, shard, replica) = key;
+        let crate::TaskState::Leased { deadline, .. } = self.jobs[&id].task(shard, replica).state else {
+            return;
+        };
+        self.deadlines.remove(&(deadline, key));
+        self.end_lease(key, provider, height);
+        let job = self.jobs.get_mut(&id).expect("leases belong to jobs");
+        job.task_mut(shard, replica).excluded.insert(provider);
+        let text = format!(
+            "shard {shard} replica {replica}: {provider} stopped answering the validators' challenges; lease released"
+        );
+        self.note(Subject::Job(id), height, text);
+        let text = format!("lost its lease of job {} shard {shard}: absent (no strike)", short(&id));
+        self.note(Subject::Provider(provider), height, text);
+        self.requeue(key, height, effects);
     }
 }

@@ -133,7 +133,9 @@ fn tx_json(t: &SignedTransaction) -> Value {
             json!({ "job": job.to_hex(), "shard": shard, "replica": replica,
                     "rows": rows.iter().map(|r| r.index).collect::<Vec<_>>() }),
         ),
-        TxKind::Judge { provider, gmacs } => ("judge", json!({ "provider": provider.to_string(), "gmacs": gmacs })),
+        TxKind::Judge { provider, gmacs, reason } => {
+            ("judge", json!({ "provider": provider.to_string(), "gmacs": gmacs, "reason": reason }))
+        }
     };
     json!({ "id": t.id().to_hex(), "from": t.tx.sender().to_string(), "nonce": t.tx.nonce, "fee": t.tx.fee,
             "kind": kind, "detail": detail })

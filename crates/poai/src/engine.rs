@@ -7,6 +7,14 @@
 //! x = ln(time / time claimed) less its class's common overhead (the median x of the providers
 //! in its class, at most `max_class_offset`: what network and hashing add for everyone, while a
 //! class full of over-claimers gains at most that much).
+//!
+//! Between rounds, a *probe* (one product of the smallest size, untimed) asks only "are you
+//! there": unanswered within `probe_grace_ns`, the provider is `Missed` and its leases go to
+//! someone else, which is what makes failover take seconds rather than a lease's deadline.
+//! A timed round's next part is due within `deadline_factor` × its claimed time plus the
+//! grace after the previous answer; one that is not is missed too, and since the provider has
+//! then shown it cannot do that part in that time, its class is lowered to what the time
+//! allows at most.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -36,6 +44,8 @@ pub struct PoaiParams {
     /// Missed rounds in a row after which this validator proposes a slash.
     pub max_missed: u32,
     pub max_class_offset: f64,
+    /// A probe not answered within this is missed.
+    pub probe_grace_ns: u64,
 }
 
 impl Default for PoaiParams {
@@ -52,6 +62,7 @@ impl Default for PoaiParams {
             deadline_grace_ns: 2_000_000_000,
             max_missed: 3,
             max_class_offset: 0.1,
+            probe_grace_ns: 1_000_000_000,
         }
     }
 }
@@ -82,18 +93,28 @@ pub struct Judgment {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProviderView {
     pub claimed_gmacs: u64,
-    /// The class under test (the claim, or lower after demotions).
+    /// The class under test: the claim, lower after demotions, one class above the last
+    /// confirmed one (never above the claim) while a promotion is tried.
     pub class_gmacs: u64,
-    /// The last class confirmed, if any.
+    /// The last class confirmed and not since disproved, if any.
     pub verified_gmacs: Option<u64>,
+    /// Whether a demotion happened since the claim was registered.
+    pub demoted: bool,
     pub rounds: u64,
     pub faults: u64,
+    /// Rounds and probes missed since the last answered one: the provider is absent while
+    /// this is above 0.
     pub missed_in_a_row: u32,
+    /// Timed rounds missed since the last answered one: at `max_missed` a slash is proposed
+    /// (probes alone never propose one: seconds offline is absence, not fraud).
+    pub rounds_missed_in_a_row: u32,
     pub llr: f64,
 }
 
 struct Round {
     round: u64,
+    /// A probe: one small part, answered for liveness only, not timed.
+    probe: bool,
     parts: Vec<ComputeChallenge>,
     issued_ns: u64,
     last_ns: u64,
@@ -135,9 +156,11 @@ impl Engine {
             claimed_gmacs,
             class_gmacs: claimed_gmacs.max(1),
             verified_gmacs: None,
+            demoted: false,
             rounds: 0,
             faults: 0,
             missed_in_a_row: 0,
+            rounds_missed_in_a_row: 0,
             llr: 0.0,
         };
         let sprt = Sprt::new(p.alpha, p.beta, p.class_ratio, p.sigma);
@@ -157,11 +180,31 @@ impl Engine {
         self.providers.get(provider).map(|p| &p.view)
     }
 
+    /// The providers under test.
+    pub fn providers(&self) -> impl Iterator<Item = (&Address, &ProviderView)> {
+        self.providers.iter().map(|(a, p)| (a, &p.view))
+    }
+
+    /// The throughput this validator should hold on chain for `provider` (its `Judge`
+    /// transaction), or None while it has nothing to say yet (untested, nothing decided):
+    /// 0 while the provider misses rounds (it is absent: no leases), else the last class
+    /// confirmed, else, after a demotion, the class it is tested at.
+    pub fn on_chain_gmacs(&self, provider: &Address) -> Option<u64> {
+        let v = &self.providers.get(provider)?.view;
+        if v.missed_in_a_row > 0 {
+            Some(0)
+        } else if let Some(g) = v.verified_gmacs {
+            Some(g)
+        } else {
+            v.demoted.then_some(v.class_gmacs)
+        }
+    }
+
     /// A new round for every provider at once (so one machine shown under several identities
     /// must answer all of them in the same time), seeded by `chain_seed` (the id of the block
     /// that starts it). Returns the parts to send to each provider. A provider still answering
-    /// the previous round is judged by [`tick`](Self::tick), not here.
-    pub fn issue(&mut self, chain_seed: &Hash, now_ns: u64) -> Vec<(Address, Vec<ComputeChallenge>)> {
+    /// the previous round is judged by [`tick`](Self::tick), not here. Returns the round number.
+    pub fn issue(&mut self, chain_seed: &Hash, now_ns: u64) -> (u64, Vec<(Address, Vec<ComputeChallenge>)>) {
         self.round += 1;
         let (round, p) = (self.round, &self.params);
         let mut out = vec![];
@@ -179,11 +222,28 @@ impl Engine {
                     )
                 })
                 .collect();
-            state.open = Some(Round { round, parts: parts.clone(), issued_ns: now_ns, last_ns: now_ns, next: 0 });
+            state.open =
+                Some(Round { round, probe: false, parts: parts.clone(), issued_ns: now_ns, last_ns: now_ns, next: 0 });
             state.view.rounds += 1;
             out.push((*addr, parts));
         }
-        out
+        (round, out)
+    }
+
+    /// A liveness probe for every provider not answering a round: one product of the smallest
+    /// size (microseconds of work), due within `probe_grace_ns`. Returns the round number and
+    /// the part each provider must answer.
+    pub fn probe(&mut self, chain_seed: &Hash, now_ns: u64) -> (u64, Vec<(Address, ComputeChallenge)>) {
+        self.round += 1;
+        let (round, p) = (self.round, &self.params);
+        let mut out = vec![];
+        for (addr, state) in self.providers.iter_mut().filter(|(_, s)| s.open.is_none()) {
+            let part = ComputeChallenge::derive(chain_seed, addr, round, 0, 0, p.target_ns, p.openings);
+            let parts = vec![part.clone()];
+            state.open = Some(Round { round, probe: true, parts, issued_ns: now_ns, last_ns: now_ns, next: 0 });
+            out.push((*addr, part));
+        }
+        (round, out)
     }
 
     fn class_of(&self, gmacs: u64) -> i64 {
@@ -204,17 +264,21 @@ impl Engine {
     pub fn answer(
         &mut self,
         provider: &Address,
+        round_no: u64,
         part: u32,
         answer: &Answer,
         at_ns: u64,
     ) -> Result<Vec<Judgment>, String> {
         let state = self.providers.get_mut(provider).ok_or("not a provider under test")?;
         let round = state.open.as_mut().ok_or("no round is open for this provider")?;
+        if round.round != round_no {
+            return Err(format!("an answer to round {round_no}, but round {} is open", round.round));
+        }
         if part != round.next {
             return Err(format!("part {part} answered, part {} expected", round.next));
         }
         let challenge = round.parts[part as usize].clone();
-        let (round_no, elapsed) = (round.round, at_ns.saturating_sub(round.last_ns));
+        let (probe, elapsed) = (round.probe, at_ns.saturating_sub(round.last_ns));
         round.last_ns = at_ns;
         round.next += 1;
         let last = round.next as usize == round.parts.len();
@@ -228,6 +292,12 @@ impl Engine {
         if last {
             state.open = None;
             state.view.missed_in_a_row = 0;
+            if !probe {
+                state.view.rounds_missed_in_a_row = 0;
+            }
+        }
+        if probe {
+            return Ok(vec![]);
         }
         let class_gmacs = state.view.class_gmacs;
         let raw = (elapsed.max(1) as f64 / challenge.expected_ns(class_gmacs)).ln();
@@ -245,16 +315,26 @@ impl Engine {
         Ok(match decision {
             SprtDecision::Continue => vec![],
             SprtDecision::AcceptClaim => {
-                state.view.verified_gmacs = Some(class_gmacs);
+                let view = &mut state.view;
+                view.verified_gmacs = Some(class_gmacs);
+                // Below the claim, the next class up is tried (a provider demoted while it was
+                // busy gets back what it has); failing there costs it nothing it had.
+                view.class_gmacs =
+                    ((class_gmacs as f64 * ratio).ceil() as u64).min(view.claimed_gmacs).max(class_gmacs);
+                let claimed = if class_gmacs == view.claimed_gmacs { "as claimed" } else { "below its claim" };
                 vec![judge(
                     Verdict::Confirm { gmacs: class_gmacs },
-                    format!("answers at {class_gmacs} G MAC/s as claimed (sequential test passed)"),
+                    format!("answers at {class_gmacs} G MAC/s {claimed} (sequential test passed)"),
                 )]
             }
             SprtDecision::RejectClaim => {
                 let to = ((class_gmacs as f64 / ratio).floor() as u64).max(1);
                 state.view.class_gmacs = to;
-                state.view.verified_gmacs = None;
+                state.view.demoted = true;
+                // A failed promotion leaves the confirmed class standing; anything else voids it.
+                if state.view.verified_gmacs.is_some_and(|v| v >= class_gmacs) {
+                    state.view.verified_gmacs = None;
+                }
                 let reason = format!(
                     "answers slower than {class_gmacs} G MAC/s (last part {:.2}× the time that claims); tested at {to} from now on",
                     raw.exp()
@@ -264,27 +344,47 @@ impl Engine {
         })
     }
 
-    /// Judges the rounds whose deadline has passed at `now_ns`.
+    /// Judges the rounds whose next answer is overdue at `now_ns`: a probe after
+    /// `probe_grace_ns`; a timed round's next part after `deadline_factor` × its claimed time
+    /// plus the grace since the previous answer. Missing a timed part also lowers the class to
+    /// at most what the time allowed (the part's multiply-adds over the time waited).
     pub fn tick(&mut self, now_ns: u64) -> Vec<Judgment> {
         let p = &self.params;
         let mut out = vec![];
         for (addr, state) in &mut self.providers {
             let Some(round) = &state.open else { continue };
-            let claimed: f64 = round.parts.iter().map(|c| c.expected_ns(state.view.class_gmacs)).sum();
-            let deadline = round.issued_ns + (claimed * p.deadline_factor) as u64 + p.deadline_grace_ns;
+            let class = state.view.class_gmacs;
+            let next = &round.parts[round.next as usize];
+            let deadline = if round.probe {
+                round.issued_ns + p.probe_grace_ns
+            } else {
+                round.last_ns + (next.expected_ns(class) * p.deadline_factor) as u64 + p.deadline_grace_ns
+            };
             if now_ns <= deadline {
                 continue;
             }
-            let (r, answered) = (round.round, round.next);
+            let (r, answered, parts, probe) = (round.round, round.next, round.parts.len(), round.probe);
+            let waited_ns = now_ns.saturating_sub(round.last_ns).max(1);
+            let macs = next.macs();
             state.open = None;
             state.view.missed_in_a_row += 1;
+            state.view.rounds_missed_in_a_row += u32::from(!probe);
             let missed = state.view.missed_in_a_row;
-            let reason = format!(
-                "round {r}: {answered} of {} parts answered by the deadline ({missed} missed in a row)",
-                p.parts
-            );
+            let what = if probe { "probe".to_string() } else { format!("round: {answered} of {parts} parts answered") };
+            let mut reason = format!("round {r}: {what} by the deadline ({missed} missed in a row)");
+            if !probe {
+                // It could not do `macs` in `waited_ns`: its throughput is below macs / waited.
+                let bound = (macs as f64 / waited_ns as f64).floor() as u64;
+                let to = ((class as f64 / p.class_ratio).floor() as u64).min(bound).max(1);
+                if to < class {
+                    state.view.class_gmacs = to;
+                    state.view.demoted = true;
+                    state.view.verified_gmacs = state.view.verified_gmacs.filter(|&v| v <= to);
+                    reason.push_str(&format!("; tested at {to} G MAC/s from now on"));
+                }
+            }
             out.push(Judgment { provider: *addr, round: r, verdict: Verdict::Missed, reason: reason.clone() });
-            if missed >= p.max_missed {
+            if !probe && state.view.rounds_missed_in_a_row >= p.max_missed {
                 state.view.faults += 1;
                 out.push(Judgment { provider: *addr, round: r, verdict: Verdict::ProposeSlash, reason });
             }
@@ -296,6 +396,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::challenge::MIN_SIDE;
 
     /// Runs rounds in which `provider` answers each part `slowdown` times slower than `speed`
     /// G MAC/s would; returns the judgments.
@@ -303,11 +404,11 @@ mod tests {
         let mut out = vec![];
         let mut now = 0u64;
         for r in 0..n {
-            let issued = engine.issue(&Hash([r as u8; 32]), now);
+            let (round, issued) = engine.issue(&Hash([r as u8; 32]), now);
             for (_, parts) in issued {
                 for (j, c) in parts.iter().enumerate() {
                     now += (c.macs() as f64 / speed * slowdown) as u64;
-                    out.extend(engine.answer(&provider, j as u32, &c.solve(), now).unwrap());
+                    out.extend(engine.answer(&provider, round, j as u32, &c.solve(), now).unwrap());
                 }
             }
             now += 1_000_000_000;
@@ -334,11 +435,54 @@ mod tests {
         let demotions: Vec<_> =
             judged.iter().filter_map(|j| matches!(j.verdict, Verdict::Demote { .. }).then_some(&j.verdict)).collect();
         assert_eq!(demotions.first(), Some(&&Verdict::Demote { from: 200, to: 160 }), "{judged:?}");
-        // Within one class (25%) of the truth, and confirmed there.
-        let view = engine.view(&p).unwrap();
-        assert!((80..=125).contains(&view.class_gmacs), "{view:?}");
-        assert_eq!(view.verified_gmacs, Some(view.class_gmacs), "{view:?}");
+        // Within one class (25%) of the truth, and confirmed there; the class above is tried
+        // again and again, failing, and what is held on chain stays the confirmed class.
+        let view = engine.view(&p).unwrap().clone();
+        let verified = view.verified_gmacs.expect("confirmed below the claim");
+        assert!((80..=125).contains(&verified), "{view:?}");
+        assert!(view.class_gmacs > verified, "a promotion is being tried: {view:?}");
         assert!(judged.iter().any(|j| j.reason.contains("slower than")));
+        assert_eq!(engine.on_chain_gmacs(&p), Some(verified));
+        rounds(&mut engine, p, 100.0, 1.0, 20);
+        assert_eq!(engine.on_chain_gmacs(&p), Some(verified), "{:?}", engine.view(&p));
+    }
+
+    #[test]
+    fn a_missed_probe_means_absent_at_once_and_a_missed_part_lowers_the_class() {
+        let p = Address([1; 20]);
+        let mut engine = Engine::new(small());
+        engine.register(p, 100);
+        assert_eq!(engine.on_chain_gmacs(&p), None, "nothing to hold on chain before a decision");
+        rounds(&mut engine, p, 100.0, 1.0, 3);
+        assert_eq!(engine.on_chain_gmacs(&p), Some(100));
+        // Probes unanswered: absent (0 on chain) one grace after each; never a slash proposal.
+        let (mut now, grace) = (1_000_000_000_000u64, engine.params().probe_grace_ns);
+        for i in 0..5u8 {
+            let (_, probes) = engine.probe(&Hash([i; 32]), now);
+            assert_eq!(probes.len(), 1);
+            assert!(engine.tick(now + grace).is_empty(), "not before the grace is over");
+            let verdicts: Vec<_> = engine.tick(now + grace + 1).into_iter().map(|j| j.verdict).collect();
+            assert_eq!(verdicts, vec![Verdict::Missed]);
+            now += 10 * grace;
+        }
+        assert_eq!(engine.on_chain_gmacs(&p), Some(0));
+        // One probe answered: present again, at the class it had.
+        let (round, probes) = engine.probe(&Hash([9; 32]), now);
+        assert_eq!(probes[0].1.macs(), (MIN_SIDE as u64).pow(3), "a probe is the smallest product");
+        assert_eq!(engine.answer(&p, round, 0, &probes[0].1.solve(), now + 1), Ok(vec![]));
+        assert_eq!(engine.on_chain_gmacs(&p), Some(100));
+        // A round whose first part never comes: missed, and tested from then on at no more than
+        // the part's multiply-adds over the time waited.
+        now += grace;
+        let (_, issued) = engine.issue(&Hash([10; 32]), now);
+        let macs = issued[0].1[0].macs();
+        let late = now + 3 * engine.params().deadline_grace_ns;
+        let judged = engine.tick(late);
+        assert_eq!(judged.len(), 1);
+        assert!(judged[0].reason.contains("0 of 10 parts") && judged[0].reason.contains("tested at"), "{judged:?}");
+        let view = engine.view(&p).unwrap();
+        assert_eq!(view.class_gmacs, (macs / (late - now)).max(1), "{view:?}");
+        assert_eq!(engine.on_chain_gmacs(&p), Some(0));
     }
 
     #[test]
@@ -346,12 +490,13 @@ mod tests {
         let p = Address([1; 20]);
         let mut engine = Engine::new(small());
         engine.register(p, 1);
-        let parts = engine.issue(&Hash([9; 32]), 0).remove(0).1;
+        let (round, mut issued) = engine.issue(&Hash([9; 32]), 0);
+        let parts = issued.remove(0).1;
         let mut wrong = parts[0].solve();
         wrong.commitment[0] ^= 1;
-        let judged = engine.answer(&p, 0, &wrong, 10).unwrap();
+        let judged = engine.answer(&p, round, 0, &wrong, 10).unwrap();
         assert_eq!(judged[0].verdict, Verdict::ProposeSlash);
-        assert!(engine.answer(&p, 1, &parts[1].solve(), 20).is_err(), "the round is closed");
+        assert!(engine.answer(&p, round, 1, &parts[1].solve(), 20).is_err(), "the round is closed");
         // Three rounds unanswered: missed each time, a slash proposed at the third.
         let mut verdicts = vec![];
         for r in 0..3u64 {

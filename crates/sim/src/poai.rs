@@ -175,7 +175,7 @@ pub fn run_poai(seed: u64, epochs: u32, honest: u32, sigma: f64) -> PoaiReport {
         for round in 0..ROUNDS_PER_EPOCH {
             let mut chain_seed = [0u8; 32];
             chain_seed[..8].copy_from_slice(&sim.rng.next_u64().to_le_bytes());
-            let issued = engine.issue(&Hash(chain_seed), now);
+            let (round_no, issued) = engine.issue(&Hash(chain_seed), now);
             let mut round_end = now;
             for (address, parts) in issued {
                 let agent = agents.iter_mut().find(|a| a.address == address).expect("registered");
@@ -208,7 +208,7 @@ pub fn run_poai(seed: u64, epochs: u32, honest: u32, sigma: f64) -> PoaiReport {
                         _ => c.solve(),
                     };
                     answers.push(answer.clone());
-                    let judged = engine.answer(&address, j as u32, &answer, at).unwrap_or_default();
+                    let judged = engine.answer(&address, round_no, j as u32, &answer, at).unwrap_or_default();
                     for jd in judged {
                         let caught = match jd.verdict {
                             Verdict::Demote { to, .. } => to < agent.claimed,

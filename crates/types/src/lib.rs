@@ -4,6 +4,7 @@
 //! - [`tx`]: transactions (transfers, stake, provider offers, jobs, results) and signed transactions.
 //! - [`job`]: what the compute market trades: provider offers and job specifications.
 //! - [`block`]: block headers (which pose the PoUW challenge) and blocks.
+//! - [`poai`]: Proof-of-AI round announcements and answers (gossiped, signed).
 //! - [`codec`]: the encoding rules and the bounded [`codec::Reader`] every decoder uses.
 //!
 //! Pure: no I/O, no clock, no randomness of its own.
@@ -14,6 +15,7 @@ pub mod hash;
 pub mod hex;
 pub mod job;
 pub mod keys;
+pub mod poai;
 pub mod tx;
 
 pub use block::{Block, BlockHeader};

@@ -7,7 +7,8 @@
 //! Hash` (post result) or `8 ‖ job Hash ‖ shard u16 as u32 ‖ replica u8 ‖ evidence bytes` (dispute,
 //! evidence as in `ergon_pouw::dispute`) or `9 ‖ job Hash ‖ shard u16 as u32` (release a lease), `10 ‖ job ‖ shard u32 ‖ replica u8 ‖
 //! count u32 ‖ row u32…` (challenge a result's availability) or `11 ‖ job ‖ shard u32 ‖ replica u8
-//! ‖ count u32 ‖ (revealed row as var bytes)…` (reveal rows; `ergon_pouw::RevealedRow`); offers and job specs are encoded as in [`crate::job`]. A signed transaction appends the 64-byte signature over
+//! ‖ count u32 ‖ (revealed row as var bytes)…` (reveal rows; `ergon_pouw::RevealedRow`) or `12 ‖ provider Address ‖ gmacs u64 ‖ reason
+//! (UTF-8 var bytes)` (a validator's judgment); offers and job specs are encoded as in [`crate::job`]. A signed transaction appends the 64-byte signature over
 //! `"ergon v1 transaction" ‖ encoding`. The chain hash (the genesis hash) stops a transaction
 //! signed for one network from being replayed on another.
 
@@ -21,6 +22,8 @@ use crate::keys::{Address, PublicKey, SecretKey, Signature};
 use crate::TypesError;
 
 const VERSION: u8 = 1;
+/// Longest reason a judgment carries.
+pub const MAX_JUDGE_REASON: usize = 240;
 /// Largest encoded list of revealed rows.
 const MAX_REVEAL_BYTES: usize = MAX_REVEAL_ROWS * (4 + MAX_REVEALED_ROW_BYTES);
 
@@ -65,8 +68,9 @@ pub enum TxKind {
     /// The provider's answer to a [`TxKind::ChallengeResult`]: the asked rows with their paths.
     RevealRows { job: Hash, shard: u16, replica: u8, rows: Vec<RevealedRow> },
     /// A staked validator's judgment, from its Proof-of-AI engine, that `provider` answers its
-    /// challenges at `gmacs` G MAC/s of int8 throughput (`docs/poai.md`).
-    Judge { provider: Address, gmacs: u64 },
+    /// challenges at `gmacs` G MAC/s of int8 throughput, 0 meaning it stopped answering
+    /// (`docs/poai.md`), and why, in words (at most [`MAX_JUDGE_REASON`] bytes of UTF-8).
+    Judge { provider: Address, gmacs: u64, reason: String },
 }
 
 /// An unsigned transaction.
@@ -138,7 +142,9 @@ impl Canonical for Transaction {
                 });
                 w
             }
-            TxKind::Judge { provider, gmacs } => w.u8(12).bytes(&provider.0).u64(*gmacs),
+            TxKind::Judge { provider, gmacs, reason } => {
+                w.u8(12).bytes(&provider.0).u64(*gmacs).var_bytes(reason.as_bytes())
+            }
         };
     }
 
@@ -197,7 +203,14 @@ impl Canonical for Transaction {
                     TxKind::RevealRows { job, shard, replica, rows }
                 }
             }
-            12 => TxKind::Judge { provider: Address(r.array()?), gmacs: r.u64()? },
+            12 => {
+                let (provider, gmacs) = (Address(r.array()?), r.u64()?);
+                let reason = match String::from_utf8(r.var_bytes(MAX_JUDGE_REASON)?.to_vec()) {
+                    Ok(s) => s,
+                    Err(_) => return r.fail("a judgment's reason is not UTF-8"),
+                };
+                TxKind::Judge { provider, gmacs, reason }
+            }
             tag => return r.fail(format!("unknown transaction kind {tag}")),
         };
         Ok(Self { chain, from, nonce, fee, kind })

@@ -30,7 +30,14 @@ fn all_kinds() -> Vec<SignedTransaction> {
         tx(10, TxKind::ReleaseLease { job: Hash([6; 32]), shard: 3 }),
         tx(11, TxKind::ChallengeResult { job: Hash([7; 32]), shard: 1, replica: 2, rows: vec![0, 5, 29] }),
         tx(12, TxKind::RevealRows { job: Hash([7; 32]), shard: 1, replica: 2, rows: revealed() }),
-        tx(13, TxKind::Judge { provider: key(3).public().address(), gmacs: 125 }),
+        tx(
+            13,
+            TxKind::Judge {
+                provider: key(3).public().address(),
+                gmacs: 125,
+                reason: "answers at 125 G MAC/s as claimed".into(),
+            },
+        ),
     ]
 }
 
