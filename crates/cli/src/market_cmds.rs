@@ -29,6 +29,10 @@ pub struct HwArgs {
     gpu_model: String,
     #[arg(long, default_value_t = 0)]
     gpu_memory_mib: u64,
+    /// Claim this int8 throughput (G MAC/s) instead of measuring it: for a provider that lends
+    /// only part of a machine. Validators test the claim, so an over-claim is demoted.
+    #[arg(long)]
+    int8_gmacs: Option<u64>,
 }
 
 /// Measures this machine: cores, memory, and its int8 throughput as validators' Proof-of-AI
@@ -45,6 +49,22 @@ pub fn measure_hw(args: &HwArgs) -> Result<HardwareProfile, String> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kib| kib / 1024)
         .unwrap_or(1024);
+    let claimed = args.int8_gmacs.filter(|&g| g > 0);
+    let measured = match claimed {
+        Some(g) => g,
+        None => measure_gmacs()?,
+    };
+    Ok(HardwareProfile {
+        cpu_cores,
+        memory_mib,
+        gpu_model: args.gpu_model.clone(),
+        gpu_memory_mib: args.gpu_memory_mib,
+        int8_gmacs: measured.max(1),
+    })
+}
+
+/// This machine's int8 throughput as a challenge sees it.
+fn measure_gmacs() -> Result<u64, String> {
     let n = 1024;
     let (a, b) = (random_matrix(n, n, 126, 1)?, random_matrix(n, n, 126, 2)?);
     let mut best = f64::MAX;
@@ -54,14 +74,7 @@ pub fn measure_hw(args: &HwArgs) -> Result<HardwareProfile, String> {
         best = best.min(t.elapsed().as_secs_f64());
     }
     let rough = (((n * n * n) as f64 / best / 1e9) as u64).max(1);
-    let int8_gmacs = challenge_gmacs(rough);
-    Ok(HardwareProfile {
-        cpu_cores,
-        memory_mib,
-        gpu_model: args.gpu_model.clone(),
-        gpu_memory_mib: args.gpu_memory_mib,
-        int8_gmacs: int8_gmacs.max(1),
-    })
+    Ok(challenge_gmacs(rough))
 }
 
 /// G MAC/s at which this machine answers a Proof-of-AI challenge part sized to `rough`.

@@ -48,6 +48,19 @@ pub struct NodeArgs {
     /// Testing only: a dishonest provider that posts products with one wrong entry.
     #[arg(long, hide = true)]
     corrupt_results: bool,
+    /// Run the Proof-of-AI validator with this key file: challenge every registered provider,
+    /// judge its throughput and liveness, and send the judgments as transactions. Its account
+    /// must stake at least the genesis's `min_validator_stake` (`ergon wallet stake`).
+    #[arg(long)]
+    validator_key: Option<PathBuf>,
+    /// Testing only: answer challenges this many times slower than they are computed (a
+    /// provider whose machine is slower than its offer claims).
+    #[arg(long, hide = true, default_value_t = 1.0)]
+    challenge_slowdown: f64,
+    /// Testing only: a validator's timed rounds this often, in seconds, instead of every 20 s
+    /// (challenges are then more than 5% of a provider's time).
+    #[arg(long, hide = true)]
+    challenge_every_s: Option<f64>,
 }
 
 pub fn node(args: NodeArgs) -> CmdResult {
@@ -62,6 +75,7 @@ pub fn node(args: NodeArgs) -> CmdResult {
         None => None,
     };
     let provider = args.provider_key.as_ref().map(read_key).transpose()?;
+    let validator = args.validator_key.as_ref().map(read_key).transpose()?;
     let miner = match &provider {
         Some(k) => k.public().address(),
         None => args.miner.unwrap_or_default(),
@@ -73,6 +87,9 @@ pub fn node(args: NodeArgs) -> CmdResult {
         miner,
         provider,
         corrupt_results: args.corrupt_results,
+        validator,
+        challenge_slowdown: args.challenge_slowdown,
+        challenge_every_s: args.challenge_every_s,
         genesis,
         listen: args.listen,
         peers: args.peer,
@@ -141,6 +158,18 @@ pub enum WalletCommand {
         #[arg(long, default_value = "127.0.0.1:8080")]
         api: SocketAddr,
     },
+    /// Lock part of a key's balance as stake (a validator needs the genesis's
+    /// `min_validator_stake` to send judgments).
+    Stake {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        amount: u64,
+        #[arg(long, default_value_t = 1)]
+        fee: u64,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: SocketAddr,
+    },
 }
 
 pub fn wallet(cmd: WalletCommand) -> CmdResult {
@@ -157,6 +186,12 @@ pub fn wallet(cmd: WalletCommand) -> CmdResult {
             let key = read_key(&key)?;
             let (id, nonce) = sign_and_submit(api, &key, fee, TxKind::Transfer { to, amount })?;
             println!("submitted {} ({amount} to {to}, fee {fee}, nonce {nonce}): pending", id.to_hex());
+            Ok(ExitCode::SUCCESS)
+        }
+        WalletCommand::Stake { key, amount, fee, api } => {
+            let key = read_key(&key)?;
+            let (id, nonce) = sign_and_submit(api, &key, fee, TxKind::Stake { amount })?;
+            println!("submitted {} (stake {amount}, fee {fee}, nonce {nonce}): pending", id.to_hex());
             Ok(ExitCode::SUCCESS)
         }
     }

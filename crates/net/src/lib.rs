@@ -1,5 +1,5 @@
 //! Ergon's peer-to-peer layer (rust-libp2p): TCP with noise encryption and yamux multiplexing;
-//! gossipsub for blocks and transactions; a request-response protocol that fetches a block by id
+//! gossipsub for blocks, transactions and Proof-of-AI rounds and answers; a request-response protocol that fetches a block by id
 //! or a peer's tip, which is all sync needs at devnet scale; a second one that moves sealed blobs
 //! (job inputs and results, see [`blob`]) piece by piece; identify; Kademlia for discovering
 //! peers beyond the configured ones; mDNS, off by default.
@@ -51,7 +51,7 @@ fn peer_score(chain_id: &[u8; 32]) -> gossipsub::PeerScoreParams {
         ..Default::default()
     };
     let mut params = gossipsub::PeerScoreParams::default();
-    for t in [topic("blocks", chain_id), topic("txs", chain_id)] {
+    for t in [topic("blocks", chain_id), topic("txs", chain_id), topic("poai", chain_id)] {
         params.topics.insert(t.hash(), topic_params.clone());
     }
     params
@@ -170,6 +170,8 @@ pub struct Response(pub Option<Vec<u8>>);
 pub enum Command {
     PublishBlock(Vec<u8>),
     PublishTx(Vec<u8>),
+    /// A Proof-of-AI message (an encoded `ergon_types::poai::PoaiMessage`).
+    PublishPoai(Vec<u8>),
     Request {
         peer: PeerId,
         request: Request,
@@ -218,6 +220,12 @@ pub enum Event {
         gossip: Option<MessageRef>,
     },
     Tx {
+        from: PeerId,
+        bytes: Vec<u8>,
+        gossip: MessageRef,
+    },
+    /// A Proof-of-AI message (round announcement or answer), awaiting a [`Command::Verdict`].
+    Poai {
         from: PeerId,
         bytes: Vec<u8>,
         gossip: MessageRef,
@@ -322,7 +330,8 @@ pub fn spawn(
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
     let (blocks_topic, txs_topic) = (topic("blocks", &cfg.chain_id), topic("txs", &cfg.chain_id));
-    for t in [&blocks_topic, &txs_topic] {
+    let poai_topic = topic("poai", &cfg.chain_id);
+    for t in [&blocks_topic, &txs_topic, &poai_topic] {
         swarm.behaviour_mut().gossipsub.subscribe(t).map_err(|e| e.to_string())?;
     }
     swarm.listen_on(cfg.listen.clone()).map_err(|e| format!("listen on {}: {e}", cfg.listen))?;
@@ -352,6 +361,7 @@ pub fn spawn(
                     None => break,
                     Some(Command::PublishBlock(b)) => { let _ = swarm.behaviour_mut().gossipsub.publish(blocks_topic.clone(), b); }
                     Some(Command::PublishTx(b)) => { let _ = swarm.behaviour_mut().gossipsub.publish(txs_topic.clone(), b); }
+                    Some(Command::PublishPoai(b)) => { let _ = swarm.behaviour_mut().gossipsub.publish(poai_topic.clone(), b); }
                     Some(Command::Request { peer, request }) => {
                         let headers = matches!(request, Request::Headers { .. });
                         let id = swarm.behaviour_mut().blocks.send_request(&peer, request);
@@ -393,6 +403,8 @@ pub fn spawn(
                         let gossip = MessageRef { id: message_id, source: propagation_source };
                         let ev = if message.topic == blocks_topic.hash() {
                             Event::Block { from: propagation_source, bytes: message.data, gossip: Some(gossip) }
+                        } else if message.topic == poai_topic.hash() {
+                            Event::Poai { from: propagation_source, bytes: message.data, gossip }
                         } else {
                             Event::Tx { from: propagation_source, bytes: message.data, gossip }
                         };

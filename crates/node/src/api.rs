@@ -36,6 +36,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/jobs", get(jobs))
         .route("/jobs/{id}", get(job))
         .route("/blobs/{name}", get(get_blob).put(put_blob))
+        .route("/poai", get(poai))
         .route("/metrics", get(metrics))
         // Blobs and dispute evidence are bigger than axum's 2 MB default.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -47,6 +48,12 @@ const MAX_BODY_BYTES: usize = 256 << 20;
 
 fn error(code: StatusCode, why: impl Into<String>) -> Response {
     (code, Json(json!({ "error": why.into() }))).into_response()
+}
+
+/// Proof of AI as this node runs it: its validator's engine and judgments, its provider's
+/// answering and what that costs (`docs/poai.md` §6).
+async fn poai(State(s): State<Arc<Shared>>) -> Json<Value> {
+    Json(crate::poai::view(&s))
 }
 
 async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
@@ -209,7 +216,7 @@ fn provider_json(p: &Provider) -> Value {
         "reputation_permille": p.reputation(), "earned": p.earned, "slashed": p.slashed,
         "bond_locked": p.locked, "leases_given_back": p.released,
         // What matching uses: the validators' judgments, never the claim in the profile.
-        "verified_gmacs": p.verified_gmacs(),
+        "verified_gmacs": p.verified_gmacs(), "absent": p.absent(),
         "judgments": p.judged.iter().map(|(v, (stake, g))| json!({ "validator": v.to_string(), "stake": stake, "gmacs": g })).collect::<Vec<_>>(),
     })
 }

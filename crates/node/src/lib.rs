@@ -9,6 +9,7 @@ pub mod blobs;
 pub mod http;
 mod mining;
 pub mod orphans;
+pub mod poai;
 pub mod provider;
 mod sync;
 pub mod uploads;
@@ -43,6 +44,14 @@ pub struct NodeConfig {
     /// Testing only: the provider posts products with one entry off by one (an adversary for
     /// the dispute path's end-to-end test).
     pub corrupt_results: bool,
+    /// Run the Proof-of-AI validator with this key (its account must stake at least the
+    /// genesis's `min_validator_stake`).
+    pub validator: Option<ergon_types::SecretKey>,
+    /// Testing only: the provider answers challenges this many times slower than it computes
+    /// them (a machine slower than its offer claims).
+    pub challenge_slowdown: f64,
+    /// Testing only: the validator's timed rounds this often (seconds) instead of its cadence's.
+    pub challenge_every_s: Option<f64>,
 }
 
 /// Counters the API and metrics report.
@@ -91,6 +100,8 @@ pub struct Shared {
     pub blob_store: ergon_store::BlobStore,
     /// Uploads in progress: generations, per-author reservations and rate buckets.
     pub uploads: Mutex<uploads::Uploads>,
+    /// Proof of AI: the validator's engine and the provider's answering, where this node runs them.
+    pub poai: poai::Poai,
 }
 
 impl Shared {
@@ -216,6 +227,7 @@ pub async fn run(
         blob_store,
         ready: Mutex::new(Default::default()),
         computed: Mutex::new(Default::default()),
+        poai: poai::Poai::new(cfg.validator.clone(), cfg.provider.clone(), cfg.challenge_slowdown),
     });
     shared.load_blobs().map_err(|e| format!("{}: {e}", db.display()))?;
     for (index, why) in &shared.lock().store.dropped_at_open {
@@ -274,6 +286,13 @@ pub async fn run(
             return Err("a provider node must mine, with the provider's key as the miner".into());
         }
         tokio::spawn(provider::run(shared.clone(), key, cfg.corrupt_results));
+        tokio::spawn(poai::run_prover(shared.clone()));
+    }
+    if cfg.validator.is_some() {
+        if cfg.listen.is_none() {
+            return Err("a validator needs the network (--listen) to reach providers".into());
+        }
+        tokio::spawn(poai::run_validator(shared.clone(), cfg.challenge_every_s));
     }
     let miner = cfg.mine.then(|| {
         let s = shared.clone();

@@ -312,7 +312,7 @@ fn deliver(shared: &Arc<Shared>, key: &SecretKey, c: Computed) -> Result<Option<
 
 /// Signs `kind` with the provider's key at its next nonce, admits it to this node's pool and
 /// gossips it.
-fn submit(shared: &Arc<Shared>, key: &SecretKey, kind: TxKind) -> Result<(), String> {
+pub(crate) fn submit(shared: &Shared, key: &SecretKey, kind: TxKind) -> Result<(), String> {
     let mut node = shared.lock();
     let node = &mut *node;
     let nonce = node.mempool.next_nonce(&node.chain, &key.public().address());

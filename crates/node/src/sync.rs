@@ -82,6 +82,10 @@ pub fn start_network(
                     let verdict = on_tx(&shared, from, &bytes);
                     shared.send(Command::Verdict { message: gossip, verdict });
                 }
+                Event::Poai { from, bytes, gossip } => {
+                    let verdict = crate::poai::on_message(&shared, from, &bytes);
+                    shared.send(Command::Verdict { message: gossip, verdict });
+                }
                 Event::Headers { from, bytes } => {
                     let s = shared.clone();
                     let _ = tokio::task::spawn_blocking(move || on_headers(&s, from, &bytes)).await;

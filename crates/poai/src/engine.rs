@@ -176,6 +176,11 @@ impl Engine {
         self.providers.get(provider).is_some_and(|p| p.open.is_some())
     }
 
+    /// The open round's number and the part due next from `provider`, if a round is open.
+    pub fn expecting(&self, provider: &Address) -> Option<(u64, u32)> {
+        self.providers.get(provider)?.open.as_ref().map(|r| (r.round, r.next))
+    }
+
     pub fn view(&self, provider: &Address) -> Option<&ProviderView> {
         self.providers.get(provider).map(|p| &p.view)
     }

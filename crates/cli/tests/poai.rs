@@ -1,0 +1,175 @@
+//! Proof of AI through real processes (issue 11): a validator node runs the challenge engine
+//! against three provider nodes over the network, and each provider answers by itself.
+//! - Two honest providers are confirmed at their claims.
+//! - One whose machine is slower than its offer (it answers 20× slower than it computes) is
+//!   demoted below a job's throughput requirement, and does not get that job although it asks
+//!   the least.
+//! - The honest provider holding the job is killed: the validator's probes find it gone, its
+//!   judgment of 0 releases the lease, and the other honest provider completes the job, long
+//!   before the lease's own deadline.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{ergon, get, ok, wait, Net};
+
+fn provider(api: &str, who: &str) -> serde_json::Value {
+    get(api, &format!("/providers/{who}")).unwrap_or_default()
+}
+
+fn leaseholder(api: &str, job: &str) -> Option<String> {
+    let j = get(api, &format!("/jobs/{job}"))?;
+    let t = &j["tasks"][0];
+    (t["state"] == "leased").then(|| t["detail"]["provider"].as_str().unwrap_or("").to_string())
+}
+
+#[test]
+fn validators_confirm_honest_providers_demote_an_over_claim_and_fail_a_dead_one_over() {
+    let dir = std::env::temp_dir().join(format!("ergon-poai-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut net = Net::new(dir);
+    let new_key = |net: &Net, name: &str| {
+        ok(ergon(&["key", "new", "--out", &net.p(name)])).split(' ').next().unwrap().to_string()
+    };
+    let (client, validator) = (new_key(&net, "client.key"), new_key(&net, "validator.key"));
+    let (p1, p2, p3) = (new_key(&net, "p1.key"), new_key(&net, "p2.key"), new_key(&net, "p3.key"));
+    net.genesis = net.p("g.json");
+    let block_time_ms = 3000u64;
+    let mut genesis = vec!["genesis".to_string(), "--out".into(), net.genesis.clone()];
+    for (who, amount) in [
+        (&client, "1000000000000"),
+        (&validator, "100000000"),
+        (&p1, "1000000000"),
+        (&p2, "1000000000"),
+        (&p3, "1000000000"),
+    ] {
+        genesis.extend(["--alloc".to_string(), format!("{who}={amount}")]);
+    }
+    genesis.extend(
+        ["--block-time-ms", &block_time_ms.to_string(), "--filler-size", "128", "--initial-difficulty", "60000000000"]
+            .map(String::from),
+    );
+    ok(ergon(&genesis.iter().map(String::as_str).collect::<Vec<_>>()));
+
+    let v_key = net.p("validator.key");
+    let v_api = net
+        .node("validator", &["--mine", "--miner", &validator, "--validator-key", &v_key, "--challenge-every-s", "4"]);
+    let client_api = net.node("client", &[]);
+    let keys = [net.p("p1.key"), net.p("p2.key"), net.p("p3.key")];
+    net.node("p1", &["--provider-key", &keys[0]]);
+    net.node("p2", &["--provider-key", &keys[1], "--challenge-slowdown", "20"]);
+    net.node("p3", &["--provider-key", &keys[2]]);
+    ok(ergon(&["wallet", "stake", "--key", &v_key, "--amount", "10000000", "--api", &client_api]));
+    // All three claim 8 G MAC/s; P2 asks least, then P3, then P1.
+    for (key, price) in [(&keys[0], "300"), (&keys[1], "100"), (&keys[2], "200")] {
+        ok(ergon(&[
+            "provider",
+            "register",
+            "--key",
+            key,
+            "--price",
+            price,
+            "--stake",
+            "1000000",
+            "--slots",
+            "1",
+            "--int8-gmacs",
+            "8",
+            "--api",
+            &client_api,
+        ]));
+    }
+
+    // 1. The honest providers are confirmed as claimed; P2 is demoted below 4 G MAC/s.
+    let verified = |who: &str| provider(&v_api, who)["verified_gmacs"].as_u64().unwrap_or(0);
+    let judged = |who: &str| provider(&v_api, who)["judgments"].as_array().is_some_and(|j| !j.is_empty());
+    wait("P1 and P3 confirmed", Duration::from_secs(120), || verified(&p1) == 8 && verified(&p3) == 8);
+    wait("P2 demoted below 4 G MAC/s", Duration::from_secs(120), || judged(&p2) && verified(&p2) < 4);
+    let p2_state = provider(&v_api, &p2);
+    let log = p2_state["decisions"].to_string();
+    assert!(log.contains("answers slower than 8 G MAC/s"), "{log}");
+    let p1_log = provider(&v_api, &p1)["decisions"].to_string();
+    assert!(p1_log.contains("as claimed (sequential test passed)"), "{p1_log}");
+    let engine = get(&v_api, "/poai").unwrap();
+    assert!(engine["validator"]["answers_checked"].as_u64().unwrap() > 0, "{engine}");
+    let p1_cost = get(&net.started["p1"].0, "/poai").unwrap();
+    assert!(p1_cost["prover"]["rounds_answered"].as_u64().unwrap() >= 1, "{p1_cost}");
+
+    // 2. A job needing 4 G MAC/s: P2 asks least but is not verified that fast; P3 takes it.
+    ok(ergon(&["demo", "--size", "1536", "--dir", &net.p("job")]));
+    let submit = Command::new(env!("CARGO_BIN_EXE_ergon"))
+        .args([
+            "job",
+            "submit",
+            "--key",
+            &net.p("client.key"),
+            &net.p("job/A.npy"),
+            &net.p("job/B.npy"),
+            "--shards",
+            "1",
+            "--max-price",
+            "1000000",
+            "--lease-blocks",
+            "40",
+            "--min-gmacs",
+            "4",
+            "--out",
+            &net.p("job/C.npy"),
+            "--no-wait-settlement",
+            "--timeout-s",
+            "240",
+            "--api",
+            &client_api,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let job = {
+        let start = Instant::now();
+        loop {
+            let jobs = get(&client_api, "/jobs").unwrap_or_default();
+            if let Some(id) = jobs["jobs"].as_array().and_then(|j| j.first()).and_then(|j| j["id"].as_str()) {
+                break id.to_string();
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "the job never appeared");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait("the lease", Duration::from_secs(60), || leaseholder(&v_api, &job).is_some());
+    assert_eq!(leaseholder(&v_api, &job).as_deref(), Some(p3.as_str()), "the cheapest provider fast enough");
+    let outlook = provider(&v_api, &p2)["outlook"].to_string();
+    assert!(outlook.contains("than validators have verified") || outlook.contains("no job is waiting"), "{outlook}");
+
+    // 3. P3 dies holding the lease: found absent, the lease goes to P1, well before block
+    //    `deadline`.
+    net.kill("p3");
+    let (killed_at, killed_height) = (Instant::now(), get(&v_api, "/status").unwrap()["height"].as_u64().unwrap());
+    let deadline =
+        get(&v_api, &format!("/jobs/{job}")).unwrap()["tasks"][0]["detail"]["deadline"].as_u64().unwrap_or(0);
+    wait("the job to move to P1", Duration::from_secs(60), || {
+        leaseholder(&v_api, &job).as_deref() == Some(p1.as_str())
+    });
+    let (moved_s, moved_height) =
+        (killed_at.elapsed().as_secs_f64(), get(&v_api, "/status").unwrap()["height"].as_u64().unwrap());
+    println!(
+        "failover: {moved_s:.1} s and {} blocks after the kill (block time {:.1} s; the lease ran to block {deadline})",
+        moved_height - killed_height,
+        block_time_ms as f64 / 1e3
+    );
+    assert!(moved_height < deadline, "released by absence, not by the lease's deadline");
+    let log = get(&v_api, &format!("/jobs/{job}")).unwrap()["decisions"].to_string();
+    assert!(log.contains("stopped answering the validators' challenges; lease released"), "{log}");
+    let p3_state = provider(&v_api, &p3);
+    assert_eq!(p3_state["absent"], true, "{p3_state}");
+    assert_eq!(p3_state["status"], "active", "absence is no strike: {p3_state}");
+
+    // The job completes on P1, verified by the client.
+    let out = submit.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("verified (Freivalds)"), "{text}");
+    ok(ergon(&["verify", &net.p("job/A.npy"), &net.p("job/B.npy"), &net.p("job/C.npy")]));
+}

@@ -1,0 +1,550 @@
+//! Proof of AI on the network (`docs/poai.md` §6): a validator node (`--validator-key`) runs
+//! the challenge engine of `ergon-poai` against every registered provider, and a provider node
+//! answers by itself.
+//!
+//! - **Rounds.** Every `round_interval` the validator gossips one signed announcement naming
+//!   every provider and the class it is tested at, seeded by the tip's id; between rounds,
+//!   *probes* (one product of the smallest size) ask only whether the provider is there.
+//! - **Answers.** A provider derives its parts from the announcement, computes them one after
+//!   another and gossips each answer, signed, as soon as it is done. The validator times each
+//!   arrival on its own clock and feeds the engine, which checks it exactly.
+//! - **Judgments.** Whenever what the engine would hold on chain for a provider differs from
+//!   what the chain holds from this validator, it sends a `Judge` transaction with the reason:
+//!   the confirmed or demoted class, or 0 when the provider stopped answering (its leases are
+//!   then released in that block, `ergon-market`'s verification module).
+//!
+//! What a provider agrees to compute is bounded by what it claims: it answers only staked
+//! validators, rounds seeded by a recent block of its chain, one round per validator at a time,
+//! parts within the wire's limits, and a class no higher than its own offer's.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ergon_net::{Command, PeerId, Verdict};
+use ergon_poai::{ComputeChallenge, Engine, Judgment, PoaiParams, Verdict as PoaiVerdict};
+use ergon_types::poai::{Answer, PoaiBody, PoaiMessage, Round};
+use ergon_types::tx::MAX_JUDGE_REASON;
+use ergon_types::{Address, Canonical, SecretKey, TxKind};
+use serde_json::{json, Value};
+
+use crate::Shared;
+
+/// A round's seed must be the id of one of the last this many blocks of this node's chain.
+const SEED_WITHIN_BLOCKS: u64 = 8;
+/// Judgments kept for the API.
+const JUDGMENTS_KEPT: usize = 512;
+/// Answers waiting to be checked, and rounds waiting to be answered (bounded queues).
+const ANSWERS_QUEUED: usize = 4096;
+const ROUNDS_QUEUED: usize = 16;
+/// A judgment sent but not yet on chain is sent again after this long.
+const RESEND_AFTER: Duration = Duration::from_secs(20);
+
+/// How often a validator tests, for a chain whose blocks come every `block_time_ms`.
+#[derive(Clone, Debug)]
+pub struct Cadence {
+    /// A timed round (10 parts of 100 ms at the claim) this often: 1 s of an honest
+    /// provider's time every 20 s is 5% of it.
+    pub round_interval: Duration,
+    /// A liveness probe this often between rounds: a dead provider is found within this plus
+    /// the probe's grace, well inside two blocks.
+    pub probe_interval: Duration,
+}
+
+impl Cadence {
+    pub fn for_block_time(block_time_ms: u64, params: &PoaiParams) -> Self {
+        let round_ns = params.parts as u64 * params.target_ns;
+        Cadence {
+            round_interval: Duration::from_nanos(round_ns * 20),
+            probe_interval: Duration::from_millis((block_time_ms / 4).clamp(250, 2000)),
+        }
+    }
+}
+
+/// One judgment as the API shows it.
+#[derive(Clone, Debug)]
+struct Logged {
+    at_ms: u64,
+    height: u64,
+    judgment: Judgment,
+}
+
+/// An answer received, with its arrival on the validator's clock.
+struct Arrived {
+    provider: Address,
+    round: u64,
+    part: u32,
+    answer: ergon_poai::Answer,
+    at_ns: u64,
+}
+
+struct ValidatorState {
+    engine: Engine,
+    /// Answers that came before the part they follow (gossip may reorder), by provider.
+    early: HashMap<Address, BTreeMap<(u64, u32), Arrived>>,
+    log: VecDeque<Logged>,
+    /// What this validator last sent on chain per provider, and when.
+    sent: HashMap<Address, (u64, Instant)>,
+    rounds: u64,
+    probes: u64,
+    answers_checked: u64,
+    last_round: Option<Instant>,
+    last_probe: Option<Instant>,
+}
+
+/// The validator side: its key, its engine and the answers waiting for it.
+pub struct Validator {
+    key: SecretKey,
+    state: Mutex<ValidatorState>,
+    inbox: Mutex<VecDeque<Arrived>>,
+}
+
+/// The provider side: the rounds to answer, and what answering cost.
+pub struct Prover {
+    key: SecretKey,
+    /// Testing only: answers take this many times as long (a machine slower than its offer).
+    slowdown: f64,
+    rounds: Mutex<VecDeque<Round>>,
+    /// The last round answered per validator (a round is answered once).
+    answered: Mutex<HashMap<Address, u64>>,
+    busy_ns: AtomicU64,
+    parts_answered: AtomicU64,
+    rounds_answered: AtomicU64,
+    probes_answered: AtomicU64,
+}
+
+/// What a node runs of Proof of AI.
+#[derive(Default)]
+pub struct Poai {
+    pub validator: Option<Validator>,
+    pub prover: Option<Prover>,
+    /// The last round number seen per announcing validator (replays are ignored); bounded by
+    /// the staked validators, since only their rounds are kept.
+    seen_rounds: Mutex<HashMap<Address, u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Poai {
+    pub fn new(validator: Option<SecretKey>, prover: Option<SecretKey>, slowdown: f64) -> Self {
+        let validator = validator.map(|key| Validator {
+            key,
+            state: Mutex::new(ValidatorState {
+                engine: Engine::new(PoaiParams::default()),
+                early: HashMap::new(),
+                log: VecDeque::new(),
+                sent: HashMap::new(),
+                rounds: 0,
+                probes: 0,
+                answers_checked: 0,
+                last_round: None,
+                last_probe: None,
+            }),
+            inbox: Mutex::new(VecDeque::new()),
+        });
+        let prover = prover.map(|key| Prover {
+            key,
+            slowdown: slowdown.max(1.0),
+            rounds: Mutex::new(VecDeque::new()),
+            answered: Mutex::new(HashMap::new()),
+            busy_ns: AtomicU64::new(0),
+            parts_answered: AtomicU64::new(0),
+            rounds_answered: AtomicU64::new(0),
+            probes_answered: AtomicU64::new(0),
+        });
+        Poai { validator, prover, seen_rounds: Mutex::new(HashMap::new()) }
+    }
+}
+
+fn now_ns(shared: &Shared) -> u64 {
+    shared.started.elapsed().as_nanos() as u64
+}
+
+/// Judges a gossiped Proof-of-AI message: forwards only what a node should relay, hands rounds
+/// naming this node's provider to it and answers for this node's validator to it.
+pub fn on_message(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
+    let at_ns = now_ns(shared);
+    let Ok(msg) = PoaiMessage::decode(bytes) else {
+        shared.send(Command::Punish(from));
+        return Verdict::Reject;
+    };
+    if msg.verify().is_err() {
+        return Verdict::Reject;
+    }
+    let signer = msg.body.signer().address();
+    let (chain_id, tip_height) = {
+        let node = shared.lock();
+        (node.chain.chain_id(), node.chain.height())
+    };
+    if msg.body.chain() != chain_id {
+        return Verdict::Ignore;
+    }
+    match msg.body {
+        PoaiBody::Round(round) => {
+            let node = shared.lock();
+            let chain = &node.chain;
+            if chain.ledger().account(&signer).stake < chain.params().min_validator_stake {
+                return Verdict::Ignore;
+            }
+            let recent = (tip_height.saturating_sub(SEED_WITHIN_BLOCKS)..=tip_height)
+                .any(|h| chain.active_id(h) == Some(round.seed));
+            if !recent {
+                return Verdict::Ignore;
+            }
+            drop(node);
+            {
+                let mut seen = lock(&shared.poai.seen_rounds);
+                if seen.get(&signer).is_some_and(|&r| r >= round.round) {
+                    return Verdict::Ignore;
+                }
+                seen.insert(signer, round.round);
+            }
+            if let Some(prover) = &shared.poai.prover {
+                let me = prover.key.public().address();
+                if round.classes.iter().any(|(p, _)| *p == me) {
+                    let mut queue = lock(&prover.rounds);
+                    if queue.len() < ROUNDS_QUEUED {
+                        queue.push_back(round);
+                    }
+                }
+            }
+            Verdict::Accept
+        }
+        PoaiBody::Answer(answer) => {
+            if shared.lock().chain.ledger().market.provider(&signer).is_none() {
+                return Verdict::Ignore;
+            }
+            if let Some(v) = &shared.poai.validator {
+                if answer.validator == v.key.public().address() {
+                    let mut inbox = lock(&v.inbox);
+                    if inbox.len() < ANSWERS_QUEUED {
+                        let (round, part) = (answer.round, answer.part);
+                        let answer = ergon_poai::Answer { commitment: answer.commitment, openings: answer.openings };
+                        inbox.push_back(Arrived { provider: signer, round, part, answer, at_ns });
+                    }
+                    // Addressed to this node: nobody else needs it.
+                    return Verdict::Ignore;
+                }
+            }
+            Verdict::Accept
+        }
+    }
+}
+
+/// Runs the validator until the node stops.
+pub async fn run_validator(shared: Arc<Shared>, round_every_s: Option<f64>) {
+    let (me, block_time_ms, min_stake) = {
+        let node = shared.lock();
+        let v = shared.poai.validator.as_ref().expect("run only on a validator node");
+        let p = node.chain.params();
+        (v.key.public().address(), p.block_time_ms, p.min_validator_stake)
+    };
+    let params = PoaiParams::default();
+    let mut cadence = Cadence::for_block_time(block_time_ms, &params);
+    if let Some(s) = round_every_s.filter(|s| s.is_finite() && *s > 0.0) {
+        cadence.round_interval = Duration::from_secs_f64(s);
+    }
+    tracing::info!(validator = %me, round_every_s = cadence.round_interval.as_secs_f64(),
+        probe_every_s = cadence.probe_interval.as_secs_f64(), "Proof-of-AI validator started");
+    let mut warned_stake = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    while !shared.stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let stake = shared.lock().chain.ledger().account(&me).stake;
+        if stake < min_stake {
+            if !warned_stake {
+                tracing::warn!(stake, min_stake, "this validator's stake is below the minimum: it runs no rounds until it stakes (`ergon wallet stake`)");
+                warned_stake = true;
+            }
+            continue;
+        }
+        let s = shared.clone();
+        let c = cadence.clone();
+        let _ = tokio::task::spawn_blocking(move || validator_step(&s, &c)).await;
+    }
+}
+
+/// One pass of the validator: providers in step with the chain, rounds and probes due, answers
+/// checked, overdue ones judged, and the chain told what changed.
+fn validator_step(shared: &Shared, cadence: &Cadence) {
+    let Some(v) = &shared.poai.validator else { return };
+    let me = v.key.public().address();
+    // What the chain says: providers taking leases, with their claims and this validator's
+    // judgment of each.
+    let (chain_id, tip, height, providers) = {
+        let node = shared.lock();
+        let market = &node.chain.ledger().market;
+        let providers: Vec<(Address, u64, Option<u64>)> = market
+            .providers()
+            .filter(|p| p.owner != me)
+            .filter(|p| matches!(p.status, ergon_market::ProviderStatus::Active))
+            .map(|p| (p.owner, p.offer.profile.int8_gmacs, p.judged.get(&me).map(|&(_, g)| g)))
+            .collect();
+        (node.chain.chain_id(), node.chain.tip(), node.chain.height(), providers)
+    };
+    let mut st = lock(&v.state);
+    let st = &mut *st;
+    let known: Vec<Address> = st.engine.providers().map(|(a, _)| *a).collect();
+    for a in known.iter().filter(|a| !providers.iter().any(|(p, _, _)| p == *a)) {
+        st.engine.remove(a);
+        st.early.remove(a);
+    }
+    for (p, claim, _) in &providers {
+        st.engine.register(*p, *claim);
+    }
+    let now = Instant::now();
+    let mut judged = vec![];
+    let due = |last: Option<Instant>, every: Duration| last.is_none_or(|t| now.duration_since(t) >= every);
+    if !providers.is_empty() && due(st.last_round, cadence.round_interval) {
+        let (round, issued) = st.engine.issue(&tip, now_ns(shared));
+        if !issued.is_empty() {
+            let classes = issued.iter().map(|(p, _)| (*p, st.engine.view(p).map_or(0, |v| v.class_gmacs))).collect();
+            let p = st.engine.params();
+            let body = Round {
+                chain: chain_id,
+                validator: v.key.public(),
+                round,
+                seed: tip,
+                probe: false,
+                target_ns: p.target_ns,
+                parts: p.parts,
+                openings: p.openings,
+                classes,
+            };
+            shared.send(Command::PublishPoai(PoaiBody::Round(body).sign(&v.key).encode()));
+            st.rounds += 1;
+        }
+        st.last_round = Some(now);
+        st.last_probe = Some(now);
+    } else if !providers.is_empty() && due(st.last_probe, cadence.probe_interval) {
+        let (round, probed) = st.engine.probe(&tip, now_ns(shared));
+        if !probed.is_empty() {
+            let p = st.engine.params();
+            let body = Round {
+                chain: chain_id,
+                validator: v.key.public(),
+                round,
+                seed: tip,
+                probe: true,
+                target_ns: p.target_ns,
+                parts: 1,
+                openings: p.openings,
+                classes: probed.iter().map(|(p, _)| (*p, 0)).collect(),
+            };
+            shared.send(Command::PublishPoai(PoaiBody::Round(body).sign(&v.key).encode()));
+            st.probes += 1;
+        }
+        st.last_probe = Some(now);
+    }
+    // Answers, in the order of their parts (an early one waits for the part before it).
+    let arrived: Vec<Arrived> = lock(&v.inbox).drain(..).collect();
+    for a in arrived {
+        let early = st.early.entry(a.provider).or_default();
+        if early.len() < 64 {
+            early.insert((a.round, a.part), a);
+        }
+    }
+    for (provider, early) in &mut st.early {
+        while let Some((&(round, part), _)) = early.first_key_value() {
+            match st.engine.expecting(provider) {
+                Some(next) if next == (round, part) => {}
+                // A later part of the open round: it waits for the one before it.
+                Some((r, next)) if r == round && part > next => break,
+                // Stale, or never asked: dropped.
+                _ => {
+                    early.pop_first();
+                    continue;
+                }
+            }
+            let a = early.pop_first().expect("first key").1;
+            match st.engine.answer(provider, round, part, &a.answer, a.at_ns) {
+                Ok(j) => {
+                    st.answers_checked += 1;
+                    judged.extend(j);
+                }
+                Err(why) => tracing::debug!(%provider, round, part, %why, "answer not taken"),
+            }
+        }
+    }
+    st.early.retain(|_, e| !e.is_empty());
+    judged.extend(st.engine.tick(now_ns(shared)));
+    for j in &judged {
+        match &j.verdict {
+            PoaiVerdict::Confirm { .. } => tracing::info!(provider = %j.provider, reason = %j.reason, "confirmed"),
+            _ => tracing::warn!(provider = %j.provider, verdict = ?j.verdict, reason = %j.reason, "judged"),
+        }
+        if st.log.len() == JUDGMENTS_KEPT {
+            st.log.pop_front();
+        }
+        st.log.push_back(Logged { at_ms: crate::now_ms(), height, judgment: j.clone() });
+    }
+    // What the chain should hold from this validator, where it holds something else.
+    for (p, _, on_chain) in &providers {
+        let Some(want) = st.engine.on_chain_gmacs(p) else { continue };
+        if *on_chain == Some(want) {
+            st.sent.remove(p);
+            continue;
+        }
+        if st.sent.get(p).is_some_and(|&(g, at)| g == want && now.duration_since(at) < RESEND_AFTER) {
+            continue;
+        }
+        let reason = st.log.iter().rev().find(|l| l.judgment.provider == *p).map_or_else(
+            || "no round answered".to_string(),
+            |l| format!("round {}: {}", l.judgment.round, l.judgment.reason),
+        );
+        let reason = truncate(&reason, MAX_JUDGE_REASON);
+        match crate::provider::submit(shared, &v.key, TxKind::Judge { provider: *p, gmacs: want, reason }) {
+            Ok(()) => {
+                tracing::info!(provider = %p, gmacs = want, "judgment sent");
+                st.sent.insert(*p, (want, now));
+            }
+            Err(why) => tracing::warn!(provider = %p, %why, "could not send a judgment"),
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// Runs the provider's answering until the node stops: probes at once, timed rounds one after
+/// another.
+pub async fn run_prover(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    while !shared.stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let Some(prover) = &shared.poai.prover else { return };
+        let next = lock(&prover.rounds).pop_front();
+        let Some(round) = next else { continue };
+        let s = shared.clone();
+        if round.probe {
+            tokio::task::spawn_blocking(move || answer_round(&s, round));
+        } else {
+            let _ = tokio::task::spawn_blocking(move || answer_round(&s, round)).await;
+        }
+    }
+}
+
+/// Computes and gossips every part of `round` this provider must answer.
+fn answer_round(shared: &Shared, round: Round) {
+    let Some(prover) = &shared.poai.prover else { return };
+    let me = prover.key.public().address();
+    let validator = round.validator.address();
+    {
+        let mut answered = lock(&prover.answered);
+        if answered.get(&validator).is_some_and(|&r| r >= round.round) {
+            return;
+        }
+        answered.insert(validator, round.round);
+    }
+    let Some(&(_, class)) = round.classes.iter().find(|(p, _)| *p == me) else { return };
+    let claim = shared.lock().chain.ledger().market.provider(&me).map_or(0, |p| p.offer.profile.int8_gmacs);
+    if class > claim {
+        tracing::warn!(%validator, class, claim, "refusing a round above this provider's claim");
+        return;
+    }
+    let started = Instant::now();
+    let parts = if round.probe { 1 } else { round.parts };
+    for part in 0..parts {
+        let t = Instant::now();
+        let c = ComputeChallenge::derive(&round.seed, &me, round.round, part, class, round.target_ns, round.openings);
+        let a = c.solve();
+        if prover.slowdown > 1.0 {
+            std::thread::sleep(t.elapsed().mul_f64(prover.slowdown - 1.0));
+        }
+        let body = PoaiBody::Answer(Answer {
+            chain: round.chain,
+            provider: prover.key.public(),
+            validator,
+            round: round.round,
+            part,
+            commitment: a.commitment,
+            openings: a.openings,
+        });
+        shared.send(Command::PublishPoai(body.sign(&prover.key).encode()));
+        prover.parts_answered.fetch_add(1, Ordering::Relaxed);
+    }
+    prover.busy_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    let counter = if round.probe { &prover.probes_answered } else { &prover.rounds_answered };
+    counter.fetch_add(1, Ordering::Relaxed);
+    if !round.probe {
+        tracing::info!(%validator, round = round.round, class, parts, seconds = started.elapsed().as_secs_f64(), "challenge round answered");
+    }
+}
+
+/// What `GET /poai` shows: the validator's engine (every provider's class, test state and the
+/// judgments with their reasons) and the provider's answering and its cost.
+pub fn view(shared: &Shared) -> Value {
+    let uptime = shared.started.elapsed().as_secs_f64().max(1e-9);
+    let validator = shared.poai.validator.as_ref().map(|v| {
+        let st = lock(&v.state);
+        let providers: Vec<Value> = st
+            .engine
+            .providers()
+            .map(|(a, p)| {
+                json!({
+                    "provider": a.to_string(), "claimed_gmacs": p.claimed_gmacs, "class_gmacs": p.class_gmacs,
+                    "verified_gmacs": p.verified_gmacs, "on_chain_gmacs": st.engine.on_chain_gmacs(a),
+                    "rounds": p.rounds, "faults": p.faults, "missed_in_a_row": p.missed_in_a_row, "llr": p.llr,
+                })
+            })
+            .collect();
+        let judgments: Vec<Value> = st
+            .log
+            .iter()
+            .rev()
+            .take(100)
+            .map(|l| {
+                json!({
+                    "at_ms": l.at_ms, "height": l.height, "provider": l.judgment.provider.to_string(),
+                    "round": l.judgment.round, "verdict": verdict_name(&l.judgment.verdict), "reason": l.judgment.reason,
+                })
+            })
+            .collect();
+        json!({
+            "address": v.key.public().address().to_string(), "rounds": st.rounds, "probes": st.probes,
+            "answers_checked": st.answers_checked, "providers": providers, "judgments": judgments,
+        })
+    });
+    let prover = shared.poai.prover.as_ref().map(|p| {
+        let busy = p.busy_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        json!({
+            "address": p.key.public().address().to_string(),
+            "rounds_answered": p.rounds_answered.load(Ordering::Relaxed),
+            "probes_answered": p.probes_answered.load(Ordering::Relaxed),
+            "parts_answered": p.parts_answered.load(Ordering::Relaxed),
+            "busy_seconds": busy,
+            "share_of_uptime": busy / uptime,
+        })
+    });
+    json!({ "validator": validator, "prover": prover })
+}
+
+fn verdict_name(v: &PoaiVerdict) -> String {
+    match v {
+        PoaiVerdict::Confirm { gmacs } => format!("confirm {gmacs}"),
+        PoaiVerdict::Demote { from, to } => format!("demote {from} → {to}"),
+        PoaiVerdict::Missed => "missed".into(),
+        PoaiVerdict::ProposeSlash => "propose slash".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_cut_on_a_character_boundary() {
+        assert_eq!(truncate("abc", 10), "abc");
+        assert_eq!(truncate("a→b", 2), "a");
+        assert_eq!(truncate("a→b", 4), "a→");
+    }
+}
