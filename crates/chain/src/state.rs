@@ -245,7 +245,9 @@ impl Ledger {
                 return Err(TxRejection::InsufficientStake { requested: amount, staked: sender.stake });
             }
         }
-        if matches!(t.kind, TxKind::Judge { .. }) && sender.stake < params.min_validator_stake {
+        if matches!(t.kind, TxKind::Judge { .. } | TxKind::ProveFraud { .. })
+            && sender.stake < params.min_validator_stake
+        {
             return Err(TxRejection::NotAValidator { stake: sender.stake, min: params.min_validator_stake });
         }
         if let TxKind::Transfer { to, amount } = t.kind {
@@ -280,6 +282,13 @@ impl Ledger {
             TxKind::Judge { provider, gmacs, reason } => {
                 self.market.judge(from, sender.stake, *provider, *gmacs, reason, height)
             }
+            TxKind::ProveFraud { round, answer } => match ergon_poai::check_fraud(&t.chain, round, answer) {
+                Ok(f) => {
+                    let why = format!("round {} part {} of validator {}: {}", f.round, f.part, f.validator, f.why);
+                    self.market.punish_fraud(from, f.provider, f.registered_at, &why, height, &market)
+                }
+                Err(why) => Err(ergon_market::MarketRejection::NotAFraud(why)),
+            },
             _ => Ok(vec![]),
         }
         .map_err(TxRejection::Market)?;

@@ -502,3 +502,36 @@ fn matching_uses_the_throughput_validators_verified_never_the_claim() {
     );
     supply_holds(&chain);
 }
+
+/// A proven wrong answer to a challenge slashes once per registration: the provider is demoted
+/// and its leases go back to the queue; the same proof again, or one given under an earlier
+/// registration after it registers again, is refused.
+#[test]
+fn a_proven_wrong_answer_slashes_once_per_registration() {
+    let mut chain = Chain::new(genesis()).unwrap();
+    let id = chain.chain_id();
+    step(&mut chain, MINER, vec![tx(id, P1, 0, TxKind::RegisterProvider { offer: offer(100), stake: STAKE })], None);
+    let params = chain.params().market();
+    let mut m = chain.ledger().market.clone();
+    let p1 = key(P1).public().address();
+    let registered = m.provider(&p1).unwrap().registered_at;
+    let reporter = key(MINER).public().address();
+    let effects = m.punish_fraud(reporter, p1, registered, "row 3 is wrong", 5, &params).unwrap();
+    let p = m.provider(&p1).unwrap();
+    assert_eq!(p.status, ergon_market::ProviderStatus::Demoted);
+    assert_eq!(p.slashed, params.min_provider_stake.min(STAKE));
+    let paid: u64 = effects
+        .iter()
+        .map(|e| match e {
+            ergon_market::Effect::Pay { amount, .. } | ergon_market::Effect::Burn { amount } => *amount,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(paid, p.slashed, "the slash is paid out or burned, nothing else");
+    let again = m.punish_fraud(reporter, p1, registered, "row 3 is wrong", 6, &params).unwrap_err();
+    assert!(again.to_string().contains("already out of the market"), "{again}");
+    m.register(p1, offer(100), STAKE, 9, &params).unwrap();
+    let stale = m.punish_fraud(reporter, p1, registered, "row 3 is wrong", 10, &params).unwrap_err();
+    assert!(stale.to_string().contains("not the current one"), "{stale}");
+    assert_eq!(m.provider(&p1).unwrap().registered_at, 9);
+}

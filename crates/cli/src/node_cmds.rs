@@ -57,6 +57,10 @@ pub struct NodeArgs {
     /// provider whose machine is slower than its offer claims).
     #[arg(long, hide = true, default_value_t = 1.0)]
     challenge_slowdown: f64,
+    /// Testing only: answer challenges with a wrong product, consistently committed (a cheat
+    /// validators prove on chain).
+    #[arg(long, hide = true)]
+    corrupt_challenges: bool,
     /// Testing only: a validator's timed rounds this often, in seconds, instead of every 20 s
     /// (challenges are then more than 5% of a provider's time).
     #[arg(long, hide = true)]
@@ -89,6 +93,7 @@ pub fn node(args: NodeArgs) -> CmdResult {
         corrupt_results: args.corrupt_results,
         validator,
         challenge_slowdown: args.challenge_slowdown,
+        corrupt_challenges: args.corrupt_challenges,
         challenge_every_s: args.challenge_every_s,
         genesis,
         listen: args.listen,

@@ -172,4 +172,19 @@ fn validators_confirm_honest_providers_demote_an_over_claim_and_fail_a_dead_one_
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("verified (Freivalds)"), "{text}");
     ok(ergon(&["verify", &net.p("job/A.npy"), &net.p("job/B.npy"), &net.p("job/C.npy")]));
+
+    // 4. P2 comes back answering with a wrong product (consistently committed and opened): the
+    //    validator proves it on chain with P2's own signed answer, and P2 is slashed and
+    //    demoted. A timing verdict never slashes; a proven wrong answer does, once.
+    net.kill("p2");
+    let bond_before = provider(&v_api, &p2)["bond"].as_u64().unwrap();
+    net.node("p2-again", &["--provider-key", &keys[1], "--corrupt-challenges"]);
+    wait("P2 slashed for a wrong answer", Duration::from_secs(90), || provider(&v_api, &p2)["status"] == "demoted");
+    let p2_state = provider(&v_api, &p2);
+    assert!(
+        p2_state["slashed"].as_u64().unwrap() > 0 && p2_state["bond"].as_u64().unwrap() < bond_before,
+        "{p2_state}"
+    );
+    let log = p2_state["decisions"].to_string();
+    assert!(log.contains("a wrong answer to a challenge") && log.contains("is wrong"), "{log}");
 }

@@ -158,6 +158,8 @@ pub enum MarketRejection {
     BadChallenge(String),
     /// A validator's judgment of a provider that cannot apply.
     BadJudgment(String),
+    /// A fraud proof that proves nothing (the answer is right, or is not the provider's).
+    NotAFraud(String),
 }
 
 impl fmt::Display for MarketRejection {
@@ -183,6 +185,7 @@ impl fmt::Display for MarketRejection {
             Self::DisputeFailed(why) => write!(f, "dispute refused: {why}"),
             Self::BadChallenge(why) => write!(f, "challenge refused: {why}"),
             Self::BadJudgment(why) => write!(f, "judgment refused: {why}"),
+            Self::NotAFraud(why) => write!(f, "fraud proof refused: {why}"),
             Self::MinedOnLease => {
                 write!(f, "blocks were mined on this lease, so its inputs arrived: post the result instead")
             }

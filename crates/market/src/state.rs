@@ -124,6 +124,10 @@ impl Market {
             judged_median: 0,
         });
         let returning = p.status != ProviderStatus::Active;
+        if returning {
+            // A new registration: what was proven against the last one stays with it.
+            p.registered_at = height;
+        }
         p.offer = offer;
         p.bond = bond;
         p.status = ProviderStatus::Active;

@@ -77,6 +77,57 @@ impl Market {
         Ok(effects)
     }
 
+    /// A proven wrong answer to a validator's challenge (`ergon_poai::fraud`, checked by the
+    /// chain): the provider loses `min_provider_stake` of its bond (at most all of it), of
+    /// which the reporter gets at most `dispute_bounty` and the rest is burned; it is demoted
+    /// and its leases go back to the queue. Once per registration: the answer names the
+    /// registration it was given under, and a demoted provider must register again (a new one).
+    pub fn punish_fraud(
+        &mut self,
+        reporter: Address,
+        provider: Address,
+        registered_at: u64,
+        why: &str,
+        height: u64,
+        params: &crate::MarketParams,
+    ) -> Result<Vec<Effect>, MarketRejection> {
+        let p = self.providers.get(&provider).ok_or(MarketRejection::NotAProvider)?;
+        if p.status != crate::ProviderStatus::Active && p.status != crate::ProviderStatus::Leaving {
+            return Err(MarketRejection::NotAFraud("the provider is already out of the market".into()));
+        }
+        if p.registered_at != registered_at {
+            return Err(MarketRejection::NotAFraud(format!(
+                "the answer was given under the registration at block {registered_at}, not the current one (block {})",
+                p.registered_at
+            )));
+        }
+        let mut effects = vec![];
+        let leases: Vec<_> = p.leases.iter().copied().collect();
+        for key in leases {
+            let why = "its provider was proven to answer a challenge wrongly";
+            self.end_lease_for(key, provider, height, why, &mut effects);
+        }
+        self.book.unlist(self.providers.get(&provider));
+        let p = self.providers.get_mut(&provider).expect("present above");
+        let amount = params.slash_amount(0, p.bond);
+        p.bond -= amount;
+        p.slashed += amount;
+        p.failed += 1;
+        p.status = crate::ProviderStatus::Demoted;
+        self.bond_total -= amount;
+        let bounty = amount.min(params.dispute_bounty);
+        if bounty > 0 {
+            effects.push(Effect::Pay { to: reporter, amount: bounty });
+        }
+        effects.push(Effect::Burn { amount: amount - bounty });
+        self.note(
+            Subject::Provider(provider),
+            height,
+            format!("slashed {amount} and demoted: a wrong answer to a challenge ({why})"),
+        );
+        Ok(effects)
+    }
+
     /// Ends `provider`'s lease of `key` because it became absent: the task goes back to the
     /// queue (this provider excluded from it), matched again at the end of this block.
     fn lose_lease_to_absence(
@@ -86,20 +137,38 @@ impl Market {
         height: u64,
         effects: &mut Vec<Effect>,
     ) {
+        let why = "stopped answering the validators' challenges";
+        if self.end_lease_for(key, provider, height, why, effects) {
+            let (id, shard, _) = key;
+            let text = format!("lost its lease of job {} shard {shard}: absent (no strike)", short(&id));
+            self.note(Subject::Provider(provider), height, text);
+        }
+    }
+
+    /// Ends `provider`'s lease of `key` for `why` (no strike): the task goes back to the queue,
+    /// this provider excluded from it. False if it held no such lease.
+    fn end_lease_for(
+        &mut self,
+        key: crate::TaskKey,
+        provider: Address,
+        height: u64,
+        why: &str,
+        effects: &mut Vec<Effect>,
+    ) -> bool {
         let (id, shard, replica) = key;
         let crate::TaskState::Leased { deadline, .. } = self.jobs[&id].task(shard, replica).state else {
-            return;
+            return false;
         };
         self.deadlines.remove(&(deadline, key));
         self.end_lease(key, provider, height);
         let job = self.jobs.get_mut(&id).expect("leases belong to jobs");
         job.task_mut(shard, replica).excluded.insert(provider);
-        let text = format!(
-            "shard {shard} replica {replica}: {provider} stopped answering the validators' challenges; lease released"
+        self.note(
+            Subject::Job(id),
+            height,
+            format!("shard {shard} replica {replica}: {provider} {why}; lease released"),
         );
-        self.note(Subject::Job(id), height, text);
-        let text = format!("lost its lease of job {} shard {shard}: absent (no strike)", short(&id));
-        self.note(Subject::Provider(provider), height, text);
         self.requeue(key, height, effects);
+        true
     }
 }

@@ -143,6 +143,13 @@ fn tx_json(t: &SignedTransaction) -> Value {
         TxKind::Judge { provider, gmacs, reason } => {
             ("judge", json!({ "provider": provider.to_string(), "gmacs": gmacs, "reason": reason }))
         }
+        TxKind::ProveFraud { answer, .. } => {
+            let (provider, round, part) = match &answer.body {
+                ergon_types::poai::PoaiBody::Answer(a) => (a.provider.address().to_string(), a.round, a.part),
+                ergon_types::poai::PoaiBody::Round(r) => (String::new(), r.round, 0),
+            };
+            ("prove_fraud", json!({ "provider": provider, "round": round, "part": part }))
+        }
     };
     json!({ "id": t.id().to_hex(), "from": t.tx.sender().to_string(), "nonce": t.tx.nonce, "fee": t.tx.fee,
             "kind": kind, "detail": detail })

@@ -50,6 +50,8 @@ pub struct NodeConfig {
     /// Testing only: the provider answers challenges this many times slower than it computes
     /// them (a machine slower than its offer claims).
     pub challenge_slowdown: f64,
+    /// Testing only: the provider answers challenges with a wrong product (provably wrong).
+    pub corrupt_challenges: bool,
     /// Testing only: the validator's timed rounds this often (seconds) instead of its cadence's.
     pub challenge_every_s: Option<f64>,
 }
@@ -227,7 +229,12 @@ pub async fn run(
         blob_store,
         ready: Mutex::new(Default::default()),
         computed: Mutex::new(Default::default()),
-        poai: poai::Poai::new(cfg.validator.clone(), cfg.provider.clone(), cfg.challenge_slowdown),
+        poai: poai::Poai::new(
+            cfg.validator.clone(),
+            cfg.provider.clone(),
+            cfg.challenge_slowdown,
+            cfg.corrupt_challenges,
+        ),
     });
     shared.load_blobs().map_err(|e| format!("{}: {e}", db.display()))?;
     for (index, why) in &shared.lock().store.dropped_at_open {

@@ -70,6 +70,12 @@ pub fn mine_forever(shared: Arc<Shared>) {
             std::thread::sleep(Duration::from_millis(500));
             continue;
         }
+        if shared.poai.answering() {
+            // A challenge is being answered: it is timed, and a miner on the same cores (even at
+            // the lowest priority, on a sibling hyperthread) makes an honest machine look slower.
+            std::thread::sleep(Duration::from_millis(2));
+            continue;
+        }
         let ready = shared.ready.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
         if let Some(work) = ready {
             compute_leased(&shared, &background, work);

@@ -35,17 +35,27 @@ use crate::Shared;
 const SEED_WITHIN_BLOCKS: u64 = 8;
 /// Judgments kept for the API.
 const JUDGMENTS_KEPT: usize = 512;
+/// Announcements a validator keeps (a round is over long before this many more are made).
+const ANNOUNCEMENTS_KEPT: usize = 256;
 /// Answers waiting to be checked, and rounds waiting to be answered (bounded queues).
 const ANSWERS_QUEUED: usize = 4096;
 const ROUNDS_QUEUED: usize = 16;
 /// A judgment sent but not yet on chain is sent again after this long.
 const RESEND_AFTER: Duration = Duration::from_secs(20);
+/// Least time between two announcements of one validator that a node relays, and between two
+/// timed rounds of one validator that a provider answers: a staked validator cannot make
+/// providers compute (or the network carry) more than this allows.
+const MIN_ANNOUNCE_GAP: Duration = Duration::from_millis(100);
+const MIN_TIMED_ROUND_GAP: Duration = Duration::from_secs(2);
+/// Answers one provider may have relayed per second.
+const ANSWERS_PER_SECOND: u32 = 64;
 
 /// How often a validator tests, for a chain whose blocks come every `block_time_ms`.
 #[derive(Clone, Debug)]
 pub struct Cadence {
     /// A timed round (10 parts of 100 ms at the claim) this often: 1 s of an honest
-    /// provider's time every 20 s is 5% of it.
+    /// provider's time every 30 s is 3.3% of it at the claim (the goal is at most 5%; answering
+    /// measured 1.2 s a round on a 2-core machine shared with a validator: 4%).
     pub round_interval: Duration,
     /// A liveness probe this often between rounds: a dead provider is found within this plus
     /// the probe's grace, well inside two blocks.
@@ -56,7 +66,7 @@ impl Cadence {
     pub fn for_block_time(block_time_ms: u64, params: &PoaiParams) -> Self {
         let round_ns = params.parts as u64 * params.target_ns;
         Cadence {
-            round_interval: Duration::from_nanos(round_ns * 20),
+            round_interval: Duration::from_nanos(round_ns * 30),
             probe_interval: Duration::from_millis((block_time_ms / 4).clamp(250, 2000)),
         }
     }
@@ -77,6 +87,8 @@ struct Arrived {
     part: u32,
     answer: ergon_poai::Answer,
     at_ns: u64,
+    /// The signed answer as received (the evidence, should it be wrong).
+    signed: PoaiMessage,
 }
 
 struct ValidatorState {
@@ -86,6 +98,9 @@ struct ValidatorState {
     log: VecDeque<Logged>,
     /// What this validator last sent on chain per provider, and when.
     sent: HashMap<Address, (u64, Instant)>,
+    /// This validator's recent announcements by round number (evidence for fraud proofs, and
+    /// what answers must name).
+    announced: BTreeMap<u64, PoaiMessage>,
     rounds: u64,
     probes: u64,
     answers_checked: u64,
@@ -105,9 +120,18 @@ pub struct Prover {
     key: SecretKey,
     /// Testing only: answers take this many times as long (a machine slower than its offer).
     slowdown: f64,
+    /// Testing only: answers are for a wrong product, consistently committed and opened (the
+    /// cheat a validator must prove on chain).
+    corrupt: bool,
     rounds: Mutex<VecDeque<Round>>,
-    /// The last round answered per validator (a round is answered once).
-    answered: Mutex<HashMap<Address, u64>>,
+    /// Wakes the answering task when a round arrives (timing starts at the announcement: no
+    /// polling delay may be added to the first part).
+    arrived: tokio::sync::Notify,
+    /// Set while a timed round is being answered: the miner pauses.
+    answering: std::sync::atomic::AtomicBool,
+    /// The last round answered per validator (a round is answered once), and when its last
+    /// timed round was.
+    answered: Mutex<HashMap<Address, (u64, Option<Instant>)>>,
     busy_ns: AtomicU64,
     parts_answered: AtomicU64,
     rounds_answered: AtomicU64,
@@ -119,9 +143,11 @@ pub struct Prover {
 pub struct Poai {
     pub validator: Option<Validator>,
     pub prover: Option<Prover>,
-    /// The last round number seen per announcing validator (replays are ignored); bounded by
-    /// the staked validators, since only their rounds are kept.
-    seen_rounds: Mutex<HashMap<Address, u64>>,
+    /// The last round number seen per announcing validator, and when (replays and floods are
+    /// not relayed); bounded by the staked validators, since only their rounds are kept.
+    seen_rounds: Mutex<HashMap<Address, (u64, Instant)>>,
+    /// Answers relayed per provider in the current second; bounded by the registered providers.
+    relayed: Mutex<HashMap<Address, (Instant, u32)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -129,12 +155,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Poai {
-    pub fn new(validator: Option<SecretKey>, prover: Option<SecretKey>, slowdown: f64) -> Self {
+    pub fn new(validator: Option<SecretKey>, prover: Option<SecretKey>, slowdown: f64, corrupt: bool) -> Self {
         let validator = validator.map(|key| Validator {
             key,
             state: Mutex::new(ValidatorState {
-                engine: Engine::new(PoaiParams::default()),
+                engine: {
+                    let mut e = Engine::new(PoaiParams::default());
+                    e.number_rounds_after(crate::now_ms());
+                    e
+                },
                 early: HashMap::new(),
+                announced: BTreeMap::new(),
                 log: VecDeque::new(),
                 sent: HashMap::new(),
                 rounds: 0,
@@ -148,14 +179,22 @@ impl Poai {
         let prover = prover.map(|key| Prover {
             key,
             slowdown: slowdown.max(1.0),
+            corrupt,
             rounds: Mutex::new(VecDeque::new()),
+            arrived: tokio::sync::Notify::new(),
+            answering: std::sync::atomic::AtomicBool::new(false),
             answered: Mutex::new(HashMap::new()),
             busy_ns: AtomicU64::new(0),
             parts_answered: AtomicU64::new(0),
             rounds_answered: AtomicU64::new(0),
             probes_answered: AtomicU64::new(0),
         });
-        Poai { validator, prover, seen_rounds: Mutex::new(HashMap::new()) }
+        Poai { validator, prover, seen_rounds: Mutex::default(), relayed: Mutex::default() }
+    }
+
+    /// Whether this node's provider is answering a timed round (its miner then waits).
+    pub fn answering(&self) -> bool {
+        self.prover.as_ref().is_some_and(|p| p.answering.load(Ordering::Relaxed))
     }
 }
 
@@ -182,6 +221,7 @@ pub fn on_message(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
     if msg.body.chain() != chain_id {
         return Verdict::Ignore;
     }
+    let signed = msg.clone();
     match msg.body {
         PoaiBody::Round(round) => {
             let node = shared.lock();
@@ -197,10 +237,14 @@ pub fn on_message(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
             drop(node);
             {
                 let mut seen = lock(&shared.poai.seen_rounds);
-                if seen.get(&signer).is_some_and(|&r| r >= round.round) {
+                let now = Instant::now();
+                if seen
+                    .get(&signer)
+                    .is_some_and(|&(r, at)| r >= round.round || now.duration_since(at) < MIN_ANNOUNCE_GAP)
+                {
                     return Verdict::Ignore;
                 }
-                seen.insert(signer, round.round);
+                seen.insert(signer, (round.round, now));
             }
             if let Some(prover) = &shared.poai.prover {
                 let me = prover.key.public().address();
@@ -208,6 +252,7 @@ pub fn on_message(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
                     let mut queue = lock(&prover.rounds);
                     if queue.len() < ROUNDS_QUEUED {
                         queue.push_back(round);
+                        prover.arrived.notify_one();
                     }
                 }
             }
@@ -217,13 +262,25 @@ pub fn on_message(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
             if shared.lock().chain.ledger().market.provider(&signer).is_none() {
                 return Verdict::Ignore;
             }
+            {
+                let mut relayed = lock(&shared.poai.relayed);
+                let now = Instant::now();
+                let (since, count) = relayed.entry(signer).or_insert((now, 0));
+                if now.duration_since(*since) >= Duration::from_secs(1) {
+                    (*since, *count) = (now, 0);
+                }
+                *count += 1;
+                if *count > ANSWERS_PER_SECOND {
+                    return Verdict::Ignore;
+                }
+            }
             if let Some(v) = &shared.poai.validator {
                 if answer.validator == v.key.public().address() {
                     let mut inbox = lock(&v.inbox);
                     if inbox.len() < ANSWERS_QUEUED {
                         let (round, part) = (answer.round, answer.part);
                         let answer = ergon_poai::Answer { commitment: answer.commitment, openings: answer.openings };
-                        inbox.push_back(Arrived { provider: signer, round, part, answer, at_ns });
+                        inbox.push_back(Arrived { provider: signer, round, part, answer, at_ns, signed });
                     }
                     // Addressed to this node: nobody else needs it.
                     return Verdict::Ignore;
@@ -274,7 +331,7 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
     let me = v.key.public().address();
     // What the chain says: providers taking leases, with their claims and this validator's
     // judgment of each.
-    let (chain_id, tip, height, providers) = {
+    let (chain_id, seed_block, height, providers) = {
         let node = shared.lock();
         let market = &node.chain.ledger().market;
         let providers: Vec<(Address, u64, Option<u64>)> = market
@@ -283,8 +340,18 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
             .filter(|p| matches!(p.status, ergon_market::ProviderStatus::Active))
             .map(|p| (p.owner, p.offer.profile.int8_gmacs, p.judged.get(&me).map(|&(_, g)| g)))
             .collect();
-        (node.chain.chain_id(), node.chain.tip(), node.chain.height(), providers)
+        // One block below the tip: every provider has it by now (a round seeded by a block a
+        // provider has not received yet is ignored there, and missed).
+        let h = node.chain.height();
+        let seed_block = node.chain.active_id(h.saturating_sub(1)).unwrap_or_else(|| node.chain.tip());
+        (node.chain.chain_id(), seed_block, h, providers)
     };
+    let mut nonce = [0u8; 32];
+    if getrandom::fill(&mut nonce).is_err() {
+        tracing::error!("no OS randomness for a round's nonce; no round this time");
+        return;
+    }
+    let challenge_seed = ergon_types::poai::challenge_seed(&seed_block, &nonce);
     let mut st = lock(&v.state);
     let st = &mut *st;
     let known: Vec<Address> = st.engine.providers().map(|(a, _)| *a).collect();
@@ -299,7 +366,7 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
     let mut judged = vec![];
     let due = |last: Option<Instant>, every: Duration| last.is_none_or(|t| now.duration_since(t) >= every);
     if !providers.is_empty() && due(st.last_round, cadence.round_interval) {
-        let (round, issued) = st.engine.issue(&tip, now_ns(shared));
+        let (round, issued) = st.engine.issue(&challenge_seed, now_ns(shared));
         if !issued.is_empty() {
             let classes = issued.iter().map(|(p, _)| (*p, st.engine.view(p).map_or(0, |v| v.class_gmacs))).collect();
             let p = st.engine.params();
@@ -307,38 +374,41 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
                 chain: chain_id,
                 validator: v.key.public(),
                 round,
-                seed: tip,
+                seed: seed_block,
+                nonce,
                 probe: false,
                 target_ns: p.target_ns,
                 parts: p.parts,
                 openings: p.openings,
                 classes,
             };
-            shared.send(Command::PublishPoai(PoaiBody::Round(body).sign(&v.key).encode()));
+            announce(shared, st, &v.key, body);
             st.rounds += 1;
         }
         st.last_round = Some(now);
         st.last_probe = Some(now);
     } else if !providers.is_empty() && due(st.last_probe, cadence.probe_interval) {
-        let (round, probed) = st.engine.probe(&tip, now_ns(shared));
+        let (round, probed) = st.engine.probe(&challenge_seed, now_ns(shared));
         if !probed.is_empty() {
             let p = st.engine.params();
             let body = Round {
                 chain: chain_id,
                 validator: v.key.public(),
                 round,
-                seed: tip,
+                seed: seed_block,
+                nonce,
                 probe: true,
                 target_ns: p.target_ns,
                 parts: 1,
                 openings: p.openings,
                 classes: probed.iter().map(|(p, _)| (*p, 0)).collect(),
             };
-            shared.send(Command::PublishPoai(PoaiBody::Round(body).sign(&v.key).encode()));
+            announce(shared, st, &v.key, body);
             st.probes += 1;
         }
         st.last_probe = Some(now);
     }
+    let mut frauds = vec![];
     // Answers, in the order of their parts (an early one waits for the part before it).
     let arrived: Vec<Arrived> = lock(&v.inbox).drain(..).collect();
     for a in arrived {
@@ -360,9 +430,22 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
                 }
             }
             let a = early.pop_first().expect("first key").1;
+            let named = match (&a.signed.body, st.announced.get(&round).map(|m| &m.body)) {
+                (PoaiBody::Answer(w), Some(PoaiBody::Round(r))) => w.round_id == r.id(),
+                _ => false,
+            };
+            if !named {
+                tracing::debug!(%provider, round, part, "an answer naming another announcement; dropped");
+                continue;
+            }
             match st.engine.answer(provider, round, part, &a.answer, a.at_ns) {
                 Ok(j) => {
                     st.answers_checked += 1;
+                    if j.iter().any(|j| j.verdict == PoaiVerdict::Wrong) {
+                        if let Some(announced) = st.announced.get(&round) {
+                            frauds.push((*provider, announced.clone(), a.signed));
+                        }
+                    }
                     judged.extend(j);
                 }
                 Err(why) => tracing::debug!(%provider, round, part, %why, "answer not taken"),
@@ -380,6 +463,17 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
             st.log.pop_front();
         }
         st.log.push_back(Logged { at_ms: crate::now_ms(), height, judgment: j.clone() });
+    }
+    // A wrong answer is proven on chain at once: the round and the signed answer are the proof.
+    for (provider, round, answer) in frauds {
+        match crate::provider::submit(
+            shared,
+            &v.key,
+            TxKind::ProveFraud { round: Box::new(round), answer: Box::new(answer) },
+        ) {
+            Ok(()) => tracing::warn!(%provider, "a wrong answer: fraud proof sent"),
+            Err(why) => tracing::warn!(%provider, %why, "could not send a fraud proof"),
+        }
     }
     // What the chain should hold from this validator, where it holds something else.
     for (p, _, on_chain) in &providers {
@@ -406,6 +500,17 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
     }
 }
 
+/// Signs and gossips `round`, keeping it (the announcement is the evidence a fraud proof needs).
+fn announce(shared: &Shared, st: &mut ValidatorState, key: &SecretKey, round: Round) {
+    let number = round.round;
+    let signed = PoaiBody::Round(round).sign(key);
+    shared.send(Command::PublishPoai(signed.encode()));
+    st.announced.insert(number, signed);
+    while st.announced.len() > ANNOUNCEMENTS_KEPT {
+        st.announced.pop_first();
+    }
+}
+
 /// `s` cut to at most `max` bytes on a character boundary.
 fn truncate(s: &str, max: usize) -> String {
     let mut end = s.len().min(max);
@@ -418,12 +523,14 @@ fn truncate(s: &str, max: usize) -> String {
 /// Runs the provider's answering until the node stops: probes at once, timed rounds one after
 /// another.
 pub async fn run_prover(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
     while !shared.stop.load(Ordering::Relaxed) {
-        tick.tick().await;
         let Some(prover) = &shared.poai.prover else { return };
         let next = lock(&prover.rounds).pop_front();
-        let Some(round) = next else { continue };
+        let Some(round) = next else {
+            // Woken by a round, or after a while to notice the node stopping.
+            let _ = tokio::time::timeout(Duration::from_millis(500), prover.arrived.notified()).await;
+            continue;
+        };
         let s = shared.clone();
         if round.probe {
             tokio::task::spawn_blocking(move || answer_round(&s, round));
@@ -440,23 +547,43 @@ fn answer_round(shared: &Shared, round: Round) {
     let validator = round.validator.address();
     {
         let mut answered = lock(&prover.answered);
-        if answered.get(&validator).is_some_and(|&r| r >= round.round) {
+        let now = Instant::now();
+        let (last, timed_at) = answered.get(&validator).copied().unwrap_or((0, None));
+        let too_soon = !round.probe && timed_at.is_some_and(|t| now.duration_since(t) < MIN_TIMED_ROUND_GAP);
+        if last >= round.round || too_soon {
             return;
         }
-        answered.insert(validator, round.round);
+        answered.insert(validator, (round.round, if round.probe { timed_at } else { Some(now) }));
     }
     let Some(&(_, class)) = round.classes.iter().find(|(p, _)| *p == me) else { return };
-    let claim = shared.lock().chain.ledger().market.provider(&me).map_or(0, |p| p.offer.profile.int8_gmacs);
+    let (claim, registered_at) = shared
+        .lock()
+        .chain
+        .ledger()
+        .market
+        .provider(&me)
+        .map_or((0, 0), |p| (p.offer.profile.int8_gmacs, p.registered_at));
+    let (round_id, seed) = (round.id(), round.challenge_seed());
     if class > claim {
         tracing::warn!(%validator, class, claim, "refusing a round above this provider's claim");
         return;
     }
     let started = Instant::now();
     let parts = if round.probe { 1 } else { round.parts };
+    if !round.probe {
+        prover.answering.store(true, Ordering::Relaxed);
+    }
     for part in 0..parts {
         let t = Instant::now();
-        let c = ComputeChallenge::derive(&round.seed, &me, round.round, part, class, round.target_ns, round.openings);
-        let a = c.solve();
+        let c = ComputeChallenge::derive(&seed, &me, round.round, part, class, round.target_ns, round.openings);
+        let a = if prover.corrupt {
+            let (ma, mb) = c.matrices();
+            let mut product = ergon_kernels::matmul(&ma, &mb).expect("challenge shapes agree");
+            product.as_mut_slice().iter_mut().step_by(3).for_each(|v| *v ^= 1);
+            c.answer(&product)
+        } else {
+            c.solve()
+        };
         if prover.slowdown > 1.0 {
             std::thread::sleep(t.elapsed().mul_f64(prover.slowdown - 1.0));
         }
@@ -465,12 +592,17 @@ fn answer_round(shared: &Shared, round: Round) {
             provider: prover.key.public(),
             validator,
             round: round.round,
+            round_id,
+            registered_at,
             part,
             commitment: a.commitment,
             openings: a.openings,
         });
         shared.send(Command::PublishPoai(body.sign(&prover.key).encode()));
         prover.parts_answered.fetch_add(1, Ordering::Relaxed);
+    }
+    if !round.probe {
+        prover.answering.store(false, Ordering::Relaxed);
     }
     prover.busy_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     let counter = if round.probe { &prover.probes_answered } else { &prover.rounds_answered };
@@ -533,6 +665,7 @@ fn verdict_name(v: &PoaiVerdict) -> String {
         PoaiVerdict::Confirm { gmacs } => format!("confirm {gmacs}"),
         PoaiVerdict::Demote { from, to } => format!("demote {from} → {to}"),
         PoaiVerdict::Missed => "missed".into(),
+        PoaiVerdict::Wrong => "wrong answer".into(),
         PoaiVerdict::ProposeSlash => "propose slash".into(),
     }
 }

@@ -76,8 +76,11 @@ pub enum Verdict {
     Demote { from: u64, to: u64 },
     /// A round went unanswered: its leases should go to someone who answers.
     Missed,
-    /// A correctness failure (a wrong product, a bad opening) or too many missed rounds: this
-    /// validator proposes a slash, which takes a second validator's agreement (`docs/poai.md`).
+    /// A correctness failure: a wrong product or a bad opening. The signed answer is a proof
+    /// anyone can check (`ergon_poai::fraud`): one validator's proof slashes.
+    Wrong,
+    /// Too many timed rounds missed in a row: this validator proposes a slash, which takes a
+    /// second validator's agreement (`docs/poai.md`; not yet on chain).
     ProposeSlash,
 }
 
@@ -140,6 +143,14 @@ pub struct Engine {
 impl Engine {
     pub fn new(params: PoaiParams) -> Self {
         Engine { params, providers: BTreeMap::new(), class_x: BTreeMap::new(), round: 0 }
+    }
+
+    /// Numbers rounds from `after + 1` on. A validator that restarts must not reuse its round
+    /// numbers (providers answer each validator's rounds in increasing order only); the node
+    /// starts them at the wall clock in milliseconds, which its rounds, at most a few a second,
+    /// never overtake.
+    pub fn number_rounds_after(&mut self, after: u64) {
+        self.round = self.round.max(after);
     }
 
     pub fn params(&self) -> &PoaiParams {
@@ -292,7 +303,7 @@ impl Engine {
             state.view.faults += 1;
             state.open = None;
             let reason = format!("round {round_no} part {part}: {why}");
-            return Ok(vec![judge(Verdict::ProposeSlash, reason)]);
+            return Ok(vec![judge(Verdict::Wrong, reason)]);
         }
         if last {
             state.open = None;
@@ -500,7 +511,7 @@ mod tests {
         let mut wrong = parts[0].solve();
         wrong.commitment[0] ^= 1;
         let judged = engine.answer(&p, round, 0, &wrong, 10).unwrap();
-        assert_eq!(judged[0].verdict, Verdict::ProposeSlash);
+        assert_eq!(judged[0].verdict, Verdict::Wrong);
         assert!(engine.answer(&p, round, 1, &parts[1].solve(), 20).is_err(), "the round is closed");
         // Three rounds unanswered: missed each time, a slash proposed at the third.
         let mut verdicts = vec![];

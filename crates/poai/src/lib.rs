@@ -17,8 +17,10 @@
 
 pub mod challenge;
 pub mod engine;
+pub mod fraud;
 pub mod sprt;
 
 pub use challenge::{Answer, ComputeChallenge, Opening};
 pub use engine::{Engine, Judgment, PoaiParams, Verdict};
+pub use fraud::{check_fraud, Fraud};
 pub use sprt::{Sprt, SprtDecision};

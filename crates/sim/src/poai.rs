@@ -212,7 +212,7 @@ pub fn run_poai(seed: u64, epochs: u32, honest: u32, sigma: f64) -> PoaiReport {
                     for jd in judged {
                         let caught = match jd.verdict {
                             Verdict::Demote { to, .. } => to < agent.claimed,
-                            Verdict::ProposeSlash => {
+                            Verdict::ProposeSlash | Verdict::Wrong => {
                                 agent.slashes += 1;
                                 true
                             }

@@ -4,10 +4,12 @@
 //!
 //! Encoding: `version u8 ‖ tag u8 ‖ body ‖ signature [64]`, the signature over
 //! `"ergon v1 poai message" ‖ version ‖ tag ‖ body`.
-//! - Round (tag 0): `chain [32] ‖ validator [32] ‖ round u64 ‖ seed [32] ‖ probe u8 ‖
-//!   target_ns u64 ‖ parts u32 ‖ openings u32 ‖ count u32 ‖ (provider [20] ‖ class u64)…`
-//! - Answer (tag 1): `chain [32] ‖ provider [32] ‖ validator [20] ‖ round u64 ‖ part u32 ‖
-//!   commitment [32] ‖ count u32 ‖ (revealed row as var bytes)…`
+//! - Round (tag 0): `chain [32] ‖ validator [32] ‖ round u64 ‖ seed [32] ‖ nonce [32] ‖
+//!   probe u8 ‖ target_ns u64 ‖ parts u32 ‖ openings u32 ‖ count u32 ‖ (provider [20] ‖ class
+//!   u64)…`
+//! - Answer (tag 1): `chain [32] ‖ provider [32] ‖ validator [20] ‖ round u64 ‖ round_id [32] ‖
+//!   registered_at u64 ‖ part u32 ‖ commitment [32] ‖ count u32 ‖ (revealed row as var
+//!   bytes)…`
 
 use ergon_pouw::dispute::{MAX_REVEALED_ROW_BYTES, MAX_REVEAL_ROWS};
 use ergon_pouw::RevealedRow;
@@ -28,6 +30,9 @@ pub const MAX_PARTS: u32 = 32;
 pub const MAX_OPENINGS: u32 = MAX_REVEAL_ROWS as u32;
 /// Longest part a validator may ask for, at the class it names.
 pub const MAX_TARGET_NS: u64 = 1_000_000_000;
+/// Largest signed answer.
+pub const ANSWER_MAX_BYTES: usize =
+    2 + 32 + 32 + 20 + 8 + 32 + 8 + 4 + 32 + 4 + MAX_REVEAL_ROWS * (4 + MAX_REVEALED_ROW_BYTES) + 64;
 
 /// A validator's round: every provider it names must answer its parts, derived from `seed` (the
 /// id of a recent block), at the class named for it.
@@ -36,7 +41,11 @@ pub struct Round {
     pub chain: Hash,
     pub validator: PublicKey,
     pub round: u64,
+    /// The id of a recent block of the chain (the round is no older than it), ...
     pub seed: Hash,
+    /// ... and the validator's fresh randomness, so nobody can compute the parts before the
+    /// announcement (a block id alone is known a block in advance).
+    pub nonce: [u8; 32],
     /// A liveness probe: one part of the smallest size, untimed.
     pub probe: bool,
     pub target_ns: u64,
@@ -46,6 +55,26 @@ pub struct Round {
     pub classes: Vec<(Address, u64)>,
 }
 
+/// What every part of a round with this block id and nonce is derived from.
+pub fn challenge_seed(seed: &Hash, nonce: &[u8; 32]) -> Hash {
+    Hash::of("ergon v1 poai round seed", &[&seed.0, nonce])
+}
+
+impl Round {
+    /// What every part of this round is derived from.
+    pub fn challenge_seed(&self) -> Hash {
+        challenge_seed(&self.seed, &self.nonce)
+    }
+
+    /// The identity of this announcement: answers name it, so an answer signed for one set of
+    /// parameters can never be presented as an answer to another.
+    pub fn id(&self) -> Hash {
+        let mut w = Writer::new();
+        PoaiBody::Round(self.clone()).write(&mut w);
+        Hash::of("ergon v1 poai round id", &[&w.finish()])
+    }
+}
+
 /// A provider's answer to part `part` of `validator`'s round `round`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
@@ -53,6 +82,11 @@ pub struct Answer {
     pub provider: PublicKey,
     pub validator: Address,
     pub round: u64,
+    /// [`Round::id`] of the announcement answered.
+    pub round_id: Hash,
+    /// The height of the provider's latest registration: a proof of a wrong answer slashes
+    /// the registration that gave it, once.
+    pub registered_at: u64,
     pub part: u32,
     pub commitment: [u8; 32],
     pub openings: Vec<RevealedRow>,
@@ -91,14 +125,15 @@ impl PoaiBody {
         w.u8(VERSION);
         match self {
             PoaiBody::Round(r) => {
-                w.u8(0).bytes(&r.chain.0).bytes(&r.validator.0).u64(r.round).bytes(&r.seed.0);
+                w.u8(0).bytes(&r.chain.0).bytes(&r.validator.0).u64(r.round).bytes(&r.seed.0).bytes(&r.nonce);
                 w.u8(r.probe as u8).u64(r.target_ns).u32(r.parts).u32(r.openings).u32(r.classes.len() as u32);
                 for (provider, class) in &r.classes {
                     w.bytes(&provider.0).u64(*class);
                 }
             }
             PoaiBody::Answer(a) => {
-                w.u8(1).bytes(&a.chain.0).bytes(&a.provider.0).bytes(&a.validator.0).u64(a.round).u32(a.part);
+                w.u8(1).bytes(&a.chain.0).bytes(&a.provider.0).bytes(&a.validator.0).u64(a.round);
+                w.bytes(&a.round_id.0).u64(a.registered_at).u32(a.part);
                 w.bytes(&a.commitment).u32(a.openings.len() as u32);
                 for o in &a.openings {
                     w.var_bytes(&o.encode());
@@ -113,6 +148,7 @@ impl PoaiBody {
             0 => {
                 let (chain, validator, round, seed) =
                     (Hash(r.array()?), PublicKey(r.array()?), r.u64()?, Hash(r.array()?));
+                let nonce = r.array()?;
                 let probe = match r.u8()? {
                     0 => false,
                     1 => true,
@@ -132,11 +168,23 @@ impl PoaiBody {
                 for _ in 0..count {
                     classes.push((Address(r.array()?), r.u64()?));
                 }
-                PoaiBody::Round(Round { chain, validator, round, seed, probe, target_ns, parts, openings, classes })
+                PoaiBody::Round(Round {
+                    chain,
+                    validator,
+                    round,
+                    seed,
+                    nonce,
+                    probe,
+                    target_ns,
+                    parts,
+                    openings,
+                    classes,
+                })
             }
             1 => {
                 let (chain, provider, validator) = (Hash(r.array()?), PublicKey(r.array()?), Address(r.array()?));
-                let (round, part, commitment) = (r.u64()?, r.u32()?, r.array()?);
+                let (round, round_id, registered_at) = (r.u64()?, Hash(r.array()?), r.u64()?);
+                let (part, commitment) = (r.u32()?, r.array()?);
                 let count = r.count(MAX_OPENINGS as usize, 4)?;
                 let mut openings = Vec::with_capacity(count);
                 for _ in 0..count {
@@ -145,7 +193,17 @@ impl PoaiBody {
                         Err(e) => return r.fail(e.to_string()),
                     }
                 }
-                PoaiBody::Answer(Answer { chain, provider, validator, round, part, commitment, openings })
+                PoaiBody::Answer(Answer {
+                    chain,
+                    provider,
+                    validator,
+                    round,
+                    round_id,
+                    registered_at,
+                    part,
+                    commitment,
+                    openings,
+                })
             }
             tag => return r.fail(format!("unknown Proof-of-AI message {tag}")),
         })
@@ -175,8 +233,8 @@ impl PoaiMessage {
 
 impl Canonical for PoaiMessage {
     const MAX_BYTES: usize = {
-        let round = 2 + 32 + 32 + 8 + 32 + 1 + 8 + 4 + 4 + 4 + MAX_ROUND_PROVIDERS * 28;
-        let answer = 2 + 32 + 32 + 20 + 8 + 4 + 32 + 4 + MAX_REVEAL_ROWS * (4 + MAX_REVEALED_ROW_BYTES);
+        let round = 2 + 32 + 32 + 8 + 32 + 32 + 1 + 8 + 4 + 4 + 4 + MAX_ROUND_PROVIDERS * 28;
+        let answer = ANSWER_MAX_BYTES - 64;
         (if round > answer { round } else { answer }) + 64
     };
 
@@ -206,6 +264,7 @@ mod tests {
             validator: key(1).public(),
             round: 7,
             seed: Hash([2; 32]),
+            nonce: [5; 32],
             probe: false,
             target_ns: 100_000_000,
             parts: 10,
@@ -220,6 +279,8 @@ mod tests {
             provider: key(2).public(),
             validator: key(1).public().address(),
             round: 7,
+            round_id: Hash([6; 32]),
+            registered_at: 4,
             part: 3,
             commitment: ergon_pouw::result_root(&c),
             openings: vec![row],

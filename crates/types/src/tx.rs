@@ -8,7 +8,8 @@
 //! evidence as in `ergon_pouw::dispute`) or `9 ‖ job Hash ‖ shard u16 as u32` (release a lease), `10 ‖ job ‖ shard u32 ‖ replica u8 ‖
 //! count u32 ‖ row u32…` (challenge a result's availability) or `11 ‖ job ‖ shard u32 ‖ replica u8
 //! ‖ count u32 ‖ (revealed row as var bytes)…` (reveal rows; `ergon_pouw::RevealedRow`) or `12 ‖ provider Address ‖ gmacs u64 ‖ reason
-//! (UTF-8 var bytes)` (a validator's judgment); offers and job specs are encoded as in [`crate::job`]. A signed transaction appends the 64-byte signature over
+//! (UTF-8 var bytes)` (a validator's judgment) or `13 ‖ round ‖ answer` (a fraud proof: two
+//! signed `crate::poai` messages, each as var bytes); offers and job specs are encoded as in [`crate::job`]. A signed transaction appends the 64-byte signature over
 //! `"ergon v1 transaction" ‖ encoding`. The chain hash (the genesis hash) stops a transaction
 //! signed for one network from being replayed on another.
 
@@ -19,11 +20,14 @@ use ergon_pouw::{RevealedRow, WrongEntry};
 
 use crate::job::{JobSpec, Offer};
 use crate::keys::{Address, PublicKey, SecretKey, Signature};
+use crate::poai::{PoaiMessage, ANSWER_MAX_BYTES};
 use crate::TypesError;
 
 const VERSION: u8 = 1;
 /// Longest reason a judgment carries.
 pub const MAX_JUDGE_REASON: usize = 240;
+/// Largest fraud proof: a round announcement and an answer.
+const MAX_FRAUD_BYTES: usize = 4 + <PoaiMessage as Canonical>::MAX_BYTES + 4 + ANSWER_MAX_BYTES;
 /// Largest encoded list of revealed rows.
 const MAX_REVEAL_BYTES: usize = MAX_REVEAL_ROWS * (4 + MAX_REVEALED_ROW_BYTES);
 
@@ -71,6 +75,10 @@ pub enum TxKind {
     /// challenges at `gmacs` G MAC/s of int8 throughput, 0 meaning it stopped answering
     /// (`docs/poai.md`), and why, in words (at most [`MAX_JUDGE_REASON`] bytes of UTF-8).
     Judge { provider: Address, gmacs: u64, reason: String },
+    /// Proof that a provider signed a wrong answer to a validator's challenge round: the round
+    /// announcement and the answer, both signed (`ergon_poai::fraud`). Sent by a staked
+    /// validator; the provider is slashed and demoted.
+    ProveFraud { round: Box<PoaiMessage>, answer: Box<PoaiMessage> },
 }
 
 /// An unsigned transaction.
@@ -103,7 +111,8 @@ impl Transaction {
 }
 
 impl Canonical for Transaction {
-    const MAX_BYTES: usize = 1 + 32 + 32 + 8 + 8 + 1 + 32 + 4 + 1 + 4 + max(MAX_DISPUTE_BYTES, MAX_REVEAL_BYTES);
+    const MAX_BYTES: usize =
+        1 + 32 + 32 + 8 + 8 + 1 + 32 + 4 + 1 + 4 + max(MAX_DISPUTE_BYTES, max(MAX_REVEAL_BYTES, MAX_FRAUD_BYTES));
 
     fn write(&self, w: &mut Writer) {
         w.u8(VERSION).bytes(&self.chain.0).bytes(&self.from.0).u64(self.nonce).u64(self.fee);
@@ -145,6 +154,7 @@ impl Canonical for Transaction {
             TxKind::Judge { provider, gmacs, reason } => {
                 w.u8(12).bytes(&provider.0).u64(*gmacs).var_bytes(reason.as_bytes())
             }
+            TxKind::ProveFraud { round, answer } => w.u8(13).var_bytes(&round.encode()).var_bytes(&answer.encode()),
         };
     }
 
@@ -210,6 +220,17 @@ impl Canonical for Transaction {
                     Err(_) => return r.fail("a judgment's reason is not UTF-8"),
                 };
                 TxKind::Judge { provider, gmacs, reason }
+            }
+            13 => {
+                let round = match PoaiMessage::decode(r.var_bytes(<PoaiMessage as Canonical>::MAX_BYTES)?) {
+                    Ok(m) => m,
+                    Err(e) => return r.fail(e.to_string()),
+                };
+                let answer = match PoaiMessage::decode(r.var_bytes(ANSWER_MAX_BYTES)?) {
+                    Ok(m) => m,
+                    Err(e) => return r.fail(e.to_string()),
+                };
+                TxKind::ProveFraud { round: Box::new(round), answer: Box::new(answer) }
             }
             tag => return r.fail(format!("unknown transaction kind {tag}")),
         };

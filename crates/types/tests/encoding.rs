@@ -237,8 +237,8 @@ fn oversized_and_foreign_inputs_are_refused_before_parsing() {
     v2[0] = 2;
     assert!(SignedTransaction::decode(&v2).unwrap_err().to_string().contains("unsupported version 2"));
     let mut kind = all_kinds()[1].encode();
-    kind[81] = 13;
-    assert!(SignedTransaction::decode(&kind).unwrap_err().to_string().contains("unknown transaction kind 13"));
+    kind[81] = 14;
+    assert!(SignedTransaction::decode(&kind).unwrap_err().to_string().contains("unknown transaction kind 14"));
 }
 
 proptest! {
