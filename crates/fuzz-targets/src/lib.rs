@@ -105,6 +105,8 @@ pub const TARGETS: &[Target] = &[
             wire::<Response>(b);
             wire::<PieceRequest>(b);
             wire::<PieceResponse>(b);
+            // Proof-of-AI gossip: round announcements and answers.
+            canonical(b, ergon_types::poai::PoaiMessage::decode, |m| m.encode());
         },
         seeds: seeds::wire,
     },
@@ -179,6 +181,10 @@ pub mod seeds {
             TxKind::ReleaseLease { job: Hash([4; 32]), shard: 3 },
             TxKind::ChallengeResult { job: Hash([4; 32]), shard: 1, replica: 0, rows: vec![0, 7] },
             TxKind::Judge { provider: k.public().address(), gmacs: 125, reason: "as claimed".into() },
+            {
+                let (round, answer) = poai_pair();
+                TxKind::ProveFraud { round: Box::new(round), answer: Box::new(answer) }
+            },
         ];
         kinds
             .into_iter()
@@ -251,8 +257,42 @@ pub mod seeds {
         vec![genesis_value().to_json().into_bytes()]
     }
 
+    /// A signed round announcement and a signed answer to it (a wrong one: a fraud proof).
+    fn poai_pair() -> (ergon_types::poai::PoaiMessage, ergon_types::poai::PoaiMessage) {
+        use ergon_types::poai::{Answer, PoaiBody, Round};
+        let (v, p) = (SecretKey::from_bytes(&[1; 32]), SecretKey::from_bytes(&[2; 32]));
+        let round = Round {
+            chain: Hash([3; 32]),
+            validator: v.public(),
+            round: 9,
+            seed: Hash([4; 32]),
+            nonce: [5; 32],
+            probe: false,
+            target_ns: 1000,
+            parts: 2,
+            openings: 1,
+            classes: vec![(p.public().address(), 1)],
+        };
+        let product = ergon_kernels::MatI32::from_vec(2, 2, vec![1, 2, 3, 4]).expect("2×2");
+        let answer = Answer {
+            chain: round.chain,
+            provider: p.public(),
+            validator: v.public().address(),
+            round: 9,
+            round_id: round.id(),
+            registered_at: 1,
+            part: 0,
+            commitment: ergon_pouw::result_root(&product),
+            openings: vec![ergon_pouw::RevealedRow::build(&product, 1).expect("row 1")],
+        };
+        (PoaiBody::Round(round).sign(&v), PoaiBody::Answer(answer).sign(&p))
+    }
+
     pub fn wire() -> Vec<Vec<u8>> {
+        let (round, answer) = poai_pair();
         vec![
+            round.encode(),
+            answer.encode(),
             ergon_net::Request::Block([7; 32]).to_wire(),
             ergon_net::Request::Tip.to_wire(),
             ergon_net::Request::BlockAt(77).to_wire(),
