@@ -139,21 +139,33 @@ fn validators_confirm_honest_providers_demote_an_over_claim_and_fail_a_dead_one_
         }
     };
     wait("the lease", Duration::from_secs(60), || leaseholder(&v_api, &job).is_some());
-    assert_eq!(leaseholder(&v_api, &job).as_deref(), Some(p3.as_str()), "the cheapest provider fast enough");
+    // The cheapest provider fast enough is P3 (P1 if P3 happened to miss a probe just then).
+    let holder = leaseholder(&v_api, &job).unwrap();
+    assert!(holder == p3 || holder == p1, "{holder} got a job it is not verified fast enough for");
+    let (dead, other, other_name) = if holder == p3 { ("p3", &p1, "P1") } else { ("p1", &p3, "P3") };
     let outlook = provider(&v_api, &p2)["outlook"].to_string();
     assert!(outlook.contains("than validators have verified") || outlook.contains("no job is waiting"), "{outlook}");
 
-    // 3. P3 dies holding the lease: found absent, the lease goes to P1, well before block
-    //    `deadline`.
-    net.kill("p3");
+    // 3. The leaseholder dies: found absent, the lease goes to the other honest provider, well
+    //    before block `deadline`.
+    net.kill(dead);
     let (killed_at, killed_height) = (Instant::now(), get(&v_api, "/status").unwrap()["height"].as_u64().unwrap());
     let deadline =
         get(&v_api, &format!("/jobs/{job}")).unwrap()["tasks"][0]["detail"]["deadline"].as_u64().unwrap_or(0);
-    wait("the job to move to P1", Duration::from_secs(60), || {
-        leaseholder(&v_api, &job).as_deref() == Some(p1.as_str())
+    wait(&format!("the job to move to {other_name}"), Duration::from_secs(60), || {
+        leaseholder(&v_api, &job).as_deref() == Some(other.as_str())
     });
-    let (moved_s, moved_height) =
-        (killed_at.elapsed().as_secs_f64(), get(&v_api, "/status").unwrap()["height"].as_u64().unwrap());
+    let moved_s = killed_at.elapsed().as_secs_f64();
+    // The block that leased it again, from the job's decisions.
+    let decisions = get(&v_api, &format!("/jobs/{job}")).unwrap()["decisions"].clone();
+    let moved_height = decisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["text"].as_str().is_some_and(|t| t.contains(&format!("leased to {other}"))))
+        .filter_map(|d| d["height"].as_u64())
+        .max()
+        .unwrap();
     println!(
         "failover: {moved_s:.1} s and {} blocks after the kill (block time {:.1} s; the lease ran to block {deadline})",
         moved_height - killed_height,
@@ -162,11 +174,11 @@ fn validators_confirm_honest_providers_demote_an_over_claim_and_fail_a_dead_one_
     assert!(moved_height < deadline, "released by absence, not by the lease's deadline");
     let log = get(&v_api, &format!("/jobs/{job}")).unwrap()["decisions"].to_string();
     assert!(log.contains("stopped answering the validators' challenges; lease released"), "{log}");
-    let p3_state = provider(&v_api, &p3);
-    assert_eq!(p3_state["absent"], true, "{p3_state}");
-    assert_eq!(p3_state["status"], "active", "absence is no strike: {p3_state}");
+    let dead_state = provider(&v_api, &holder);
+    assert_eq!(dead_state["absent"], true, "{dead_state}");
+    assert_eq!(dead_state["status"], "active", "absence is no strike: {dead_state}");
 
-    // The job completes on P1, verified by the client.
+    // The job completes on the other, verified by the client.
     let out = submit.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));

@@ -365,7 +365,10 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
     let now = Instant::now();
     let mut judged = vec![];
     let due = |last: Option<Instant>, every: Duration| last.is_none_or(|t| now.duration_since(t) >= every);
-    if !providers.is_empty() && due(st.last_round, cadence.round_interval) {
+    // Nodes relay a validator's announcements no closer than MIN_ANNOUNCE_GAP: one sooner would
+    // be dropped everywhere and every provider would miss it.
+    let spaced = due(st.last_probe.max(st.last_round), MIN_ANNOUNCE_GAP * 3);
+    if !providers.is_empty() && spaced && due(st.last_round, cadence.round_interval) {
         let (round, issued) = st.engine.issue(&challenge_seed, now_ns(shared));
         if !issued.is_empty() {
             let classes = issued.iter().map(|(p, _)| (*p, st.engine.view(p).map_or(0, |v| v.class_gmacs))).collect();
@@ -387,7 +390,7 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
         }
         st.last_round = Some(now);
         st.last_probe = Some(now);
-    } else if !providers.is_empty() && due(st.last_probe, cadence.probe_interval) {
+    } else if !providers.is_empty() && spaced && due(st.last_probe, cadence.probe_interval) {
         let (round, probed) = st.engine.probe(&challenge_seed, now_ns(shared));
         if !probed.is_empty() {
             let p = st.engine.params();

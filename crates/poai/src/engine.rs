@@ -386,8 +386,14 @@ impl Engine {
             state.view.missed_in_a_row += 1;
             state.view.rounds_missed_in_a_row += u32::from(!probe);
             let missed = state.view.missed_in_a_row;
-            let what = if probe { "probe".to_string() } else { format!("round: {answered} of {parts} parts answered") };
-            let mut reason = format!("round {r}: {what} by the deadline ({missed} missed in a row)");
+            let rounds_missed = state.view.rounds_missed_in_a_row;
+            let mut reason = if probe {
+                format!("round {r}: probe unanswered by the deadline ({missed} missed in a row)")
+            } else {
+                format!(
+                    "round {r}: {answered} of {parts} parts answered by the deadline ({rounds_missed} timed round(s) missed in a row)"
+                )
+            };
             if !probe {
                 // It could not do `macs` in `waited_ns`: its throughput is below macs / waited.
                 let bound = (macs as f64 / waited_ns as f64).floor() as u64;

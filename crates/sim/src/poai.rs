@@ -11,6 +11,10 @@
 //! - `Partial(‰)`: computes only that share of the rows (the rest zero);
 //! - `WrongRate(‰)`: a wrong product on that share of its parts;
 //! - `Replay`: answers with the answer to the same part of its previous round.
+//! - `Relay(s, r)`: forwards every part to a machine s times its claim and relays the answer,
+//!   which adds a round trip of r (a share of the part's claimed time) to every part. At
+//!   s = 1 the round trip alone shows; a machine fast enough to hide it passes, correctly: the
+//!   relay is then a reseller of that machine's time (`docs/poai.md` §4).
 //!
 //! A provider-epoch is one provider over `ROUNDS_PER_EPOCH` rounds. Reported: per cheater type,
 //! the share caught within an epoch (demoted below its claim, or a slash proposed) and the
@@ -33,6 +37,7 @@ pub enum Conduct {
     Partial { permille: u32 },
     WrongRate { permille: u32 },
     Replay,
+    Relay { speedup_percent: u32, rtt_permille: u32 },
 }
 
 impl Conduct {
@@ -44,6 +49,11 @@ impl Conduct {
             Conduct::Partial { permille } => format!("computes {}% of the rows", permille / 10),
             Conduct::WrongRate { permille } => format!("wrong product on {}% of parts", *permille as f64 / 10.0),
             Conduct::Replay => "replays cached answers".into(),
+            Conduct::Relay { speedup_percent, rtt_permille } => format!(
+                "relays to a machine {:.2}× its claim ({}% of a part's time in round trip)",
+                *speedup_percent as f64 / 100.0,
+                rtt_permille / 10
+            ),
         }
     }
 }
@@ -130,6 +140,8 @@ pub fn run_poai(seed: u64, epochs: u32, honest: u32, sigma: f64) -> PoaiReport {
         Conduct::Partial { permille: 900 },
         Conduct::WrongRate { permille: 10 },
         Conduct::Replay,
+        Conduct::Relay { speedup_percent: 100, rtt_permille: 200 },
+        Conduct::Relay { speedup_percent: 150, rtt_permille: 200 },
     ];
     let mut sim = Sim { rng: SplitMix64::new(seed), sigma, overhead: 0.05 };
     let mut tallies: Vec<(Conduct, ConductReport, Vec<u32>)> = std::iter::once(Conduct::Honest)
@@ -187,9 +199,13 @@ pub fn run_poai(seed: u64, epochs: u32, honest: u32, sigma: f64) -> PoaiReport {
                     let speed = match agent.conduct {
                         Conduct::OverClaim { factor_percent } => agent.claimed as f64 * 100.0 / factor_percent as f64,
                         Conduct::Sybil { identities } => agent.claimed as f64 / identities as f64,
+                        Conduct::Relay { speedup_percent, .. } => agent.claimed as f64 * speedup_percent as f64 / 100.0,
                         _ => agent.claimed as f64,
                     };
                     at += sim.time_ns(c, speed);
+                    if let Conduct::Relay { rtt_permille, .. } = agent.conduct {
+                        at += (c.expected_ns(agent.claimed) * rtt_permille as f64 / 1000.0) as u64;
+                    }
                     let answer = match agent.conduct {
                         Conduct::Partial { permille } => {
                             let mut p = product(c);
@@ -291,8 +307,10 @@ mod tests {
         let r = run_poai(1, 20, 10, 0.2);
         let rate = |name: &str| r.conducts.iter().find(|c| c.conduct.contains(name)).map(|c| c.caught_rate).unwrap();
         assert!(rate("honest") <= 0.01, "{r:#?}");
-        for cheat in ["by 25%", "by 50%", "by 100%", "identities", "of the rows", "replays"] {
+        for cheat in ["by 25%", "by 50%", "by 100%", "identities", "of the rows", "replays", "1.00× its claim"] {
             assert!(rate(cheat) >= 0.9, "{cheat}: {r:#?}");
         }
+        // A relay to a machine fast enough to hide the round trip passes: it is a reseller.
+        assert!(rate("1.50× its claim") <= 0.05, "{r:#?}");
     }
 }
