@@ -48,7 +48,7 @@ fn validators_confirm_honest_providers_demote_an_over_claim_and_fail_a_dead_one_
         genesis.extend(["--alloc".to_string(), format!("{who}={amount}")]);
     }
     genesis.extend(
-        ["--block-time-ms", &block_time_ms.to_string(), "--filler-size", "128", "--initial-difficulty", "60000000000"]
+        ["--block-time-ms", &block_time_ms.to_string(), "--filler-size", "128", "--initial-difficulty", "100000000000"]
             .map(String::from),
     );
     ok(ergon(&genesis.iter().map(String::as_str).collect::<Vec<_>>()));
@@ -149,6 +149,7 @@ fn validators_confirm_honest_providers_demote_an_over_claim_and_fail_a_dead_one_
     // 3. The leaseholder dies: found absent, the lease goes to the other honest provider, well
     //    before block `deadline`.
     net.kill(dead);
+    let killed_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     let (killed_at, killed_height) = (Instant::now(), get(&v_api, "/status").unwrap()["height"].as_u64().unwrap());
     let deadline =
         get(&v_api, &format!("/jobs/{job}")).unwrap()["tasks"][0]["detail"]["deadline"].as_u64().unwrap_or(0);
@@ -166,9 +167,26 @@ fn validators_confirm_honest_providers_demote_an_over_claim_and_fail_a_dead_one_
         .filter_map(|d| d["height"].as_u64())
         .max()
         .unwrap();
+    // When the validator found it missing (its engine's log), and how fast blocks came.
+    let engine = get(&v_api, "/poai").unwrap();
+    let missed_ms = engine["validator"]["judgments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["provider"] == holder.as_str() && j["verdict"] == "missed")
+        .filter_map(|j| j["at_ms"].as_u64())
+        .filter(|&t| t >= killed_ms)
+        .min()
+        .unwrap_or(killed_ms);
+    let status = get(&v_api, "/status").unwrap();
+    let first_ms = get(&v_api, "/blocks?from=1&limit=1").unwrap()["blocks"][0]["time_ms"].as_u64().unwrap_or(0);
+    let mean_block_s = (status["tip_time_ms"].as_u64().unwrap_or(0).saturating_sub(first_ms)) as f64
+        / 1e3
+        / status["height"].as_u64().unwrap_or(2).saturating_sub(1).max(1) as f64;
     println!(
-        "failover: {moved_s:.1} s and {} blocks after the kill (block time {:.1} s; the lease ran to block {deadline})",
+        "failover: {moved_s:.1} s and {} blocks after the kill, found missing after {:.1} s (block time {:.1} s, {mean_block_s:.1} s on average so far; the lease ran to block {deadline})",
         moved_height - killed_height,
+        (missed_ms - killed_ms) as f64 / 1e3,
         block_time_ms as f64 / 1e3
     );
     assert!(moved_height < deadline, "released by absence, not by the lease's deadline");
