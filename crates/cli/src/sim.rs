@@ -68,6 +68,14 @@ struct PoaiArgs {
     /// Honest timing noise, in log-time.
     #[arg(long, default_value_t = 0.2)]
     sigma: f64,
+    /// Memory challenges: fills per way of keeping less, and each fill's size.
+    #[arg(long, default_value_t = 4)]
+    memory_trials: u32,
+    #[arg(long, default_value_t = 256)]
+    memory_mib: u64,
+    /// The deadline for a memory challenge's openings, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    memory_deadline_s: f64,
     #[arg(long)]
     json: bool,
 }
@@ -76,13 +84,18 @@ fn run_poai(args: PoaiArgs) -> CmdResult {
     if args.seeds == 0 || args.epochs == 0 || args.honest == 0 || !(0.0..=2.0).contains(&args.sigma) {
         return Err("need --seeds, --epochs and --honest ≥ 1 and --sigma in 0..=2".into());
     }
+    if args.memory_trials == 0 || !(1..=4096).contains(&args.memory_mib) || !(args.memory_deadline_s.is_finite() && args.memory_deadline_s > 0.0) {
+        return Err("need --memory-trials ≥ 1, --memory-mib in 1..=4096 and --memory-deadline-s > 0".into());
+    }
     let t = Instant::now();
     let reports: Vec<_> = (0..args.seeds)
         .into_par_iter()
         .map(|seed| ergon_sim::poai::run_poai(seed, args.epochs, args.honest, args.sigma))
         .collect();
+    let memory = ergon_sim::poai_memory::run_memory(1, args.memory_trials, args.memory_mib, args.memory_deadline_s);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports).map_err(|e| e.to_string())?);
+        let both = serde_json::json!({ "compute": reports, "memory": memory });
+        println!("{}", serde_json::to_string_pretty(&both).map_err(|e| e.to_string())?);
         return Ok(ExitCode::SUCCESS);
     }
     let r0 = &reports[0];
@@ -111,6 +124,29 @@ fn run_poai(args: PoaiArgs) -> CmdResult {
         r0.check_cost_ratio_at_default_size * 100.0,
         t.elapsed().as_secs_f64()
     );
+    println!(
+        "memory challenges: {} fills of {} MiB ({:.0} MiB/s here, all cores), {} openings, deadline {} s; a cheater rebuilds what it dropped at the same rate",
+        memory.trials, memory.fill_mib, memory.fill_mib_per_second, memory.openings, memory.deadline_seconds
+    );
+    for s in &memory.strategies {
+        let caught = if s.caught_from_gib.is_finite() {
+            format!("caught at claims from {:.1} GiB", s.caught_from_gib)
+        } else if s.kept >= 1.0 {
+            "nothing to rebuild".to_string()
+        } else {
+            format!(
+                "NOT caught: the rebuild dies out as the fill grows ({:.1}% at a quarter of the size)",
+                s.mean_rebuild_share_at_quarter_size * 100.0
+            )
+        };
+        println!(
+            "  {:<44} keeps {:>5.1}%: rebuilds {:>5.1}% of the fill (least {:>5.1}%); {caught}",
+            s.strategy,
+            s.kept * 100.0,
+            s.mean_rebuild_share * 100.0,
+            s.min_rebuild_share * 100.0
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,9 +7,14 @@
 //!   commitment itself chooses, recomputed exactly by the checker.
 //! - [`sprt`]: Wald's sequential probability ratio test on log-time, between "as claimed" and
 //!   "the next lower class".
-//! - [`engine`]: per-provider state: challenges issued to every provider at the same height,
-//!   answers and their arrival times in, judgments (confirm, demote, flag, slash) with reasons
-//!   out.
+//! - [`engine`]: per-provider state: rounds issued to every provider at once, probes between
+//!   them, answers and their arrival times in, judgments (confirm, demote, missed, wrong,
+//!   propose slash) with reasons out, and what a validator should hold on chain.
+//! - [`fraud`]: a signed wrong answer to a signed round, checkable by anyone (the chain slashes
+//!   on it).
+//! - [`memory`]: memory challenges: a fill sized to the claimed memory, committed, opened at
+//!   blocks chosen later; and the rebuild a provider keeping less would need (not yet driven by
+//!   the engine).
 //!
 //! The engine is driven by the height, the chain's seeds and the times at which answers arrive;
 //! it reads no clock, socket or random source, so a validator node and the simulator
@@ -18,6 +23,7 @@
 pub mod challenge;
 pub mod engine;
 pub mod fraud;
+pub mod memory;
 pub mod sprt;
 
 pub use challenge::{Answer, ComputeChallenge, Opening};

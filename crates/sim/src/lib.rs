@@ -24,6 +24,7 @@ use serde::Serialize;
 pub mod churn;
 pub mod economics;
 pub mod poai;
+pub mod poai_memory;
 
 /// Knobs of one simulated run.
 #[derive(Clone, Debug)]

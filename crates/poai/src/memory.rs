@@ -1,0 +1,369 @@
+//! Memory challenges: a data-dependent fill sized to a provider's claimed memory, committed by
+//! a Merkle root, then opened at rows chosen after the commitment, under a deadline.
+//!
+//! 1. **Fill.** `LANES` lanes of 1 KiB blocks, each lane a chain: block 0 is expanded from the
+//!    seed; block i hashes block i−1 and `REFS` earlier blocks of its lane chosen by the
+//!    contents of block i−1 (so nobody knows which blocks it needs before computing the one
+//!    before). The lanes fill in parallel.
+//! 2. **Commit.** The Merkle root of the blocks (lane after lane).
+//! 3. **Open.** The validator sends a fresh nonce; `OPENINGS` blocks, chosen by BLAKE3(seed ‖
+//!    root ‖ nonce), must come back with their predecessor and references, every block on its
+//!    path to the root, within a deadline of a few network round trips. The checker verifies
+//!    the paths and recomputes each opened block from the others.
+//!
+//! Why a machine without the memory fails: a block it did not keep must be rebuilt from its
+//! predecessor and its `REFS` references, all among the `WINDOW` blocks before it; those it did
+//! not keep either must be rebuilt the same way, and so on back along the lane. Keeping 80% of
+//! the blocks (a 25% over-claim) leaves each rebuilt block about 1.8 missing dependencies, so
+//! the rebuilding runs far back: the openings of one answer cost about a tenth of the whole
+//! fill (measured by [`recompute_cost`]), a time that grows with the claim while the deadline
+//! does not. Keeping 89% (12.5% over) leaves about one: the rebuilding dies out, and such an
+//! over-claim is not caught. `ergon sim poai` measures it for each way of keeping less, and the claim size above
+//! which each is caught. A provider who keeps everything answers in a network round trip.
+//!
+//! What it does not show: that the memory is RAM rather than a fast disk (openings are a few
+//! hundred random reads), or anything about claims so small that rebuilding a tenth of them
+//! fits in the deadline.
+
+use blake3::Hasher;
+use rayon::prelude::*;
+
+use ergon_types::{Address, Hash};
+
+/// Bytes per block.
+pub const BLOCK: usize = 1024;
+/// Earlier blocks each block depends on, all among the `WINDOW` before it. (Measured by
+/// `ergon sim poai`: with references anywhere before, or among the 8 to 64 before, a cheater
+/// keeping 80% rebuilds a share of the fill that shrinks as the fill grows, so large claims
+/// were the cheapest to fake; among the 1,024 before, the share stays near 10% from 256 MiB
+/// to 1 GiB.)
+pub const REFS: usize = 8;
+pub const WINDOW: u64 = 1024;
+/// Lanes filled in parallel.
+pub const LANES: u32 = 4;
+/// Blocks an answer opens.
+pub const OPENINGS: u32 = 32;
+/// Smallest lane (a claim below 256 KiB is tested as 256 KiB).
+pub const MIN_LANE_BLOCKS: u64 = 64;
+
+/// One memory challenge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryChallenge {
+    pub seed: [u8; 32],
+    pub provider: Address,
+    pub lane_blocks: u64,
+}
+
+/// A filled challenge as the provider keeps it: the blocks and the Merkle tree over them.
+pub struct Fill {
+    pub blocks: Vec<u8>,
+    /// `levels[0]` are the leaves; the last level is the root.
+    levels: Vec<Vec<[u8; 32]>>,
+}
+
+/// One opened block with its path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenedBlock {
+    pub index: u64,
+    pub bytes: Vec<u8>,
+    pub path: Vec<[u8; 32]>,
+}
+
+/// The answer for one chosen block: it, its predecessor (none for a lane's first) and the
+/// blocks it references.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opening {
+    pub block: OpenedBlock,
+    pub prev: Option<OpenedBlock>,
+    pub refs: Vec<OpenedBlock>,
+}
+
+fn key(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Hasher::new_derive_key("ergon v1 poai memory challenge");
+    for p in parts {
+        h.update(p);
+    }
+    *h.finalize().as_bytes()
+}
+
+fn leaf(bytes: &[u8]) -> [u8; 32] {
+    *Hasher::new_derive_key("ergon v1 poai memory leaf").update(bytes).finalize().as_bytes()
+}
+
+fn node(l: &[u8; 32], r: &[u8; 32]) -> [u8; 32] {
+    *Hasher::new_derive_key("ergon v1 poai memory node").update(l).update(r).finalize().as_bytes()
+}
+
+impl MemoryChallenge {
+    /// Round `round`'s memory challenge to `provider`, sized to `claimed_mib` (15/16 of it in
+    /// blocks: the rest is room for the tree and the program).
+    pub fn derive(round_seed: &Hash, provider: &Address, round: u64, claimed_mib: u64) -> Self {
+        let blocks = (claimed_mib as u128 * 1024 * 15 / 16) as u64;
+        let lane_blocks = (blocks / LANES as u64).max(MIN_LANE_BLOCKS);
+        MemoryChallenge {
+            seed: key(&[&round_seed.0, &provider.0, &round.to_le_bytes()]),
+            provider: *provider,
+            lane_blocks,
+        }
+    }
+
+    pub fn blocks(&self) -> u64 {
+        self.lane_blocks * LANES as u64
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.blocks() * BLOCK as u64
+    }
+
+    fn lane_key(&self, lane: u32) -> [u8; 32] {
+        key(&[&self.seed, b"lane", &lane.to_le_bytes()])
+    }
+
+    /// The lane-local indices block `i` (i ≥ 1) of a lane references, from its predecessor:
+    /// among the `WINDOW` blocks before it. (References anywhere before it, uniformly, make a
+    /// shallow dependency graph: a block rebuilt from them reaches the lane's start in about
+    /// ln i steps. References within a window chain a missing block to the missing blocks
+    /// before it, and those to theirs, back along the lane.)
+    pub fn refs_of(prev: &[u8], i: u64) -> [u64; REFS] {
+        let mut out = [0u64; REFS];
+        let span = i.min(WINDOW);
+        for (t, o) in out.iter_mut().enumerate() {
+            let w = u64::from_le_bytes(prev[t * 8..t * 8 + 8].try_into().expect("8 bytes"));
+            *o = i - 1 - w % span;
+        }
+        out
+    }
+
+    /// Block `i` of lane `lane` from its predecessor and references (or from the seed, i = 0).
+    pub fn block(&self, lane: u32, i: u64, prev: Option<&[u8]>, refs: &[&[u8]]) -> Vec<u8> {
+        let mut h = Hasher::new_keyed(&self.lane_key(lane));
+        h.update(&i.to_le_bytes());
+        if let Some(p) = prev {
+            h.update(p);
+        }
+        for r in refs {
+            h.update(r);
+        }
+        let mut out = vec![0u8; BLOCK];
+        h.finalize_xof().fill(&mut out);
+        out
+    }
+
+    /// The whole fill and its tree: what an honest provider computes and keeps.
+    pub fn fill(&self) -> Fill {
+        let lane_bytes = self.lane_blocks as usize * BLOCK;
+        let mut blocks = vec![0u8; lane_bytes * LANES as usize];
+        blocks.par_chunks_mut(lane_bytes).enumerate().for_each(|(lane, mem)| {
+            let lane = lane as u32;
+            let first = self.block(lane, 0, None, &[]);
+            mem[..BLOCK].copy_from_slice(&first);
+            for i in 1..self.lane_blocks {
+                let (done, rest) = mem.split_at_mut(i as usize * BLOCK);
+                let prev = &done[(i as usize - 1) * BLOCK..];
+                let refs = Self::refs_of(prev, i);
+                let refs: Vec<&[u8]> =
+                    refs.iter().map(|&j| &done[j as usize * BLOCK..(j as usize + 1) * BLOCK]).collect();
+                let b = self.block(lane, i, Some(prev), &refs);
+                rest[..BLOCK].copy_from_slice(&b);
+            }
+        });
+        let leaves: Vec<[u8; 32]> = blocks.par_chunks(BLOCK).map(leaf).collect();
+        Fill { blocks, levels: tree(leaves) }
+    }
+
+    /// The blocks to open for a fill with `root`, after the validator's `nonce`.
+    pub fn to_open(&self, root: &[u8; 32], nonce: &[u8; 32]) -> Vec<u64> {
+        let mut rng = ergon_kernels::rng::SplitMix64::new(u64::from_le_bytes(
+            key(&[&self.seed, root, nonce])[..8].try_into().expect("8 bytes"),
+        ));
+        (0..OPENINGS).map(|_| rng.below(self.blocks())).collect()
+    }
+
+    /// Checks an answer against the root: every block on its path, each opened block the hash
+    /// of its predecessor and the references its predecessor chooses.
+    pub fn check(&self, root: &[u8; 32], nonce: &[u8; 32], openings: &[Opening]) -> Result<(), String> {
+        let want = self.to_open(root, nonce);
+        if openings.len() != want.len() {
+            return Err(format!("{} blocks opened, {} asked for", openings.len(), want.len()));
+        }
+        let n = self.blocks();
+        for (o, &index) in openings.iter().zip(&want) {
+            if o.block.index != index {
+                return Err(format!("block {} opened, block {index} asked for", o.block.index));
+            }
+            let (lane, i) = ((index / self.lane_blocks) as u32, index % self.lane_blocks);
+            let base = lane as u64 * self.lane_blocks;
+            for b in std::iter::once(&o.block).chain(&o.prev).chain(&o.refs) {
+                if b.bytes.len() != BLOCK || verify_path(n, b.index, &leaf(&b.bytes), &b.path) != Some(*root) {
+                    return Err(format!("block {} is not the one committed to", b.index));
+                }
+            }
+            let expected = if i == 0 {
+                self.block(lane, 0, None, &[])
+            } else {
+                let prev =
+                    o.prev.as_ref().filter(|p| p.index == index - 1).ok_or(format!("block {index}: no predecessor"))?;
+                let refs = Self::refs_of(&prev.bytes, i);
+                if o.refs.len() != REFS || o.refs.iter().zip(refs).any(|(r, j)| r.index != base + j) {
+                    return Err(format!("block {index}: not the references its predecessor chooses"));
+                }
+                let refs: Vec<&[u8]> = o.refs.iter().map(|r| &r.bytes[..]).collect();
+                self.block(lane, i, Some(&prev.bytes), &refs)
+            };
+            if expected != o.block.bytes {
+                return Err(format!("block {index} is not the hash of the blocks it depends on"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Fill {
+    pub fn root(&self) -> [u8; 32] {
+        self.levels.last().expect("a tree has a root")[0]
+    }
+
+    fn opened(&self, index: u64) -> OpenedBlock {
+        let i = index as usize;
+        OpenedBlock { index, bytes: self.blocks[i * BLOCK..(i + 1) * BLOCK].to_vec(), path: path(&self.levels, i) }
+    }
+
+    /// The answer an honest provider gives for `indices`.
+    pub fn open(&self, c: &MemoryChallenge, indices: &[u64]) -> Vec<Opening> {
+        indices
+            .iter()
+            .map(|&index| {
+                let (lane, i) = (index / c.lane_blocks, index % c.lane_blocks);
+                if i == 0 {
+                    return Opening { block: self.opened(index), prev: None, refs: vec![] };
+                }
+                let prev = self.opened(index - 1);
+                let refs = MemoryChallenge::refs_of(&prev.bytes, i)
+                    .iter()
+                    .map(|&j| self.opened(lane * c.lane_blocks + j))
+                    .collect();
+                Opening { block: self.opened(index), prev: Some(prev), refs }
+            })
+            .collect()
+    }
+}
+
+/// Levels of a Merkle tree over `leaves` (an odd node is paired with itself).
+fn tree(leaves: Vec<[u8; 32]>) -> Vec<Vec<[u8; 32]>> {
+    let mut levels = vec![leaves];
+    while levels.last().expect("at least the leaves").len() > 1 {
+        let below = levels.last().expect("at least the leaves");
+        let up = below.par_chunks(2).map(|p| node(&p[0], p.get(1).unwrap_or(&p[0]))).collect();
+        levels.push(up);
+    }
+    levels
+}
+
+fn path(levels: &[Vec<[u8; 32]>], mut i: usize) -> Vec<[u8; 32]> {
+    let mut out = vec![];
+    for level in &levels[..levels.len() - 1] {
+        out.push(*level.get(i ^ 1).unwrap_or(&level[i]));
+        i /= 2;
+    }
+    out
+}
+
+/// The root that `leaf` at `index` of `n` leaves reaches along `path`, if the path has the
+/// tree's depth.
+fn verify_path(n: u64, mut index: u64, leaf: &[u8; 32], path: &[[u8; 32]]) -> Option<[u8; 32]> {
+    let depth = if n <= 1 { 0 } else { 64 - (n - 1).leading_zeros() as usize };
+    if path.len() != depth || index >= n {
+        return None;
+    }
+    let mut h = *leaf;
+    for sibling in path {
+        h = if index % 2 == 0 { node(&h, sibling) } else { node(sibling, &h) };
+        index /= 2;
+    }
+    Some(h)
+}
+
+/// Blocks a provider that kept only `kept` (by global index) must hash to answer `indices`:
+/// every missing block they need, and recursively every missing block those need, each once.
+pub fn recompute_cost(c: &MemoryChallenge, fill: &Fill, kept: &dyn Fn(u64) -> bool, indices: &[u64]) -> u64 {
+    let mut done = std::collections::HashSet::new();
+    let mut stack: Vec<u64> = vec![];
+    for &index in indices {
+        let (lane, i) = (index / c.lane_blocks, index % c.lane_blocks);
+        stack.push(index);
+        if i > 0 {
+            stack.push(index - 1);
+            let prev = &fill.blocks[(index as usize - 1) * BLOCK..index as usize * BLOCK];
+            stack.extend(MemoryChallenge::refs_of(prev, i).iter().map(|&j| lane * c.lane_blocks + j));
+        }
+    }
+    let mut cost = 0;
+    while let Some(b) = stack.pop() {
+        if kept(b) || !done.insert(b) {
+            continue;
+        }
+        cost += 1;
+        let (lane, i) = (b / c.lane_blocks, b % c.lane_blocks);
+        if i > 0 {
+            stack.push(b - 1);
+            let prev = &fill.blocks[(b as usize - 1) * BLOCK..b as usize * BLOCK];
+            stack.extend(MemoryChallenge::refs_of(prev, i).iter().map(|&j| lane * c.lane_blocks + j));
+        }
+    }
+    cost
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_honest_fill_opens_and_every_shortcut_fails() {
+        let c = MemoryChallenge::derive(&Hash([1; 32]), &Address([2; 20]), 3, 1);
+        assert_eq!(c.blocks(), 960, "15/16 of 1 MiB in 1 KiB blocks");
+        let fill = c.fill();
+        let (root, nonce) = (fill.root(), [7u8; 32]);
+        let idx = c.to_open(&root, &nonce);
+        let honest = fill.open(&c, &idx);
+        assert_eq!(c.check(&root, &nonce, &honest), Ok(()));
+        // Another nonce asks for other blocks.
+        assert!(c.check(&root, &[8; 32], &honest).is_err());
+        // A block changed after committing; a block computed from a wrong reference.
+        let mut tampered = honest.clone();
+        tampered[0].block.bytes[5] ^= 1;
+        assert!(c.check(&root, &nonce, &tampered).unwrap_err().contains("not the one committed"));
+        let o = honest.iter().position(|o| !o.refs.is_empty()).expect("some opened block has references");
+        let mut wrong_ref = honest.clone();
+        wrong_ref[o].refs.swap(0, 1);
+        assert!(c.check(&root, &nonce, &wrong_ref).is_err());
+        // A fill computed wrongly but committed consistently: its blocks are not the hashes of
+        // what they depend on.
+        let mut bad = c.fill();
+        bad.blocks[BLOCK * 10] ^= 1;
+        let bad = Fill { levels: tree(bad.blocks.par_chunks(BLOCK).map(leaf).collect()), blocks: bad.blocks };
+        let idx = c.to_open(&bad.root(), &nonce);
+        let mut any_covers = false;
+        for o in bad.open(&c, &idx) {
+            any_covers |= o.block.index == 10 || o.block.index == 11;
+        }
+        if any_covers {
+            assert!(c.check(&bad.root(), &nonce, &bad.open(&c, &idx)).is_err());
+        }
+    }
+
+    #[test]
+    fn keeping_a_fifth_less_costs_a_share_of_the_fill_and_keeping_everything_nothing() {
+        let c = MemoryChallenge::derive(&Hash([1; 32]), &Address([2; 20]), 3, 64);
+        let fill = c.fill();
+        let idx = c.to_open(&fill.root(), &[7; 32]);
+        assert_eq!(recompute_cost(&c, &fill, &|_| true, &idx), 0);
+        // Every fifth block dropped (a 25% over-claim): the openings need a share of the whole
+        // fill rebuilt (about 10% from 256 MiB on, against the 20% dropped; less on small fills,
+        // where the lanes are not much longer than the window).
+        let cost = recompute_cost(&c, &fill, &|b| b % 5 != 0, &idx);
+        assert!(cost as f64 > 0.02 * c.blocks() as f64, "{cost} of {}", c.blocks());
+        // Half dropped (two identities on one machine): most of the fill.
+        let cost = recompute_cost(&c, &fill, &|b| b % 2 == 0, &idx);
+        assert!(cost as f64 > 0.3 * c.blocks() as f64, "{cost} of {}", c.blocks());
+    }
+}
