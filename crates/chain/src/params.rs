@@ -78,6 +78,10 @@ pub struct ChainParams {
     /// Least stake an account must hold for its judgments of providers to count.
     #[serde(default = "defaults::min_validator_stake")]
     pub min_validator_stake: u64,
+    /// Blocks after which a validator's judgment of a provider no longer counts (see
+    /// `MarketParams`).
+    #[serde(default = "defaults::judgment_ttl_blocks")]
+    pub judgment_ttl_blocks: u64,
 }
 
 /// Market parameters a genesis file may leave out (files written before the market existed).
@@ -92,6 +96,9 @@ mod defaults {
     }
     pub fn min_validator_stake() -> u64 {
         10_000_000
+    }
+    pub fn judgment_ttl_blocks() -> u64 {
+        MarketParams::devnet().judgment_ttl_blocks
     }
     pub fn min_provider_stake() -> u64 {
         MarketParams::devnet().min_provider_stake
@@ -160,6 +167,7 @@ impl ChainParams {
             max_reorg_depth: defaults::max_reorg_depth(),
             archive_after_blocks: defaults::archive_after_blocks(),
             min_validator_stake: defaults::min_validator_stake(),
+            judgment_ttl_blocks: defaults::judgment_ttl_blocks(),
         }
     }
 
@@ -178,6 +186,7 @@ impl ChainParams {
             wasted_lease_percent: self.wasted_lease_percent,
             reveal_blocks: self.reveal_blocks,
             archive_after_blocks: self.archive_after_blocks,
+            judgment_ttl_blocks: self.judgment_ttl_blocks,
         }
     }
 

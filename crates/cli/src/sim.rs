@@ -84,7 +84,10 @@ fn run_poai(args: PoaiArgs) -> CmdResult {
     if args.seeds == 0 || args.epochs == 0 || args.honest == 0 || !(0.0..=2.0).contains(&args.sigma) {
         return Err("need --seeds, --epochs and --honest ≥ 1 and --sigma in 0..=2".into());
     }
-    if args.memory_trials == 0 || !(1..=4096).contains(&args.memory_mib) || !(args.memory_deadline_s.is_finite() && args.memory_deadline_s > 0.0) {
+    if args.memory_trials == 0
+        || !(1..=4096).contains(&args.memory_mib)
+        || !(args.memory_deadline_s.is_finite() && args.memory_deadline_s > 0.0)
+    {
         return Err("need --memory-trials ≥ 1, --memory-mib in 1..=4096 and --memory-deadline-s > 0".into());
     }
     let t = Instant::now();

@@ -70,6 +70,10 @@ pub struct MarketParams {
     /// Blocks after which a finished job, with its decision log, leaves the market's state, so
     /// the state stays the size of the live market, not of its history.
     pub archive_after_blocks: u64,
+    /// Blocks after which a validator's judgment of a provider no longer counts: a validator
+    /// that stops judging (gone, or cut off) must not hold a provider absent, or verified, for
+    /// ever. Validators renew theirs well before.
+    pub judgment_ttl_blocks: u64,
 }
 
 impl MarketParams {
@@ -87,6 +91,7 @@ impl MarketParams {
             wasted_lease_percent: 2,
             reveal_blocks: 3,
             archive_after_blocks: 1_000,
+            judgment_ttl_blocks: 8_640,
         }
     }
 

@@ -49,8 +49,9 @@ pub struct Provider {
     /// Leases given back because their inputs never arrived (no strike).
     pub released: u64,
     /// The int8 throughput staked validators' challenge engines judged, by validator: (its
-    /// stake when it judged, G MAC/s). At most `MAX_JUDGES` kept (the largest stakes).
-    pub judged: BTreeMap<Address, (u64, u64)>,
+    /// stake when it judged, G MAC/s, the height it judged at). At most `MAX_JUDGES` kept (the
+    /// largest stakes); each expires `judgment_ttl_blocks` after its height.
+    pub judged: BTreeMap<Address, (u64, u64, u64)>,
     /// The stake-weighted lower median of `judged` (derived: kept in step by
     /// [`Provider::rejudge`], so matching reads it without sorting).
     pub judged_median: u64,
@@ -84,7 +85,7 @@ impl Provider {
 
     /// Recomputes `judged_median` after `judged` changed.
     pub fn rejudge(&mut self) {
-        let mut votes: Vec<(u64, u64)> = self.judged.values().map(|&(stake, gmacs)| (gmacs, stake)).collect();
+        let mut votes: Vec<(u64, u64)> = self.judged.values().map(|&(stake, gmacs, _)| (gmacs, stake)).collect();
         votes.sort_unstable();
         let total: u128 = votes.iter().map(|&(_, s)| s as u128).sum();
         let mut seen = 0u128;

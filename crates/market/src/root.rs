@@ -28,8 +28,8 @@ impl Market {
             }
             w.u32(p.pending).u64(p.completed).u64(p.failed).u32(p.strikes).u64(p.earned).u64(p.slashed);
             w.u64(p.locked).u64(p.released).u32(p.judged.len() as u32);
-            for (v, (stake, gmacs)) in &p.judged {
-                w.bytes(&v.0).u64(*stake).u64(*gmacs);
+            for (v, (stake, gmacs, at)) in &p.judged {
+                w.bytes(&v.0).u64(*stake).u64(*gmacs).u64(*at);
             }
         }
         w.u32(self.jobs.len() as u32);

@@ -115,6 +115,7 @@ impl Market {
         self.settle_results(height, params, &mut effects);
         self.expire_queue(height, params, &mut effects);
         self.release_bonds(height, &mut effects);
+        self.expire_judgments(height, params, &mut effects);
         self.match_queue(height, params);
         self.archive(height, params);
         effects

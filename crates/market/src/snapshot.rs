@@ -187,9 +187,9 @@ fn read_consensus(r: &mut Reader<'_>) -> Result<Market, TypesError> {
             judged_median: 0,
         };
         let mut p = p;
-        for _ in 0..r.count(usize::MAX, 36)? {
+        for _ in 0..r.count(usize::MAX, 44)? {
             let v = read_address(r)?;
-            p.judged.insert(v, (r.u64()?, r.u64()?));
+            p.judged.insert(v, (r.u64()?, r.u64()?, r.u64()?));
         }
         p.rejudge();
         m.providers.insert(owner, p);

@@ -20,6 +20,8 @@ use crate::{short, Effect, MarketRejection};
 
 /// Validators' judgments kept per provider (the largest stakes).
 pub const MAX_JUDGES: usize = 16;
+/// Blocks between two walks for expired judgments.
+pub const EXPIRY_EVERY: u64 = 16;
 
 impl Market {
     /// Records `validator`'s (holding `stake`) judgment that `provider` answers at `gmacs` (0:
@@ -38,7 +40,7 @@ impl Market {
         if validator == provider {
             return Err(MarketRejection::BadJudgment("a provider cannot judge itself".into()));
         }
-        let smallest = p.judged.iter().map(|(a, &(s, _))| (s, *a)).min();
+        let smallest = p.judged.iter().map(|(a, &(s, _, _))| (s, *a)).min();
         let full = p.judged.len() >= MAX_JUDGES && !p.judged.contains_key(&validator);
         if full && smallest.is_some_and(|(s, _)| s >= stake) {
             return Err(MarketRejection::BadJudgment(format!(
@@ -54,27 +56,77 @@ impl Market {
                 p.judged.remove(&a);
             }
         }
-        p.judged.insert(validator, (stake, gmacs));
+        p.judged.insert(validator, (stake, gmacs, height));
+        let mut effects = vec![];
+        let why = format!("validator {validator} judged {gmacs}: {reason}");
+        self.rejudged(provider, before, was_absent, &why, height, &mut effects);
+        Ok(effects)
+    }
+
+    /// After `provider`'s judgments changed (it was unlisted first): its median again, back on
+    /// the free list if it may be, the change and `why` in its log, and its leases released if
+    /// it just became absent.
+    fn rejudged(
+        &mut self,
+        provider: Address,
+        before: u64,
+        was_absent: bool,
+        why: &str,
+        height: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let p = self.providers.get_mut(&provider).expect("judged providers exist");
         p.rejudge();
         let (after, claim, absent) = (p.verified_gmacs(), p.offer.profile.int8_gmacs, p.absent());
         self.book.list(&self.providers[&provider]);
-        let mut effects = vec![];
         if after != before || absent != was_absent {
             let what = match (was_absent, absent) {
                 (false, true) => "absent: stopped answering challenges".to_string(),
                 (true, false) => format!("answering again; verified int8 throughput {after} G MAC/s"),
                 _ => format!("verified int8 throughput {before} → {after} G MAC/s"),
             };
-            let text = format!("{what} (validator {validator} judged {gmacs}: {reason}; claim {claim})");
-            self.note(Subject::Provider(provider), height, text);
+            self.note(Subject::Provider(provider), height, format!("{what} ({why}; claim {claim})"));
         }
         if absent && !was_absent {
             let leases: Vec<_> = self.providers[&provider].leases.iter().copied().collect();
             for key in leases {
-                self.lose_lease_to_absence(key, provider, height, &mut effects);
+                self.lose_lease_to_absence(key, provider, height, effects);
             }
         }
-        Ok(effects)
+    }
+
+    /// Drops judgments older than `judgment_ttl_blocks` (checked every `EXPIRY_EVERY` blocks:
+    /// a walk over the providers' at most `MAX_JUDGES` judgments each).
+    pub(crate) fn expire_judgments(&mut self, height: u64, params: &crate::MarketParams, effects: &mut Vec<Effect>) {
+        if height % EXPIRY_EVERY != 0 {
+            return;
+        }
+        let ttl = params.judgment_ttl_blocks;
+        let stale: Vec<(Address, Vec<Address>)> = self
+            .providers
+            .values()
+            .filter_map(|p| {
+                let old: Vec<Address> = p
+                    .judged
+                    .iter()
+                    .filter(|(_, &(_, _, at))| at.saturating_add(ttl) <= height)
+                    .map(|(v, _)| *v)
+                    .collect();
+                (!old.is_empty()).then_some((p.owner, old))
+            })
+            .collect();
+        for (provider, validators) in stale {
+            let p = &self.providers[&provider];
+            let (before, was_absent) = (p.verified_gmacs(), p.absent());
+            self.book.unlist(Some(p));
+            let p = self.providers.get_mut(&provider).expect("listed above");
+            for v in &validators {
+                p.judged.remove(v);
+            }
+            let names: Vec<String> = validators.iter().map(|v| v.to_string()).collect();
+            let why = format!("judgment of {} expired after {ttl} blocks", names.join(", "));
+            self.rejudged(provider, before, was_absent, &why, height, effects);
+        }
     }
 
     /// A proven wrong answer to a validator's challenge (`ergon_poai::fraud`, checked by the

@@ -572,3 +572,27 @@ fn a_finished_job_leaves_the_state_with_its_log_after_the_archive_window() {
     assert_eq!(m.held(), held, "archiving moves no coin");
     assert_eq!(m.size().archived_jobs, 1);
 }
+
+/// A validator that judged a provider absent and then left for good held it absent for ever
+/// (judgments never expired). Now a judgment counts for `judgment_ttl_blocks`: after that the
+/// provider is unjudged again (verified 0, no longer absent), and the log says why.
+#[test]
+fn a_judgment_expires_so_a_validator_gone_for_good_holds_nobody_absent() {
+    let p = MarketParams { judgment_ttl_blocks: 32, ..params() };
+    let mut m = Market::default();
+    let (provider, validator) = (address(1), address(9));
+    m.register(provider, cpu(50, 64, 100), 100, 0, &p).unwrap();
+    m.judge(validator, 10, provider, 0, "missed a probe", 1).unwrap();
+    assert!(m.provider(&provider).unwrap().absent());
+    for h in 2..32 {
+        m.end_block(h, &p);
+    }
+    assert!(m.provider(&provider).unwrap().absent(), "still within its lifetime");
+    for h in 32..=48 {
+        m.end_block(h, &p);
+    }
+    let pr = m.provider(&provider).unwrap();
+    assert!(!pr.absent() && pr.judged.is_empty() && pr.verified_gmacs() == 0, "{pr:?}");
+    let log = m.decisions(&Subject::Provider(provider));
+    assert!(log.iter().any(|d| d.text.contains("expired after 32 blocks")), "{log:?}");
+}

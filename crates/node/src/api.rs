@@ -224,7 +224,7 @@ fn provider_json(p: &Provider) -> Value {
         "bond_locked": p.locked, "leases_given_back": p.released,
         // What matching uses: the validators' judgments, never the claim in the profile.
         "verified_gmacs": p.verified_gmacs(), "absent": p.absent(),
-        "judgments": p.judged.iter().map(|(v, (stake, g))| json!({ "validator": v.to_string(), "stake": stake, "gmacs": g })).collect::<Vec<_>>(),
+        "judgments": p.judged.iter().map(|(v, (stake, g, at))| json!({ "validator": v.to_string(), "stake": stake, "gmacs": g, "height": at })).collect::<Vec<_>>(),
     })
 }
 

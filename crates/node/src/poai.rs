@@ -334,11 +334,17 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
     let (chain_id, seed_block, height, providers) = {
         let node = shared.lock();
         let market = &node.chain.ledger().market;
+        // A judgment past half its lifetime is sent again, so it never expires while this
+        // validator is there to renew it.
+        let renew_below = node.chain.height().saturating_sub(node.chain.params().judgment_ttl_blocks / 2);
         let providers: Vec<(Address, u64, Option<u64>)> = market
             .providers()
             .filter(|p| p.owner != me)
             .filter(|p| matches!(p.status, ergon_market::ProviderStatus::Active))
-            .map(|p| (p.owner, p.offer.profile.int8_gmacs, p.judged.get(&me).map(|&(_, g)| g)))
+            .map(|p| {
+                let mine = p.judged.get(&me).filter(|&&(_, _, at)| at > renew_below).map(|&(_, g, _)| g);
+                (p.owner, p.offer.profile.int8_gmacs, mine)
+            })
             .collect();
         // One block below the tip: every provider has it by now (a round seeded by a block a
         // provider has not received yet is ignored there, and missed).
