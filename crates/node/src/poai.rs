@@ -100,7 +100,7 @@ struct ValidatorState {
     sent: HashMap<Address, (u64, Instant)>,
     /// This validator's recent announcements by round number (evidence for fraud proofs, and
     /// what answers must name).
-    announced: BTreeMap<u64, PoaiMessage>,
+    announced: BTreeMap<u64, (PoaiMessage, ergon_types::Hash)>,
     rounds: u64,
     probes: u64,
     answers_checked: u64,
@@ -439,8 +439,8 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
                 }
             }
             let a = early.pop_first().expect("first key").1;
-            let named = match (&a.signed.body, st.announced.get(&round).map(|m| &m.body)) {
-                (PoaiBody::Answer(w), Some(PoaiBody::Round(r))) => w.round_id == r.id(),
+            let named = match (&a.signed.body, st.announced.get(&round)) {
+                (PoaiBody::Answer(w), Some((_, id))) => w.round_id == *id,
                 _ => false,
             };
             if !named {
@@ -451,7 +451,7 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
                 Ok(j) => {
                     st.answers_checked += 1;
                     if j.iter().any(|j| j.verdict == PoaiVerdict::Wrong) {
-                        if let Some(announced) = st.announced.get(&round) {
+                        if let Some((announced, _)) = st.announced.get(&round) {
                             frauds.push((*provider, announced.clone(), a.signed));
                         }
                     }
@@ -511,10 +511,10 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
 
 /// Signs and gossips `round`, keeping it (the announcement is the evidence a fraud proof needs).
 fn announce(shared: &Shared, st: &mut ValidatorState, key: &SecretKey, round: Round) {
-    let number = round.round;
+    let (number, id) = (round.round, round.id());
     let signed = PoaiBody::Round(round).sign(key);
     shared.send(Command::PublishPoai(signed.encode()));
-    st.announced.insert(number, signed);
+    st.announced.insert(number, (signed, id));
     while st.announced.len() > ANNOUNCEMENTS_KEPT {
         st.announced.pop_first();
     }
