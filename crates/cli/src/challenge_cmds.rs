@@ -27,6 +27,9 @@ pub struct SelfTestArgs {
     /// Rounds to run (each of the engine's parts).
     #[arg(long, default_value_t = 3)]
     rounds: u32,
+    /// Also run a memory challenge of this many MiB (the memory claimed): fill, commit, open.
+    #[arg(long, default_value_t = 0)]
+    memory_mib: u64,
     #[arg(long)]
     json: bool,
 }
@@ -53,6 +56,48 @@ struct SelfTestReport {
     judgments: Vec<String>,
     /// The checker's time over the prover's, per part.
     check_over_compute: f64,
+    memory: Option<MemoryRow>,
+}
+
+/// A memory challenge as this machine answers it.
+#[derive(Serialize)]
+struct MemoryRow {
+    mib: u64,
+    fill_seconds: f64,
+    fill_mib_per_second: f64,
+    open_ms: f64,
+    answer_bytes: u64,
+    check_ms: f64,
+}
+
+/// Fills, commits and opens a memory challenge of `mib`, and checks the answer.
+fn memory_self_test(mib: u64) -> Result<MemoryRow, String> {
+    use ergon_poai::memory::MemoryChallenge;
+    let c = MemoryChallenge::derive(&Hash([3; 32]), &Address([0x5e; 20]), 1, mib);
+    let t = Instant::now();
+    let fill = c.fill();
+    let fill_seconds = t.elapsed().as_secs_f64();
+    let (root, nonce) = (fill.root(), [9u8; 32]);
+    let t = Instant::now();
+    let answer = fill.open(&c, &c.to_open(&root, &nonce));
+    let open_ms = t.elapsed().as_secs_f64() * 1e3;
+    let answer_bytes = answer
+        .iter()
+        .flat_map(|o| std::iter::once(&o.block).chain(&o.prev).chain(&o.refs))
+        .map(|b| (8 + b.bytes.len() + 32 * b.path.len()) as u64)
+        .sum();
+    let t = Instant::now();
+    c.check(&root, &nonce, &answer)?;
+    let check_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mib_filled = c.bytes() as f64 / (1 << 20) as f64;
+    Ok(MemoryRow {
+        mib,
+        fill_seconds,
+        fill_mib_per_second: mib_filled / fill_seconds.max(1e-9),
+        open_ms,
+        answer_bytes,
+        check_ms,
+    })
 }
 
 pub fn run(cmd: ChallengeCommand) -> CmdResult {
@@ -64,6 +109,9 @@ pub fn run(cmd: ChallengeCommand) -> CmdResult {
 fn self_test(args: SelfTestArgs) -> CmdResult {
     if args.rounds == 0 || args.rounds > 100 {
         return Err("--rounds must be in 1..=100".into());
+    }
+    if args.memory_mib > 1 << 20 {
+        return Err("--memory-mib must be at most 1048576 (1 TiB)".into());
     }
     let claimed = match args.gmacs {
         Some(g) if g > 0 => g,
@@ -121,6 +169,7 @@ fn self_test(args: SelfTestArgs) -> CmdResult {
         log_ratio_sd: sd,
         judgments,
         check_over_compute: check / compute,
+        memory: if args.memory_mib > 0 { Some(memory_self_test(args.memory_mib)?) } else { None },
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
@@ -152,6 +201,17 @@ fn self_test(args: SelfTestArgs) -> CmdResult {
     }
     for j in &report.judgments {
         println!("  {j}");
+    }
+    if let Some(m) = &report.memory {
+        println!(
+            "memory challenge of {} MiB: filled in {:.2} s ({:.0} MiB/s), 32 blocks opened in {:.1} ms ({} KiB of answer), checked in {:.1} ms",
+            m.mib,
+            m.fill_seconds,
+            m.fill_mib_per_second,
+            m.open_ms,
+            m.answer_bytes / 1024,
+            m.check_ms
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -287,6 +287,19 @@ pub fn provider(cmd: ProviderCommand) -> CmdResult {
                     v["verified_gmacs"],
                     v["judgments"].as_array().map_or(0, |j| j.len())
                 );
+                for j in v["judgments"].as_array().into_iter().flatten() {
+                    println!(
+                        "    validator {} (stake {}): {} G MAC/s{} at block {}",
+                        j["validator"].as_str().unwrap_or("?"),
+                        j["stake"],
+                        j["gmacs"],
+                        if j["gmacs"] == 0 { " (not answering)" } else { "" },
+                        j["height"]
+                    );
+                }
+                if v["absent"] == true {
+                    println!("  absent: validators saw it stop answering their challenges; it takes no lease until it answers again");
+                }
             }
             print_decisions(&v);
             Ok(ExitCode::SUCCESS)
