@@ -53,7 +53,9 @@ const ANSWERS_PER_SECOND: u32 = 64;
 /// How often a validator tests, for a chain whose blocks come every `block_time_ms`.
 #[derive(Clone, Debug)]
 pub struct Cadence {
-    /// A timed round (10 parts of 100 ms at the claim) this often: 1 s of an honest
+    /// A timed round (10 parts of 100 ms at the claim) per slot of this length, the staked
+    /// validators taking the slots in turn (address order), so a provider answers one round
+    /// at a time however many validators there are: 1 s of an honest
     /// provider's time every 30 s is 3.3% of it at the claim (the goal is at most 5%; answering
     /// measured 1.2 s a round on a 2-core machine shared with a validator: 4%).
     pub round_interval: Duration,
@@ -105,12 +107,16 @@ struct ValidatorState {
     probes: u64,
     answers_checked: u64,
     last_round: Option<Instant>,
+    /// The round slot (wall clock ÷ round interval) of this validator's last timed round.
+    last_slot: Option<u64>,
     last_probe: Option<Instant>,
 }
 
 /// The validator side: its key, its engine and the answers waiting for it.
 pub struct Validator {
     key: SecretKey,
+    /// The staked validators in address order, as of a height: timed rounds take turns by it.
+    roster: Mutex<(u64, Vec<Address>)>,
     state: Mutex<ValidatorState>,
     inbox: Mutex<VecDeque<Arrived>>,
 }
@@ -158,6 +164,7 @@ impl Poai {
     pub fn new(validator: Option<SecretKey>, prover: Option<SecretKey>, slowdown: f64, corrupt: bool) -> Self {
         let validator = validator.map(|key| Validator {
             key,
+            roster: Mutex::new((u64::MAX, vec![])),
             state: Mutex::new(ValidatorState {
                 engine: {
                     let mut e = Engine::new(PoaiParams::default());
@@ -172,6 +179,7 @@ impl Poai {
                 probes: 0,
                 answers_checked: 0,
                 last_round: None,
+                last_slot: None,
                 last_probe: None,
             }),
             inbox: Mutex::new(VecDeque::new()),
@@ -331,7 +339,7 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
     let me = v.key.public().address();
     // What the chain says: providers taking leases, with their claims and this validator's
     // judgment of each.
-    let (chain_id, seed_block, height, providers) = {
+    let (chain_id, seed_block, height, providers, (turn, turns)) = {
         let node = shared.lock();
         let market = &node.chain.ledger().market;
         // A judgment past half its lifetime is sent again, so it never expires while this
@@ -350,7 +358,20 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
         // provider has not received yet is ignored there, and missed).
         let h = node.chain.height();
         let seed_block = node.chain.active_id(h.saturating_sub(1)).unwrap_or_else(|| node.chain.tip());
-        (node.chain.chain_id(), seed_block, h, providers)
+        // Validators take turns at timed rounds, one per slot, in address order: two rounds at
+        // once would make an honest provider look like one machine serving two identities,
+        // and k validators at one round each per slot would cost a provider k times 3.3%.
+        let mut roster = lock(&v.roster);
+        if roster.0 != h {
+            let min = node.chain.params().min_validator_stake;
+            let staked: Vec<Address> =
+                node.chain.ledger().accounts().filter(|(_, a)| a.stake >= min).map(|(a, _)| *a).collect();
+            *roster = (h, staked);
+        }
+        let turns = roster.1.len().max(1) as u64;
+        let turn = roster.1.iter().position(|a| *a == me).unwrap_or(0) as u64;
+        drop(roster);
+        (node.chain.chain_id(), seed_block, h, providers, (turn, turns))
     };
     let mut nonce = [0u8; 32];
     if getrandom::fill(&mut nonce).is_err() {
@@ -374,7 +395,10 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
     // Nodes relay a validator's announcements no closer than MIN_ANNOUNCE_GAP: one sooner would
     // be dropped everywhere and every provider would miss it.
     let spaced = due(st.last_probe.max(st.last_round), MIN_ANNOUNCE_GAP * 3);
-    if !providers.is_empty() && spaced && due(st.last_round, cadence.round_interval) {
+    let slot = crate::now_ms() / (cadence.round_interval.as_millis() as u64).max(1);
+    let my_slot = slot % turns == turn && st.last_slot != Some(slot);
+    if !providers.is_empty() && spaced && my_slot {
+        st.last_slot = Some(slot);
         let (round, issued) = st.engine.issue(&challenge_seed, now_ns(shared));
         if !issued.is_empty() {
             let classes = issued.iter().map(|(p, _)| (*p, st.engine.view(p).map_or(0, |v| v.class_gmacs))).collect();
@@ -532,20 +556,29 @@ fn truncate(s: &str, max: usize) -> String {
 /// Runs the provider's answering until the node stops: probes at once, timed rounds one after
 /// another.
 pub async fn run_prover(shared: Arc<Shared>) {
+    // Timed rounds one after another (answering two at once would make both look slow); probes
+    // at once, never behind another validator's timed round (they are due within a second).
+    let mut timed: VecDeque<Round> = VecDeque::new();
+    let mut running: Option<tokio::task::JoinHandle<()>> = None;
     while !shared.stop.load(Ordering::Relaxed) {
         let Some(prover) = &shared.poai.prover else { return };
-        let next = lock(&prover.rounds).pop_front();
-        let Some(round) = next else {
-            // Woken by a round, or after a while to notice the node stopping.
-            let _ = tokio::time::timeout(Duration::from_millis(500), prover.arrived.notified()).await;
-            continue;
-        };
-        let s = shared.clone();
-        if round.probe {
-            tokio::task::spawn_blocking(move || answer_round(&s, round));
-        } else {
-            let _ = tokio::task::spawn_blocking(move || answer_round(&s, round)).await;
+        let arrived: Vec<Round> = lock(&prover.rounds).drain(..).collect();
+        for round in arrived {
+            if round.probe {
+                let s = shared.clone();
+                tokio::task::spawn_blocking(move || answer_round(&s, round));
+            } else if timed.len() < ROUNDS_QUEUED {
+                timed.push_back(round);
+            }
         }
+        if running.as_ref().is_none_or(|r| r.is_finished()) {
+            running = timed.pop_front().map(|round| {
+                let s = shared.clone();
+                tokio::task::spawn_blocking(move || answer_round(&s, round))
+            });
+        }
+        // Woken by a round, or soon enough to start the next timed one.
+        let _ = tokio::time::timeout(Duration::from_millis(20), prover.arrived.notified()).await;
     }
 }
 
