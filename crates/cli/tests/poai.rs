@@ -94,11 +94,11 @@ fn validators_confirm_honest_providers_demote_an_over_claim_and_fail_a_dead_one_
     assert!(p1_log.contains("as claimed (sequential test passed)"), "{p1_log}");
     let engine = get(&v_api, "/poai").unwrap();
     assert!(engine["validator"]["answers_checked"].as_u64().unwrap() > 0, "{engine}");
-    let status = ok(ergon(&["provider", "status", &p1, "--api", &v_api]));
-    assert!(
-        status.contains("verified 8 by 1 validator") && status.contains("as claimed (sequential test passed)"),
-        "{status}"
-    );
+    // `provider status` shows the verified figure and the validator's reason.
+    wait("P1's status to show its confirmation", Duration::from_secs(60), || {
+        let status = ok(ergon(&["provider", "status", &p1, "--api", &v_api]));
+        status.contains("verified 8 by 1 validator") && status.contains("as claimed (sequential test passed)")
+    });
     let p1_cost = get(&net.started["p1"].0, "/poai").unwrap();
     assert!(p1_cost["prover"]["rounds_answered"].as_u64().unwrap() >= 1, "{p1_cost}");
 

@@ -46,7 +46,7 @@ const RESEND_AFTER: Duration = Duration::from_secs(20);
 /// timed rounds of one validator that a provider answers: a staked validator cannot make
 /// providers compute (or the network carry) more than this allows.
 const MIN_ANNOUNCE_GAP: Duration = Duration::from_millis(100);
-const MIN_TIMED_ROUND_GAP: Duration = Duration::from_secs(2);
+const MIN_TIMED_ROUND_GAP: Duration = Duration::from_secs(1);
 /// Answers one provider may have relayed per second.
 const ANSWERS_PER_SECOND: u32 = 64;
 
@@ -395,8 +395,12 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
     // Nodes relay a validator's announcements no closer than MIN_ANNOUNCE_GAP: one sooner would
     // be dropped everywhere and every provider would miss it.
     let spaced = due(st.last_probe.max(st.last_round), MIN_ANNOUNCE_GAP * 3);
-    let slot = crate::now_ms() / (cadence.round_interval.as_millis() as u64).max(1);
-    let my_slot = slot % turns == turn && st.last_slot != Some(slot);
+    // A round starts only in the first quarter of its slot, so two in a row are at least three
+    // quarters of a slot apart (a provider answers one validator's timed rounds no closer than
+    // MIN_TIMED_ROUND_GAP: one at the end of a slot and one at the start of the next were).
+    let interval_ms = (cadence.round_interval.as_millis() as u64).max(1);
+    let (slot, into_slot) = (crate::now_ms() / interval_ms, crate::now_ms() % interval_ms);
+    let my_slot = slot % turns == turn && st.last_slot != Some(slot) && into_slot < interval_ms / 4;
     if !providers.is_empty() && spaced && my_slot {
         st.last_slot = Some(slot);
         let (round, issued) = st.engine.issue(&challenge_seed, now_ns(shared));
