@@ -115,6 +115,18 @@ fn on_tx(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
     }
 }
 
+/// Whether a block refused for `reason` shows its sender to be faulty (it is then banned), or
+/// only that this node keeps other limits or another view of time.
+fn blames_sender(reason: &BlockRejection) -> bool {
+    !matches!(
+        reason,
+        BlockRejection::TooFarInFuture { .. }
+            | BlockRejection::SideBranchFull(_)
+            | BlockRejection::SideBranchTooCheap { .. }
+            | BlockRejection::ForkTooDeep { .. }
+    )
+}
+
 /// Blocks asked for at once while catching up with a peer far ahead.
 const CATCH_UP_WINDOW: u64 = 16;
 /// A catch-up that made no progress for this long asks again from the tip.
@@ -268,7 +280,10 @@ fn on_headers(shared: &Shared, from: PeerId, bytes: &[u8]) {
             let retry = Some(lower.min(asked.from - 1));
             node.catch_up.ask_headers(shared, from, &node.chain, asked.claimed, retry, None);
         }
-        Err((_, BlockRejection::TooFarInFuture { .. })) => {} // our clock may lag
+        // Our clock may lag, or our limits differ: no fault of the peer's.
+        Err((i, why)) if !blames_sender(&why) => {
+            tracing::info!(peer = %from, index = i, %why, "not taking a peer's headers (no fault of its own)");
+        }
         Err((i, why)) => {
             tracing::warn!(peer = %from, index = i, %why, "refused a peer's headers");
             shared.send(Command::Punish(from));
@@ -334,9 +349,14 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8], solicited: bool) -> Ver
                     }
                 }
             }
-            // Our clock may lag: not proof of a bad peer.
-            Ok(Err(BlockRejection::TooFarInFuture { .. })) => {
+            // Our clock may lag: not proof of a bad peer. Nor are this node's own bounds on side
+            // branches: an honest peer on another branch sends such blocks (after a partition,
+            // or a chain restarted from an old genesis, whose blocks ASERT makes cheap). Banning
+            // it split the network for good: a validator that banned a provider this way never
+            // reached it again, and judged it absent.
+            Ok(Err(reason)) if !blames_sender(&reason) => {
                 verdict.get_or_insert(Verdict::Ignore);
+                tracing::info!(height, %reason, peer = %from, "not taking a block (no fault of the peer's)");
             }
             Ok(Err(reason)) => {
                 verdict.get_or_insert(Verdict::Reject);
@@ -357,4 +377,20 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8], solicited: bool) -> Ver
     let height = node.chain.height();
     node.catch_up.request_more(shared, height);
     verdict.unwrap_or(Verdict::Ignore)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_faults_ban_a_peer_not_this_nodes_own_limits() {
+        let cheap = BlockRejection::SideBranchTooCheap { difficulty: 1, floor: 16 };
+        let deep = BlockRejection::ForkTooDeep { fork_height: 1, tip_height: 600, max_depth: 500 };
+        for r in [cheap, deep, BlockRejection::SideBranchFull("full".into())] {
+            assert!(!blames_sender(&r), "{r}");
+        }
+        assert!(blames_sender(&BlockRejection::StateRootMismatch));
+        assert!(blames_sender(&BlockRejection::BadSignature { index: 0 }));
+    }
 }
