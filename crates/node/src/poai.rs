@@ -85,12 +85,18 @@ struct Logged {
 /// An answer received, with its arrival on the validator's clock.
 struct Arrived {
     provider: Address,
-    round: u64,
-    part: u32,
-    answer: ergon_poai::Answer,
     at_ns: u64,
-    /// The signed answer as received (the evidence, should it be wrong).
+    /// The signed answer as received (checked, and the evidence should it be wrong).
     signed: PoaiMessage,
+}
+
+impl Arrived {
+    fn answer(&self) -> Option<&Answer> {
+        match &self.signed.body {
+            PoaiBody::Answer(a) => Some(a),
+            PoaiBody::Round(_) => None,
+        }
+    }
 }
 
 struct ValidatorState {
@@ -222,27 +228,27 @@ pub fn on_message(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
         return Verdict::Reject;
     }
     let signer = msg.body.signer().address();
-    let (chain_id, tip_height) = {
+    // What the chain says of it, under one lock: a round must come from a staked validator and
+    // be seeded by one of this node's last blocks; an answer from a registered provider.
+    let known = {
         let node = shared.lock();
-        (node.chain.chain_id(), node.chain.height())
+        let chain = &node.chain;
+        msg.body.chain() == chain.chain_id()
+            && match &msg.body {
+                PoaiBody::Round(round) => {
+                    let tip = chain.height();
+                    chain.ledger().account(&signer).stake >= chain.params().min_validator_stake
+                        && (tip.saturating_sub(SEED_WITHIN_BLOCKS)..=tip)
+                            .any(|h| chain.active_id(h) == Some(round.seed))
+                }
+                PoaiBody::Answer(_) => chain.ledger().market.provider(&signer).is_some(),
+            }
     };
-    if msg.body.chain() != chain_id {
+    if !known {
         return Verdict::Ignore;
     }
-    let signed = msg.clone();
-    match msg.body {
+    match &msg.body {
         PoaiBody::Round(round) => {
-            let node = shared.lock();
-            let chain = &node.chain;
-            if chain.ledger().account(&signer).stake < chain.params().min_validator_stake {
-                return Verdict::Ignore;
-            }
-            let recent = (tip_height.saturating_sub(SEED_WITHIN_BLOCKS)..=tip_height)
-                .any(|h| chain.active_id(h) == Some(round.seed));
-            if !recent {
-                return Verdict::Ignore;
-            }
-            drop(node);
             {
                 let mut seen = lock(&shared.poai.seen_rounds);
                 let now = Instant::now();
@@ -259,6 +265,7 @@ pub fn on_message(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
                 if round.classes.iter().any(|(p, _)| *p == me) {
                     let mut queue = lock(&prover.rounds);
                     if queue.len() < ROUNDS_QUEUED {
+                        let PoaiBody::Round(round) = msg.body else { unreachable!("matched above") };
                         queue.push_back(round);
                         prover.arrived.notify_one();
                     }
@@ -267,9 +274,6 @@ pub fn on_message(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
             Verdict::Accept
         }
         PoaiBody::Answer(answer) => {
-            if shared.lock().chain.ledger().market.provider(&signer).is_none() {
-                return Verdict::Ignore;
-            }
             {
                 let mut relayed = lock(&shared.poai.relayed);
                 let now = Instant::now();
@@ -286,9 +290,7 @@ pub fn on_message(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
                 if answer.validator == v.key.public().address() {
                     let mut inbox = lock(&v.inbox);
                     if inbox.len() < ANSWERS_QUEUED {
-                        let (round, part) = (answer.round, answer.part);
-                        let answer = ergon_poai::Answer { commitment: answer.commitment, openings: answer.openings };
-                        inbox.push_back(Arrived { provider: signer, round, part, answer, at_ns, signed });
+                        inbox.push_back(Arrived { provider: signer, at_ns, signed: msg });
                     }
                     // Addressed to this node: nobody else needs it.
                     return Verdict::Ignore;
@@ -373,12 +375,6 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
         drop(roster);
         (node.chain.chain_id(), seed_block, h, providers, (turn, turns))
     };
-    let mut nonce = [0u8; 32];
-    if getrandom::fill(&mut nonce).is_err() {
-        tracing::error!("no OS randomness for a round's nonce; no round this time");
-        return;
-    }
-    let challenge_seed = ergon_types::poai::challenge_seed(&seed_block, &nonce);
     let mut st = lock(&v.state);
     let st = &mut *st;
     let known: Vec<Address> = st.engine.providers().map(|(a, _)| *a).collect();
@@ -401,57 +397,36 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
     let interval_ms = (cadence.round_interval.as_millis() as u64).max(1);
     let (slot, into_slot) = (crate::now_ms() / interval_ms, crate::now_ms() % interval_ms);
     let my_slot = slot % turns == turn && st.last_slot != Some(slot) && into_slot < interval_ms / 4;
-    if !providers.is_empty() && spaced && my_slot {
-        st.last_slot = Some(slot);
-        let (round, issued) = st.engine.issue(&challenge_seed, now_ns(shared));
-        if !issued.is_empty() {
-            let classes = issued.iter().map(|(p, _)| (*p, st.engine.view(p).map_or(0, |v| v.class_gmacs))).collect();
-            let p = st.engine.params();
-            let body = Round {
-                chain: chain_id,
-                validator: v.key.public(),
-                round,
-                seed: seed_block,
-                nonce,
-                probe: false,
-                target_ns: p.target_ns,
-                parts: p.parts,
-                openings: p.openings,
-                classes,
-            };
-            announce(shared, st, &v.key, body);
-            st.rounds += 1;
+    // A timed round in this validator's slot, else a probe when one is due.
+    let announcing = if providers.is_empty() || !spaced {
+        None
+    } else if my_slot {
+        Some(false)
+    } else if due(st.last_probe, cadence.probe_interval) {
+        Some(true)
+    } else {
+        None
+    };
+    if let Some(probe) = announcing {
+        if probe {
+            st.last_probe = Some(now);
+        } else {
+            (st.last_slot, st.last_round, st.last_probe) = (Some(slot), Some(now), Some(now));
         }
-        st.last_round = Some(now);
-        st.last_probe = Some(now);
-    } else if !providers.is_empty() && spaced && due(st.last_probe, cadence.probe_interval) {
-        let (round, probed) = st.engine.probe(&challenge_seed, now_ns(shared));
-        if !probed.is_empty() {
-            let p = st.engine.params();
-            let body = Round {
-                chain: chain_id,
-                validator: v.key.public(),
-                round,
-                seed: seed_block,
-                nonce,
-                probe: true,
-                target_ns: p.target_ns,
-                parts: 1,
-                openings: p.openings,
-                classes: probed.iter().map(|(p, _)| (*p, 0)).collect(),
-            };
-            announce(shared, st, &v.key, body);
-            st.probes += 1;
+        let mut nonce = [0u8; 32];
+        match getrandom::fill(&mut nonce) {
+            Ok(()) => issue_round(shared, st, &v.key, chain_id, seed_block, nonce, probe),
+            Err(_) => tracing::error!("no OS randomness for a round's nonce; no round this time"),
         }
-        st.last_probe = Some(now);
     }
     let mut frauds = vec![];
     // Answers, in the order of their parts (an early one waits for the part before it).
     let arrived: Vec<Arrived> = lock(&v.inbox).drain(..).collect();
     for a in arrived {
+        let Some(key) = a.answer().map(|w| (w.round, w.part)) else { continue };
         let early = st.early.entry(a.provider).or_default();
         if early.len() < 64 {
-            early.insert((a.round, a.part), a);
+            early.insert(key, a);
         }
     }
     for (provider, early) in &mut st.early {
@@ -467,15 +442,13 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
                 }
             }
             let a = early.pop_first().expect("first key").1;
-            let named = match (&a.signed.body, st.announced.get(&round)) {
-                (PoaiBody::Answer(w), Some((_, id))) => w.round_id == *id,
-                _ => false,
-            };
-            if !named {
+            let Some(wire) = a.answer().filter(|w| st.announced.get(&round).is_some_and(|(_, id)| w.round_id == *id))
+            else {
                 tracing::debug!(%provider, round, part, "an answer naming another announcement; dropped");
                 continue;
-            }
-            match st.engine.answer(provider, round, part, &a.answer, a.at_ns) {
+            };
+            let answer = ergon_poai::Answer { commitment: wire.commitment, openings: wire.openings.clone() };
+            match st.engine.answer(provider, round, part, &answer, a.at_ns) {
                 Ok(j) => {
                     st.answers_checked += 1;
                     if j.iter().any(|j| j.verdict == PoaiVerdict::Wrong) {
@@ -537,14 +510,43 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
     }
 }
 
-/// Signs and gossips `round`, keeping it (the announcement is the evidence a fraud proof needs).
-fn announce(shared: &Shared, st: &mut ValidatorState, key: &SecretKey, round: Round) {
-    let (number, id) = (round.round, round.id());
-    let signed = PoaiBody::Round(round).sign(key);
+/// Issues a round (a probe, or a timed round) to every provider not still answering one,
+/// then signs and gossips its announcement, keeping it (the evidence a fraud proof needs).
+fn issue_round(
+    shared: &Shared,
+    st: &mut ValidatorState,
+    key: &SecretKey,
+    chain: ergon_types::Hash,
+    seed: ergon_types::Hash,
+    nonce: [u8; 32],
+    probe: bool,
+) {
+    let challenge_seed = ergon_types::poai::challenge_seed(&seed, &nonce);
+    let (round, classes): (u64, Vec<(Address, u64)>) = if probe {
+        let (round, probed) = st.engine.probe(&challenge_seed, now_ns(shared));
+        (round, probed.into_iter().map(|(p, _)| (p, 0)).collect())
+    } else {
+        let (round, issued) = st.engine.issue(&challenge_seed, now_ns(shared));
+        let classes = issued.iter().map(|(p, _)| (*p, st.engine.view(p).map_or(0, |v| v.class_gmacs))).collect();
+        (round, classes)
+    };
+    if classes.is_empty() {
+        return;
+    }
+    let p = st.engine.params();
+    let (target_ns, parts, openings) = (p.target_ns, if probe { 1 } else { p.parts }, p.openings);
+    let body = Round { chain, validator: key.public(), round, seed, nonce, probe, target_ns, parts, openings, classes };
+    let id = body.id();
+    let signed = PoaiBody::Round(body).sign(key);
     shared.send(Command::PublishPoai(signed.encode()));
-    st.announced.insert(number, (signed, id));
+    st.announced.insert(round, (signed, id));
     while st.announced.len() > ANNOUNCEMENTS_KEPT {
         st.announced.pop_first();
+    }
+    if probe {
+        st.probes += 1;
+    } else {
+        st.rounds += 1;
     }
 }
 
