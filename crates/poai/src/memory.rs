@@ -228,21 +228,26 @@ impl Fill {
         OpenedBlock { index, bytes: self.blocks[i * BLOCK..(i + 1) * BLOCK].to_vec(), path: path(&self.levels, i) }
     }
 
+    /// The blocks (global indices) block `index` is computed from: none for a lane's first,
+    /// else its predecessor and then its references, in order.
+    fn dependencies(&self, c: &MemoryChallenge, index: u64) -> Vec<u64> {
+        let (lane, i) = (index / c.lane_blocks, index % c.lane_blocks);
+        if i == 0 {
+            return vec![];
+        }
+        let prev = &self.blocks[(index as usize - 1) * BLOCK..index as usize * BLOCK];
+        let refs = MemoryChallenge::refs_of(prev, i).map(|j| lane * c.lane_blocks + j);
+        std::iter::once(index - 1).chain(refs).collect()
+    }
+
     /// The answer an honest provider gives for `indices`.
     pub fn open(&self, c: &MemoryChallenge, indices: &[u64]) -> Vec<Opening> {
         indices
             .iter()
             .map(|&index| {
-                let (lane, i) = (index / c.lane_blocks, index % c.lane_blocks);
-                if i == 0 {
-                    return Opening { block: self.opened(index), prev: None, refs: vec![] };
-                }
-                let prev = self.opened(index - 1);
-                let refs = MemoryChallenge::refs_of(&prev.bytes, i)
-                    .iter()
-                    .map(|&j| self.opened(lane * c.lane_blocks + j))
-                    .collect();
-                Opening { block: self.opened(index), prev: Some(prev), refs }
+                let mut deps = self.dependencies(c, index).into_iter().map(|d| self.opened(d));
+                let prev = deps.next();
+                Opening { block: self.opened(index), prev, refs: deps.collect() }
             })
             .collect()
     }
@@ -287,28 +292,15 @@ fn verify_path(n: u64, mut index: u64, leaf: &[u8; 32], path: &[[u8; 32]]) -> Op
 /// every missing block they need, and recursively every missing block those need, each once.
 pub fn recompute_cost(c: &MemoryChallenge, fill: &Fill, kept: &dyn Fn(u64) -> bool, indices: &[u64]) -> u64 {
     let mut done = std::collections::HashSet::new();
-    let mut stack: Vec<u64> = vec![];
-    for &index in indices {
-        let (lane, i) = (index / c.lane_blocks, index % c.lane_blocks);
-        stack.push(index);
-        if i > 0 {
-            stack.push(index - 1);
-            let prev = &fill.blocks[(index as usize - 1) * BLOCK..index as usize * BLOCK];
-            stack.extend(MemoryChallenge::refs_of(prev, i).iter().map(|&j| lane * c.lane_blocks + j));
-        }
-    }
+    // The answer holds each opened block and everything it is computed from.
+    let mut stack: Vec<u64> = indices.iter().flat_map(|&i| std::iter::once(i).chain(fill.dependencies(c, i))).collect();
     let mut cost = 0;
     while let Some(b) = stack.pop() {
         if kept(b) || !done.insert(b) {
             continue;
         }
         cost += 1;
-        let (lane, i) = (b / c.lane_blocks, b % c.lane_blocks);
-        if i > 0 {
-            stack.push(b - 1);
-            let prev = &fill.blocks[(b as usize - 1) * BLOCK..b as usize * BLOCK];
-            stack.extend(MemoryChallenge::refs_of(prev, i).iter().map(|&j| lane * c.lane_blocks + j));
-        }
+        stack.extend(fill.dependencies(c, b));
     }
     cost
 }
