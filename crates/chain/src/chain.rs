@@ -86,6 +86,23 @@ pub enum BlockRejection {
     },
 }
 
+impl BlockRejection {
+    /// Whether this refusal shows the block's sender to be faulty (a node bans it), or only
+    /// that this node keeps its own limits or another view of time: an honest peer on another
+    /// branch (after a partition, or on a chain restarted from an old genesis, whose blocks
+    /// ASERT makes cheap) sends blocks refused as too cheap, too deep or over the side-branch
+    /// bounds, and banning it split the network for good.
+    pub fn blames_sender(&self) -> bool {
+        !matches!(
+            self,
+            BlockRejection::TooFarInFuture { .. }
+                | BlockRejection::SideBranchFull(_)
+                | BlockRejection::SideBranchTooCheap { .. }
+                | BlockRejection::ForkTooDeep { .. }
+        )
+    }
+}
+
 impl fmt::Display for BlockRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

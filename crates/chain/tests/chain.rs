@@ -281,6 +281,20 @@ fn a_fork_from_an_old_block_stamped_late_cannot_store_cheap_blocks() {
     assert!(matches!(x.import(first, u64::MAX / 2).unwrap(), Imported::SideBranch { height: 3 }));
     let refused = x.import(cheap, u64::MAX / 2).unwrap_err();
     assert!(matches!(refused, BlockRejection::SideBranchTooCheap { .. }), "{refused}");
+    assert!(!refused.blames_sender(), "an honest peer on a stale branch sends such blocks");
+}
+
+/// Which refusals ban a peer: faults do, this node's own limits do not (a validator banned an
+/// honest provider for a cheap side-branch block and never reached it again).
+#[test]
+fn only_faults_ban_a_peer_not_this_nodes_own_limits() {
+    let cheap = BlockRejection::SideBranchTooCheap { difficulty: 1, floor: 16 };
+    let deep = BlockRejection::ForkTooDeep { fork_height: 1, tip_height: 600, max_depth: 500 };
+    for r in [cheap, deep, BlockRejection::SideBranchFull("full".into())] {
+        assert!(!r.blames_sender(), "{r}");
+    }
+    assert!(BlockRejection::StateRootMismatch.blames_sender());
+    assert!(BlockRejection::BadSignature { index: 0 }.blames_sender());
 }
 
 /// (header, proof) pairs of blocks, as a peer sends them for headers-first sync.

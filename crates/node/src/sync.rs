@@ -115,18 +115,6 @@ fn on_tx(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
     }
 }
 
-/// Whether a block refused for `reason` shows its sender to be faulty (it is then banned), or
-/// only that this node keeps other limits or another view of time.
-fn blames_sender(reason: &BlockRejection) -> bool {
-    !matches!(
-        reason,
-        BlockRejection::TooFarInFuture { .. }
-            | BlockRejection::SideBranchFull(_)
-            | BlockRejection::SideBranchTooCheap { .. }
-            | BlockRejection::ForkTooDeep { .. }
-    )
-}
-
 /// Blocks asked for at once while catching up with a peer far ahead.
 const CATCH_UP_WINDOW: u64 = 16;
 /// A catch-up that made no progress for this long asks again from the tip.
@@ -281,7 +269,7 @@ fn on_headers(shared: &Shared, from: PeerId, bytes: &[u8]) {
             node.catch_up.ask_headers(shared, from, &node.chain, asked.claimed, retry, None);
         }
         // Our clock may lag, or our limits differ: no fault of the peer's.
-        Err((i, why)) if !blames_sender(&why) => {
+        Err((i, why)) if !why.blames_sender() => {
             tracing::info!(peer = %from, index = i, %why, "not taking a peer's headers (no fault of its own)");
         }
         Err((i, why)) => {
@@ -354,7 +342,7 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8], solicited: bool) -> Ver
             // or a chain restarted from an old genesis, whose blocks ASERT makes cheap). Banning
             // it split the network for good: a validator that banned a provider this way never
             // reached it again, and judged it absent.
-            Ok(Err(reason)) if !blames_sender(&reason) => {
+            Ok(Err(reason)) if !reason.blames_sender() => {
                 verdict.get_or_insert(Verdict::Ignore);
                 tracing::info!(height, %reason, peer = %from, "not taking a block (no fault of the peer's)");
             }
@@ -377,20 +365,4 @@ fn on_block(shared: &Shared, from: PeerId, bytes: &[u8], solicited: bool) -> Ver
     let height = node.chain.height();
     node.catch_up.request_more(shared, height);
     verdict.unwrap_or(Verdict::Ignore)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_faults_ban_a_peer_not_this_nodes_own_limits() {
-        let cheap = BlockRejection::SideBranchTooCheap { difficulty: 1, floor: 16 };
-        let deep = BlockRejection::ForkTooDeep { fork_height: 1, tip_height: 600, max_depth: 500 };
-        for r in [cheap, deep, BlockRejection::SideBranchFull("full".into())] {
-            assert!(!blames_sender(&r), "{r}");
-        }
-        assert!(blames_sender(&BlockRejection::StateRootMismatch));
-        assert!(blames_sender(&BlockRejection::BadSignature { index: 0 }));
-    }
 }
