@@ -10,7 +10,7 @@ use ergon_kernels::npy::write_npy;
 use ergon_kernels::MatI8;
 
 mod common;
-use common::{ergon, free_port, ok, stdout};
+use common::{ergon, free_port, ok, register_provider, stdout};
 
 #[test]
 fn provider_and_client_see_leases_closures_and_refunds_with_reasons() {
@@ -54,20 +54,7 @@ fn provider_and_client_see_leases_closures_and_refunds_with_reasons() {
     };
     wait_for("the API", &["wallet", "balance", &client, "--api", &api], "balance");
 
-    ok(ergon(&[
-        "provider",
-        "register",
-        "--key",
-        &p("provider.key"),
-        "--price",
-        "100",
-        "--stake",
-        "1000000",
-        "--slots",
-        "1",
-        "--api",
-        &api,
-    ]));
+    register_provider(&p("provider.key"), "100", "1", &[], &api);
     let status = ["provider", "status", provider.as_str(), "--api", api.as_str()];
     wait_for("the registration", &status, "idle: no job is waiting");
 

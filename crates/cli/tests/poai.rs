@@ -12,11 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{ergon, get, ok, wait, Net};
-
-fn provider(api: &str, who: &str) -> serde_json::Value {
-    get(api, &format!("/providers/{who}")).unwrap_or_default()
-}
+use common::{ergon, get, ok, provider, register_provider, wait, Net};
 
 fn leaseholder(api: &str, job: &str) -> Option<String> {
     let j = get(api, &format!("/jobs/{job}"))?;
@@ -30,28 +26,21 @@ fn validators_confirm_honest_providers_demote_an_over_claim_and_fail_a_dead_one_
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut net = Net::new(dir);
-    let new_key = |net: &Net, name: &str| {
-        ok(ergon(&["key", "new", "--out", &net.p(name)])).split(' ').next().unwrap().to_string()
-    };
-    let (client, validator) = (new_key(&net, "client.key"), new_key(&net, "validator.key"));
-    let (p1, p2, p3) = (new_key(&net, "p1.key"), new_key(&net, "p2.key"), new_key(&net, "p3.key"));
-    net.genesis = net.p("g.json");
+    let (client, validator) = (net.key("client.key"), net.key("validator.key"));
+    let (p1, p2, p3) = (net.key("p1.key"), net.key("p2.key"), net.key("p3.key"));
     let block_time_ms = 3000u64;
-    let mut genesis = vec!["genesis".to_string(), "--out".into(), net.genesis.clone()];
-    for (who, amount) in [
-        (&client, "1000000000000"),
+    let allocs = [
+        (client.as_str(), "1000000000000"),
         (&validator, "100000000"),
         (&p1, "1000000000"),
         (&p2, "1000000000"),
         (&p3, "1000000000"),
-    ] {
-        genesis.extend(["--alloc".to_string(), format!("{who}={amount}")]);
-    }
-    genesis.extend(
-        ["--block-time-ms", &block_time_ms.to_string(), "--filler-size", "128", "--initial-difficulty", "100000000000"]
-            .map(String::from),
+    ];
+    let block_time = block_time_ms.to_string();
+    net.write_genesis(
+        &allocs,
+        &["--block-time-ms", &block_time, "--filler-size", "128", "--initial-difficulty", "100000000000"],
     );
-    ok(ergon(&genesis.iter().map(String::as_str).collect::<Vec<_>>()));
 
     let v_key = net.p("validator.key");
     let v_api = net
@@ -64,22 +53,7 @@ fn validators_confirm_honest_providers_demote_an_over_claim_and_fail_a_dead_one_
     ok(ergon(&["wallet", "stake", "--key", &v_key, "--amount", "10000000", "--api", &client_api]));
     // All three claim 8 G MAC/s; P2 asks least, then P3, then P1.
     for (key, price) in [(&keys[0], "300"), (&keys[1], "100"), (&keys[2], "200")] {
-        ok(ergon(&[
-            "provider",
-            "register",
-            "--key",
-            key,
-            "--price",
-            price,
-            "--stake",
-            "1000000",
-            "--slots",
-            "1",
-            "--int8-gmacs",
-            "8",
-            "--api",
-            &client_api,
-        ]));
+        register_provider(key, price, "1", &["--int8-gmacs", "8"], &client_api);
     }
 
     // 1. The honest providers are confirmed as claimed; P2 is demoted below 4 G MAC/s.

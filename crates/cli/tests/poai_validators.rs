@@ -5,11 +5,7 @@
 use std::time::Duration;
 
 mod common;
-use common::{ergon, get, ok, wait, Net};
-
-fn provider(api: &str, who: &str) -> serde_json::Value {
-    get(api, &format!("/providers/{who}")).unwrap_or_default()
-}
+use common::{ergon, get, ok, provider, register_provider, wait, Net};
 
 /// Two validators over the network: they take the timed-round slots in turn, both judge every
 /// provider, the chain holds both judgments (the verified figure is their stake-weighted
@@ -20,20 +16,12 @@ fn two_validators_take_turns_and_both_judge_every_provider() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut net = Net::new(dir);
-    let new_key = |net: &Net, name: &str| {
-        ok(ergon(&["key", "new", "--out", &net.p(name)])).split(' ').next().unwrap().to_string()
-    };
-    let (va, vb) = (new_key(&net, "va.key"), new_key(&net, "vb.key"));
-    let (p1, p2) = (new_key(&net, "p1.key"), new_key(&net, "p2.key"));
-    net.genesis = net.p("g.json");
-    let mut genesis = vec!["genesis".to_string(), "--out".into(), net.genesis.clone()];
-    for (who, amount) in [(&va, "100000000"), (&vb, "100000000"), (&p1, "1000000000"), (&p2, "1000000000")] {
-        genesis.extend(["--alloc".to_string(), format!("{who}={amount}")]);
-    }
-    genesis.extend(
-        ["--block-time-ms", "3000", "--filler-size", "128", "--initial-difficulty", "100000000000"].map(String::from),
+    let (va, vb) = (net.key("va.key"), net.key("vb.key"));
+    let (p1, p2) = (net.key("p1.key"), net.key("p2.key"));
+    net.write_genesis(
+        &[(&va, "100000000"), (&vb, "100000000"), (&p1, "1000000000"), (&p2, "1000000000")],
+        &["--block-time-ms", "3000", "--filler-size", "128", "--initial-difficulty", "100000000000"],
     );
-    ok(ergon(&genesis.iter().map(String::as_str).collect::<Vec<_>>()));
     let (ka, kb) = (net.p("va.key"), net.p("vb.key"));
     let a_api = net.node("va", &["--mine", "--miner", &va, "--validator-key", &ka, "--challenge-every-s", "2"]);
     let b_api = net.node("vb", &["--validator-key", &kb, "--challenge-every-s", "2"]);
@@ -44,22 +32,7 @@ fn two_validators_take_turns_and_both_judge_every_provider() {
         ok(ergon(&["wallet", "stake", "--key", key, "--amount", "10000000", "--api", &a_api]));
     }
     for key in &keys {
-        ok(ergon(&[
-            "provider",
-            "register",
-            "--key",
-            key,
-            "--price",
-            "100",
-            "--stake",
-            "1000000",
-            "--slots",
-            "1",
-            "--int8-gmacs",
-            "8",
-            "--api",
-            &a_api,
-        ]));
+        register_provider(key, "100", "1", &["--int8-gmacs", "8"], &a_api);
     }
     let judgments = |who: &str| -> Vec<(String, u64)> {
         get(&a_api, &format!("/providers/{who}")).unwrap_or_default()["judgments"]

@@ -34,6 +34,21 @@ pub fn get(api: &str, path: &str) -> Option<Value> {
     serde_json::from_str(resp.split_once("\r\n\r\n")?.1).ok()
 }
 
+/// A provider's state as a node's API shows it (null while unknown).
+pub fn provider(api: &str, who: &str) -> Value {
+    get(api, &format!("/providers/{who}")).unwrap_or_default()
+}
+
+/// Registers the provider whose key file is `key`, asking `price`, with a bond of 1,000,000,
+/// `slots` slots and `extra` arguments (e.g. `--int8-gmacs 8`).
+pub fn register_provider(key: &str, price: &str, slots: &str, extra: &[&str], api: &str) {
+    let mut args = vec!["provider", "register", "--key", key, "--price", price, "--stake", "1000000"];
+    args.extend(["--slots", slots]);
+    args.extend(extra);
+    args.extend(["--api", api]);
+    ok(ergon(&args));
+}
+
 pub struct Net {
     /// (api, p2p, extra args) of each node started, by name, to restart it as it was.
     pub started: std::collections::HashMap<String, (String, String, Vec<String>)>,
@@ -46,6 +61,24 @@ pub struct Net {
 impl Net {
     pub fn p(&self, f: &str) -> String {
         self.dir.join(f).to_string_lossy().into_owned()
+    }
+
+    /// A new key file `name` in the test directory; returns its address.
+    pub fn key(&self, name: &str) -> String {
+        ok(ergon(&["key", "new", "--out", &self.p(name)])).split(' ').next().unwrap().to_string()
+    }
+
+    /// Writes the genesis (`g.json`): `allocs` as (address, amount), then `params` (flags of
+    /// `ergon genesis`).
+    pub fn write_genesis(&mut self, allocs: &[(&str, &str)], params: &[&str]) {
+        self.genesis = self.p("g.json");
+        let allocs: Vec<String> = allocs.iter().map(|(who, amount)| format!("{who}={amount}")).collect();
+        let mut args = vec!["genesis", "--out", &self.genesis];
+        for a in &allocs {
+            args.extend(["--alloc", a]);
+        }
+        args.extend(params);
+        ok(ergon(&args));
     }
 
     pub fn new(dir: std::path::PathBuf) -> Self {
@@ -145,49 +178,19 @@ impl MarketNet {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut net = Net::new(dir);
-        let new_key = |net: &Net, name: &str| {
-            ok(ergon(&["key", "new", "--out", &net.p(name)])).split(' ').next().unwrap().to_string()
-        };
-        let client = new_key(&net, "client.key");
-        let (p1, p2, miner) = (new_key(&net, "p1.key"), new_key(&net, "p2.key"), new_key(&net, "miner.key"));
-        net.genesis = net.p("g.json");
-        ok(ergon(&[
-            "genesis",
-            "--out",
-            &net.genesis,
-            "--alloc",
-            &format!("{client}=1000000000000"),
-            "--alloc",
-            &format!("{p1}=1000000000"),
-            "--alloc",
-            &format!("{p2}=1000000000"),
-            "--block-time-ms",
-            "1000",
-            "--filler-size",
-            "128",
-            "--initial-difficulty",
-            "5000000000",
-        ]));
+        let client = net.key("client.key");
+        let (p1, p2, miner) = (net.key("p1.key"), net.key("p2.key"), net.key("miner.key"));
+        net.write_genesis(
+            &[(&client, "1000000000000"), (&p1, "1000000000"), (&p2, "1000000000")],
+            &["--block-time-ms", "1000", "--filler-size", "128", "--initial-difficulty", "5000000000"],
+        );
         let validator = net.node("validator", &["--mine", "--miner", &miner]);
         let client_api = net.node("client", &[]);
         let (p1_key, p2_key) = (net.p("p1.key"), net.p("p2.key"));
         net.node("p1", &["--provider-key", &p1_key]);
         net.node("p2", &["--provider-key", &p2_key]);
         for (key, price) in [(&p1_key, "200"), (&p2_key, "100")] {
-            ok(ergon(&[
-                "provider",
-                "register",
-                "--key",
-                key,
-                "--price",
-                price,
-                "--stake",
-                "1000000",
-                "--slots",
-                "2",
-                "--api",
-                &client_api,
-            ]));
+            register_provider(key, price, "2", &[], &client_api);
         }
         wait("both registrations", Duration::from_secs(60), || {
             get(&validator, "/providers").is_some_and(|v| v["providers"].as_array().is_some_and(|p| p.len() == 2))
