@@ -221,43 +221,39 @@ impl Engine {
     /// that starts it). Returns the parts to send to each provider. A provider still answering
     /// the previous round is judged by [`tick`](Self::tick), not here. Returns the round number.
     pub fn issue(&mut self, chain_seed: &Hash, now_ns: u64) -> (u64, Vec<(Address, Vec<ComputeChallenge>)>) {
-        self.round += 1;
-        let (round, p) = (self.round, &self.params);
-        let mut out = vec![];
-        for (addr, state) in self.providers.iter_mut().filter(|(_, s)| s.open.is_none()) {
-            let parts: Vec<_> = (0..p.parts)
-                .map(|j| {
-                    ComputeChallenge::derive(
-                        chain_seed,
-                        addr,
-                        round,
-                        j,
-                        state.view.class_gmacs,
-                        p.target_ns,
-                        p.openings,
-                    )
-                })
-                .collect();
-            state.open =
-                Some(Round { round, probe: false, parts: parts.clone(), issued_ns: now_ns, last_ns: now_ns, next: 0 });
-            state.view.rounds += 1;
-            out.push((*addr, parts));
-        }
-        (round, out)
+        self.open_rounds(chain_seed, now_ns, false)
     }
 
     /// A liveness probe for every provider not answering a round: one product of the smallest
     /// size (microseconds of work), due within `probe_grace_ns`. Returns the round number and
     /// the part each provider must answer.
     pub fn probe(&mut self, chain_seed: &Hash, now_ns: u64) -> (u64, Vec<(Address, ComputeChallenge)>) {
+        let (round, opened) = self.open_rounds(chain_seed, now_ns, true);
+        (round, opened.into_iter().map(|(a, mut parts)| (a, parts.remove(0))).collect())
+    }
+
+    /// Opens round `self.round + 1` for every provider without an open round: `parts` parts at
+    /// its class under test, or for a probe one part of the smallest size (class 0).
+    fn open_rounds(
+        &mut self,
+        chain_seed: &Hash,
+        now_ns: u64,
+        probe: bool,
+    ) -> (u64, Vec<(Address, Vec<ComputeChallenge>)>) {
         self.round += 1;
         let (round, p) = (self.round, &self.params);
         let mut out = vec![];
         for (addr, state) in self.providers.iter_mut().filter(|(_, s)| s.open.is_none()) {
-            let part = ComputeChallenge::derive(chain_seed, addr, round, 0, 0, p.target_ns, p.openings);
-            let parts = vec![part.clone()];
-            state.open = Some(Round { round, probe: true, parts, issued_ns: now_ns, last_ns: now_ns, next: 0 });
-            out.push((*addr, part));
+            let (count, class) = if probe { (1, 0) } else { (p.parts, state.view.class_gmacs) };
+            let parts: Vec<_> = (0..count)
+                .map(|j| ComputeChallenge::derive(chain_seed, addr, round, j, class, p.target_ns, p.openings))
+                .collect();
+            state.open =
+                Some(Round { round, probe, parts: parts.clone(), issued_ns: now_ns, last_ns: now_ns, next: 0 });
+            if !probe {
+                state.view.rounds += 1;
+            }
+            out.push((*addr, parts));
         }
         (round, out)
     }
