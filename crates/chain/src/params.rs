@@ -82,6 +82,19 @@ pub struct ChainParams {
     /// `MarketParams`).
     #[serde(default = "defaults::judgment_ttl_blocks")]
     pub judgment_ttl_blocks: u64,
+    /// Main memory (MiB) any provider is taken to have, up to its claim, unchecked; above it
+    /// only what validators' memory challenges showed counts (`docs/poai.md` §7).
+    #[serde(default = "defaults::memory_floor_mib")]
+    pub memory_floor_mib: u64,
+    /// Memory challenges come once per this many blocks: epoch e starts at height
+    /// e·`memory_epoch_blocks`, whose block id seeds every provider's fill, ...
+    #[serde(default = "defaults::memory_epoch_blocks")]
+    pub memory_epoch_blocks: u64,
+    /// ... and for the first this many blocks of it (the window): providers fill and commit in
+    /// its first half, validators open in its second half, and providers drop their fills when
+    /// it ends, so an honest provider gives up its memory for a window per epoch.
+    #[serde(default = "defaults::memory_window_blocks")]
+    pub memory_window_blocks: u64,
 }
 
 /// Market parameters a genesis file may leave out (files written before the market existed).
@@ -99,6 +112,17 @@ mod defaults {
     }
     pub fn judgment_ttl_blocks() -> u64 {
         MarketParams::devnet().judgment_ttl_blocks
+    }
+    pub fn memory_floor_mib() -> u64 {
+        MarketParams::devnet().memory_floor_mib
+    }
+    /// Two hours of 10 s blocks, with a 5-minute window: an honest provider's memory is held by
+    /// its fill 4% of the time, and filling costs it 6 s per GiB per epoch (2% at 24 GiB).
+    pub fn memory_epoch_blocks() -> u64 {
+        720
+    }
+    pub fn memory_window_blocks() -> u64 {
+        30
     }
     pub fn min_provider_stake() -> u64 {
         MarketParams::devnet().min_provider_stake
@@ -168,6 +192,9 @@ impl ChainParams {
             archive_after_blocks: defaults::archive_after_blocks(),
             min_validator_stake: defaults::min_validator_stake(),
             judgment_ttl_blocks: defaults::judgment_ttl_blocks(),
+            memory_floor_mib: defaults::memory_floor_mib(),
+            memory_epoch_blocks: defaults::memory_epoch_blocks(),
+            memory_window_blocks: defaults::memory_window_blocks(),
         }
     }
 
@@ -187,6 +214,7 @@ impl ChainParams {
             reveal_blocks: self.reveal_blocks,
             archive_after_blocks: self.archive_after_blocks,
             judgment_ttl_blocks: self.judgment_ttl_blocks,
+            memory_floor_mib: self.memory_floor_mib,
         }
     }
 
@@ -227,7 +255,17 @@ impl ChainParams {
         if self.wasted_lease_percent > 100 || self.max_queue_blocks == 0 || self.reveal_blocks == 0 {
             return bad("wasted_lease_percent must be at most 100, max_queue_blocks and reveal_blocks positive");
         }
+        if self.memory_window_blocks < 4 || self.memory_window_blocks > self.memory_epoch_blocks {
+            return bad("memory_window_blocks must be at least 4 and at most memory_epoch_blocks");
+        }
         Ok(())
+    }
+
+    /// The memory epoch `height` is in: its first height, and whether `height` is inside its
+    /// window.
+    pub fn memory_epoch(&self, height: u64) -> (u64, bool) {
+        let start = height - height % self.memory_epoch_blocks.max(1);
+        (start, height - start < self.memory_window_blocks)
     }
 }
 

@@ -245,7 +245,7 @@ impl Ledger {
                 return Err(TxRejection::InsufficientStake { requested: amount, staked: sender.stake });
             }
         }
-        if matches!(t.kind, TxKind::Judge { .. } | TxKind::ProveFraud { .. })
+        if matches!(t.kind, TxKind::Judge { .. } | TxKind::JudgeMemory { .. } | TxKind::ProveFraud { .. })
             && sender.stake < params.min_validator_stake
         {
             return Err(TxRejection::NotAValidator { stake: sender.stake, min: params.min_validator_stake });
@@ -281,6 +281,9 @@ impl Ledger {
             }
             TxKind::Judge { provider, gmacs, reason } => {
                 self.market.judge(from, sender.stake, *provider, *gmacs, reason, height)
+            }
+            TxKind::JudgeMemory { provider, memory_mib, reason } => {
+                self.market.judge_memory(from, sender.stake, *provider, *memory_mib, reason, height)
             }
             TxKind::ProveFraud { round, answer } => match ergon_poai::check_fraud(&t.chain, round, answer) {
                 Ok(f) => {

@@ -33,6 +33,12 @@ pub struct HwArgs {
     /// only part of a machine. Validators test the claim, so an over-claim is demoted.
     #[arg(long)]
     int8_gmacs: Option<u64>,
+    /// Claim this much main memory (MiB) instead of three quarters of what is free now.
+    /// Validators' memory challenges make the provider fill it once per memory epoch, so
+    /// claim what the node can hold beside its work (above the genesis's `memory_floor_mib`
+    /// only what a challenge showed counts).
+    #[arg(long)]
+    memory_mib: Option<u64>,
 }
 
 /// Measures this machine: cores, memory, and its int8 throughput as validators' Proof-of-AI
@@ -43,12 +49,13 @@ pub struct HwArgs {
 pub fn measure_hw(args: &HwArgs) -> Result<HardwareProfile, String> {
     let cpu_cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let memory_mib = meminfo
+    let free_mib = meminfo
         .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kib| kib / 1024)
         .unwrap_or(1024);
+    let memory_mib = args.memory_mib.filter(|&m| m > 0).unwrap_or(free_mib / 4 * 3);
     let claimed = args.int8_gmacs.filter(|&g| g > 0);
     let measured = match claimed {
         Some(g) => g,
@@ -294,6 +301,23 @@ pub fn provider(cmd: ProviderCommand) -> CmdResult {
                         j["stake"],
                         j["gmacs"],
                         if j["gmacs"] == 0 { " (not answering)" } else { "" },
+                        j["height"]
+                    );
+                }
+                println!(
+                    "  memory: claimed {} MiB, matching uses {} MiB (memory challenges by {} validator(s); up to {} MiB counts unchecked)",
+                    v["profile"]["memory_mib"],
+                    v["verified_memory_mib"],
+                    v["memory_judgments"].as_array().map_or(0, |j| j.len()),
+                    v["memory_floor_mib"]
+                );
+                for j in v["memory_judgments"].as_array().into_iter().flatten() {
+                    println!(
+                        "    validator {} (stake {}): {} MiB{} at block {}",
+                        j["validator"].as_str().unwrap_or("?"),
+                        j["stake"],
+                        j["memory_mib"],
+                        if j["memory_mib"] == 0 { " (claim not shown)" } else { " shown" },
                         j["height"]
                     );
                 }

@@ -65,6 +65,15 @@ pub struct NodeArgs {
     /// (challenges are then more than 5% of a provider's time).
     #[arg(long, hide = true)]
     challenge_every_s: Option<f64>,
+    /// Testing only: keep this share (percent) of the memory challenge's fill and rebuild the
+    /// rest when opened (a provider claiming more memory than it has).
+    #[arg(long, hide = true, default_value_t = 100)]
+    memory_keep_percent: u8,
+    /// A validator's deadline for answers to its memory openings, in milliseconds: a few
+    /// network round trips (an honest provider opens in about a millisecond; `docs/poai.md`
+    /// §7 says which over-claims a deadline catches).
+    #[arg(long, default_value_t = 1000)]
+    memory_deadline_ms: u32,
 }
 
 pub fn node(args: NodeArgs) -> CmdResult {
@@ -95,6 +104,8 @@ pub fn node(args: NodeArgs) -> CmdResult {
         challenge_slowdown: args.challenge_slowdown,
         corrupt_challenges: args.corrupt_challenges,
         challenge_every_s: args.challenge_every_s,
+        memory_keep_percent: args.memory_keep_percent,
+        memory_deadline_ms: args.memory_deadline_ms,
         genesis,
         listen: args.listen,
         peers: args.peer,
@@ -294,6 +305,16 @@ pub struct GenesisArgs {
     /// while ASERT finds the real rate).
     #[arg(long)]
     initial_difficulty: Option<u64>,
+    /// Main memory (MiB) any provider is taken to have up to its claim without a memory
+    /// challenge (default 1024).
+    #[arg(long)]
+    memory_floor_mib: Option<u64>,
+    /// Blocks per memory epoch, and the window at its start in which providers fill and
+    /// validators open (defaults 720 and 30: two hours and five minutes of 10 s blocks).
+    #[arg(long)]
+    memory_epoch_blocks: Option<u64>,
+    #[arg(long)]
+    memory_window_blocks: Option<u64>,
 }
 
 pub fn genesis(args: GenesisArgs) -> CmdResult {
@@ -316,6 +337,13 @@ pub fn genesis(args: GenesisArgs) -> CmdResult {
         min_difficulty: (n * n * n / 1000).max(1),
         ..ergon_chain::ChainParams::devnet()
     };
+    let params = ergon_chain::ChainParams {
+        memory_floor_mib: args.memory_floor_mib.unwrap_or(params.memory_floor_mib),
+        memory_epoch_blocks: args.memory_epoch_blocks.unwrap_or(params.memory_epoch_blocks),
+        memory_window_blocks: args.memory_window_blocks.unwrap_or(params.memory_window_blocks),
+        ..params
+    };
+    params.check().map_err(|e| e.to_string())?;
     let g = Genesis { network: args.network, time_ms: ergon_node::now_ms(), params, balances };
     let text = g.to_json();
     Genesis::from_json(&text).map_err(|e| e.to_string())?;

@@ -181,6 +181,7 @@ pub mod seeds {
             TxKind::ReleaseLease { job: Hash([4; 32]), shard: 3 },
             TxKind::ChallengeResult { job: Hash([4; 32]), shard: 1, replica: 0, rows: vec![0, 7] },
             TxKind::Judge { provider: k.public().address(), gmacs: 125, reason: "as claimed".into() },
+            TxKind::JudgeMemory { provider: k.public().address(), memory_mib: 4096, reason: "shown".into() },
             {
                 let (round, answer) = poai_pair();
                 TxKind::ProveFraud { round: Box::new(round), answer: Box::new(answer) }
@@ -288,11 +289,57 @@ pub mod seeds {
         (PoaiBody::Round(round).sign(&v), PoaiBody::Answer(answer).sign(&p))
     }
 
+    /// A memory commitment, an opening and an answer (blocks of the right size, not a real fill:
+    /// the decoder is what is fuzzed).
+    fn memory_messages() -> Vec<ergon_types::poai::PoaiMessage> {
+        use ergon_types::poai::{MemoryAnswer, MemoryCommit, MemoryOpen, MemoryOpening, OpenedBlock, PoaiBody};
+        let (v, p) = (SecretKey::from_bytes(&[1; 32]), SecretKey::from_bytes(&[2; 32]));
+        let chain = Hash([3; 32]);
+        let commit = MemoryCommit {
+            chain,
+            provider: p.public(),
+            epoch: 720,
+            seed: Hash([4; 32]),
+            claimed_mib: 2048,
+            root: [6; 32],
+        };
+        let open = MemoryOpen {
+            chain,
+            validator: v.public(),
+            epoch: 720,
+            seed: Hash([4; 32]),
+            open: 1,
+            nonce: [5; 32],
+            deadline_ms: 1000,
+            providers: vec![p.public().address()],
+        };
+        let block = |index| OpenedBlock { index, bytes: vec![index as u8; 1024], path: vec![[9; 32]; 3] };
+        let answer = MemoryAnswer {
+            chain,
+            provider: p.public(),
+            validator: v.public().address(),
+            open_id: open.id(),
+            openings: vec![
+                MemoryOpening { block: block(0), prev: None, refs: vec![] },
+                MemoryOpening { block: block(5), prev: Some(block(4)), refs: (0..8).map(block).collect() },
+            ],
+        };
+        vec![
+            PoaiBody::MemoryCommit(commit).sign(&p),
+            PoaiBody::MemoryOpen(open).sign(&v),
+            PoaiBody::MemoryAnswer(answer).sign(&p),
+        ]
+    }
+
     pub fn wire() -> Vec<Vec<u8>> {
         let (round, answer) = poai_pair();
+        let memory = memory_messages().iter().map(|m| m.encode()).collect::<Vec<_>>();
         vec![
             round.encode(),
             answer.encode(),
+            memory[0].clone(),
+            memory[1].clone(),
+            memory[2].clone(),
             ergon_net::Request::Block([7; 32]).to_wire(),
             ergon_net::Request::Tip.to_wire(),
             ergon_net::Request::BlockAt(77).to_wire(),

@@ -30,7 +30,7 @@ mod snapshot;
 pub mod state;
 pub mod verification;
 
-pub use model::{short, Challenge, Job, JobStatus, Provider, ProviderStatus, Task, TaskKey, TaskState};
+pub use model::{short, Challenge, Job, JobStatus, Judgments, Provider, ProviderStatus, Task, TaskKey, TaskState};
 pub use reasons::{Decision, Subject};
 pub use state::{Market, MarketSize};
 
@@ -74,6 +74,11 @@ pub struct MarketParams {
     /// that stops judging (gone, or cut off) must not hold a provider absent, or verified, for
     /// ever. Validators renew theirs well before.
     pub judgment_ttl_blocks: u64,
+    /// Main memory (MiB) matching takes any provider to have, up to its claim, without a
+    /// validator's memory challenge: claims this small are rebuilt inside any deadline, so a
+    /// challenge could not tell an honest one from a fake (`docs/poai.md` §7). Above it, only
+    /// what validators' memory challenges showed counts.
+    pub memory_floor_mib: u64,
 }
 
 impl MarketParams {
@@ -92,6 +97,7 @@ impl MarketParams {
             reveal_blocks: 3,
             archive_after_blocks: 1_000,
             judgment_ttl_blocks: 8_640,
+            memory_floor_mib: 1024,
         }
     }
 

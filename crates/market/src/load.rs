@@ -67,10 +67,13 @@ pub fn order(rng: &mut Rng, macs: u64, lease_blocks: u32) -> JobSpec {
     }
 }
 
-/// A synthetic validator's judgment that `provider` answers at its claim (matching uses only
-/// verified throughput; these synthetic machines are as fast as they say).
-fn verify_claim(m: &mut Market, provider: Address, gmacs: u64) {
-    m.judge(address(u64::MAX), 1, provider, gmacs, "synthetic", 0).expect("a registered provider");
+/// A synthetic validator's judgments that `provider` answers at its claim and holds the memory
+/// it claims (matching uses only what validators verified; these synthetic machines are as
+/// they say).
+fn verify_claim(m: &mut Market, provider: Address, profile: &HardwareProfile) {
+    let v = address(u64::MAX);
+    m.judge(v, 1, provider, profile.int8_gmacs, "synthetic", 0).expect("a registered provider");
+    m.judge_memory(v, 1, provider, profile.memory_mib, "synthetic", 0).expect("a registered provider");
 }
 
 /// A market with `providers` registered and `orders` one-shard jobs submitted, not yet matched:
@@ -80,9 +83,9 @@ pub fn order_book(providers: u64, orders: u64, seed: u64, params: &MarketParams)
     let mut m = Market::default();
     for i in 0..providers {
         let offer = offer(&mut rng, 2);
-        let gmacs = offer.profile.int8_gmacs;
+        let profile = offer.profile.clone();
         m.register(address(i), offer, SYNTHETIC_BOND, 0, params).expect("synthetic offers are valid");
-        verify_claim(&mut m, address(i), gmacs);
+        verify_claim(&mut m, address(i), &profile);
     }
     for i in 0..orders {
         let macs = rng.range(1, 64) << 30;
@@ -121,9 +124,9 @@ pub fn saturating_load(providers: u64, blocks: u64, block_seconds: f64, slots: u
         o.profile.gpu_model = "any".into();
         o.profile.gpu_memory_mib = 1 << 20;
         speed.insert(address(i), o.profile.int8_gmacs as f64 * 1e9);
-        let gmacs = o.profile.int8_gmacs;
+        let profile = o.profile.clone();
         m.register(address(i), o, SYNTHETIC_BOND, 0, &params).expect("valid offer");
-        verify_claim(&mut m, address(i), gmacs);
+        verify_claim(&mut m, address(i), &profile);
     }
     // Per provider: leased tasks not started or in progress (seconds left), and those finished
     // but not yet posted.

@@ -48,13 +48,115 @@ pub struct Provider {
     pub locked: u64,
     /// Leases given back because their inputs never arrived (no strike).
     pub released: u64,
-    /// The int8 throughput staked validators' challenge engines judged, by validator: (its
-    /// stake when it judged, G MAC/s, the height it judged at). At most `MAX_JUDGES` kept (the
-    /// largest stakes); each expires `judgment_ttl_blocks` after its height.
-    pub judged: BTreeMap<Address, (u64, u64, u64)>,
-    /// The stake-weighted lower median of `judged` (derived: kept in step by
-    /// [`Provider::rejudge`], so matching reads it without sorting).
-    pub judged_median: u64,
+    /// The int8 throughput (G MAC/s) staked validators' challenge engines judged.
+    pub judged: Judgments,
+    /// The memory (MiB) their memory challenges showed it holds (0: not shown).
+    pub judged_memory: Judgments,
+}
+
+/// Staked validators' judgments of one figure of one provider, by validator: (its stake when it
+/// judged, the figure, the height it judged at). At most `MAX_JUDGES` kept (the largest
+/// stakes); each expires `judgment_ttl_blocks` after its height.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Judgments {
+    by: BTreeMap<Address, (u64, u64, u64)>,
+    /// The stake-weighted lower median (derived: kept in step on every change, so matching
+    /// reads it without sorting).
+    median: u64,
+}
+
+impl Judgments {
+    pub fn is_empty(&self) -> bool {
+        self.by.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by.len()
+    }
+
+    /// `validator`'s judgment: (stake, figure, height).
+    pub fn get(&self, validator: &Address) -> Option<&(u64, u64, u64)> {
+        self.by.get(validator)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Address, &(u64, u64, u64))> {
+        self.by.iter()
+    }
+
+    /// The lower median of the figures weighted by stake: the first figure with at least half
+    /// the judging stake at or below it, so validators holding less than half move it in
+    /// neither direction; 0 when nobody judged.
+    pub fn median(&self) -> u64 {
+        self.median
+    }
+
+    /// Records `validator`'s judgment, replacing its last; refused (`Err` with the reason) when
+    /// `MAX_JUDGES` validators with at least `stake` each already judge.
+    pub(crate) fn insert(&mut self, validator: Address, stake: u64, figure: u64, height: u64) -> Result<(), String> {
+        let smallest = self.by.iter().map(|(a, &(s, _, _))| (s, *a)).min();
+        if self.by.len() >= crate::verification::MAX_JUDGES && !self.by.contains_key(&validator) {
+            match smallest {
+                Some((s, a)) if s < stake => {
+                    self.by.remove(&a);
+                }
+                _ => {
+                    return Err(format!(
+                        "{} validators with at least this stake already judge this provider",
+                        crate::verification::MAX_JUDGES
+                    ))
+                }
+            }
+        }
+        self.by.insert(validator, (stake, figure, height));
+        self.recompute();
+        Ok(())
+    }
+
+    /// Drops the judgments made `ttl` or more blocks before `height`; returns whose.
+    pub(crate) fn expire(&mut self, height: u64, ttl: u64) -> Vec<Address> {
+        let old: Vec<Address> =
+            self.by.iter().filter(|(_, &(_, _, at))| at.saturating_add(ttl) <= height).map(|(v, _)| *v).collect();
+        for v in &old {
+            self.by.remove(v);
+        }
+        if !old.is_empty() {
+            self.recompute();
+        }
+        old
+    }
+
+    /// Every judgment, as the state commitment and the snapshot lay them out.
+    pub(crate) fn write(&self, w: &mut ergon_types::codec::Writer) {
+        w.u32(self.by.len() as u32);
+        for (v, (stake, figure, at)) in &self.by {
+            w.bytes(&v.0).u64(*stake).u64(*figure).u64(*at);
+        }
+    }
+
+    pub(crate) fn read(r: &mut ergon_types::codec::Reader<'_>) -> Result<Self, ergon_types::TypesError> {
+        let mut j = Judgments::default();
+        for _ in 0..r.count(crate::verification::MAX_JUDGES, 44)? {
+            let v = Address(r.array()?);
+            j.by.insert(v, (r.u64()?, r.u64()?, r.u64()?));
+        }
+        j.recompute();
+        Ok(j)
+    }
+
+    fn recompute(&mut self) {
+        let mut votes: Vec<(u64, u64)> = self.by.values().map(|&(stake, figure, _)| (figure, stake)).collect();
+        votes.sort_unstable();
+        let total: u128 = votes.iter().map(|&(_, s)| s as u128).sum();
+        let mut seen = 0u128;
+        self.median = 0;
+        for (figure, stake) in votes {
+            seen += stake as u128;
+            if 2 * seen >= total {
+                self.median = figure;
+                break;
+            }
+        }
+    }
 }
 
 impl Provider {
@@ -74,30 +176,23 @@ impl Provider {
     /// buys nothing (issue 11: an offer of `int8_gmacs = u64::MAX` won every lease it asked
     /// for).
     pub fn verified_gmacs(&self) -> u64 {
-        self.judged_median.min(self.offer.profile.int8_gmacs)
+        self.judged.median().min(self.offer.profile.int8_gmacs)
+    }
+
+    /// The main memory matching relies on: what validators' memory challenges showed (the
+    /// stake-weighted median, never more than the claim), and at least the claim up to
+    /// `floor_mib`, which any machine is taken to have unchecked (claims that small are
+    /// rebuilt within any deadline, so a challenge could not tell them apart: `docs/poai.md`
+    /// §7).
+    pub fn verified_memory_mib(&self, floor_mib: u64) -> u64 {
+        let claim = self.offer.profile.memory_mib;
+        self.judged_memory.median().min(claim).max(floor_mib.min(claim))
     }
 
     /// Whether validators holding at least half the judging stake say it stopped answering
     /// their challenges (judged 0): it then takes no lease, and lost those it held.
     pub fn absent(&self) -> bool {
-        !self.judged.is_empty() && self.judged_median == 0
-    }
-
-    /// Recomputes `judged_median` after `judged` changed.
-    pub fn rejudge(&mut self) {
-        let mut votes: Vec<(u64, u64)> = self.judged.values().map(|&(stake, gmacs, _)| (gmacs, stake)).collect();
-        votes.sort_unstable();
-        let total: u128 = votes.iter().map(|&(_, s)| s as u128).sum();
-        let mut seen = 0u128;
-        self.judged_median = 0;
-        for (gmacs, stake) in votes {
-            seen += stake as u128;
-            // The lower median: the first class with at least half the stake at or below it.
-            if 2 * seen >= total {
-                self.judged_median = gmacs;
-                break;
-            }
-        }
+        !self.judged.is_empty() && self.judged.median() == 0
     }
 
     pub fn has_free_slot(&self) -> bool {

@@ -27,10 +27,9 @@ impl Market {
                 w.bytes(&j.0).u32(*s as u32).u8(*r);
             }
             w.u32(p.pending).u64(p.completed).u64(p.failed).u32(p.strikes).u64(p.earned).u64(p.slashed);
-            w.u64(p.locked).u64(p.released).u32(p.judged.len() as u32);
-            for (v, (stake, gmacs, at)) in &p.judged {
-                w.bytes(&v.0).u64(*stake).u64(*gmacs).u64(*at);
-            }
+            w.u64(p.locked).u64(p.released);
+            p.judged.write(w);
+            p.judged_memory.write(w);
         }
         w.u32(self.jobs.len() as u32);
         for j in self.jobs.values() {

@@ -12,7 +12,7 @@ use ergon_types::codec::{Reader, Writer};
 use ergon_types::{Address, Hash, JobSpec, Offer, TypesError};
 
 use crate::matching::{Book, Waiting};
-use crate::model::{Challenge, Job, JobStatus, Provider, ProviderStatus, Task, TaskKey, TaskState};
+use crate::model::{Challenge, Job, JobStatus, Judgments, Provider, ProviderStatus, Task, TaskKey, TaskState};
 use crate::reasons::{Decision, Log, Subject};
 use crate::state::Market;
 
@@ -183,15 +183,10 @@ fn read_consensus(r: &mut Reader<'_>) -> Result<Market, TypesError> {
             slashed: r.u64()?,
             locked: r.u64()?,
             released: r.u64()?,
-            judged: BTreeMap::new(),
-            judged_median: 0,
+            judged: Judgments::default(),
+            judged_memory: Judgments::default(),
         };
-        let mut p = p;
-        for _ in 0..r.count(usize::MAX, 44)? {
-            let v = read_address(r)?;
-            p.judged.insert(v, (r.u64()?, r.u64()?, r.u64()?));
-        }
-        p.rejudge();
+        let p = Provider { judged: Judgments::read(r)?, judged_memory: Judgments::read(r)?, ..p };
         m.providers.insert(owner, p);
     }
     for _ in 0..r.count(usize::MAX, 100)? {

@@ -7,7 +7,7 @@ use ergon_pouw::WorkCommitment;
 use ergon_types::{Address, Hash, JobSpec, Offer};
 
 use crate::matching::Book;
-use crate::model::{short, Job, JobStatus, Provider, ProviderStatus, Task, TaskKey, TaskState};
+use crate::model::{short, Job, JobStatus, Judgments, Provider, ProviderStatus, Task, TaskKey, TaskState};
 use crate::payment;
 use crate::reasons::{Decision, Log, Subject};
 use crate::rules::{check_job, check_offer};
@@ -120,8 +120,8 @@ impl Market {
             slashed: 0,
             locked: 0,
             released: 0,
-            judged: BTreeMap::new(),
-            judged_median: 0,
+            judged: Judgments::default(),
+            judged_memory: Judgments::default(),
         });
         let returning = p.status != ProviderStatus::Active;
         if returning {

@@ -14,19 +14,28 @@
 
 use ergon_types::Address;
 
+use crate::model::Judgments;
 use crate::reasons::Subject;
 use crate::state::Market;
-use crate::{short, Effect, MarketRejection};
+use crate::{short, Effect, MarketRejection, Provider};
 
 /// Validators' judgments kept per provider (the largest stakes).
 pub const MAX_JUDGES: usize = 16;
 /// Blocks between two walks for expired judgments.
 pub const EXPIRY_EVERY: u64 = 16;
 
+/// Which figure of a provider a judgment is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Figure {
+    /// int8 throughput, G MAC/s (0: stopped answering).
+    Throughput,
+    /// Main memory, MiB (0: did not show its claim).
+    Memory,
+}
+
 impl Market {
     /// Records `validator`'s (holding `stake`) judgment that `provider` answers at `gmacs` (0:
     /// not at all), for `reason`. A provider that becomes absent loses its leases at once.
-    #[allow(clippy::too_many_arguments)]
     pub fn judge(
         &mut self,
         validator: Address,
@@ -36,96 +45,133 @@ impl Market {
         reason: &str,
         height: u64,
     ) -> Result<Vec<Effect>, MarketRejection> {
+        self.record_judgment(Figure::Throughput, validator, stake, provider, gmacs, reason, height)
+    }
+
+    /// Records `validator`'s judgment that `provider` showed it holds `memory_mib` MiB (0: it
+    /// did not show its claim), for `reason`. Matching then relies on the stake-weighted median
+    /// of these, never the claim alone ([`crate::Provider::verified_memory_mib`]).
+    pub fn judge_memory(
+        &mut self,
+        validator: Address,
+        stake: u64,
+        provider: Address,
+        memory_mib: u64,
+        reason: &str,
+        height: u64,
+    ) -> Result<Vec<Effect>, MarketRejection> {
+        self.record_judgment(Figure::Memory, validator, stake, provider, memory_mib, reason, height)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_judgment(
+        &mut self,
+        figure: Figure,
+        validator: Address,
+        stake: u64,
+        provider: Address,
+        value: u64,
+        reason: &str,
+        height: u64,
+    ) -> Result<Vec<Effect>, MarketRejection> {
         let p = self.providers.get(&provider).ok_or(MarketRejection::NotAProvider)?;
         if validator == provider {
             return Err(MarketRejection::BadJudgment("a provider cannot judge itself".into()));
         }
-        let smallest = p.judged.iter().map(|(a, &(s, _, _))| (s, *a)).min();
-        let full = p.judged.len() >= MAX_JUDGES && !p.judged.contains_key(&validator);
-        if full && smallest.is_some_and(|(s, _)| s >= stake) {
-            return Err(MarketRejection::BadJudgment(format!(
-                "{MAX_JUDGES} validators with at least this stake already judge this provider"
-            )));
-        }
-        let (before, was_absent) = (p.verified_gmacs(), p.absent());
+        // Checked on a copy first: a refusal changes nothing.
+        let mut judgments = p.judgments(figure).clone();
+        let previous = judgments.get(&validator).map(|&(_, v, _)| v);
+        judgments.insert(validator, stake, value, height).map_err(MarketRejection::BadJudgment)?;
+        let before = Verified::of(p);
         // Whether it is free depends on its absence: off the free list while that may change.
         self.book.unlist(Some(p));
         let p = self.providers.get_mut(&provider).expect("present above");
-        if full {
-            if let Some((_, a)) = smallest {
-                p.judged.remove(&a);
-            }
-        }
-        p.judged.insert(validator, (stake, gmacs, height));
+        *p.judgments_mut(figure) = judgments;
         let mut effects = vec![];
-        let why = format!("validator {validator} judged {gmacs}: {reason}");
-        self.rejudged(provider, before, was_absent, &why, height, &mut effects);
+        let unit = match figure {
+            Figure::Throughput => "",
+            Figure::Memory => " MiB of memory",
+        };
+        let why = format!("validator {validator} judged {value}{unit}: {reason}");
+        let noted = self.rejudged(provider, before, &why, height, &mut effects);
+        // A memory verdict that changes no figure (the first "not shown": the floor counted
+        // already) is still said, when it is this validator's new word.
+        if !noted && figure == Figure::Memory && previous != Some(value) {
+            let what = if value == 0 { "memory claim not shown" } else { "memory shown" };
+            self.note(Subject::Provider(provider), height, format!("{what} ({why})"));
+        }
         Ok(effects)
     }
 
-    /// After `provider`'s judgments changed (it was unlisted first): its median again, back on
-    /// the free list if it may be, the change and `why` in its log, and its leases released if
-    /// it just became absent.
+    /// After `provider`'s judgments changed (it was unlisted first): back on the free list if
+    /// it may be, the change and `why` in its log, and its leases released if it just became
+    /// absent.
+    /// Returns whether it noted a change.
     fn rejudged(
         &mut self,
         provider: Address,
-        before: u64,
-        was_absent: bool,
+        before: Verified,
         why: &str,
         height: u64,
         effects: &mut Vec<Effect>,
-    ) {
-        let p = self.providers.get_mut(&provider).expect("judged providers exist");
-        p.rejudge();
-        let (after, claim, absent) = (p.verified_gmacs(), p.offer.profile.int8_gmacs, p.absent());
-        self.book.list(&self.providers[&provider]);
-        if after != before || absent != was_absent {
-            let what = match (was_absent, absent) {
-                (false, true) => "absent: stopped answering challenges".to_string(),
-                (true, false) => format!("answering again; verified int8 throughput {after} G MAC/s"),
-                _ => format!("verified int8 throughput {before} → {after} G MAC/s"),
-            };
-            self.note(Subject::Provider(provider), height, format!("{what} ({why}; claim {claim})"));
+    ) -> bool {
+        let p = &self.providers[&provider];
+        let after = Verified::of(p);
+        let (claim, memory_claim) = (p.offer.profile.int8_gmacs, p.offer.profile.memory_mib);
+        self.book.list(p);
+        let mut what = vec![];
+        match (before.absent, after.absent) {
+            (false, true) => what.push("absent: stopped answering challenges".to_string()),
+            (true, false) => what.push(format!("answering again; verified int8 throughput {} G MAC/s", after.gmacs)),
+            _ if after.gmacs != before.gmacs => what
+                .push(format!("verified int8 throughput {} → {} G MAC/s (claim {claim})", before.gmacs, after.gmacs)),
+            _ => {}
         }
-        if absent && !was_absent {
+        if after.memory_mib != before.memory_mib {
+            what.push(format!("memory shown {} → {} MiB (claim {memory_claim})", before.memory_mib, after.memory_mib));
+        }
+        let noted = !what.is_empty();
+        if noted {
+            self.note(Subject::Provider(provider), height, format!("{} ({why})", what.join("; ")));
+        }
+        if after.absent && !before.absent {
             let leases: Vec<_> = self.providers[&provider].leases.iter().copied().collect();
             for key in leases {
                 self.lose_lease_to_absence(key, provider, height, effects);
             }
         }
+        noted
     }
 
     /// Drops judgments older than `judgment_ttl_blocks` (checked every `EXPIRY_EVERY` blocks:
-    /// a walk over the providers' at most `MAX_JUDGES` judgments each).
+    /// a walk over the providers' at most `MAX_JUDGES` judgments of each figure).
     pub(crate) fn expire_judgments(&mut self, height: u64, params: &crate::MarketParams, effects: &mut Vec<Effect>) {
         if height % EXPIRY_EVERY != 0 {
             return;
         }
         let ttl = params.judgment_ttl_blocks;
-        let stale: Vec<(Address, Vec<Address>)> = self
+        let stale: Vec<Address> = self
             .providers
             .values()
-            .filter_map(|p| {
-                let old: Vec<Address> = p
-                    .judged
+            .filter(|p| {
+                [&p.judged, &p.judged_memory]
                     .iter()
-                    .filter(|(_, &(_, _, at))| at.saturating_add(ttl) <= height)
-                    .map(|(v, _)| *v)
-                    .collect();
-                (!old.is_empty()).then_some((p.owner, old))
+                    .any(|j| j.iter().any(|(_, &(_, _, at))| at.saturating_add(ttl) <= height))
             })
+            .map(|p| p.owner)
             .collect();
-        for (provider, validators) in stale {
+        for provider in stale {
             let p = &self.providers[&provider];
-            let (before, was_absent) = (p.verified_gmacs(), p.absent());
+            let before = Verified::of(p);
             self.book.unlist(Some(p));
             let p = self.providers.get_mut(&provider).expect("listed above");
-            for v in &validators {
-                p.judged.remove(v);
-            }
-            let names: Vec<String> = validators.iter().map(|v| v.to_string()).collect();
+            let mut gone = p.judged.expire(height, ttl);
+            gone.extend(p.judged_memory.expire(height, ttl));
+            gone.sort_unstable();
+            gone.dedup();
+            let names: Vec<String> = gone.iter().map(|v| v.to_string()).collect();
             let why = format!("judgment of {} expired after {ttl} blocks", names.join(", "));
-            self.rejudged(provider, before, was_absent, &why, height, effects);
+            self.rejudged(provider, before, &why, height, effects);
         }
     }
 
@@ -222,5 +268,41 @@ impl Market {
         );
         self.requeue(key, height, effects);
         true
+    }
+}
+
+/// What judgments make of a provider, compared before and after a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Verified {
+    gmacs: u64,
+    absent: bool,
+    /// The median of the memory judgments, capped at the claim (the floor is not applied:
+    /// the log says what validators showed).
+    memory_mib: u64,
+}
+
+impl Verified {
+    fn of(p: &Provider) -> Self {
+        Verified {
+            gmacs: p.verified_gmacs(),
+            absent: p.absent(),
+            memory_mib: p.judged_memory.median().min(p.offer.profile.memory_mib),
+        }
+    }
+}
+
+impl Provider {
+    pub fn judgments(&self, figure: Figure) -> &Judgments {
+        match figure {
+            Figure::Throughput => &self.judged,
+            Figure::Memory => &self.judged_memory,
+        }
+    }
+
+    fn judgments_mut(&mut self, figure: Figure) -> &mut Judgments {
+        match figure {
+            Figure::Throughput => &mut self.judged,
+            Figure::Memory => &mut self.judged_memory,
+        }
     }
 }

@@ -14,6 +14,9 @@ fn params() -> MarketParams {
         // Collateral zero (audited always, nobody colludes) unless a test sizes it.
         audit_permille: 1000,
         collusion_percent: 0,
+        // Every memory claim counts (these tests are not about memory challenges, except the
+        // one that sets a floor).
+        memory_floor_mib: u64::MAX,
         ..MarketParams::devnet()
     }
 }
@@ -595,4 +598,37 @@ fn a_judgment_expires_so_a_validator_gone_for_good_holds_nobody_absent() {
     assert!(!pr.absent() && pr.judged.is_empty() && pr.verified_gmacs() == 0, "{pr:?}");
     let log = m.decisions(&Subject::Provider(provider));
     assert!(log.iter().any(|d| d.text.contains("expired after 32 blocks")), "{log:?}");
+}
+
+/// An offer claiming 64 GiB of memory used to win every job needing memory (issue 11). Now
+/// matching counts the claim only up to `memory_floor_mib` until validators' memory challenges
+/// show it; a judgment of 0 (not shown) leaves the floor; and the provider's log says why.
+#[test]
+fn matching_uses_the_memory_validators_saw_beyond_the_unchecked_floor() {
+    let p = MarketParams { memory_floor_mib: 1024, ..params() };
+    let mut m = Market::default();
+    let (big, validator) = (address(1), address(9));
+    m.register(big, cpu(10, 64, 100), 100, 0, &p).unwrap();
+    let mut spec = matmul(1, 1, 100);
+    spec.requirements.min_memory_mib = 8 << 10;
+    let job = m.submit(address(CLIENT), Hash::of("tx", &[b"mem"]), spec, 0, &p).unwrap();
+    m.end_block(1, &p);
+    assert_eq!(leaseholder(&m, &job, 0, 0), None, "a claim alone is worth the floor");
+    assert_eq!(m.provider(&big).unwrap().verified_memory_mib(p.memory_floor_mib), 1024);
+    let why = m.job(&job).unwrap().task(0, 0).waiting.unwrap().to_string();
+    assert!(why.contains("have too little memory"), "{why}");
+    // Not shown: still the floor, and said.
+    m.judge_memory(validator, 10, big, 0, "memory answer after 2417 ms; the deadline was 400 ms", 2).unwrap();
+    m.end_block(2, &p);
+    assert_eq!(leaseholder(&m, &job, 0, 0), None);
+    assert!(log_text(&m, Subject::Provider(big)).contains("memory claim not shown"));
+    // Shown: the claim counts, and the job is leased.
+    m.judge_memory(validator, 10, big, 64 << 10, "holds its 65536 MiB", 3).unwrap();
+    m.end_block(3, &p);
+    assert_eq!(leaseholder(&m, &job, 0, 0), Some(big));
+    assert!(log_text(&m, Subject::Provider(big)).contains("memory shown 0 → 65536 MiB"));
+    // Never more than the claim, whatever a validator says; a provider cannot judge itself.
+    m.judge_memory(validator, 10, big, u64::MAX, "generous", 4).unwrap();
+    assert_eq!(m.provider(&big).unwrap().verified_memory_mib(p.memory_floor_mib), 64 << 10);
+    assert!(m.judge_memory(big, 10, big, 1, "me", 4).is_err());
 }

@@ -143,10 +143,13 @@ fn tx_json(t: &SignedTransaction) -> Value {
         TxKind::Judge { provider, gmacs, reason } => {
             ("judge", json!({ "provider": provider.to_string(), "gmacs": gmacs, "reason": reason }))
         }
+        TxKind::JudgeMemory { provider, memory_mib, reason } => {
+            ("judge_memory", json!({ "provider": provider.to_string(), "memory_mib": memory_mib, "reason": reason }))
+        }
         TxKind::ProveFraud { answer, .. } => {
             let (provider, round, part) = match &answer.body {
                 ergon_types::poai::PoaiBody::Answer(a) => (a.provider.address().to_string(), a.round, a.part),
-                ergon_types::poai::PoaiBody::Round(r) => (String::new(), r.round, 0),
+                _ => (String::new(), 0, 0),
             };
             ("prove_fraud", json!({ "provider": provider, "round": round, "part": part }))
         }
@@ -210,7 +213,7 @@ fn decisions(list: Vec<Decision>) -> Value {
     list.into_iter().map(|d| json!({ "height": d.height, "text": d.text })).collect()
 }
 
-fn provider_json(p: &Provider) -> Value {
+fn provider_json(p: &Provider, memory_floor_mib: u64) -> Value {
     let hw = &p.offer.profile;
     json!({
         "address": p.owner.to_string(), "status": format!("{:?}", p.status).to_lowercase(),
@@ -225,6 +228,10 @@ fn provider_json(p: &Provider) -> Value {
         // What matching uses: the validators' judgments, never the claim in the profile.
         "verified_gmacs": p.verified_gmacs(), "absent": p.absent(),
         "judgments": p.judged.iter().map(|(v, (stake, g, at))| json!({ "validator": v.to_string(), "stake": stake, "gmacs": g, "height": at })).collect::<Vec<_>>(),
+        // Main memory matching uses: what memory challenges showed, or the claim up to the
+        // unchecked floor.
+        "verified_memory_mib": p.verified_memory_mib(memory_floor_mib), "memory_floor_mib": memory_floor_mib,
+        "memory_judgments": p.judged_memory.iter().map(|(v, (stake, mib, at))| json!({ "validator": v.to_string(), "stake": stake, "memory_mib": mib, "height": at })).collect::<Vec<_>>(),
     })
 }
 
@@ -267,7 +274,8 @@ fn job_json(j: &Job) -> Value {
 
 async fn providers(State(s): State<Arc<Shared>>) -> Json<Value> {
     let node = s.lock();
-    let list: Vec<Value> = node.chain.ledger().market.providers().map(provider_json).collect();
+    let floor = node.chain.params().memory_floor_mib;
+    let list: Vec<Value> = node.chain.ledger().market.providers().map(|p| provider_json(p, floor)).collect();
     Json(json!({ "providers": list }))
 }
 
@@ -278,7 +286,9 @@ async fn provider(State(s): State<Arc<Shared>>, Path(address): Path<String>) -> 
     };
     let node = s.lock();
     let market = &node.chain.ledger().market;
-    let mut v = market.provider(&a).map(provider_json).unwrap_or_else(|| json!({ "address": a.to_string() }));
+    let floor = node.chain.params().memory_floor_mib;
+    let mut v =
+        market.provider(&a).map(|p| provider_json(p, floor)).unwrap_or_else(|| json!({ "address": a.to_string() }));
     v["outlook"] = json!(market.provider_outlook(&a, &node.chain.params().market()));
     v["decisions"] = decisions(market.decisions(&Subject::Provider(a)));
     Json(v).into_response()

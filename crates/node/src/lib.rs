@@ -54,6 +54,11 @@ pub struct NodeConfig {
     pub corrupt_challenges: bool,
     /// Testing only: the validator's timed rounds this often (seconds) instead of its cadence's.
     pub challenge_every_s: Option<f64>,
+    /// Testing only: the share of its memory fill (percent) the provider keeps, rebuilding the
+    /// rest when a validator opens it (100: honest).
+    pub memory_keep_percent: u8,
+    /// The validator's deadline for answers to its memory openings.
+    pub memory_deadline_ms: u32,
 }
 
 /// Counters the API and metrics report.
@@ -229,12 +234,14 @@ pub async fn run(
         blob_store,
         ready: Mutex::new(Default::default()),
         computed: Mutex::new(Default::default()),
-        poai: poai::Poai::new(
-            cfg.validator.clone(),
-            cfg.provider.clone(),
-            cfg.challenge_slowdown,
-            cfg.corrupt_challenges,
-        ),
+        poai: poai::Poai::new(poai::PoaiOptions {
+            validator: cfg.validator.clone(),
+            prover: cfg.provider.clone(),
+            slowdown: cfg.challenge_slowdown,
+            corrupt: cfg.corrupt_challenges,
+            memory_keep_percent: cfg.memory_keep_percent,
+            memory_deadline_ms: cfg.memory_deadline_ms,
+        }),
     });
     shared.load_blobs().map_err(|e| format!("{}: {e}", db.display()))?;
     for (index, why) in &shared.lock().store.dropped_at_open {
@@ -294,6 +301,7 @@ pub async fn run(
         }
         tokio::spawn(provider::run(shared.clone(), key, cfg.corrupt_results));
         tokio::spawn(poai::run_prover(shared.clone()));
+        tokio::spawn(poai::memory::run_prover(shared.clone()));
     }
     if cfg.validator.is_some() {
         if cfg.listen.is_none() {

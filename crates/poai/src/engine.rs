@@ -221,14 +221,26 @@ impl Engine {
     /// that starts it). Returns the parts to send to each provider. A provider still answering
     /// the previous round is judged by [`tick`](Self::tick), not here. Returns the round number.
     pub fn issue(&mut self, chain_seed: &Hash, now_ns: u64) -> (u64, Vec<(Address, Vec<ComputeChallenge>)>) {
-        self.open_rounds(chain_seed, now_ns, false)
+        self.open_rounds(chain_seed, now_ns, false, &[])
+    }
+
+    /// [`issue`](Self::issue), leaving out `resting`: providers honestly busy elsewhere (filling
+    /// their memory challenge), whose answers would time that, not their claim. They are
+    /// tested in the next round.
+    pub fn issue_except(
+        &mut self,
+        chain_seed: &Hash,
+        now_ns: u64,
+        resting: &[Address],
+    ) -> (u64, Vec<(Address, Vec<ComputeChallenge>)>) {
+        self.open_rounds(chain_seed, now_ns, false, resting)
     }
 
     /// A liveness probe for every provider not answering a round: one product of the smallest
     /// size (microseconds of work), due within `probe_grace_ns`. Returns the round number and
     /// the part each provider must answer.
     pub fn probe(&mut self, chain_seed: &Hash, now_ns: u64) -> (u64, Vec<(Address, ComputeChallenge)>) {
-        let (round, opened) = self.open_rounds(chain_seed, now_ns, true);
+        let (round, opened) = self.open_rounds(chain_seed, now_ns, true, &[]);
         (round, opened.into_iter().map(|(a, mut parts)| (a, parts.remove(0))).collect())
     }
 
@@ -239,11 +251,12 @@ impl Engine {
         chain_seed: &Hash,
         now_ns: u64,
         probe: bool,
+        resting: &[Address],
     ) -> (u64, Vec<(Address, Vec<ComputeChallenge>)>) {
         self.round += 1;
         let (round, p) = (self.round, &self.params);
         let mut out = vec![];
-        for (addr, state) in self.providers.iter_mut().filter(|(_, s)| s.open.is_none()) {
+        for (addr, state) in self.providers.iter_mut().filter(|(a, s)| s.open.is_none() && !resting.contains(a)) {
             let (count, class) = if probe { (1, 0) } else { (p.parts, state.view.class_gmacs) };
             let parts: Vec<_> = (0..count)
                 .map(|j| ComputeChallenge::derive(chain_seed, addr, round, j, class, p.target_ns, p.openings))

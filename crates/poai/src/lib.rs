@@ -13,8 +13,9 @@
 //! - [`fraud`]: a signed wrong answer to a signed round, checkable by anyone (the chain slashes
 //!   on it).
 //! - [`memory`]: memory challenges: a fill sized to the claimed memory, committed, opened at
-//!   blocks chosen later; and the rebuild a provider keeping less would need (not yet driven by
-//!   the engine).
+//!   blocks chosen later; and the rebuild a provider keeping less needs.
+//! - [`memory_engine`]: memory rounds: commitments per epoch, one opening of every committed
+//!   provider at once, answers checked and timed, and what a validator holds on chain.
 //!
 //! The engine is driven by the height, the chain's seeds and the times at which answers arrive;
 //! it reads no clock, socket or random source, so a validator node and the simulator
@@ -24,9 +25,11 @@ pub mod challenge;
 pub mod engine;
 pub mod fraud;
 pub mod memory;
+pub mod memory_engine;
 pub mod sprt;
 
 pub use challenge::{Answer, ComputeChallenge, Opening};
 pub use engine::{Engine, Judgment, PoaiParams, Verdict};
 pub use fraud::{check_fraud, Fraud};
+pub use memory_engine::{MemoryEngine, MemoryJudgment, MemoryVerdict};
 pub use sprt::{Sprt, SprtDecision};

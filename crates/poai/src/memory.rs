@@ -31,18 +31,18 @@ use rayon::prelude::*;
 use ergon_types::{Address, Hash};
 
 /// Bytes per block.
-pub const BLOCK: usize = 1024;
+pub const BLOCK: usize = ergon_types::poai::memory::MEMORY_BLOCK_BYTES;
 /// Earlier blocks each block depends on, all among the `WINDOW` before it. (Measured by
 /// `ergon sim poai`: with references anywhere before, or among the 8 to 64 before, a cheater
 /// keeping 80% rebuilds a share of the fill that shrinks as the fill grows, so large claims
 /// were the cheapest to fake; among the 1,024 before, the share stays near 10% from 256 MiB
 /// to 1 GiB.)
-pub const REFS: usize = 8;
+pub const REFS: usize = ergon_types::poai::memory::MEMORY_REFS;
 pub const WINDOW: u64 = 1024;
 /// Lanes filled in parallel.
 pub const LANES: u32 = 4;
 /// Blocks an answer opens.
-pub const OPENINGS: u32 = 32;
+pub const OPENINGS: u32 = ergon_types::poai::memory::MEMORY_OPENINGS as u32;
 /// Smallest lane (a claim below 256 KiB is tested as 256 KiB).
 pub const MIN_LANE_BLOCKS: u64 = 64;
 
@@ -61,22 +61,8 @@ pub struct Fill {
     levels: Vec<Vec<[u8; 32]>>,
 }
 
-/// One opened block with its path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OpenedBlock {
-    pub index: u64,
-    pub bytes: Vec<u8>,
-    pub path: Vec<[u8; 32]>,
-}
-
-/// The answer for one chosen block: it, its predecessor (none for a lane's first) and the
-/// blocks it references.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Opening {
-    pub block: OpenedBlock,
-    pub prev: Option<OpenedBlock>,
-    pub refs: Vec<OpenedBlock>,
-}
+/// The wire's opened block and opening (`ergon_types::poai::memory`).
+pub use ergon_types::poai::{MemoryOpening as Opening, OpenedBlock};
 
 fn key(parts: &[&[u8]]) -> [u8; 32] {
     let mut h = Hasher::new_derive_key("ergon v1 poai memory challenge");
@@ -253,6 +239,96 @@ impl Fill {
     }
 }
 
+impl Fill {
+    /// The answer of a provider that kept only the blocks `kept` chooses: the same openings
+    /// as [`Fill::open`], every missing block they need rebuilt for real, and the missing
+    /// blocks those need, back along the lane (what `recompute_cost` counts, played; the
+    /// tree is taken as kept, 3% of the fill). For the tests and the cheater of
+    /// `ergon node --memory-keep-percent`: an honest provider never calls it.
+    pub fn open_keeping(&self, c: &MemoryChallenge, indices: &[u64], kept: &dyn Fn(u64) -> bool) -> Vec<Opening> {
+        let mut r = Rebuild { fill: self, c, kept, rebuilt: std::collections::HashMap::new() };
+        indices
+            .iter()
+            .map(|&index| {
+                let i = index % c.lane_blocks;
+                let deps: Vec<u64> = if i == 0 {
+                    vec![]
+                } else {
+                    let prev = r.get(index - 1);
+                    let lane = index / c.lane_blocks;
+                    std::iter::once(index - 1)
+                        .chain(MemoryChallenge::refs_of(&prev, i).map(|j| lane * c.lane_blocks + j))
+                        .collect()
+                };
+                let mut opened = std::iter::once(index).chain(deps).map(|b| OpenedBlock {
+                    index: b,
+                    bytes: r.get(b),
+                    path: path(&self.levels, b as usize),
+                });
+                let block = opened.next().expect("the opened block itself");
+                let prev = if i == 0 { None } else { opened.next() };
+                Opening { block, prev, refs: opened.collect() }
+            })
+            .collect()
+    }
+}
+
+/// A cheater's rebuilding: the blocks it kept, and those it rebuilt so far.
+struct Rebuild<'a> {
+    fill: &'a Fill,
+    c: &'a MemoryChallenge,
+    kept: &'a dyn Fn(u64) -> bool,
+    rebuilt: std::collections::HashMap<u64, Vec<u8>>,
+}
+
+impl Rebuild<'_> {
+    fn have(&self, b: u64) -> bool {
+        (self.kept)(b) || self.rebuilt.contains_key(&b)
+    }
+
+    fn stored(&self, b: u64) -> &[u8] {
+        if (self.kept)(b) {
+            &self.fill.blocks[b as usize * BLOCK..(b as usize + 1) * BLOCK]
+        } else {
+            &self.rebuilt[&b]
+        }
+    }
+
+    /// Block `want`, rebuilt if it was not kept: depth first without recursion, a block
+    /// computed once its predecessor and the references its predecessor chooses are at hand.
+    fn get(&mut self, want: u64) -> Vec<u8> {
+        let c = self.c;
+        let mut stack = vec![want];
+        while let Some(&b) = stack.last() {
+            if self.have(b) {
+                stack.pop();
+                continue;
+            }
+            let (lane, i) = ((b / c.lane_blocks) as u32, b % c.lane_blocks);
+            if i == 0 {
+                self.rebuilt.insert(b, c.block(lane, 0, None, &[]));
+                stack.pop();
+                continue;
+            }
+            if !self.have(b - 1) {
+                stack.push(b - 1);
+                continue;
+            }
+            let refs = MemoryChallenge::refs_of(self.stored(b - 1), i).map(|j| lane as u64 * c.lane_blocks + j);
+            let missing: Vec<u64> = refs.iter().copied().filter(|&r| !self.have(r)).collect();
+            if !missing.is_empty() {
+                stack.extend(missing);
+                continue;
+            }
+            let refs: Vec<&[u8]> = refs.iter().map(|&r| self.stored(r)).collect();
+            let block = c.block(lane, i, Some(self.stored(b - 1)), &refs);
+            self.rebuilt.insert(b, block);
+            stack.pop();
+        }
+        self.stored(want).to_vec()
+    }
+}
+
 /// Levels of a Merkle tree over `leaves` (an odd node is paired with itself).
 fn tree(leaves: Vec<[u8; 32]>) -> Vec<Vec<[u8; 32]>> {
     let mut levels = vec![leaves];
@@ -357,5 +433,23 @@ mod tests {
         // Half dropped (two identities on one machine): most of the fill.
         let cost = recompute_cost(&c, &fill, &|b| b % 2 == 0, &idx);
         assert!(cost as f64 > 0.3 * c.blocks() as f64, "{cost} of {}", c.blocks());
+    }
+
+    #[test]
+    fn a_provider_that_kept_less_rebuilds_the_same_answer_it_just_takes_longer() {
+        let c = MemoryChallenge::derive(&Hash([4; 32]), &Address([5; 20]), 1, 16);
+        let fill = c.fill();
+        let (root, nonce) = (fill.root(), [9u8; 32]);
+        let idx = c.to_open(&root, &nonce);
+        for kept in [&(|b: u64| b % 5 != 0) as &dyn Fn(u64) -> bool, &|b| b % 2 == 0, &|b| b % 64 == 0] {
+            // What it did not keep is gone: only rebuilding gives it back.
+            let mut holey = Fill { blocks: fill.blocks.clone(), levels: fill.levels.clone() };
+            for b in (0..c.blocks()).filter(|&b| !kept(b)) {
+                holey.blocks[b as usize * BLOCK..(b as usize + 1) * BLOCK].fill(0);
+            }
+            let answer = holey.open_keeping(&c, &idx, kept);
+            assert_eq!(answer, fill.open(&c, &idx));
+            assert_eq!(c.check(&root, &nonce, &answer), Ok(()));
+        }
     }
 }

@@ -20,14 +20,14 @@ use ergon_pouw::{RevealedRow, WrongEntry};
 
 use crate::job::{JobSpec, Offer};
 use crate::keys::{Address, PublicKey, SecretKey, Signature};
-use crate::poai::{PoaiMessage, ANSWER_MAX_BYTES};
+use crate::poai::{PoaiMessage, ANSWER_MAX_BYTES, ROUND_MAX_BYTES};
 use crate::TypesError;
 
 const VERSION: u8 = 1;
 /// Longest reason a judgment carries.
 pub const MAX_JUDGE_REASON: usize = 240;
 /// Largest fraud proof: a round announcement and an answer.
-const MAX_FRAUD_BYTES: usize = 4 + <PoaiMessage as Canonical>::MAX_BYTES + 4 + ANSWER_MAX_BYTES;
+const MAX_FRAUD_BYTES: usize = 4 + ROUND_MAX_BYTES + 4 + ANSWER_MAX_BYTES;
 /// Largest encoded list of revealed rows.
 const MAX_REVEAL_BYTES: usize = MAX_REVEAL_ROWS * (4 + MAX_REVEALED_ROW_BYTES);
 
@@ -79,6 +79,10 @@ pub enum TxKind {
     /// announcement and the answer, both signed (`ergon_poai::fraud`). Sent by a staked
     /// validator; the provider is slashed and demoted.
     ProveFraud { round: Box<PoaiMessage>, answer: Box<PoaiMessage> },
+    /// A staked validator's judgment, from its memory challenges, that `provider` holds
+    /// `memory_mib` MiB (its claim, once shown), 0 meaning it did not show its claim
+    /// (`docs/poai.md` §7), and why.
+    JudgeMemory { provider: Address, memory_mib: u64, reason: String },
 }
 
 /// An unsigned transaction.
@@ -155,6 +159,9 @@ impl Canonical for Transaction {
                 w.u8(12).bytes(&provider.0).u64(*gmacs).var_bytes(reason.as_bytes())
             }
             TxKind::ProveFraud { round, answer } => w.u8(13).var_bytes(&round.encode()).var_bytes(&answer.encode()),
+            TxKind::JudgeMemory { provider, memory_mib, reason } => {
+                w.u8(14).bytes(&provider.0).u64(*memory_mib).var_bytes(reason.as_bytes())
+            }
         };
     }
 
@@ -213,16 +220,20 @@ impl Canonical for Transaction {
                     TxKind::RevealRows { job, shard, replica, rows }
                 }
             }
-            12 => {
-                let (provider, gmacs) = (Address(r.array()?), r.u64()?);
+            tag @ (12 | 14) => {
+                let (provider, value) = (Address(r.array()?), r.u64()?);
                 let reason = match String::from_utf8(r.var_bytes(MAX_JUDGE_REASON)?.to_vec()) {
                     Ok(s) => s,
                     Err(_) => return r.fail("a judgment's reason is not UTF-8"),
                 };
-                TxKind::Judge { provider, gmacs, reason }
+                if tag == 12 {
+                    TxKind::Judge { provider, gmacs: value, reason }
+                } else {
+                    TxKind::JudgeMemory { provider, memory_mib: value, reason }
+                }
             }
             13 => {
-                let round = match PoaiMessage::decode(r.var_bytes(<PoaiMessage as Canonical>::MAX_BYTES)?) {
+                let round = match PoaiMessage::decode(r.var_bytes(ROUND_MAX_BYTES)?) {
                     Ok(m) => m,
                     Err(e) => return r.fail(e.to_string()),
                 };

@@ -38,6 +38,14 @@ fn all_kinds() -> Vec<SignedTransaction> {
                 reason: "answers at 125 G MAC/s as claimed".into(),
             },
         ),
+        tx(
+            14,
+            TxKind::JudgeMemory {
+                provider: key(3).public().address(),
+                memory_mib: 4096,
+                reason: "holds its 4096 MiB".into(),
+            },
+        ),
     ]
 }
 
@@ -237,8 +245,8 @@ fn oversized_and_foreign_inputs_are_refused_before_parsing() {
     v2[0] = 2;
     assert!(SignedTransaction::decode(&v2).unwrap_err().to_string().contains("unsupported version 2"));
     let mut kind = all_kinds()[1].encode();
-    kind[81] = 14;
-    assert!(SignedTransaction::decode(&kind).unwrap_err().to_string().contains("unknown transaction kind 14"));
+    kind[81] = 15;
+    assert!(SignedTransaction::decode(&kind).unwrap_err().to_string().contains("unknown transaction kind 15"));
 }
 
 proptest! {

@@ -44,6 +44,10 @@ pub fn provider(api: &str, who: &str) -> Value {
 pub fn register_provider(key: &str, price: &str, slots: &str, extra: &[&str], api: &str) {
     let mut args = vec!["provider", "register", "--key", key, "--price", price, "--stake", "1000000"];
     args.extend(["--slots", slots]);
+    // A claim under the unchecked floor unless the test sets one: no memory fills.
+    if !extra.contains(&"--memory-mib") {
+        args.extend(["--memory-mib", "512"]);
+    }
     args.extend(extra);
     args.extend(["--api", api]);
     ok(ergon(&args));

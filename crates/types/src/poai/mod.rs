@@ -10,6 +10,9 @@
 //! - Answer (tag 1): `chain [32] ‖ provider [32] ‖ validator [20] ‖ round u64 ‖ round_id [32] ‖
 //!   registered_at u64 ‖ part u32 ‖ commitment [32] ‖ count u32 ‖ (revealed row as var
 //!   bytes)…`
+//! - Memory commitments, openings and answers (tags 2, 3, 4): [`memory`].
+
+pub mod memory;
 
 use ergon_pouw::dispute::{MAX_REVEALED_ROW_BYTES, MAX_REVEAL_ROWS};
 use ergon_pouw::RevealedRow;
@@ -18,6 +21,7 @@ use crate::codec::{Canonical, Reader, Writer};
 use crate::hash::Hash;
 use crate::keys::{Address, PublicKey, SecretKey, Signature};
 use crate::TypesError;
+pub use memory::{MemoryAnswer, MemoryCommit, MemoryOpen, MemoryOpening, OpenedBlock};
 
 const VERSION: u8 = 1;
 const SIGNING_DOMAIN: &[u8] = b"ergon v1 poai message";
@@ -33,6 +37,8 @@ pub const MAX_TARGET_NS: u64 = 1_000_000_000;
 /// Largest signed answer.
 pub const ANSWER_MAX_BYTES: usize =
     2 + 32 + 32 + 20 + 8 + 32 + 8 + 4 + 32 + 4 + MAX_REVEAL_ROWS * (4 + MAX_REVEALED_ROW_BYTES) + 64;
+/// Largest signed round announcement.
+pub const ROUND_MAX_BYTES: usize = 2 + 32 + 32 + 8 + 32 + 32 + 1 + 8 + 4 + 4 + 4 + MAX_ROUND_PROVIDERS * 28 + 64;
 
 /// A validator's round: every provider it names must answer its parts, derived from `seed` (the
 /// id of a recent block), at the class named for it.
@@ -96,6 +102,9 @@ pub struct Answer {
 pub enum PoaiBody {
     Round(Round),
     Answer(Answer),
+    MemoryCommit(MemoryCommit),
+    MemoryOpen(MemoryOpen),
+    MemoryAnswer(MemoryAnswer),
 }
 
 /// A signed Proof-of-AI message.
@@ -111,6 +120,9 @@ impl PoaiBody {
         match self {
             PoaiBody::Round(r) => &r.validator,
             PoaiBody::Answer(a) => &a.provider,
+            PoaiBody::MemoryCommit(c) => &c.provider,
+            PoaiBody::MemoryOpen(o) => &o.validator,
+            PoaiBody::MemoryAnswer(a) => &a.provider,
         }
     }
 
@@ -118,6 +130,9 @@ impl PoaiBody {
         match self {
             PoaiBody::Round(r) => r.chain,
             PoaiBody::Answer(a) => a.chain,
+            PoaiBody::MemoryCommit(c) => c.chain,
+            PoaiBody::MemoryOpen(o) => o.chain,
+            PoaiBody::MemoryAnswer(a) => a.chain,
         }
     }
 
@@ -139,6 +154,9 @@ impl PoaiBody {
                     w.var_bytes(&o.encode());
                 }
             }
+            PoaiBody::MemoryCommit(c) => c.write(w.u8(2)),
+            PoaiBody::MemoryOpen(o) => o.write(w.u8(3)),
+            PoaiBody::MemoryAnswer(a) => a.write(w.u8(4)),
         }
     }
 
@@ -205,6 +223,9 @@ impl PoaiBody {
                     openings,
                 })
             }
+            2 => PoaiBody::MemoryCommit(MemoryCommit::read(r)?),
+            3 => PoaiBody::MemoryOpen(MemoryOpen::read(r)?),
+            4 => PoaiBody::MemoryAnswer(MemoryAnswer::read(r)?),
             tag => return r.fail(format!("unknown Proof-of-AI message {tag}")),
         })
     }
@@ -233,9 +254,13 @@ impl PoaiMessage {
 
 impl Canonical for PoaiMessage {
     const MAX_BYTES: usize = {
-        let round = 2 + 32 + 32 + 8 + 32 + 32 + 1 + 8 + 4 + 4 + 4 + MAX_ROUND_PROVIDERS * 28;
-        let answer = ANSWER_MAX_BYTES - 64;
-        (if round > answer { round } else { answer }) + 64
+        let memory = 2 + memory::MEMORY_ANSWER_MAX_BYTES + 64;
+        let compute = if ROUND_MAX_BYTES > ANSWER_MAX_BYTES { ROUND_MAX_BYTES } else { ANSWER_MAX_BYTES };
+        if memory > compute {
+            memory
+        } else {
+            compute
+        }
     };
 
     fn write(&self, w: &mut Writer) {
@@ -306,6 +331,65 @@ mod tests {
         // Truncation anywhere is an error, never a panic.
         let bytes = answer.encode();
         for cut in 0..bytes.len() {
+            assert!(PoaiMessage::decode(&bytes[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn memory_messages_round_trip_and_refuse_bad_blocks_and_deadlines() {
+        let chain = Hash([1; 32]);
+        let commit = PoaiBody::MemoryCommit(MemoryCommit {
+            chain,
+            provider: key(2).public(),
+            epoch: 720,
+            seed: Hash([2; 32]),
+            claimed_mib: 4096,
+            root: [3; 32],
+        })
+        .sign(&key(2));
+        let open = MemoryOpen {
+            chain,
+            validator: key(1).public(),
+            epoch: 720,
+            seed: Hash([2; 32]),
+            open: 3,
+            nonce: [4; 32],
+            deadline_ms: 800,
+            providers: vec![key(2).public().address()],
+        };
+        let block = |index: u64| OpenedBlock { index, bytes: vec![7; 1024], path: vec![[8; 32]; 20] };
+        let answer = MemoryAnswer {
+            chain,
+            provider: key(2).public(),
+            validator: key(1).public().address(),
+            open_id: open.id(),
+            openings: vec![MemoryOpening { block: block(9), prev: Some(block(8)), refs: (0..8).map(block).collect() }],
+        };
+        let signed_open = PoaiBody::MemoryOpen(open.clone()).sign(&key(1));
+        let signed_answer = PoaiBody::MemoryAnswer(answer.clone()).sign(&key(2));
+        for m in [&commit, &signed_open, &signed_answer] {
+            let back = PoaiMessage::decode(&m.encode()).unwrap();
+            assert_eq!(&back, m);
+            assert_eq!(back.verify(), Ok(()));
+        }
+        // A whole answer of 32 openings fits the bound.
+        let full = MemoryAnswer { openings: vec![answer.openings[0].clone(); 32], ..answer.clone() };
+        assert!(PoaiBody::MemoryAnswer(full).sign(&key(2)).encode().len() <= <PoaiMessage as Canonical>::MAX_BYTES);
+        // A block of the wrong size; too many openings; a deadline of 0 or over the limit.
+        let mut short = answer.clone();
+        short.openings[0].block.bytes.pop();
+        let too_many = MemoryAnswer { openings: vec![answer.openings[0].clone(); 33], ..answer.clone() };
+        for bad in [PoaiBody::MemoryAnswer(short), PoaiBody::MemoryAnswer(too_many)] {
+            assert!(PoaiMessage::decode(&bad.sign(&key(2)).encode()).is_err());
+        }
+        for deadline_ms in [0, memory::MAX_MEMORY_DEADLINE_MS + 1] {
+            let m = PoaiBody::MemoryOpen(MemoryOpen { deadline_ms, ..open.clone() }).sign(&key(1));
+            assert!(PoaiMessage::decode(&m.encode()).is_err());
+        }
+        // The opening's id changes with any field (an answer cannot be moved to another one).
+        assert_ne!(open.id(), MemoryOpen { nonce: [5; 32], ..open.clone() }.id());
+        let bytes = signed_answer.encode();
+        for cut in (0..bytes.len()).step_by(97) {
             assert!(PoaiMessage::decode(&bytes[..cut]).is_err());
         }
     }

@@ -16,6 +16,10 @@
 //! What a provider agrees to compute is bounded by what it claims: it answers only staked
 //! validators, rounds seeded by a recent block of its chain, one round per validator at a time,
 //! parts within the wire's limits, and a class no higher than its own offer's.
+//!
+//! Memory challenges, once per memory epoch, are in [`memory`].
+
+pub mod memory;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,7 +98,7 @@ impl Arrived {
     fn answer(&self) -> Option<&Answer> {
         match &self.signed.body {
             PoaiBody::Answer(a) => Some(a),
-            PoaiBody::Round(_) => None,
+            _ => None,
         }
     }
 }
@@ -125,6 +129,7 @@ pub struct Validator {
     roster: Mutex<(u64, Vec<Address>)>,
     state: Mutex<ValidatorState>,
     inbox: Mutex<VecDeque<Arrived>>,
+    memory: memory::ValidatorMemory,
 }
 
 /// The provider side: the rounds to answer, and what answering cost.
@@ -148,6 +153,7 @@ pub struct Prover {
     parts_answered: AtomicU64,
     rounds_answered: AtomicU64,
     probes_answered: AtomicU64,
+    memory: memory::ProverMemory,
 }
 
 /// What a node runs of Proof of AI.
@@ -160,6 +166,23 @@ pub struct Poai {
     seen_rounds: Mutex<HashMap<Address, (u64, Instant)>>,
     /// Answers relayed per provider in the current second; bounded by the registered providers.
     relayed: Mutex<HashMap<Address, (Instant, u32)>>,
+    memory_relay: memory::MemoryRelay,
+}
+
+/// How a node takes part in Proof of AI, and the testing-only ways a provider cheats.
+#[derive(Clone, Debug, Default)]
+pub struct PoaiOptions {
+    pub validator: Option<SecretKey>,
+    pub prover: Option<SecretKey>,
+    /// Testing only: answers take this many times as long (≤ 1: honest).
+    pub slowdown: f64,
+    /// Testing only: answers for a wrong product.
+    pub corrupt: bool,
+    /// Testing only: the share of its memory fill (percent) a provider keeps, rebuilding the
+    /// rest when opened (100: honest).
+    pub memory_keep_percent: u8,
+    /// The validator's deadline for memory answers.
+    pub memory_deadline_ms: u32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -167,8 +190,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Poai {
-    pub fn new(validator: Option<SecretKey>, prover: Option<SecretKey>, slowdown: f64, corrupt: bool) -> Self {
-        let validator = validator.map(|key| Validator {
+    pub fn new(o: PoaiOptions) -> Self {
+        let (slowdown, corrupt) = (o.slowdown, o.corrupt);
+        let validator = o.validator.map(|key| Validator {
             key,
             roster: Mutex::new((u64::MAX, vec![])),
             state: Mutex::new(ValidatorState {
@@ -189,8 +213,9 @@ impl Poai {
                 last_probe: None,
             }),
             inbox: Mutex::new(VecDeque::new()),
+            memory: memory::ValidatorMemory::new(o.memory_deadline_ms),
         });
-        let prover = prover.map(|key| Prover {
+        let prover = o.prover.map(|key| Prover {
             key,
             slowdown: slowdown.max(1.0),
             corrupt,
@@ -202,8 +227,15 @@ impl Poai {
             parts_answered: AtomicU64::new(0),
             rounds_answered: AtomicU64::new(0),
             probes_answered: AtomicU64::new(0),
+            memory: memory::ProverMemory::new(o.memory_keep_percent),
         });
-        Poai { validator, prover, seen_rounds: Mutex::default(), relayed: Mutex::default() }
+        Poai {
+            validator,
+            prover,
+            seen_rounds: Mutex::default(),
+            relayed: Mutex::default(),
+            memory_relay: memory::MemoryRelay::default(),
+        }
     }
 
     /// Whether this node's provider is answering a timed round (its miner then waits).
@@ -227,6 +259,9 @@ pub fn on_message(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
     if msg.verify().is_err() {
         return Verdict::Reject;
     }
+    if matches!(msg.body, PoaiBody::MemoryCommit(_) | PoaiBody::MemoryOpen(_) | PoaiBody::MemoryAnswer(_)) {
+        return memory::on_message(shared, msg, at_ns);
+    }
     let signer = msg.body.signer().address();
     // What the chain says of it, under one lock: a round must come from a staked validator and
     // be seeded by one of this node's last blocks; an answer from a registered provider.
@@ -242,6 +277,7 @@ pub fn on_message(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
                             .any(|h| chain.active_id(h) == Some(round.seed))
                 }
                 PoaiBody::Answer(_) => chain.ledger().market.provider(&signer).is_some(),
+                _ => false,
             }
     };
     if !known {
@@ -298,6 +334,7 @@ pub fn on_message(shared: &Shared, from: PeerId, bytes: &[u8]) -> Verdict {
             }
             Verdict::Accept
         }
+        _ => Verdict::Ignore,
     }
 }
 
@@ -341,21 +378,25 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
     let me = v.key.public().address();
     // What the chain says: providers taking leases, with their claims and this validator's
     // judgment of each.
-    let (chain_id, seed_block, height, providers, (turn, turns)) = {
+    let (chain_id, seed_block, height, providers, memory_claims, epoch, (turn, turns)) = {
         let node = shared.lock();
         let market = &node.chain.ledger().market;
         // A judgment past half its lifetime is sent again, so it never expires while this
         // validator is there to renew it.
         let renew_below = node.chain.height().saturating_sub(node.chain.params().judgment_ttl_blocks / 2);
-        let providers: Vec<(Address, u64, Option<u64>)> = market
-            .providers()
-            .filter(|p| p.owner != me)
-            .filter(|p| matches!(p.status, ergon_market::ProviderStatus::Active))
-            .map(|p| {
-                let mine = p.judged.get(&me).filter(|&&(_, _, at)| at > renew_below).map(|&(_, g, _)| g);
-                (p.owner, p.offer.profile.int8_gmacs, mine)
-            })
-            .collect();
+        let active = || {
+            market
+                .providers()
+                .filter(|p| p.owner != me)
+                .filter(|p| matches!(p.status, ergon_market::ProviderStatus::Active))
+        };
+        let mine = |j: &ergon_market::Judgments| {
+            j.get(&me).filter(|&&(_, _, at)| at > renew_below).map(|&(_, figure, _)| figure)
+        };
+        let providers: Vec<(Address, u64, Option<u64>)> =
+            active().map(|p| (p.owner, p.offer.profile.int8_gmacs, mine(&p.judged))).collect();
+        let memory_claims: Vec<(Address, u64, Option<u64>)> =
+            active().map(|p| (p.owner, p.offer.profile.memory_mib, mine(&p.judged_memory))).collect();
         // One block below the tip: every provider has it by now (a round seeded by a block a
         // provider has not received yet is ignored there, and missed).
         let h = node.chain.height();
@@ -373,8 +414,12 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
         let turns = roster.1.len().max(1) as u64;
         let turn = roster.1.iter().position(|a| *a == me).unwrap_or(0) as u64;
         drop(roster);
-        (node.chain.chain_id(), seed_block, h, providers, (turn, turns))
+        let epoch = memory::epoch_now(&node);
+        (node.chain.chain_id(), seed_block, h, providers, memory_claims, epoch, (turn, turns))
     };
+    memory::validator_step(shared, &v.key, &memory_claims);
+    // Providers filling their memory challenge sit out timed rounds (probes still reach them).
+    let resting = v.memory.filling(&epoch, &providers.iter().map(|(p, _, _)| *p).collect::<Vec<_>>());
     let mut st = lock(&v.state);
     let st = &mut *st;
     let known: Vec<Address> = st.engine.providers().map(|(a, _)| *a).collect();
@@ -415,7 +460,7 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
         }
         let mut nonce = [0u8; 32];
         match getrandom::fill(&mut nonce) {
-            Ok(()) => issue_round(shared, st, &v.key, chain_id, seed_block, nonce, probe),
+            Ok(()) => issue_round(shared, st, &v.key, (chain_id, seed_block, nonce), probe, &resting),
             Err(_) => tracing::error!("no OS randomness for a round's nonce; no round this time"),
         }
     }
@@ -485,25 +530,44 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
             Err(why) => tracing::warn!(%provider, %why, "could not send a fraud proof"),
         }
     }
-    // What the chain should hold from this validator, where it holds something else.
-    for (p, _, on_chain) in &providers {
-        let Some(want) = st.engine.on_chain_gmacs(p) else { continue };
-        if *on_chain == Some(want) {
-            st.sent.remove(p);
-            continue;
-        }
-        if st.sent.get(p).is_some_and(|&(g, at)| g == want && now.duration_since(at) < RESEND_AFTER) {
-            continue;
-        }
-        let reason = st.log.iter().rev().find(|l| l.judgment.provider == *p).map_or_else(
+    let reason = |p: &Address| {
+        st.log.iter().rev().find(|l| l.judgment.provider == *p).map_or_else(
             || "no round answered".to_string(),
             |l| format!("round {}: {}", l.judgment.round, l.judgment.reason),
-        );
-        let reason = truncate(&reason, MAX_JUDGE_REASON);
-        match crate::provider::submit(shared, &v.key, TxKind::Judge { provider: *p, gmacs: want, reason }) {
+        )
+    };
+    let want = |p: &Address| st.engine.on_chain_gmacs(p);
+    let judge = |provider, gmacs, reason| TxKind::Judge { provider, gmacs, reason };
+    reconcile(shared, &v.key, &mut st.sent, &providers, want, reason, judge);
+}
+
+/// Sends a judgment for each of `providers` (address, claim, what the chain holds from this
+/// validator) where what its engine would hold (`want`) is something else, with `reason`;
+/// the same judgment again only after `RESEND_AFTER` (it may have been lost).
+fn reconcile(
+    shared: &Shared,
+    key: &SecretKey,
+    sent: &mut HashMap<Address, (u64, Instant)>,
+    providers: &[(Address, u64, Option<u64>)],
+    want: impl Fn(&Address) -> Option<u64>,
+    reason: impl Fn(&Address) -> String,
+    judge: impl Fn(Address, u64, String) -> TxKind,
+) {
+    let now = Instant::now();
+    for (p, _, on_chain) in providers {
+        let Some(want) = want(p) else { continue };
+        if *on_chain == Some(want) {
+            sent.remove(p);
+            continue;
+        }
+        if sent.get(p).is_some_and(|&(g, at)| g == want && now.duration_since(at) < RESEND_AFTER) {
+            continue;
+        }
+        let tx = judge(*p, want, truncate(&reason(p), MAX_JUDGE_REASON));
+        match crate::provider::submit(shared, key, tx) {
             Ok(()) => {
-                tracing::info!(provider = %p, gmacs = want, "judgment sent");
-                st.sent.insert(*p, (want, now));
+                tracing::info!(provider = %p, figure = want, "judgment sent");
+                sent.insert(*p, (want, now));
             }
             Err(why) => tracing::warn!(provider = %p, %why, "could not send a judgment"),
         }
@@ -516,17 +580,16 @@ fn issue_round(
     shared: &Shared,
     st: &mut ValidatorState,
     key: &SecretKey,
-    chain: ergon_types::Hash,
-    seed: ergon_types::Hash,
-    nonce: [u8; 32],
+    (chain, seed, nonce): (ergon_types::Hash, ergon_types::Hash, [u8; 32]),
     probe: bool,
+    resting: &[Address],
 ) {
     let challenge_seed = ergon_types::poai::challenge_seed(&seed, &nonce);
     let (round, classes): (u64, Vec<(Address, u64)>) = if probe {
         let (round, probed) = st.engine.probe(&challenge_seed, now_ns(shared));
         (round, probed.into_iter().map(|(p, _)| (p, 0)).collect())
     } else {
-        let (round, issued) = st.engine.issue(&challenge_seed, now_ns(shared));
+        let (round, issued) = st.engine.issue_except(&challenge_seed, now_ns(shared), resting);
         let classes = issued.iter().map(|(p, _)| (*p, st.engine.view(p).map_or(0, |v| v.class_gmacs))).collect();
         (round, classes)
     };
@@ -705,6 +768,15 @@ pub fn view(shared: &Shared) -> Value {
             "share_of_uptime": busy / uptime,
         })
     });
+    let (memory_validator, memory_prover) = memory::view(shared);
+    let mut validator = validator;
+    if let Some(v) = validator.as_mut() {
+        v["memory"] = memory_validator.unwrap_or(Value::Null);
+    }
+    let mut prover = prover;
+    if let Some(p) = prover.as_mut() {
+        p["memory"] = memory_prover.unwrap_or(Value::Null);
+    }
     json!({ "validator": validator, "prover": prover })
 }
 
