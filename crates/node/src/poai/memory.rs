@@ -282,8 +282,10 @@ pub async fn run_prover(shared: Arc<Shared>) {
             let s = shared.clone();
             tokio::task::spawn_blocking(move || answer_open(&s, open));
         }
-        let (e, claim) = {
+        let m = &prover.memory;
+        let (e, wanted) = {
             let node = shared.lock();
+            let e = epoch_now(&node);
             let claim = node
                 .chain
                 .ledger()
@@ -291,12 +293,17 @@ pub async fn run_prover(shared: Arc<Shared>) {
                 .provider(&me)
                 .filter(|p| p.status == ergon_market::ProviderStatus::Active)
                 .map(|p| p.offer.profile.memory_mib);
-            (epoch_now(&node), claim)
-        };
-        let m = &prover.memory;
-        let wanted = match (claim, e.seed) {
-            (Some(mib), Some(seed)) if e.in_window && mib > e.floor_mib => Some((mib, seed)),
-            _ => None,
+            let wanted = match (claim, e.seed) {
+                (Some(mib), Some(seed)) if e.in_window && mib > e.floor_mib => Some((mib, seed)),
+                _ => None,
+            };
+            // Nobody would open a fill on a chain without another staked validator: no fill
+            // (a devnet without validators never spends its providers' memory on one).
+            let held = lock(&m.held).is_some();
+            let min = node.chain.params().min_validator_stake;
+            let wanted =
+                wanted.filter(|_| held || node.chain.ledger().accounts().any(|(a, acc)| acc.stake >= min && *a != me));
+            (e, wanted)
         };
         {
             let mut held = lock(&m.held);
