@@ -119,9 +119,6 @@ impl fmt::Display for Waiting {
 #[derive(Clone, Copy, Debug)]
 struct Need {
     memory_mib: u64,
-    /// Main memory every provider is taken to have up to its claim, unchecked
-    /// (`MarketParams::memory_floor_mib`).
-    memory_floor_mib: u64,
     gmacs: u64,
     gpu: bool,
     max_price: u64,
@@ -138,12 +135,10 @@ enum Misfit {
 }
 
 impl Need {
-    fn of(job: &Job, shard: u16, max_price: u64, params: &MarketParams) -> Self {
+    fn of(job: &Job, shard: u16, max_price: u64) -> Self {
         let q = &job.spec.requirements;
         let macs = job.shard_macs(shard);
-        let memory_mib = job.shard_memory_mib(shard);
-        let memory_floor_mib = params.memory_floor_mib;
-        Need { memory_mib, memory_floor_mib, gmacs: q.min_int8_gmacs, gpu: q.gpu, max_price, macs }
+        Need { memory_mib: job.shard_memory_mib(shard), gmacs: q.min_int8_gmacs, gpu: q.gpu, max_price, macs }
     }
 
     /// The collateral a lease of this task at `p`'s price locks, if `p`'s free bond covers it.
@@ -154,10 +149,11 @@ impl Need {
 
     /// The one hardware-fit rule, shared by matching and by a provider's outlook: a GPU if asked
     /// for (then GPU memory counts, as claimed: no challenge checks it yet; else the main
-    /// memory validators' challenges showed), enough memory, enough verified int8 throughput.
-    fn misfit(&self, p: &Provider) -> Option<Misfit> {
+    /// memory validators' challenges showed, the claim counting up to `memory_floor_mib`),
+    /// enough memory, enough verified int8 throughput.
+    fn misfit(&self, p: &Provider, memory_floor_mib: u64) -> Option<Misfit> {
         let hw = &p.offer.profile;
-        let memory = if self.gpu { hw.gpu_memory_mib } else { p.verified_memory_mib(self.memory_floor_mib) };
+        let memory = if self.gpu { hw.gpu_memory_mib } else { p.verified_memory_mib(memory_floor_mib) };
         if self.gpu && hw.gpu_model.is_empty() {
             Some(Misfit::NoGpu)
         } else if memory < self.memory_mib {
@@ -171,7 +167,6 @@ impl Need {
 
     fn at_least(&self, other: &Need) -> bool {
         self.memory_mib >= other.memory_mib
-            && self.memory_floor_mib == other.memory_floor_mib
             && self.gmacs >= other.gmacs
             // GPU jobs are sized against GPU memory, others against main memory: incomparable.
             && self.gpu == other.gpu
@@ -194,7 +189,7 @@ impl Market {
                 self.set_waiting(order, Waiting { busy, ..Waiting::default() });
                 continue;
             }
-            let need = Need::of(job, shard, max_price, params);
+            let need = Need::of(job, shard, max_price);
             if let Some(&(_, w)) = memo.iter().find(|(n, _)| need.at_least(n)) {
                 self.set_waiting(order, Waiting { busy, ..w });
                 continue;
@@ -209,7 +204,7 @@ impl Market {
                 }
                 scanned += 1;
                 let p = &self.providers[&fk.3];
-                match need.misfit(p) {
+                match need.misfit(p, params.memory_floor_mib) {
                     Some(Misfit::NoGpu) => w.no_gpu += 1,
                     Some(Misfit::Memory) => w.too_little_memory += 1,
                     Some(Misfit::Slow) => w.too_slow += 1,
@@ -290,8 +285,8 @@ impl Market {
                 cheap += 1;
                 continue;
             }
-            let need = Need::of(job, shard, max_price, params);
-            match need.misfit(p) {
+            let need = Need::of(job, shard, max_price);
+            match need.misfit(p, params.memory_floor_mib) {
                 Some(Misfit::NoGpu) => gpu += 1,
                 Some(Misfit::Memory) => memory += 1,
                 Some(Misfit::Slow) => slow += 1,

@@ -65,13 +65,14 @@ pub struct Judgments {
     median: u64,
 }
 
+/// Whether a judgment made at `at` no longer counts at `height`.
+fn stale(at: u64, height: u64, ttl: u64) -> bool {
+    at.saturating_add(ttl) <= height
+}
+
 impl Judgments {
     pub fn is_empty(&self) -> bool {
         self.by.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.by.len()
     }
 
     /// `validator`'s judgment: (stake, figure, height).
@@ -93,9 +94,8 @@ impl Judgments {
     /// Records `validator`'s judgment, replacing its last; refused (`Err` with the reason) when
     /// `MAX_JUDGES` validators with at least `stake` each already judge.
     pub(crate) fn insert(&mut self, validator: Address, stake: u64, figure: u64, height: u64) -> Result<(), String> {
-        let smallest = self.by.iter().map(|(a, &(s, _, _))| (s, *a)).min();
         if self.by.len() >= crate::verification::MAX_JUDGES && !self.by.contains_key(&validator) {
-            match smallest {
+            match self.by.iter().map(|(a, &(s, _, _))| (s, *a)).min() {
                 Some((s, a)) if s < stake => {
                     self.by.remove(&a);
                 }
@@ -112,10 +112,15 @@ impl Judgments {
         Ok(())
     }
 
+    /// Whether a judgment made `ttl` or more blocks before `height` is held.
+    pub(crate) fn any_expired(&self, height: u64, ttl: u64) -> bool {
+        self.by.values().any(|&(_, _, at)| stale(at, height, ttl))
+    }
+
     /// Drops the judgments made `ttl` or more blocks before `height`; returns whose.
     pub(crate) fn expire(&mut self, height: u64, ttl: u64) -> Vec<Address> {
         let old: Vec<Address> =
-            self.by.iter().filter(|(_, &(_, _, at))| at.saturating_add(ttl) <= height).map(|(v, _)| *v).collect();
+            self.by.iter().filter(|(_, &(_, _, at))| stale(at, height, ttl)).map(|(v, _)| *v).collect();
         for v in &old {
             self.by.remove(v);
         }

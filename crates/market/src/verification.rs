@@ -153,11 +153,7 @@ impl Market {
         let stale: Vec<Address> = self
             .providers
             .values()
-            .filter(|p| {
-                [&p.judged, &p.judged_memory]
-                    .iter()
-                    .any(|j| j.iter().any(|(_, &(_, _, at))| at.saturating_add(ttl) <= height))
-            })
+            .filter(|p| p.judged.any_expired(height, ttl) || p.judged_memory.any_expired(height, ttl))
             .map(|p| p.owner)
             .collect();
         for provider in stale {

@@ -120,6 +120,13 @@ impl MemoryChallenge {
         out
     }
 
+    /// The global indices of the blocks block `index` (not a lane's first) references, chosen
+    /// by `prev`, its predecessor's bytes.
+    pub fn refs_at(&self, index: u64, prev: &[u8]) -> [u64; REFS] {
+        let base = index - index % self.lane_blocks;
+        Self::refs_of(prev, index % self.lane_blocks).map(|j| base + j)
+    }
+
     /// Block `i` of lane `lane` from its predecessor and references (or from the seed, i = 0).
     pub fn block(&self, lane: u32, i: u64, prev: Option<&[u8]>, refs: &[&[u8]]) -> Vec<u8> {
         let mut h = Hasher::new_keyed(&self.lane_key(lane));
@@ -178,7 +185,6 @@ impl MemoryChallenge {
                 return Err(format!("block {} opened, block {index} asked for", o.block.index));
             }
             let (lane, i) = ((index / self.lane_blocks) as u32, index % self.lane_blocks);
-            let base = lane as u64 * self.lane_blocks;
             for b in std::iter::once(&o.block).chain(&o.prev).chain(&o.refs) {
                 if b.bytes.len() != BLOCK || verify_path(n, b.index, &leaf(&b.bytes), &b.path) != Some(*root) {
                     return Err(format!("block {} is not the one committed to", b.index));
@@ -189,8 +195,8 @@ impl MemoryChallenge {
             } else {
                 let prev =
                     o.prev.as_ref().filter(|p| p.index == index - 1).ok_or(format!("block {index}: no predecessor"))?;
-                let refs = Self::refs_of(&prev.bytes, i);
-                if o.refs.len() != REFS || o.refs.iter().zip(refs).any(|(r, j)| r.index != base + j) {
+                let refs = self.refs_at(index, &prev.bytes);
+                if o.refs.len() != REFS || o.refs.iter().zip(refs).any(|(r, j)| r.index != j) {
                     return Err(format!("block {index}: not the references its predecessor chooses"));
                 }
                 let refs: Vec<&[u8]> = o.refs.iter().map(|r| &r.bytes[..]).collect();
@@ -209,37 +215,24 @@ impl Fill {
         self.levels.last().expect("a tree has a root")[0]
     }
 
-    fn opened(&self, index: u64) -> OpenedBlock {
-        let i = index as usize;
-        OpenedBlock { index, bytes: self.blocks[i * BLOCK..(i + 1) * BLOCK].to_vec(), path: path(&self.levels, i) }
+    fn stored(&self, index: u64) -> &[u8] {
+        &self.blocks[index as usize * BLOCK..(index as usize + 1) * BLOCK]
     }
 
     /// The blocks (global indices) block `index` is computed from: none for a lane's first,
     /// else its predecessor and then its references, in order.
     fn dependencies(&self, c: &MemoryChallenge, index: u64) -> Vec<u64> {
-        let (lane, i) = (index / c.lane_blocks, index % c.lane_blocks);
-        if i == 0 {
+        if index % c.lane_blocks == 0 {
             return vec![];
         }
-        let prev = &self.blocks[(index as usize - 1) * BLOCK..index as usize * BLOCK];
-        let refs = MemoryChallenge::refs_of(prev, i).map(|j| lane * c.lane_blocks + j);
-        std::iter::once(index - 1).chain(refs).collect()
+        std::iter::once(index - 1).chain(c.refs_at(index, self.stored(index - 1))).collect()
     }
 
     /// The answer an honest provider gives for `indices`.
     pub fn open(&self, c: &MemoryChallenge, indices: &[u64]) -> Vec<Opening> {
-        indices
-            .iter()
-            .map(|&index| {
-                let mut deps = self.dependencies(c, index).into_iter().map(|d| self.opened(d));
-                let prev = deps.next();
-                Opening { block: self.opened(index), prev, refs: deps.collect() }
-            })
-            .collect()
+        self.open_with(c, indices, |b| self.stored(b).to_vec())
     }
-}
 
-impl Fill {
     /// The answer of a provider that kept only the blocks `kept` chooses: the same openings
     /// as [`Fill::open`], every missing block they need rebuilt for real, and the missing
     /// blocks those need, back along the lane (what `recompute_cost` counts, played; the
@@ -247,27 +240,29 @@ impl Fill {
     /// `ergon node --memory-keep-percent`: an honest provider never calls it.
     pub fn open_keeping(&self, c: &MemoryChallenge, indices: &[u64], kept: &dyn Fn(u64) -> bool) -> Vec<Opening> {
         let mut r = Rebuild { fill: self, c, kept, rebuilt: std::collections::HashMap::new() };
+        self.open_with(c, indices, |b| r.get(b))
+    }
+
+    /// The openings of `indices`, each block's bytes from `bytes_of` (the references of an
+    /// opened block are the ones its predecessor's bytes choose), paths from the tree.
+    fn open_with(
+        &self,
+        c: &MemoryChallenge,
+        indices: &[u64],
+        mut bytes_of: impl FnMut(u64) -> Vec<u8>,
+    ) -> Vec<Opening> {
+        let mut opened =
+            |index: u64| OpenedBlock { index, bytes: bytes_of(index), path: path(&self.levels, index as usize) };
         indices
             .iter()
             .map(|&index| {
-                let i = index % c.lane_blocks;
-                let deps: Vec<u64> = if i == 0 {
-                    vec![]
-                } else {
-                    let prev = r.get(index - 1);
-                    let lane = index / c.lane_blocks;
-                    std::iter::once(index - 1)
-                        .chain(MemoryChallenge::refs_of(&prev, i).map(|j| lane * c.lane_blocks + j))
-                        .collect()
-                };
-                let mut opened = std::iter::once(index).chain(deps).map(|b| OpenedBlock {
-                    index: b,
-                    bytes: r.get(b),
-                    path: path(&self.levels, b as usize),
-                });
-                let block = opened.next().expect("the opened block itself");
-                let prev = if i == 0 { None } else { opened.next() };
-                Opening { block, prev, refs: opened.collect() }
+                let block = opened(index);
+                if index % c.lane_blocks == 0 {
+                    return Opening { block, prev: None, refs: vec![] };
+                }
+                let prev = opened(index - 1);
+                let refs = c.refs_at(index, &prev.bytes).into_iter().map(&mut opened).collect();
+                Opening { block, prev: Some(prev), refs }
             })
             .collect()
     }
@@ -288,7 +283,7 @@ impl Rebuild<'_> {
 
     fn stored(&self, b: u64) -> &[u8] {
         if (self.kept)(b) {
-            &self.fill.blocks[b as usize * BLOCK..(b as usize + 1) * BLOCK]
+            self.fill.stored(b)
         } else {
             &self.rebuilt[&b]
         }
@@ -314,7 +309,7 @@ impl Rebuild<'_> {
                 stack.push(b - 1);
                 continue;
             }
-            let refs = MemoryChallenge::refs_of(self.stored(b - 1), i).map(|j| lane as u64 * c.lane_blocks + j);
+            let refs = c.refs_at(b, self.stored(b - 1));
             let missing: Vec<u64> = refs.iter().copied().filter(|&r| !self.have(r)).collect();
             if !missing.is_empty() {
                 stack.extend(missing);

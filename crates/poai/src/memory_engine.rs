@@ -62,7 +62,8 @@ pub struct MemoryView {
 
 struct Tested {
     view: MemoryView,
-    commit: Option<(u64, [u8; 32], MemoryChallenge)>,
+    /// The root and challenge of its latest commitment (of epoch `view.committed_epoch`).
+    commit: Option<([u8; 32], MemoryChallenge)>,
 }
 
 /// One opening in flight.
@@ -139,11 +140,11 @@ impl MemoryEngine {
         if claimed_mib != t.view.claimed_mib {
             return Err(format!("a fill for {claimed_mib} MiB; the offer claims {}", t.view.claimed_mib));
         }
-        if t.commit.as_ref().is_some_and(|(e, _, _)| *e >= epoch) {
+        if t.view.committed_epoch.is_some_and(|e| e >= epoch) {
             return Err(format!("already committed for epoch {epoch}"));
         }
         let challenge = MemoryChallenge::derive(seed, provider, epoch, claimed_mib);
-        t.commit = Some((epoch, root, challenge));
+        t.commit = Some((root, challenge));
         t.view.committed_epoch = Some(epoch);
         Ok(())
     }
@@ -163,7 +164,7 @@ impl MemoryEngine {
         self.opens += 1;
         let mut named = vec![];
         for (a, t) in &mut self.providers {
-            if t.commit.as_ref().is_some_and(|(e, _, _)| *e == epoch) {
+            if t.view.committed_epoch == Some(epoch) {
                 named.push(*a);
             } else {
                 judged.push(judge(a, t, epoch, MemoryVerdict::NoCommit, "no fill committed for this epoch".into()));
@@ -188,7 +189,8 @@ impl MemoryEngine {
         let (epoch, nonce, answered_ns, deadline_ns) =
             (o.epoch, o.nonce, at_ns.saturating_sub(o.sent_ns), o.deadline_ns);
         let t = self.providers.get_mut(provider).ok_or("no longer under test")?;
-        let (_, root, challenge) = t.commit.as_ref().filter(|(e, _, _)| *e == epoch).ok_or("no commitment")?;
+        let (root, challenge) =
+            t.commit.as_ref().filter(|_| t.view.committed_epoch == Some(epoch)).ok_or("no commitment")?;
         let (answered_ms, deadline_ms) = (answered_ns / 1_000_000, deadline_ns / 1_000_000);
         let (verdict, reason) = match challenge.check(root, &nonce, openings) {
             Err(why) => (MemoryVerdict::Wrong(why.clone()), format!("a wrong memory answer: {why}")),

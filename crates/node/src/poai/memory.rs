@@ -49,6 +49,7 @@ pub(super) struct Epoch {
     window: u64,
     seed: Option<Hash>,
     floor_mib: u64,
+    block_time_ms: u64,
 }
 
 pub(super) fn epoch_now(node: &crate::Node) -> Epoch {
@@ -62,6 +63,7 @@ pub(super) fn epoch_now(node: &crate::Node) -> Epoch {
         window: params.memory_window_blocks,
         seed: node.chain.active_id(start),
         floor_mib: params.memory_floor_mib,
+        block_time_ms: params.block_time_ms,
     }
 }
 
@@ -414,15 +416,16 @@ fn answer_open(shared: &Shared, open: MemoryOpen) {
 
 /// One pass of the validator's memory rounds: providers in step with the chain, commitments
 /// and answers taken, the epoch's opening when its moment comes, overdue answers judged, and
-/// the chain told what changed. `providers`: (address, memory claim, this validator's memory
-/// judgment on chain if fresh).
-pub(super) fn validator_step(shared: &Shared, key: &SecretKey, providers: &[(Address, u64, Option<u64>)]) {
+/// the chain told what changed, as of epoch `e` at `height` of chain `chain_id`. `providers`:
+/// (address, memory claim, this validator's memory judgment on chain if fresh).
+pub(super) fn validator_step(
+    shared: &Shared,
+    key: &SecretKey,
+    (e, chain_id, height): (Epoch, Hash, u64),
+    providers: &[(Address, u64, Option<u64>)],
+) {
     let Some(v) = &shared.poai.validator else { return };
     let vm = &v.memory;
-    let (e, chain_id, height, block_time_ms) = {
-        let node = shared.lock();
-        (epoch_now(&node), node.chain.chain_id(), node.chain.height(), node.chain.params().block_time_ms)
-    };
     let mut st = lock(&vm.state);
     let st = &mut *st;
     let tested: Vec<Address> = st.engine.providers().map(|(a, _)| *a).collect();
@@ -458,7 +461,7 @@ pub(super) fn validator_step(shared: &Shared, key: &SecretKey, providers: &[(Add
         let open_at = match st.open_at {
             Some((epoch, at)) if epoch == e.start => at,
             _ => {
-                let span_ms = (e.window / 2).saturating_sub(1).max(1) * block_time_ms / 2;
+                let span_ms = (e.window / 2).saturating_sub(1).max(1) * e.block_time_ms / 2;
                 let mut r = [0u8; 8];
                 let delay = match getrandom::fill(&mut r) {
                     Ok(()) => u64::from_le_bytes(r) % span_ms.max(1),

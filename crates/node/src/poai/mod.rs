@@ -417,7 +417,7 @@ fn validator_step(shared: &Shared, cadence: &Cadence) {
         let epoch = memory::epoch_now(&node);
         (node.chain.chain_id(), seed_block, h, providers, memory_claims, epoch, (turn, turns))
     };
-    memory::validator_step(shared, &v.key, &memory_claims);
+    memory::validator_step(shared, &v.key, (epoch, chain_id, height), &memory_claims);
     // Providers filling their memory challenge sit out timed rounds (probes still reach them).
     let resting = v.memory.filling(&epoch, &providers.iter().map(|(p, _, _)| *p).collect::<Vec<_>>());
     let mut st = lock(&v.state);
