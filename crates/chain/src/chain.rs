@@ -392,7 +392,7 @@ impl Chain {
                 }
             }
         }
-        self.ledger.end_block(&mut undo, h.height, &params);
+        self.ledger.end_block(&mut undo, &h.parent, h.height, &params);
         self.ledger.reward(&mut undo, h.miner, fees, subsidy, &params);
         if self.ledger.root() != h.state_root {
             self.ledger.undo(undo);
@@ -701,7 +701,8 @@ impl Chain {
                 Err(r) => refused.push((tx, r)),
             }
         }
-        self.ledger.end_block(&mut undo, height, &params);
+        let parent = self.tip();
+        self.ledger.end_block(&mut undo, &parent, height, &params);
         self.ledger.reward(&mut undo, miner, fees, subsidy, &params);
         let state_root = self.ledger.root();
         self.ledger.undo(undo);

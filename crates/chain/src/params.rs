@@ -95,6 +95,15 @@ pub struct ChainParams {
     /// it ends, so an honest provider gives up its memory for a window per epoch.
     #[serde(default = "defaults::memory_window_blocks")]
     pub memory_window_blocks: u64,
+    /// Adaptive replication of ML results (see `MarketParams` and `ergon_market::checks`): paid
+    /// results a provider needs, and the reputation (per mille) it must keep, to be trusted;
+    /// and how long a called check waits for a provider.
+    #[serde(default = "defaults::probation_leases")]
+    pub probation_leases: u64,
+    #[serde(default = "defaults::trusted_permille")]
+    pub trusted_permille: u64,
+    #[serde(default = "defaults::check_wait_blocks")]
+    pub check_wait_blocks: u64,
 }
 
 /// Market parameters a genesis file may leave out (files written before the market existed).
@@ -123,6 +132,15 @@ mod defaults {
     }
     pub fn memory_window_blocks() -> u64 {
         30
+    }
+    pub fn probation_leases() -> u64 {
+        MarketParams::devnet().probation_leases
+    }
+    pub fn trusted_permille() -> u64 {
+        MarketParams::devnet().trusted_permille
+    }
+    pub fn check_wait_blocks() -> u64 {
+        MarketParams::devnet().check_wait_blocks
     }
     pub fn min_provider_stake() -> u64 {
         MarketParams::devnet().min_provider_stake
@@ -195,6 +213,9 @@ impl ChainParams {
             memory_floor_mib: defaults::memory_floor_mib(),
             memory_epoch_blocks: defaults::memory_epoch_blocks(),
             memory_window_blocks: defaults::memory_window_blocks(),
+            probation_leases: defaults::probation_leases(),
+            trusted_permille: defaults::trusted_permille(),
+            check_wait_blocks: defaults::check_wait_blocks(),
         }
     }
 
@@ -215,6 +236,9 @@ impl ChainParams {
             archive_after_blocks: self.archive_after_blocks,
             judgment_ttl_blocks: self.judgment_ttl_blocks,
             memory_floor_mib: self.memory_floor_mib,
+            probation_leases: self.probation_leases,
+            trusted_permille: self.trusted_permille,
+            check_wait_blocks: self.check_wait_blocks,
         }
     }
 
@@ -254,6 +278,9 @@ impl ChainParams {
         }
         if self.wasted_lease_percent > 100 || self.max_queue_blocks == 0 || self.reveal_blocks == 0 {
             return bad("wasted_lease_percent must be at most 100, max_queue_blocks and reveal_blocks positive");
+        }
+        if self.trusted_permille > 1000 || self.check_wait_blocks == 0 {
+            return bad("trusted_permille must be at most 1000 and check_wait_blocks positive");
         }
         if self.memory_window_blocks < 4 || self.memory_window_blocks > self.memory_epoch_blocks {
             return bad("memory_window_blocks must be at least 4 and at most memory_epoch_blocks");

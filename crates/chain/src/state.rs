@@ -330,8 +330,9 @@ impl Ledger {
 
     /// Ends a block's market work: closes expired leases, settles results, releases bonds and
     /// matches the queue, then applies the resulting payments and burns.
-    pub fn end_block(&mut self, undo: &mut Undo, height: u64, params: &ChainParams) {
-        let effects = self.market.end_block(height, &params.market());
+    /// `parent` is the id of the block before this one: the market's only randomness.
+    pub fn end_block(&mut self, undo: &mut Undo, parent: &Hash, height: u64, params: &ChainParams) {
+        let effects = self.market.end_block_after(parent, height, &params.market());
         self.apply_effects(undo, &effects, height, params);
     }
 

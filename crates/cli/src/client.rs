@@ -368,12 +368,17 @@ fn finish(job: &ClientJob, v: &Value, mut results: HashMap<u16, Output>, took: D
         Work::Matmul { .. } => println!(
             "  verification: every shard matched its posted commitment and passed Freivalds (false accept < 2^-120)"
         ),
-        Work::Ml { .. } if v["replicas"].as_u64().unwrap_or(1) > 1 => println!(
-            "  verification: {} replicas computed it independently; the chain paid only the result a majority agreed on, and these bytes match it",
-            v["replicas"]
+        Work::Ml { .. } if settled.len() > 1 => println!(
+            "  verification: {} replicas computed it independently{}; the chain paid only the result a majority agreed on, and these bytes match it",
+            settled.len(),
+            if settled.iter().any(|t| t["check"] == true) {
+                ", one of them a check the chain called (its provider was on probation, or sampled for audit)"
+            } else {
+                ""
+            }
         ),
         Work::Ml { .. } => println!(
-            "  verification: one replica, so not cross-checked (ask for --replicas 2 or more); the bytes match the posted BLAKE3"
+            "  verification: one replica, not cross-checked (its provider is trusted and was not sampled for a check, or no other provider could check it; ask for --replicas 2 to always cross-check); the bytes match the posted BLAKE3"
         ),
     }
     if let Some(q) = quality {

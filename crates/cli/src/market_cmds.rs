@@ -324,6 +324,16 @@ pub fn provider(cmd: ProviderCommand) -> CmdResult {
                 if v["absent"] == true {
                     println!("  absent: validators saw it stop answering their challenges; it takes no lease until it answers again");
                 }
+                let checks = match v["probation"].as_str() {
+                    Some(why) => format!(
+                        "{why}: every ML result of it is computed again by another provider, paid out of its pay"
+                    ),
+                    None => "trusted: its ML results are only sampled for a check".to_string(),
+                };
+                println!(
+                    "  reputation {}‰ (job history × challenges {}‰); {checks}",
+                    v["reputation_permille"], v["challenge_permille"]
+                );
             }
             print_decisions(&v);
             Ok(ExitCode::SUCCESS)
@@ -467,9 +477,11 @@ pub fn job(cmd: JobCommand) -> CmdResult {
                     }
                     "posted" => format!("result posted, paid at block {}", d["settles_at"]),
                     "settled" => format!("settled, {} paid to {}", d["paid"], d["provider"].as_str().unwrap_or("")),
+                    "spare" => "spare: no check called".to_string(),
                     other => other.to_string(),
                 };
-                println!("  shard {} replica {}: {what}", t["shard"], t["replica"]);
+                let replica = if t["check"] == true { "check replica" } else { "replica" };
+                println!("  shard {} {replica} {}: {what}", t["shard"], t["replica"]);
             }
             print_decisions(&v);
             Ok(ExitCode::SUCCESS)

@@ -1,6 +1,7 @@
 //! The compute market end to end with real processes on loopback: a validator that mines, two
 //! provider nodes, and a client node. A 1024³ matmul completes and verifies, with balances moving
-//! exactly as the chain's receipts say; a training job replicated on both providers gives the
+//! exactly as the chain's receipts say; a one-replica training job of a provider on probation is
+//! checked by the other provider; a training job replicated on both providers gives the
 //! same model bytes from each, reaching the accuracy goal on held-out digits; a provider killed while it holds a lease loses the job to
 //! the other, which completes it; a provider that posts a wrong product is caught by the client's
 //! Freivalds check, disputed, slashed, and the job still completes.
@@ -45,6 +46,31 @@ fn run_job(net: &Net, api: &str, a: &str, b: &str, shards: &str, out: &str) -> (
     (id, text)
 }
 
+/// Submits a training job on the shipped digits with `replicas` and `--out`; returns stdout.
+fn train(net: &Net, api: &str, replicas: &str, out: &str) -> String {
+    let key = net.p("client.key");
+    ok(ergon(&[
+        "job",
+        "submit",
+        "--kind",
+        "train",
+        "--replicas",
+        replicas,
+        "--key",
+        &key,
+        "--max-price",
+        "1000000",
+        "--lease-blocks",
+        "20",
+        "--out",
+        out,
+        "--timeout-s",
+        "120",
+        "--api",
+        api,
+    ]))
+}
+
 #[test]
 fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
     let dir = std::env::temp_dir().join(format!("ergon-jobs-test-{}", std::process::id()));
@@ -66,32 +92,37 @@ fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
     );
     assert!(paid > 0);
 
-    // 2. A training job on the shipped digits, replicated on both providers: each trains with
+    // 2. Adaptive replication: a one-replica training job while both providers are new (on
+    //    probation): the chain calls a check, the other provider trains too, they agree, and the
+    //    check is paid out of the checked provider's pay.
+    let before = balance(&client_api, &client);
+    let text = train(&net, &client_api, "1", &net.p("checked.safetensors"));
+    assert!(text.contains("2 replicas computed it independently, one of them a check"), "{text}");
+    let job = text.split_whitespace().nth(3).unwrap().to_string();
+    let j = get(&client_api, &format!("/jobs/{job}")).unwrap();
+    let tasks = j["tasks"].as_array().unwrap();
+    assert_eq!(
+        (tasks[0]["state"].as_str(), tasks[1]["state"].as_str(), &tasks[1]["check"]),
+        (Some("settled"), Some("settled"), &serde_json::json!(true)),
+        "{j}"
+    );
+    assert_ne!(tasks[0]["detail"]["provider"], tasks[1]["detail"]["provider"], "{j}");
+    let log = j["decisions"].to_string();
+    assert!(
+        log.contains("check replica 1 queued")
+            && log.contains("on probation")
+            && log.contains("check replica 1 agreed"),
+        "{log}"
+    );
+    let (paid, burned) = (j["paid"].as_u64().unwrap(), j["burned"].as_u64().unwrap());
+    assert_eq!(before - balance(&client_api, &client), paid + burned + 1, "the client pays the shard once: {j}");
+
+    // 3. A training job on the shipped digits, replicated on both providers: each trains with
     //    every product through mining, the two models agree byte for byte, the chain pays both,
     //    and the model is the one `ergon train` makes locally from the same data and settings.
     let model = net.p("model.safetensors");
     let before = balance(&client_api, &client);
-    let o = ergon(&[
-        "job",
-        "submit",
-        "--kind",
-        "train",
-        "--replicas",
-        "2",
-        "--key",
-        &net.p("client.key"),
-        "--max-price",
-        "1000000",
-        "--lease-blocks",
-        "20",
-        "--out",
-        &model,
-        "--timeout-s",
-        "120",
-        "--api",
-        &client_api,
-    ]);
-    let text = ok(o);
+    let text = train(&net, &client_api, "2", &model);
     assert!(text.contains("2 replicas computed it independently"), "{text}");
     let accuracy: f64 = text
         .split("% accurate on the")
@@ -105,7 +136,7 @@ fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
     let (paid, burned) = (j["paid"].as_u64().unwrap(), j["burned"].as_u64().unwrap());
     assert_eq!(before - balance(&client_api, &client), paid + burned + 1, "{j}");
     let payees: Vec<&str> =
-        j["tasks"].as_array().unwrap().iter().map(|t| t["detail"]["provider"].as_str().unwrap()).collect();
+        j["tasks"].as_array().unwrap().iter().filter_map(|t| t["detail"]["provider"].as_str()).collect();
     assert!(payees.contains(&p1.as_str()) && payees.contains(&p2.as_str()), "{j}");
     let local = net.p("local.safetensors");
     ok(ergon(&["train", "--out", &local]));
@@ -114,7 +145,7 @@ fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
     ok(ergon(&["job", "result", "--key", &net.p("client.key"), &job, "--out", &fetched, "--api", &client_api]));
     assert_eq!(std::fs::read(&fetched).unwrap(), std::fs::read(&model).unwrap());
 
-    // 3. P2 dies while it holds a lease: the lease closes and P1 completes the job.
+    // 4. P2 dies while it holds a lease: the lease closes and P1 completes the job.
     ok(ergon(&["demo", "--size", "256", "--dir", &net.p("small")]));
     let (a, b) = (net.p("small/A.npy"), net.p("small/B.npy"));
     net.kill("p2");
@@ -123,7 +154,7 @@ fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
     let log = get(&client_api, &format!("/jobs/{job}")).unwrap()["decisions"].to_string();
     assert!(log.contains("no result within 12 blocks") && log.contains("re-allocating"), "{log}");
 
-    // 4. P2 returns dishonest: its wrong product is disputed, it is slashed, P1 completes.
+    // 5. P2 returns dishonest: its wrong product is disputed, it is slashed, P1 completes.
     net.node("p2", &["--provider-key", &p2_key, "--corrupt-results"]);
     let (job, text) = run_job(&net, &client_api, &a, &b, "1", &net.p("small/C2.npy"));
     assert!(text.contains("dispute sent"), "{text}");

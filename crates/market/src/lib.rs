@@ -9,6 +9,8 @@
 //! - [`state`]: the market and the transitions transactions cause; `settlement`: the end of
 //!   every block (expiry, settlement, bonds) and penalties; `rules`: static checks of offers and
 //!   jobs; `root`: the state commitment; `snapshot`: the whole market as bytes, for checkpoints.
+//! - [`checks`]: adaptive replication: which ML results another provider computes again (all of
+//!   a provider's on probation, a sample of a trusted one's) and who pays for it.
 //! - [`matching`]: the order book and the matching rule (price, then reputation, then whoever
 //!   waited longest), with the reason an order is still waiting.
 //! - [`reasons`]: the decision log, so every lease, closure, payment or demotion can be read back.
@@ -19,6 +21,7 @@
 //! [`Effect`]s it returns, which the ledger applies, so supply accounting stays in one place.
 
 mod availability;
+pub mod checks;
 pub mod load;
 pub mod matching;
 pub mod model;
@@ -79,6 +82,13 @@ pub struct MarketParams {
     /// challenge could not tell an honest one from a fake (`docs/poai.md` §7). Above it, only
     /// what validators' memory challenges showed counts.
     pub memory_floor_mib: u64,
+    /// Paid results a provider needs, with a reputation of at least `trusted_permille`, before
+    /// its ML results are only sampled instead of all checked by another provider
+    /// (`checks`).
+    pub probation_leases: u64,
+    pub trusted_permille: u64,
+    /// Blocks a called check waits for a provider before the shard settles unchecked.
+    pub check_wait_blocks: u64,
 }
 
 impl MarketParams {
@@ -98,6 +108,9 @@ impl MarketParams {
             archive_after_blocks: 1_000,
             judgment_ttl_blocks: 8_640,
             memory_floor_mib: 1024,
+            probation_leases: 3,
+            trusted_permille: 900,
+            check_wait_blocks: 20,
         }
     }
 

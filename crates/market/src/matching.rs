@@ -321,10 +321,10 @@ impl Market {
 }
 
 /// Providers that may not take this task: those that failed it, and those holding (or having
-/// delivered) another replica of the same shard.
-fn excluded_for(job: &Job, shard: u16, replica: u8) -> BTreeSet<Address> {
+/// delivered) another replica of the same shard, its check replica included.
+pub(crate) fn excluded_for(job: &Job, shard: u16, replica: u8) -> BTreeSet<Address> {
     let mut out = job.task(shard, replica).excluded.clone();
-    for r in 0..job.spec.requirements.replicas {
+    for r in 0..job.slots() {
         if r == replica {
             continue;
         }

@@ -1,5 +1,6 @@
-//! What the market is made of: providers, jobs and their tasks (one per shard and replica),
-//! with the few facts derived from them. Transitions live in `state` and `settlement`.
+//! What the market is made of: providers, jobs and their tasks (one per shard and replica, and
+//! for ML jobs one check replica per shard), with the few facts derived from them. Transitions
+//! live in `state`, `settlement` and `checks`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -48,6 +49,10 @@ pub struct Provider {
     pub locked: u64,
     /// Leases given back because their inputs never arrived (no strike).
     pub released: u64,
+    /// Paid results someone else vouched for since its last check dissented (another replica
+    /// or a check agreed; a matmul result, which its client checks): what ends probation
+    /// (`crate::checks`).
+    pub vouched: u64,
     /// The int8 throughput (G MAC/s) staked validators' challenge engines judged.
     pub judged: Judgments,
     /// The memory (MiB) their memory challenges showed it holds (0: not shown).
@@ -165,10 +170,48 @@ impl Judgments {
 }
 
 impl Provider {
-    /// Reputation in per-mille: the share of leases that ended in a paid result, counting one
-    /// imaginary success so a newcomer starts in the middle rather than at zero.
+    /// Reputation in per mille: its job history times what validators' challenges saw of it.
+    /// The history is the share of leases that ended in a paid result, counting one imaginary
+    /// success so a newcomer starts at the top rather than at zero (it is on probation anyway,
+    /// [`Provider::probation`]); the challenges' part is [`Provider::challenge_permille`].
     pub fn reputation(&self) -> u64 {
-        (self.completed + 1) * 1000 / (self.completed + self.failed + 1)
+        let history = (self.completed + 1) * 1000 / (self.completed + self.failed + 1);
+        history * self.challenge_permille() / 1000
+    }
+
+    /// What validators' challenges make of its claims, in per mille: the verified share of the
+    /// claimed int8 throughput or of the claimed memory, whichever is lower (a figure no
+    /// validator judged counts in full: a chain without validators has no evidence either
+    /// way), and 0 while it is absent. A provider claiming twice what it has sits at 500‰,
+    /// so its results are checked until the claim is mended.
+    pub fn challenge_permille(&self) -> u64 {
+        if self.absent() {
+            return 0;
+        }
+        let share = |judged: &Judgments, claim: u64| {
+            if judged.is_empty() || claim == 0 {
+                1000
+            } else {
+                (judged.median().min(claim) as u128 * 1000 / claim as u128) as u64
+            }
+        };
+        let hw = &self.offer.profile;
+        share(&self.judged, hw.int8_gmacs).min(share(&self.judged_memory, hw.memory_mib))
+    }
+
+    /// Why its ML results are all checked by another provider (`None`: it is trusted, and only
+    /// a sample of them is): fewer than `probation_leases` paid results someone vouched for
+    /// since a check last dissented, or a reputation below `trusted_permille`.
+    pub fn probation(&self, params: &crate::MarketParams) -> Option<String> {
+        if self.vouched < params.probation_leases {
+            return Some(format!(
+                "on probation: {} of the {} checked results it needs",
+                self.vouched, params.probation_leases
+            ));
+        }
+        let r = self.reputation();
+        (r < params.trusted_permille)
+            .then(|| format!("on probation: reputation {r}‰ is below {}‰", params.trusted_permille))
     }
 
     /// Bond not at risk in open leases or unsettled results.
@@ -228,6 +271,9 @@ pub enum TaskState {
         paid: u64,
     },
     Cancelled,
+    /// A shard's check replica while no check is called (`crate::checks`): it needs no
+    /// provider, holds no escrow and does not vote.
+    Spare,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -292,7 +338,8 @@ pub struct Job {
     pub submitted_at: u64,
     /// Escrow still held.
     pub escrow: u64,
-    /// Index = shard · replicas + replica.
+    /// Index = shard · slots + replica, where slots = replicas, plus one check replica (the
+    /// last) for ML jobs ([`Job::check_replica`]).
     pub tasks: Vec<Task>,
     pub status: JobStatus,
     /// Paid to providers and burned so far.
@@ -301,15 +348,31 @@ pub struct Job {
     pub finished_at: Option<u64>,
 }
 
+/// Tasks per shard of a job of `spec`: its replicas, plus a check replica for ML jobs.
+pub(crate) fn slots_of(spec: &JobSpec) -> usize {
+    spec.requirements.replicas as usize + usize::from(spec.kind != JobKind::Matmul)
+}
+
 impl Job {
+    /// The replicas the client asked for (not counting a check replica).
     pub fn replicas(&self) -> usize {
         self.spec.requirements.replicas as usize
     }
+    /// Tasks per shard: the replicas, and the check replica if the job has one.
+    pub fn slots(&self) -> u8 {
+        slots_of(&self.spec) as u8
+    }
+    /// The replica index of each shard's check replica: ML jobs only. A matmul result needs
+    /// none: the client checks every product (Freivalds) and can prove a wrong entry on chain,
+    /// while an ML result is checked only by other providers computing it again.
+    pub fn check_replica(&self) -> Option<u8> {
+        (self.spec.kind != JobKind::Matmul).then_some(self.spec.requirements.replicas)
+    }
     pub fn task(&self, shard: u16, replica: u8) -> &Task {
-        &self.tasks[shard as usize * self.replicas() + replica as usize]
+        &self.tasks[shard as usize * self.slots() as usize + replica as usize]
     }
     pub(crate) fn task_mut(&mut self, shard: u16, replica: u8) -> &mut Task {
-        let r = self.replicas();
+        let r = self.slots() as usize;
         &mut self.tasks[shard as usize * r + replica as usize]
     }
     /// Multiply-adds the client pays for on `shard`: m·k·n for a matmul shard, the declared
@@ -330,7 +393,7 @@ impl Job {
     }
     /// Every task with its (job, shard, replica) key, in index order.
     pub fn keyed_tasks(&self) -> impl Iterator<Item = (TaskKey, &Task)> {
-        let r = self.replicas();
+        let r = self.slots() as usize;
         self.tasks.iter().enumerate().map(move |(i, t)| ((self.id, (i / r) as u16, (i % r) as u8), t))
     }
     /// Multiply-adds of the product `shard` commits to, as far as they are paid: what job blocks
@@ -341,7 +404,7 @@ impl Job {
     }
     /// Refuses a (shard, replica) the job does not have.
     pub(crate) fn check_task(&self, shard: u16, replica: u8) -> Result<(), MarketRejection> {
-        if shard as usize >= self.spec.shards.len() || replica >= self.spec.requirements.replicas {
+        if shard as usize >= self.spec.shards.len() || replica >= self.slots() {
             return Err(MarketRejection::NoSuchShard { shard, shards: self.spec.shards.len() });
         }
         Ok(())
@@ -349,12 +412,14 @@ impl Job {
     /// The replica of `shard` leased to `provider` (and that shard exists).
     pub(crate) fn leased_replica(&self, shard: u16, provider: Address) -> Result<u8, MarketRejection> {
         self.check_task(shard, 0)?;
-        (0..self.spec.requirements.replicas)
+        (0..self.slots())
             .find(|&r| matches!(self.task(shard, r).state, TaskState::Leased { provider: p, .. } if p == provider))
             .ok_or(MarketRejection::NotLeased { shard })
     }
     pub(crate) fn is_finished(&self) -> bool {
-        self.tasks.iter().all(|t| matches!(t.state, TaskState::Settled { .. } | TaskState::Cancelled))
+        self.tasks
+            .iter()
+            .all(|t| matches!(t.state, TaskState::Settled { .. } | TaskState::Cancelled | TaskState::Spare))
     }
 }
 

@@ -27,7 +27,7 @@ impl Market {
                 w.bytes(&j.0).u32(*s as u32).u8(*r);
             }
             w.u32(p.pending).u64(p.completed).u64(p.failed).u32(p.strikes).u64(p.earned).u64(p.slashed);
-            w.u64(p.locked).u64(p.released);
+            w.u64(p.locked).u64(p.released).u64(p.vouched);
             p.judged.write(w);
             p.judged_memory.write(w);
         }
@@ -50,6 +50,7 @@ impl Market {
                         w.u8(3).bytes(&provider.0).bytes(&result.0).u64(*paid)
                     }
                     TaskState::Cancelled => w.u8(4),
+                    TaskState::Spare => w.u8(5),
                 };
                 w.u32(t.mined).u64(t.prepaid_burn).u64(t.collateral).u64(t.queued_since).u8(t.challenges);
                 match &t.challenge {

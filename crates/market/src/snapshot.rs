@@ -183,6 +183,7 @@ fn read_consensus(r: &mut Reader<'_>) -> Result<Market, TypesError> {
             slashed: r.u64()?,
             locked: r.u64()?,
             released: r.u64()?,
+            vouched: r.u64()?,
             judged: Judgments::default(),
             judged_memory: Judgments::default(),
         };
@@ -201,7 +202,7 @@ fn read_consensus(r: &mut Reader<'_>) -> Result<Market, TypesError> {
         };
         let (paid, burned) = (r.u64()?, r.u64()?);
         let finished_at = Some(r.u64()?).filter(|&h| h != u64::MAX);
-        let tasks = spec.shards.len() * spec.requirements.replicas as usize;
+        let tasks = spec.shards.len() * crate::model::slots_of(&spec);
         let mut job =
             Job { id, client, spec, submitted_at, escrow, tasks: Vec::new(), status, paid, burned, finished_at };
         for _ in 0..tasks {
@@ -224,6 +225,7 @@ fn read_task(r: &mut Reader<'_>) -> Result<Task, TypesError> {
         },
         3 => TaskState::Settled { provider: read_address(r)?, result: Hash(r.array()?), paid: r.u64()? },
         4 => TaskState::Cancelled,
+        5 => TaskState::Spare,
         x => return r.fail(format!("task state {x}")),
     };
     let (mined, prepaid_burn, collateral, queued_since, challenges) = (r.u32()?, r.u64()?, r.u64()?, r.u64()?, r.u8()?);

@@ -120,6 +120,7 @@ impl Market {
             slashed: 0,
             locked: 0,
             released: 0,
+            vouched: 0,
             judged: Judgments::default(),
             judged_memory: Judgments::default(),
         });
@@ -184,15 +185,24 @@ impl Market {
         check_job(&spec, params)?;
         let escrow = spec.max_cost().ok_or(MarketRejection::BudgetOverflow)?;
         let id = ergon_types::job::job_id(&tx_id);
-        let count = spec.shards.len() * spec.requirements.replicas as usize;
-        let task = Task::queued(height);
+        let slots = crate::model::slots_of(&spec);
+        let replicas = spec.requirements.replicas as usize;
+        let tasks = (0..spec.shards.len() * slots)
+            .map(|i| {
+                let mut task = Task::queued(height);
+                if i % slots >= replicas {
+                    task.state = TaskState::Spare;
+                }
+                task
+            })
+            .collect();
         let job = Job {
             id,
             client,
             spec,
             submitted_at: height,
             escrow,
-            tasks: vec![task; count],
+            tasks,
             status: JobStatus::Open,
             paid: 0,
             burned: 0,

@@ -213,8 +213,9 @@ fn decisions(list: Vec<Decision>) -> Value {
     list.into_iter().map(|d| json!({ "height": d.height, "text": d.text })).collect()
 }
 
-fn provider_json(p: &Provider, memory_floor_mib: u64) -> Value {
+fn provider_json(p: &Provider, params: &ergon_market::MarketParams) -> Value {
     let hw = &p.offer.profile;
+    let memory_floor_mib = params.memory_floor_mib;
     json!({
         "address": p.owner.to_string(), "status": format!("{:?}", p.status).to_lowercase(),
         "price_per_gmac": p.offer.price_per_gmac, "slots": p.offer.slots, "bond": p.bond,
@@ -223,7 +224,9 @@ fn provider_json(p: &Provider, memory_floor_mib: u64) -> Value {
                      "gpu_memory_mib": hw.gpu_memory_mib, "int8_gmacs": hw.int8_gmacs },
         "leases": p.leases.iter().map(|(j, s, r)| json!({ "job": j.to_hex(), "shard": s, "replica": r })).collect::<Vec<_>>(),
         "results_in_challenge_window": p.pending, "completed": p.completed, "failed": p.failed,
-        "reputation_permille": p.reputation(), "earned": p.earned, "slashed": p.slashed,
+        "reputation_permille": p.reputation(), "challenge_permille": p.challenge_permille(),
+        // Why all its ML results are checked by another provider (null: trusted, sampled only).
+        "probation": p.probation(params), "vouched_results": p.vouched, "earned": p.earned, "slashed": p.slashed,
         "bond_locked": p.locked, "leases_given_back": p.released,
         // What matching uses: the validators' judgments, never the claim in the profile.
         "verified_gmacs": p.verified_gmacs(), "absent": p.absent(),
@@ -237,6 +240,7 @@ fn provider_json(p: &Provider, memory_floor_mib: u64) -> Value {
 
 fn job_json(j: &Job) -> Value {
     let r = j.replicas();
+    let slots = j.slots() as usize;
     let tasks: Vec<Value> = j
         .tasks
         .iter()
@@ -259,8 +263,13 @@ fn job_json(j: &Job) -> Value {
                     ("settled", json!({ "provider": provider.to_string(), "result": result.to_hex(), "paid": paid }))
                 }
                 TaskState::Cancelled => ("cancelled", json!({})),
+                TaskState::Spare => ("spare", json!({})),
             };
-            json!({ "shard": i / r, "replica": i % r, "state": state, "detail": detail })
+            let replica = i % slots;
+            // The check replica (ML jobs): another provider's run of the shard, called when its
+            // providers are on probation or sampled (`ergon_market::checks`).
+            let check = j.check_replica() == Some(replica as u8);
+            json!({ "shard": i / slots, "replica": replica, "check": check, "state": state, "detail": detail })
         })
         .collect();
     json!({
@@ -274,8 +283,8 @@ fn job_json(j: &Job) -> Value {
 
 async fn providers(State(s): State<Arc<Shared>>) -> Json<Value> {
     let node = s.lock();
-    let floor = node.chain.params().memory_floor_mib;
-    let list: Vec<Value> = node.chain.ledger().market.providers().map(|p| provider_json(p, floor)).collect();
+    let params = node.chain.params().market();
+    let list: Vec<Value> = node.chain.ledger().market.providers().map(|p| provider_json(p, &params)).collect();
     Json(json!({ "providers": list }))
 }
 
@@ -286,10 +295,10 @@ async fn provider(State(s): State<Arc<Shared>>, Path(address): Path<String>) -> 
     };
     let node = s.lock();
     let market = &node.chain.ledger().market;
-    let floor = node.chain.params().memory_floor_mib;
+    let params = node.chain.params().market();
     let mut v =
-        market.provider(&a).map(|p| provider_json(p, floor)).unwrap_or_else(|| json!({ "address": a.to_string() }));
-    v["outlook"] = json!(market.provider_outlook(&a, &node.chain.params().market()));
+        market.provider(&a).map(|p| provider_json(p, &params)).unwrap_or_else(|| json!({ "address": a.to_string() }));
+    v["outlook"] = json!(market.provider_outlook(&a, &params));
     v["decisions"] = decisions(market.decisions(&Subject::Provider(a)));
     Json(v).into_response()
 }

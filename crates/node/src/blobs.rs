@@ -198,7 +198,7 @@ pub fn rightful_author(market: &Market, name: &[u8; 32]) -> Option<Address> {
 /// while it can be challenged and for `RESULT_KEEP_BLOCKS` after its job finished.
 fn still_needed(market: &Market, m: &BlobMeta, height: u64) -> bool {
     let Some(job) = market.job(&m.task.0) else { return false };
-    if job.spec.shards.len() <= m.task.1 as usize || m.task.2 >= job.spec.requirements.replicas {
+    if job.spec.shards.len() <= m.task.1 as usize || m.task.2 >= job.slots() {
         return false;
     }
     let recent = job.finished_at.is_none_or(|f| height < f + RESULT_KEEP_BLOCKS);
