@@ -89,7 +89,7 @@ pub fn measure(dir: &Path, seconds: u64, clients: usize, size: usize, base_port:
         profile,
         price_per_gmac: 10,
         slots: 16,
-        encryption_key: ergon_node::provider::encryption_public(&provider),
+        encryption_key: ergon_jobdata::encryption_public(&provider),
     };
     sign_and_submit(apis[0], &provider, 1, ergon_types::TxKind::RegisterProvider { offer, stake: 1_000_000 })?;
     while http(apis[1], "GET", "/providers", None)?["providers"].as_array().is_none_or(|p| p.is_empty()) {

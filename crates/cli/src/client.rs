@@ -16,12 +16,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use ergon_jobdata::{check_author, encryption_secret, name, seal_signed, Output, Part};
 use ergon_kernels::freivalds::{self, Verdict};
 use ergon_kernels::npy::{encode_npy, write_npy};
 use ergon_kernels::{MatI32, MatI8};
 use ergon_ml::{Dataset, Exact, Mlp};
-use ergon_node::blobs::{check_author, name, seal_signed, Part};
-use ergon_node::provider::{encryption_secret, Output};
 use ergon_types::{Address, Hash, JobKind, SecretKey, TxKind};
 use serde_json::Value;
 
@@ -108,7 +107,7 @@ pub fn fetch_result(
     let blob = name(id, shard, replica, provider, Part::Result);
     let Ok(sealed) = http_blob(api, &Hash(blob), None) else { return Ok(None) };
     check_author(&blob, &sealed, provider)?;
-    ergon_net::blob::open(&sealed, &encryption_secret(key)).map(Some).map_err(|e| e.to_string())
+    ergon_jobdata::seal::open(&sealed, &encryption_secret(key)).map(Some).map_err(|e| e.to_string())
 }
 
 /// What checking one posted result found.

@@ -20,7 +20,7 @@ use crate::matrix_cmds::random_matrix;
 use crate::node_cmds::{http, read_key, sign_and_submit};
 use crate::CmdResult;
 
-use ergon_node::provider::{encryption_public, Output};
+use ergon_jobdata::{encryption_public, Output};
 
 #[derive(Args, Clone, Default)]
 pub struct HwArgs {

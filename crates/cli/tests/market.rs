@@ -88,7 +88,7 @@ fn provider_and_client_see_leases_closures_and_refunds_with_reasons() {
     // header, with the reason, and nothing stored (issue 10: names follow from chain data, and
     // a PUT replaced whatever was there).
     {
-        use ergon_node::blobs::{name, seal_signed, Part};
+        use ergon_jobdata::{name, seal_signed, Part};
         let (job, holder) = (ergon_types::Hash::from_hex(&id).unwrap(), provider.parse().unwrap());
         let input = name(&job, 0, 0, &holder, Part::InputA);
         let stranger = ergon_types::SecretKey::from_bytes(&[77; 32]);
@@ -141,7 +141,7 @@ fn raw_put_header_only(api: &str, path: &str, blob: &[u8]) -> (u16, String) {
     let head =
         format!("PUT {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", blob.len());
     s.write_all(head.as_bytes()).unwrap();
-    s.write_all(&blob[..ergon_net::blob::HEADER_BYTES]).unwrap();
+    s.write_all(&blob[..ergon_jobdata::seal::HEADER_BYTES]).unwrap();
     let mut resp = vec![0u8; 4096];
     let n = s.read(&mut resp).unwrap_or(0);
     let resp = String::from_utf8_lossy(&resp[..n]).into_owned();

@@ -84,8 +84,8 @@ pub const TARGETS: &[Target] = &[
         name: "sealed_blob",
         run: |b| {
             let secret = x25519_dalek::StaticSecret::from([1; 32]);
-            let _ = ergon_net::blob::open(b, &secret);
-            let _ = ergon_node::blobs::author(&[2; 32], b);
+            let _ = ergon_jobdata::seal::open(b, &secret);
+            let _ = ergon_jobdata::author(&[2; 32], b);
         },
         seeds: seeds::blobs,
     },
@@ -249,9 +249,9 @@ pub mod seeds {
     pub fn blobs() -> Vec<Vec<u8>> {
         let recipient = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([1; 32])).to_bytes();
         let author = SecretKey::from_bytes(&[4; 32]);
-        let small = ergon_node::blobs::seal_signed(b"inputs", &recipient, &[2; 32], &author).expect("seals");
-        let two_pieces = vec![9u8; ergon_net::blob::CHUNK_BYTES / 64];
-        vec![small, ergon_node::blobs::seal_signed(&two_pieces, &recipient, &[2; 32], &author).expect("seals")]
+        let small = ergon_jobdata::seal_signed(b"inputs", &recipient, &[2; 32], &author).expect("seals");
+        let two_pieces = vec![9u8; ergon_jobdata::seal::CHUNK_BYTES / 64];
+        vec![small, ergon_jobdata::seal_signed(&two_pieces, &recipient, &[2; 32], &author).expect("seals")]
     }
 
     pub fn genesis() -> Vec<Vec<u8>> {

@@ -83,7 +83,7 @@ impl Wire for PieceRequest {
 
 impl Wire for PieceResponse {
     /// One piece: a 1 MiB chunk with its tag (or the header), and the piece count.
-    const MAX_BYTES: usize = 1 + 4 + crate::blob::CHUNK_BYTES + 64;
+    const MAX_BYTES: usize = 1 + 4 + ergon_jobdata::seal::CHUNK_BYTES + 64;
     fn to_wire(&self) -> Vec<u8> {
         match &self.0 {
             None => vec![0],
@@ -198,7 +198,7 @@ mod tests {
         assert!(matches!(back, Request::Headers { from, count: 256 } if from == 1 << 33));
         let p = round_trip(PieceRequest { name: [3; 32], piece: 9 }).unwrap();
         assert_eq!((p.name, p.piece), ([3; 32], 9));
-        let piece = vec![5u8; crate::blob::CHUNK_BYTES + 16];
+        let piece = vec![5u8; ergon_jobdata::seal::CHUNK_BYTES + 16];
         let back = round_trip(PieceResponse(Some((4, piece.clone())))).unwrap();
         assert_eq!(back.0, Some((4, piece)));
         for junk in [&[][..], &[9][..], &[1, 2, 3][..], &[2, 0][..]] {

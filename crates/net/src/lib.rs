@@ -9,7 +9,6 @@
 //! chain. Messages are size-bounded by gossipsub and the request-response codec, and a peer the
 //! node reports as sending invalid data is disconnected and banned.
 
-pub mod blob;
 pub mod codec;
 
 use codec::RawCodec;

@@ -366,7 +366,7 @@ async fn put_blob(State(s): State<Arc<Shared>>, Path(name): Path<String>, body: 
         };
         received += chunk.len() as u64;
         buf.extend_from_slice(&chunk);
-        if upload.is_none() && buf.len() >= ergon_net::blob::HEADER_BYTES {
+        if upload.is_none() && buf.len() >= ergon_jobdata::seal::HEADER_BYTES {
             match s.begin_upload(name, &buf) {
                 Ok(u) => upload = Some(u),
                 Err(r) => {
@@ -458,7 +458,7 @@ async fn get_blob(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Res
         };
         Some((piece, (s, i + 1)))
     });
-    let length = ergon_net::blob::declared_len(&first).map_or(0, |(_, sealed)| sealed);
+    let length = ergon_jobdata::seal::declared_len(&first).map_or(0, |(_, sealed)| sealed);
     let body = futures::stream::once(async move { Ok(axum::body::Bytes::from(first)) }).chain(rest);
     let headers = [
         (axum::http::header::CONTENT_TYPE, "application/octet-stream".to_string()),

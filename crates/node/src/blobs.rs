@@ -1,87 +1,21 @@
-//! Sealed job blobs (see `ergon_net::blob`): the ones this node serves, and fetching others'
-//! piece by piece from peers, decrypting each piece as it arrives.
+//! Sealed job blobs (the format, names and authorship are `ergon_jobdata`'s): the ones this
+//! node serves, who may write each one now, and fetching others' piece by piece from peers,
+//! decrypting each piece as it arrives.
 //!
-//! A blob is found by a name both sides can compute from the chain alone: BLAKE3-derive of
-//! (job, shard, replica, part, leaseholder). The client uploads a shard's inputs sealed to its leaseholder
-//! under the input names; the provider uploads the result sealed to the client under the result
-//! name. What the plaintext must be is on chain (the shard's work commitment, the posted result
-//! root).
-//!
-//! Every blob is also signed by its author (the header's stamp: ed25519 public key ‖ signature
-//! over the name and the header's core), and only a task's rightful author may write under its
-//! names: the job's client for the inputs, the leaseholder for the result. Without it anyone
-//! could seal junk to a provider's public key under a computable name, overwrite the client's
-//! inputs and make the provider give the lease up (the client paying for the wasted lease).
+//! What the plaintext must be is on chain (the shard's work commitment, the posted result
+//! root). Only a task's rightful author may write under its names: the job's client for the
+//! inputs while the lease is open, the leaseholder for the result ([`rightful_author`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use ergon_jobdata::blob::{check_author, name, Part};
+use ergon_jobdata::seal::{Opener, MAX_PIECES, MAX_PLAINTEXT_BYTES};
 use ergon_market::{Market, TaskKey, TaskState};
-use ergon_net::blob::{header_parts, Opener, CORE_BYTES, MAX_PIECES, MAX_PLAINTEXT_BYTES, STAMP_BYTES};
-use ergon_types::{Address, Hash, JobKind, PublicKey, SecretKey, Signature};
+use ergon_types::{Address, Hash, JobKind};
 use x25519_dalek::StaticSecret;
 
 use crate::Shared;
-
-/// Which blob of a task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Part {
-    /// The job's first input: for `matmul` the shard's rows of A (int8 .npy); for `train` the
-    /// data set; for `infer` the model.
-    InputA,
-    /// The second input: B (int8 .npy); the training spec; the data set to infer on.
-    InputB,
-    /// The result: the shard's product (int32 .npy); the trained model; the predictions.
-    Result,
-}
-
-/// The name a task's blob is stored and looked up under. The leaseholder is part of it: after a
-/// re-allocation the new provider's blobs never collide with the old one's.
-pub fn name(job: &Hash, shard: u16, replica: u8, provider: &Address, part: Part) -> [u8; 32] {
-    let mut h = blake3::Hasher::new_derive_key("ergon v1 job blob name");
-    h.update(&job.0).update(&shard.to_le_bytes()).update(&[replica, part.tag()]).update(&provider.0);
-    *h.finalize().as_bytes()
-}
-
-/// What the author signs: the blob's name and its header's core (which holds the plaintext's
-/// hash, so the signature covers the content too).
-fn stamp_message(name: &[u8; 32], core: &[u8; CORE_BYTES]) -> [u8; 32] {
-    let mut h = blake3::Hasher::new_derive_key("ergon v1 sealed blob author");
-    h.update(name).update(core);
-    *h.finalize().as_bytes()
-}
-
-/// Seals `plain` to `recipient` under `name`, signed by `author`.
-pub fn seal_signed(plain: &[u8], recipient: &[u8; 32], name: &[u8; 32], author: &SecretKey) -> Result<Vec<u8>, String> {
-    let mut entropy = [0u8; 32];
-    getrandom::fill(&mut entropy).map_err(|e| format!("no OS randomness: {e}"))?;
-    ergon_net::blob::seal(plain, recipient, entropy, |core| {
-        let mut stamp = [0u8; STAMP_BYTES];
-        stamp[..32].copy_from_slice(&author.public().0);
-        stamp[32..].copy_from_slice(&author.sign(&stamp_message(name, core)).0);
-        stamp
-    })
-    .map_err(|e| e.to_string())
-}
-
-/// Who signed the blob whose header (or whole sealed bytes) is `header`, stored under `name`.
-pub fn author(name: &[u8; 32], header: &[u8]) -> Result<Address, String> {
-    let (core, stamp) = header_parts(header).map_err(|e| e.to_string())?;
-    let key = PublicKey(stamp[..32].try_into().expect("32 bytes"));
-    let sig = Signature(stamp[32..].try_into().expect("64 bytes"));
-    key.verify(&stamp_message(name, core), &sig)
-        .map_err(|_| "the blob's author signature does not verify".to_string())?;
-    Ok(key.address())
-}
-
-/// Checks that `header` was signed by `expected` for `name`.
-pub fn check_author(name: &[u8; 32], header: &[u8], expected: &Address) -> Result<(), String> {
-    let signer = author(name, header)?;
-    if signer != *expected {
-        return Err(format!("blob signed by {signer}, not by {expected} who alone may write it"));
-    }
-    Ok(())
-}
 
 /// What a node stores about a blob besides its pieces: the task and part it belongs to, its
 /// author, and its size. Persisted (`ergon_store::BlobStore`) and held in memory; the bytes stay
@@ -97,16 +31,6 @@ pub struct BlobMeta {
     pub pieces: u32,
     /// Which upload of this name is served (`ergon_store::BlobStore` keys pieces by it).
     pub generation: u64,
-}
-
-impl Part {
-    fn tag(self) -> u8 {
-        match self {
-            Part::InputA => b'a',
-            Part::InputB => b'b',
-            Part::Result => b'c',
-        }
-    }
 }
 
 impl BlobMeta {
@@ -129,12 +53,7 @@ impl BlobMeta {
         if b.len() != Self::BYTES {
             return None;
         }
-        let part = match b[35] {
-            b'a' => Part::InputA,
-            b'b' => Part::InputB,
-            b'c' => Part::Result,
-            _ => return None,
-        };
+        let part = Part::from_tag(b[35])?;
         Some(BlobMeta {
             task: (Hash(b[..32].try_into().ok()?), u16::from_le_bytes(b[32..34].try_into().ok()?), b[34]),
             part,
@@ -314,7 +233,7 @@ pub async fn fetch_open(
 ) -> Result<Vec<u8>, String> {
     if let Some(b) = shared.blob(&name) {
         check_author(&name, &b, author)?;
-        return ergon_net::blob::open(&b, secret).map_err(|e| e.to_string());
+        return ergon_jobdata::seal::open(&b, secret).map_err(|e| e.to_string());
     }
     let (total, header) = piece(shared, name, 0).await?;
     if total > MAX_PIECES {
@@ -337,7 +256,7 @@ mod tests {
     use super::*;
     use ergon_market::{MarketParams, TaskState};
     use ergon_pouw::WorkCommitment;
-    use ergon_types::{HardwareProfile, JobKind, JobSpec, Offer, Requirements};
+    use ergon_types::{HardwareProfile, JobKind, JobSpec, Offer, Requirements, SecretKey};
 
     fn key(n: u8) -> SecretKey {
         SecretKey::from_bytes(&[n; 32])
@@ -394,20 +313,10 @@ mod tests {
         assert_eq!(rightful_author(&market, &name(&job, 0, 1, &p, Part::InputA)), None, "no such replica");
         assert_eq!(rightful_author(&market, &[9; 32]), None);
 
-        // The injector of issue 9: junk sealed to the provider under the input's name.
-        let junk = seal_signed(b"junk", &[1; 32], &input, &stranger).unwrap();
-        assert_eq!(author(&input, &junk), Ok(stranger.public().address()));
-        assert!(check_author(&input, &junk, &client.public().address()).unwrap_err().contains("not by"));
-        let good = seal_signed(b"A", &[1; 32], &input, &client).unwrap();
-        assert!(check_author(&input, &good, &client.public().address()).is_ok());
-        // A signature is bound to its name: the client's blob moved to another name fails.
-        assert!(author(&result, &good).unwrap_err().contains("does not verify"));
-        // A stamp lifted onto other content fails too (the core holds the plaintext's hash).
-        let other = seal_signed(b"B", &[1; 32], &input, &stranger).unwrap();
-        let mut forged = other.clone();
-        forged[CORE_BYTES..CORE_BYTES + STAMP_BYTES].copy_from_slice(&good[CORE_BYTES..CORE_BYTES + STAMP_BYTES]);
-        assert!(author(&input, &forged).is_err());
-        assert!(author(&input, &good[..10]).is_err(), "a cut header is an error, not a panic");
+        // Who signed what is `ergon_jobdata::blob`'s (tested there); this node refuses a blob
+        // whose author is not the rightful one (`crate::uploads`).
+        let junk = ergon_jobdata::seal_signed(b"junk", &[1; 32], &input, &stranger).unwrap();
+        assert!(check_author(&input, &junk, &client.public().address()).is_err());
     }
 
     #[test]

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use ergon_chain::{mine_once, seal, CheckedBlock, Template};
 use ergon_types::Hash;
 
-use crate::provider::{Computed, Output, ReadyWork};
+use crate::provider::{Computed, ReadyWork};
 use crate::{now_ms, Shared};
+use ergon_jobdata::Output;
 
 /// Nonces tried before checking whether the tip moved.
 const NONCES_PER_ROUND: u64 = 8;

@@ -9,26 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ergon_chain::JobWork;
-use ergon_kernels::npy::{decode_npy, encode_npy};
+use ergon_kernels::npy::decode_npy;
 use ergon_kernels::{MatI32, MatI8};
 use ergon_market::TaskKey;
 use ergon_ml::MlJob;
 use ergon_pouw::WorkCommitment;
-use ergon_types::{Hash, JobKind, JobSpec, SecretKey, Transaction, TxKind};
+use ergon_types::{JobKind, JobSpec, SecretKey, Transaction, TxKind};
 use x25519_dalek::StaticSecret;
 
-use crate::blobs::{fetch_open, name, seal_signed, Part};
+use crate::blobs::fetch_open;
 use crate::Shared;
-
-/// The X25519 secret a key file's owner decrypts job data with: derived from the ed25519 secret
-/// (one file to keep), in its own BLAKE3 context so the two keys never share bytes.
-pub fn encryption_secret(key: &SecretKey) -> StaticSecret {
-    StaticSecret::from(blake3::derive_key("ergon v1 x25519 secret from the ed25519 key file", &key.to_bytes()))
-}
-
-pub fn encryption_public(key: &SecretKey) -> [u8; 32] {
-    x25519_dalek::PublicKey::from(&encryption_secret(key)).to_bytes()
-}
+use ergon_jobdata::{encryption_secret, name, seal_signed, Output, Part};
 
 /// A leased shard whose inputs are here and checked, waiting for the miner. `work` is the
 /// product the job committed to; for an ML job, `ml` is the rest of the work, which starts with
@@ -44,61 +35,6 @@ pub struct Computed {
     pub key: TaskKey,
     pub output: Output,
     pub macs: u64,
-}
-
-/// A leased shard's result, as the provider computes it and the client reads it back.
-pub enum Output {
-    /// A matmul shard's exact product; its commitment is the Merkle root of its rows, so a
-    /// client can prove one wrong entry on chain.
-    Product(MatI32),
-    /// An ML job's result bytes; its commitment is their BLAKE3, which replicas compare.
-    Bytes(Vec<u8>),
-}
-
-impl Output {
-    /// The commitment posted on chain for this result.
-    pub fn commitment(&self) -> Hash {
-        match self {
-            Output::Product(c) => Hash(ergon_pouw::result_root(c)),
-            Output::Bytes(b) => Hash(*blake3::hash(b).as_bytes()),
-        }
-    }
-
-    /// The plaintext sealed to the client.
-    pub fn into_plaintext(self) -> Vec<u8> {
-        self.into_plaintext_and_product().0
-    }
-
-    /// The plaintext, and the product itself when there is one (a provider keeps it to answer
-    /// availability challenges), without copying the product.
-    fn into_plaintext_and_product(self) -> (Vec<u8>, Option<MatI32>) {
-        match self {
-            Output::Product(c) => (encode_npy(&c), Some(c)),
-            Output::Bytes(b) => (b, None),
-        }
-    }
-
-    /// Reads a plaintext back as the result of a `kind` job.
-    pub fn from_plaintext(kind: JobKind, plain: Vec<u8>) -> Result<Self, String> {
-        match kind {
-            JobKind::Matmul => {
-                decode_npy(&plain).map(Output::Product).map_err(|e| format!("result is not an int32 .npy: {e}"))
-            }
-            _ => Ok(Output::Bytes(plain)),
-        }
-    }
-
-    /// What `--corrupt-results` does: one wrong entry, or one flipped byte.
-    fn corrupt(&mut self) {
-        match self {
-            Output::Product(c) => c.as_mut_slice()[0] = c.as_slice()[0].wrapping_add(1),
-            Output::Bytes(b) => {
-                if let Some(last) = b.last_mut() {
-                    *last ^= 1;
-                }
-            }
-        }
-    }
 }
 
 /// Runs until the node stops.

@@ -16,11 +16,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ergon_net::blob::{declared_len, piece_len, HEADER_BYTES};
+use ergon_jobdata::seal::{declared_len, piece_len, HEADER_BYTES};
 use ergon_types::Address;
 
-use crate::blobs::{author, lease_part, BlobMeta, AUTHOR_QUOTA_BYTES};
+use crate::blobs::{lease_part, BlobMeta, AUTHOR_QUOTA_BYTES};
 use crate::{now_ms, Shared};
+use ergon_jobdata::author;
 
 /// Bytes per second an author may upload to a node, on average.
 pub const UPLOAD_RATE_BYTES_PER_S: u64 = 64 << 20;

@@ -3,7 +3,7 @@
 //!
 //! Layout: piece 0 is the header: its core `version u8 = 2 ‖ ephemeral X25519 public key ‖
 //! plaintext length u64 ‖ BLAKE3 of the plaintext`, then a 96-byte author stamp that the caller
-//! computes from the core (the node signs it: see `ergon_node::blobs`), so whoever stores or
+//! computes from the core (its author signs it: see `crate::blob`), so whoever stores or
 //! opens a blob can tell who wrote it before reading any piece; piece i ≥ 1 is chunk i−1 of the plaintext (1 MiB, the
 //! last one shorter; an empty plaintext has one empty chunk) under ChaCha20-Poly1305. The key is
 //! BLAKE3-derive("ergon v1 sealed blob key", X25519(ephemeral, recipient) ‖ ephemeral public ‖
