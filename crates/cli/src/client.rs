@@ -16,15 +16,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ergon_jobdata::{check_author, encryption_secret, name, seal_signed, Output, Part};
+use ergon_jobdata::{name, Output, Part};
 use ergon_kernels::freivalds::{self, Verdict};
 use ergon_kernels::npy::{encode_npy, write_npy};
 use ergon_kernels::{MatI32, MatI8};
 use ergon_ml::{Dataset, Exact, Mlp};
+use ergon_sdk::Client;
 use ergon_types::{Address, Hash, JobKind, SecretKey, TxKind};
 use serde_json::Value;
 
-use crate::node_cmds::{http, http_blob, sign_and_submit};
+use crate::node_cmds::{http, sign_and_submit};
 use crate::CmdResult;
 
 /// What the client computes its inputs from and checks its results against.
@@ -82,34 +83,6 @@ fn entropy() -> Result<[u8; 32], String> {
     Ok(e)
 }
 
-/// The X25519 key `provider`'s offer publishes.
-fn provider_key(api: SocketAddr, provider: &str) -> Result<[u8; 32], String> {
-    let p = http(api, "GET", &format!("/providers/{provider}"), None)?;
-    ergon_types::hex::decode_array::<32>(p["encryption_key"].as_str().unwrap_or(""))
-        .ok_or_else(|| "provider has no encryption key".to_string())
-}
-
-/// Seals `plain` to `recipient`, signed by the client's `key`, and uploads it under `blob`.
-fn upload(api: SocketAddr, key: &SecretKey, recipient: &[u8; 32], blob: [u8; 32], plain: &[u8]) -> Result<(), String> {
-    let sealed = seal_signed(plain, recipient, &blob, key)?;
-    http_blob(api, &Hash(blob), Some(&sealed)).map(|_| ())
-}
-
-/// The decrypted result a provider sealed to `key`, if the node can find it.
-pub fn fetch_result(
-    api: SocketAddr,
-    key: &SecretKey,
-    id: &Hash,
-    shard: u16,
-    replica: u8,
-    provider: &Address,
-) -> Result<Option<Vec<u8>>, String> {
-    let blob = name(id, shard, replica, provider, Part::Result);
-    let Ok(sealed) = http_blob(api, &Hash(blob), None) else { return Ok(None) };
-    check_author(&blob, &sealed, provider)?;
-    ergon_jobdata::seal::open(&sealed, &encryption_secret(key)).map(Some).map_err(|e| e.to_string())
-}
-
 /// What checking one posted result found.
 enum Checked {
     /// The result, decoded.
@@ -130,7 +103,7 @@ fn check_result(
     holder: &Address,
     posted: &str,
 ) -> Result<Checked, String> {
-    let plain = match fetch_result(job.api, &job.key, &job.id, shard, replica, holder) {
+    let plain = match Client::new(job.api).fetch_result(&job.key, &job.id, shard, replica, holder) {
         Ok(Some(plain)) => plain,
         Ok(None) => return Ok(Checked::NotYet),
         Err(why) => return Ok(Checked::Unusable(format!("the result does not decrypt: {why}"))),
@@ -224,10 +197,11 @@ pub fn run_job(job: ClientJob) -> CmdResult {
             states.push(state.to_string());
             let Ok(holder) = provider.parse::<Address>() else { continue };
             if state == "leased" && uploaded.insert((shard, replica, provider.clone())) {
-                let key = provider_key(job.api, &provider)?;
+                let client = Client::new(job.api);
+                let key = client.provider_key(&holder).map_err(|e| e.to_string())?;
                 let [first, second] = job.work.inputs(shard);
-                upload(job.api, &job.key, &key, name(&job.id, shard, replica, &holder, Part::InputA), &first)?;
-                upload(job.api, &job.key, &key, name(&job.id, shard, replica, &holder, Part::InputB), &second)?;
+                client.upload_sealed(&job.key, &key, name(&job.id, shard, replica, &holder, Part::InputA), &first)?;
+                client.upload_sealed(&job.key, &key, name(&job.id, shard, replica, &holder, Part::InputB), &second)?;
                 say!(job, "shard {shard} replica {replica}: leased to {provider}; inputs sealed to it and uploaded");
             }
             // Products are checked while they can still be disputed; ML results once the

@@ -575,7 +575,8 @@ fn fetch_job_result(api: SocketAddr, key: &ergon_types::SecretKey, id: &Hash, ou
         let d = &settled["detail"];
         let holder: Address = d["provider"].as_str().unwrap_or("").parse().map_err(|e| format!("{e}"))?;
         let replica = settled["replica"].as_u64().unwrap_or(0) as u8;
-        let plain = crate::client::fetch_result(api, key, id, shard as u16, replica, &holder)?
+        let plain = ergon_sdk::Client::new(api)
+            .fetch_result(key, id, shard as u16, replica, &holder)?
             .ok_or_else(|| format!("shard {shard}: no connected peer serves the result of {holder}"))?;
         let output = Output::from_plaintext(kind, plain).map_err(|e| format!("shard {shard}: {e}"))?;
         if output.commitment().to_hex() != d["result"].as_str().unwrap_or("") {

@@ -1,15 +1,15 @@
 //! `ergon node`, `ergon key new`, `ergon wallet balance|send`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use ergon_chain::Genesis;
 use ergon_node::NodeConfig;
-use ergon_types::{Address, Canonical, Hash, SecretKey, Transaction, TxKind};
+use ergon_sdk::Client;
+use ergon_types::{Address, Hash, SecretKey, TxKind};
 use serde_json::Value;
 
 use crate::CmdResult;
@@ -216,73 +216,12 @@ pub fn wallet(cmd: WalletCommand) -> CmdResult {
 /// Signs `kind` with `key` at the account's next nonce (as the node counts it, pending
 /// transactions included) and submits it. Returns the transaction id and the nonce used.
 pub fn sign_and_submit(api: SocketAddr, key: &SecretKey, fee: u64, kind: TxKind) -> Result<(Hash, u64), String> {
-    let from = key.public().address();
-    let status = http(api, "GET", "/status", None)?;
-    let chain = Hash::from_hex(status["chain_id"].as_str().unwrap_or("")).map_err(|e| e.to_string())?;
-    let nonce = http(api, "GET", &format!("/accounts/{from}"), None)?["next_nonce"].as_u64().unwrap_or(0);
-    let tx = Transaction { chain, from: key.public(), nonce, fee, kind }.sign(key);
-    let hex = ergon_types::hex::encode(&tx.encode());
-    http(api, "POST", "/transactions", Some(&serde_json::json!({ "tx": hex }).to_string()))?;
-    Ok((tx.id(), nonce))
+    Client::new(api).submit(key, fee, kind).map_err(|e| e.to_string())
 }
 
-/// Largest API response read: a sealed result blob of an 8192² int32 product (256 MiB) and more.
-const MAX_RESPONSE_BYTES: u64 = 300 << 20;
-
-/// A minimal HTTP/1.1 client for a node's loopback API (no TLS, no redirects): the status code
-/// and the body.
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: &[u8],
-) -> Result<(u16, Vec<u8>), String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("node at {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    // A node may answer before it has read the whole body (it judges an upload on its first
-    // bytes): a failed write is reported only if no answer can be read after it.
-    let wrote = s.write_all(head.as_bytes()).and_then(|_| s.write_all(body));
-    let mut resp = Vec::new();
-    let read = s.take(MAX_RESPONSE_BYTES).read_to_end(&mut resp);
-    let no_answer = |e: String| match &wrote {
-        Err(w) => format!("node at {addr} closed the connection during the request ({w}): {e}"),
-        Ok(()) => e,
-    };
-    read.map_err(|e| no_answer(e.to_string()))?;
-    let split =
-        resp.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| no_answer("malformed HTTP response".into()))?;
-    let head = String::from_utf8_lossy(&resp[..split]);
-    let code: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or("malformed HTTP status")?;
-    resp.drain(..split + 4);
-    Ok((code, resp))
-}
-
-/// A JSON request; a 4xx or 5xx answer becomes its `error` text.
+/// A JSON request to the node at `addr`; a 4xx or 5xx answer becomes its `error` text.
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<Value, String> {
-    let (code, payload) = request(addr, method, path, "application/json", body.unwrap_or("").as_bytes())?;
-    let v: Value = serde_json::from_slice(&payload).map_err(|e| format!("bad JSON from node: {e}"))?;
-    if code >= 400 {
-        return Err(v["error"].as_str().unwrap_or("request failed").to_string());
-    }
-    Ok(v)
-}
-
-/// A blob's raw bytes to or from the node (`PUT` with `Some(body)`, `GET` with `None`).
-pub fn http_blob(addr: SocketAddr, name: &Hash, body: Option<&[u8]>) -> Result<Vec<u8>, String> {
-    let path = format!("/blobs/{}", name.to_hex());
-    let method = if body.is_some() { "PUT" } else { "GET" };
-    let (code, payload) = request(addr, method, &path, "application/octet-stream", body.unwrap_or(&[]))?;
-    if code >= 400 {
-        let v: Value = serde_json::from_slice(&payload).unwrap_or_default();
-        return Err(v["error"].as_str().unwrap_or("blob request failed").to_string());
-    }
-    Ok(payload)
+    Client::new(addr).json(method, path, body).map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
