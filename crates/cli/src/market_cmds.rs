@@ -15,10 +15,10 @@ use ergon_types::TxKind;
 use ergon_types::{Address, BlobRef, HardwareProfile, Hash, JobKind, JobSpec, Offer, Requirements};
 use serde_json::Value;
 
-use crate::client::Work;
 use crate::matrix_cmds::random_matrix;
 use crate::node_cmds::{http, read_key, sign_and_submit};
 use crate::CmdResult;
+use ergon_sdk::Work;
 
 use ergon_jobdata::{encryption_public, Output};
 
@@ -352,7 +352,7 @@ pub fn shard_commitments(a: &MatI8, b: &MatI8, shards: usize) -> Result<ShardPla
     let commitments = bounds
         .iter()
         .map(|&range| {
-            WorkCommitment::compute(&crate::client::rows(a, range), b)
+            WorkCommitment::compute(&ergon_sdk::job::rows(a, range), b)
                 .map_err(|e| format!("cannot mine on this job: {e}"))
         })
         .collect::<Result<_, _>>()?;
@@ -385,7 +385,7 @@ pub fn job(cmd: JobCommand) -> CmdResult {
             let key = read_key(&key)?;
             let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
             let blob = |bytes: &[u8]| BlobRef { id: Hash(*blake3::hash(bytes).as_bytes()), size: bytes.len() as u64 };
-            let (work, commitments, macs_per_shard, blobs) = match kind {
+            let (work, measure_on, commitments, macs_per_shard, blobs) = match kind {
                 KindArg::Matmul => {
                     let [a, b] = inputs.as_slice() else { return Err("matmul takes two inputs: A.npy B.npy".into()) };
                     let (ma, mb) = (
@@ -399,7 +399,7 @@ pub fn job(cmd: JobCommand) -> CmdResult {
                     let macs = commitments.iter().map(|w| w.m as u64 * w.k as u64 * w.n as u64).max().unwrap_or(0);
                     // The chain names the whole files; each shard's rows are bound by its commitment.
                     let blobs = vec![blob(&read(a)?), blob(&read(b)?)];
-                    (Work::Matmul { a: ma, b: mb, bounds }, commitments, macs, blobs)
+                    (Work::Matmul { a: ma, b: mb, bounds }, None, commitments, macs, blobs)
                 }
                 KindArg::Train | KindArg::Infer => {
                     let data = |p: Option<&PathBuf>| p.map_or(Ok(ergon_ml::DIGITS_CSV_GZ.to_vec()), read);
@@ -428,7 +428,7 @@ pub fn job(cmd: JobCommand) -> CmdResult {
                     let (a, b) = job.committed_product().map_err(|e| e.to_string())?;
                     let w = WorkCommitment::compute(&a, &b).map_err(|e| format!("cannot mine on this job: {e}"))?;
                     let refs = blobs.iter().map(|b| blob(b)).collect();
-                    (Work::Ml { kind: kind.into(), inputs: blobs, measure_on }, vec![w], job.macs(), refs)
+                    (Work::Ml { kind: kind.into(), inputs: blobs }, Some(measure_on), vec![w], job.macs(), refs)
                 }
             };
             let shard_count = commitments.len();
@@ -448,7 +448,7 @@ pub fn job(cmd: JobCommand) -> CmdResult {
                 client_key: encryption_public(&key),
             };
             let follow = out.map(|out| (out, !no_wait_settlement));
-            submit_and_follow(api, key, fee, spec, work, follow, timeout_s, shard_count)
+            submit_and_follow(api, key, fee, spec, (work, measure_on), follow, timeout_s, shard_count)
         }
         JobCommand::Result { key, id, out, api } => {
             let key = read_key(&key)?;
@@ -519,7 +519,7 @@ fn submit_and_follow(
     key: ergon_types::SecretKey,
     fee: u64,
     spec: JobSpec,
-    work: Work,
+    (work, measure_on): (Work, Option<Dataset>),
     follow: Option<(PathBuf, bool)>,
     timeout_s: u64,
     shards: usize,
@@ -547,6 +547,7 @@ fn submit_and_follow(
             key,
             id,
             work,
+            measure_on,
             out,
             timeout: std::time::Duration::from_secs(timeout_s),
             fee,
@@ -586,7 +587,7 @@ fn fetch_job_result(api: SocketAddr, key: &ergon_types::SecretKey, id: &Hash, ou
     }
     match kind {
         JobKind::Matmul => {
-            let c = crate::client::assemble(parts)?;
+            let c = ergon_sdk::job::assemble(parts)?;
             ergon_kernels::npy::write_npy(out, &c).map_err(|e| format!("{}: {e}", out.display()))?;
             println!("wrote {} ({}×{} int32)", out.display(), c.rows(), c.cols());
         }

@@ -153,3 +153,26 @@ fn refusal(status: u16, bytes: &[u8]) -> Result<(), ApiError> {
     let message = v["error"].as_str().unwrap_or("blob request failed").to_string();
     Err(ApiError::Refused { status, message })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_address_becomes_a_base_url() {
+        assert_eq!(Client::new("127.0.0.1:8080").node(), "http://127.0.0.1:8080");
+        assert_eq!(Client::new("http://example:9/").node(), "http://example:9");
+    }
+
+    #[test]
+    fn a_dead_node_is_unreachable_and_a_refusal_keeps_its_status_and_reason() {
+        // Nothing listens on a port just released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let err = Client::new(format!("127.0.0.1:{port}")).get("/status").unwrap_err();
+        assert!(matches!(err, ApiError::Unreachable { .. }), "{err:?}");
+        assert_eq!(err.status(), None);
+        let body = br#"{"error":"nonce 3 already used"}"#;
+        assert_eq!(refusal(422, body), Err(ApiError::Refused { status: 422, message: "nonce 3 already used".into() }));
+        assert_eq!(refusal(200, b""), Ok(()));
+    }
+}

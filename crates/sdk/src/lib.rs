@@ -7,10 +7,13 @@
 //! Built on ureq (blocking, plain HTTP; no TLS: nodes serve their API on loopback or behind the
 //! operator's proxy).
 //!
-//! Still in the CLI (`crates/cli/src/client.rs`), to move here next: following a job, checking
-//! results (Freivalds, disputes, availability challenges) and the receipt.
+//! [`job`]: the client's side of a job: follow it, hand inputs to each leaseholder, verify
+//! results (Freivalds and disputes for products, the settled BLAKE3 for ML results), with
+//! [`job::Event`]s for whoever prints progress.
 
 mod blobs;
 pub mod client;
+pub mod job;
 
 pub use client::{ApiError, Client};
+pub use job::{Event, Finished, JobRun, Work};

@@ -1,0 +1,322 @@
+//! The client's side of a job: follow it on chain, seal the inputs to whichever provider leases
+//! each shard, fetch and decrypt each result, check it against its commitment on chain, and
+//! hand back every shard's result with what the chain did (for a receipt).
+//!
+//! How a result is checked depends on the kind:
+//! - `matmul`: each posted product is checked against its Merkle root and by Freivalds while its
+//!   challenge window is open; a wrong one is disputed with one provably wrong entry, and one no
+//!   node serves is challenged for its availability.
+//! - `train` and `infer`: exact integer work with one right answer, checked by replication: the
+//!   chain pays only results a majority of replicas (and a check replica, when the chain calls
+//!   one) agree on, and the client checks the bytes it receives against that BLAKE3.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use ergon_jobdata::{name, Output, Part};
+use ergon_kernels::freivalds::{self, Verdict};
+use ergon_kernels::npy::encode_npy;
+use ergon_kernels::{MatI32, MatI8};
+use ergon_types::{Address, Hash, JobKind, SecretKey, TxKind};
+use serde_json::Value;
+
+use crate::Client;
+
+/// What the client computes its inputs from and checks its results against.
+pub enum Work {
+    /// C = A·B, split by rows of A: `bounds` are each shard's rows.
+    Matmul { a: MatI8, b: MatI8, bounds: Vec<(usize, usize)> },
+    /// A training or inference job and its two input blobs.
+    Ml { kind: JobKind, inputs: [Vec<u8>; 2] },
+}
+
+impl Work {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Work::Matmul { .. } => JobKind::Matmul,
+            Work::Ml { kind, .. } => *kind,
+        }
+    }
+
+    pub fn shards(&self) -> usize {
+        match self {
+            Work::Matmul { bounds, .. } => bounds.len(),
+            Work::Ml { .. } => 1,
+        }
+    }
+
+    /// The plaintext inputs of `shard`, in blob order.
+    fn inputs(&self, shard: u16) -> [Vec<u8>; 2] {
+        match self {
+            Work::Matmul { a, b, bounds } => [encode_npy(&rows(a, bounds[shard as usize])), encode_npy(b)],
+            Work::Ml { inputs, .. } => inputs.clone(),
+        }
+    }
+}
+
+/// A submitted job to follow to its end.
+pub struct JobRun {
+    pub client: Client,
+    /// The client's key: it signs the inputs and disputes, and results are sealed to it.
+    pub key: SecretKey,
+    pub id: Hash,
+    pub work: Work,
+    pub timeout: Duration,
+    /// Fee of each dispute or challenge sent.
+    pub fee: u64,
+    /// Stay until the job has settled on chain. Off: leave as soon as every product is
+    /// verified (nothing is left to dispute), and let the chain pay after the window.
+    pub wait_settlement: bool,
+}
+
+/// Something that happened while following a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A task was leased and its inputs were sealed to the leaseholder and uploaded.
+    InputsSent { shard: u16, replica: u8, provider: Address },
+    /// A shard's result was fetched, decrypted and verified.
+    Verified { shard: u16, provider: Address, how: &'static str },
+    /// A wrong product: the dispute was sent.
+    Disputed { shard: u16, why: String },
+    /// A posted product no node serves, or one that cannot be read: challenged on chain.
+    Challenged { shard: u16, why: String },
+    /// An ML result's copy that cannot be used; another replica's is waited for.
+    Skipped { shard: u16, provider: Address, why: String },
+    /// The job's state changed: its status and each task's state, in task order.
+    Progress { status: String, states: Vec<String> },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::InputsSent { shard, replica, provider } => {
+                write!(f, "shard {shard} replica {replica}: leased to {provider}; inputs sealed to it and uploaded")
+            }
+            Event::Verified { shard, provider, how } => {
+                write!(f, "shard {shard}: result from {provider} fetched, decrypted, verified ({how})")
+            }
+            Event::Disputed { shard, why } => write!(f, "shard {shard}: {why}"),
+            Event::Challenged { shard, why } => write!(
+                f,
+                "shard {shard}: {why}; availability challenge sent (the provider must reveal rows on chain or be slashed)"
+            ),
+            Event::Skipped { shard, provider, why } => {
+                write!(f, "shard {shard}: the copy from {provider} is unusable ({why}); waiting for another")
+            }
+            Event::Progress { status, states } => write!(f, "{status} [{}]", states.join(", ")),
+        }
+    }
+}
+
+/// A followed job's end: every shard's verified result in shard order, the job as the node
+/// last showed it, and how long it took from the first look.
+pub struct Finished {
+    pub results: Vec<Output>,
+    pub job: Value,
+    pub took: Duration,
+}
+
+/// How long a posted result may stay unfetchable before the client challenges its availability.
+const WITHHELD_AFTER: Duration = Duration::from_secs(4);
+
+/// What checking one posted result found.
+enum Checked {
+    /// The result, decoded.
+    Good(Output),
+    /// Wrong: the dispute was sent.
+    Disputed(String),
+    /// Not fetchable yet (or not yet the posted one).
+    NotYet,
+    /// Fetched but undecryptable, unreadable or misshapen: challenged, never a reason to quit.
+    Unusable(String),
+}
+
+impl JobRun {
+    /// Follows the job until every shard's result is verified (and, for ML jobs or with
+    /// `wait_settlement`, the job is done), telling `on_event` what happens.
+    pub fn follow(&self, on_event: &mut dyn FnMut(Event)) -> Result<Finished, String> {
+        let started = Instant::now();
+        let kind = self.work.kind();
+        let mut uploaded: HashSet<(u16, u8, Address)> = HashSet::new();
+        let mut results: HashMap<u16, Output> = HashMap::new();
+        let mut disputed: HashSet<(u16, u8, Address)> = HashSet::new();
+        // When each posted result was first found missing: after WITHHELD_AFTER it is challenged.
+        let mut missing: HashMap<(u16, u8, Address), Instant> = HashMap::new();
+        // Results challenged once: they are still fetched, in case the provider serves them late.
+        let mut challenged: HashSet<(u16, u8, Address)> = HashSet::new();
+        let mut last = None;
+        loop {
+            if started.elapsed() > self.timeout {
+                return Err(format!(
+                    "gave up after {} s; `ergon job status {}` says why",
+                    self.timeout.as_secs(),
+                    self.id.to_hex()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            let Ok(v) = self.client.get(&format!("/jobs/{}", self.id.to_hex())) else {
+                continue; // not in a block yet
+            };
+            let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
+            let mut states = vec![];
+            for t in &tasks {
+                let (shard, replica) =
+                    (t["shard"].as_u64().unwrap_or(0) as u16, t["replica"].as_u64().unwrap_or(0) as u8);
+                let d = &t["detail"];
+                let state = t["state"].as_str().unwrap_or("");
+                states.push(state.to_string());
+                let Ok(holder) = d["provider"].as_str().unwrap_or("").parse::<Address>() else { continue };
+                let task = (shard, replica, holder);
+                if state == "leased" && uploaded.insert(task) {
+                    self.send_inputs(shard, replica, &holder)?;
+                    on_event(Event::InputsSent { shard, replica, provider: holder });
+                }
+                // Products are checked while they can still be disputed; ML results once the
+                // replicas' vote has settled them.
+                let checkable = match kind {
+                    JobKind::Matmul => matches!(state, "posted" | "settled"),
+                    _ => state == "settled",
+                };
+                if !checkable || results.contains_key(&shard) || disputed.contains(&task) {
+                    continue;
+                }
+                match self.check_result(shard, replica, &holder, d["result"].as_str().unwrap_or(""))? {
+                    Checked::Good(output) => {
+                        let how = if kind == JobKind::Matmul { "Freivalds" } else { "BLAKE3 of the settled result" };
+                        on_event(Event::Verified { shard, provider: holder, how });
+                        results.insert(shard, output);
+                    }
+                    Checked::Disputed(why) => {
+                        on_event(Event::Disputed { shard, why });
+                        disputed.insert(task);
+                    }
+                    Checked::NotYet => {
+                        let since = *missing.entry(task).or_insert_with(Instant::now);
+                        let due = state == "posted" && since.elapsed() > WITHHELD_AFTER;
+                        if kind == JobKind::Matmul && due && challenged.insert(task) {
+                            let why =
+                                format!("no node serves the result {} s after it was posted", WITHHELD_AFTER.as_secs());
+                            self.challenge(shard, replica)?;
+                            on_event(Event::Challenged { shard, why });
+                        }
+                    }
+                    Checked::Unusable(why) if kind == JobKind::Matmul => {
+                        if state == "posted" && challenged.insert(task) {
+                            self.challenge(shard, replica)?;
+                            on_event(Event::Challenged { shard, why });
+                        }
+                        disputed.insert(task);
+                    }
+                    Checked::Unusable(why) => {
+                        // An ML result is checked by its replicas' vote; a bad copy is skipped.
+                        on_event(Event::Skipped { shard, provider: holder, why });
+                        disputed.insert(task);
+                    }
+                }
+            }
+            let status = v["status"].as_str().unwrap_or("").to_string();
+            let progress = (status.clone(), states);
+            if last.as_ref() != Some(&progress) {
+                on_event(Event::Progress { status: progress.0.clone(), states: progress.1.clone() });
+                last = Some(progress);
+            }
+            let verified = results.len() == self.work.shards();
+            if verified && (status == "done" || (!self.wait_settlement && kind == JobKind::Matmul)) {
+                let results = (0..self.work.shards() as u16)
+                    .map(|s| results.remove(&s).ok_or("a shard's result is missing"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                return Ok(Finished { results, job: v, took: started.elapsed() });
+            }
+            if status == "cancelled" && v["finished_at"].is_u64() {
+                return Err("the job was cancelled".into());
+            }
+        }
+    }
+
+    /// Seals `shard`'s inputs to `holder`'s published key and uploads them under its names.
+    fn send_inputs(&self, shard: u16, replica: u8, holder: &Address) -> Result<(), String> {
+        let key = self.client.provider_key(holder).map_err(|e| e.to_string())?;
+        let [first, second] = self.work.inputs(shard);
+        let (id, me) = (&self.id, &self.key);
+        self.client.upload_sealed(me, &key, name(id, shard, replica, holder, Part::InputA), &first)?;
+        self.client.upload_sealed(me, &key, name(id, shard, replica, holder, Part::InputB), &second)
+    }
+
+    fn check_result(&self, shard: u16, replica: u8, holder: &Address, posted: &str) -> Result<Checked, String> {
+        let plain = match self.client.fetch_result(&self.key, &self.id, shard, replica, holder) {
+            Ok(Some(plain)) => plain,
+            Ok(None) => return Ok(Checked::NotYet),
+            Err(why) => return Ok(Checked::Unusable(format!("the result does not decrypt: {why}"))),
+        };
+        let output = match Output::from_plaintext(self.work.kind(), plain) {
+            Ok(o) => o,
+            Err(why) => return Ok(Checked::Unusable(why)),
+        };
+        if output.commitment().to_hex() != posted {
+            return Ok(Checked::NotYet); // a stale or foreign blob; the provider's own one will match
+        }
+        let (Work::Matmul { a, b, bounds }, Output::Product(c)) = (&self.work, &output) else {
+            return Ok(Checked::Good(output)); // the chain's replica vote settled it; the bytes match
+        };
+        let a = rows(a, bounds[shard as usize]);
+        if c.rows() != a.rows() || c.cols() != b.cols() {
+            return Ok(Checked::Unusable(format!(
+                "the result is {}×{}, not {}×{}",
+                c.rows(),
+                c.cols(),
+                a.rows(),
+                b.cols()
+            )));
+        }
+        match freivalds::check(&a, b, c, freivalds::DEFAULT_ROUNDS, entropy()?).map_err(|e| e.to_string())? {
+            Verdict::Accept { .. } => Ok(Checked::Good(output)),
+            Verdict::Reject { row } => {
+                let exact = ergon_kernels::matmul(&rows(&a, (row, row + 1)), b).map_err(|e| e.to_string())?;
+                let n = c.cols();
+                let col =
+                    (0..n).find(|&j| exact.as_slice()[j] != c.as_slice()[row * n + j]).ok_or("Freivalds row check")?;
+                let evidence = ergon_pouw::WrongEntry::build(&a, b, c, row, col).map_err(|e| e.to_string())?;
+                let dispute = TxKind::Dispute { job: self.id, shard, replica, evidence };
+                self.client.submit(&self.key, self.fee, dispute).map_err(|e| e.to_string())?;
+                Ok(Checked::Disputed(format!("entry ({row}, {col}) of shard {shard} is wrong; dispute sent")))
+            }
+        }
+    }
+
+    /// Challenges the availability of a posted matmul result: the provider must reveal its
+    /// first rows on chain or be slashed, and the shard goes to someone else.
+    fn challenge(&self, shard: u16, replica: u8) -> Result<(), String> {
+        let Work::Matmul { bounds, .. } = &self.work else { return Err("only products can be challenged".into()) };
+        let (r0, r1) = bounds[shard as usize];
+        let rows: Vec<u32> = (0..((r1 - r0).min(ergon_pouw::dispute::MAX_REVEAL_ROWS)) as u32).collect();
+        let challenge = TxKind::ChallengeResult { job: self.id, shard, replica, rows };
+        self.client.submit(&self.key, self.fee, challenge).map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+/// Rows r0..r1 of `a`.
+pub fn rows(a: &MatI8, (r0, r1): (usize, usize)) -> MatI8 {
+    MatI8::from_vec(r1 - r0, a.cols(), a.as_slice()[r0 * a.cols()..r1 * a.cols()].to_vec()).expect("row range")
+}
+
+/// Rows of every shard's product stacked into C.
+pub fn assemble(shards: Vec<Output>) -> Result<MatI32, String> {
+    let mut cols = None;
+    let mut c = Vec::new();
+    for part in shards {
+        let Output::Product(part) = part else { return Err("a shard's result is not a product".into()) };
+        if *cols.get_or_insert(part.cols()) != part.cols() {
+            return Err("shards disagree on the product's width".into());
+        }
+        c.extend_from_slice(part.as_slice());
+    }
+    let cols = cols.unwrap_or(0);
+    MatI32::from_vec(c.len() / cols.max(1), cols, c).map_err(|e| e.to_string())
+}
+
+fn entropy() -> Result<[u8; 32], String> {
+    let mut e = [0u8; 32];
+    getrandom::fill(&mut e).map_err(|e| format!("no OS randomness: {e}"))?;
+    Ok(e)
+}
