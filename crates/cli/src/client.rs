@@ -3,76 +3,37 @@
 //! writes the result, measures an ML result and prints the receipt.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use ergon_jobdata::Output;
 use ergon_kernels::npy::write_npy;
 use ergon_ml::{Dataset, Exact, Mlp};
 use ergon_sdk::job::assemble;
-use ergon_sdk::{Client, Event, Finished, JobRun, Work};
-use ergon_types::{Hash, JobKind, SecretKey};
+use ergon_sdk::{Event, Finished, JobRun, Work};
+use ergon_types::JobKind;
 use serde_json::Value;
 
-use crate::node_cmds::http;
 use crate::CmdResult;
-
-pub struct ClientJob {
-    pub api: SocketAddr,
-    pub key: SecretKey,
-    pub id: Hash,
-    pub work: Work,
-    /// The examples an ML result is measured on (held out of training, or the labelled data
-    /// inferred on).
-    pub measure_on: Option<Dataset>,
-    pub out: PathBuf,
-    pub timeout: Duration,
-    pub fee: u64,
-    /// Print progress and the receipt (off for benchmarks).
-    pub verbose: bool,
-    /// Stay until the job has settled on chain. Off: leave as soon as every product is
-    /// verified (nothing is left to dispute), and let the chain pay after the window.
-    pub wait_settlement: bool,
-}
 
 /// Assumed power per claimed core under AVX2 load, for the receipt's energy estimate.
 const WATTS_PER_CORE: f64 = 10.0;
 
-pub fn run_job(job: ClientJob) -> CmdResult {
-    let run = JobRun {
-        client: Client::new(job.api),
-        key: job.key.clone(),
-        id: job.id,
-        work: job.work,
-        timeout: job.timeout,
-        fee: job.fee,
-        wait_settlement: job.wait_settlement,
-    };
-    let short = job.id.to_hex()[..8].to_string();
-    let verbose = job.verbose;
-    let finished = run.follow(&mut |event| {
-        if verbose {
-            match event {
-                Event::Progress { .. } => println!("job {short}: {event}"),
-                _ => println!("{event}"),
-            }
-        }
+/// Follows `run` to its end, printing what happens, then writes the result to `out`,
+/// measures an ML result on `measure_on` (the examples held out of training, or the labelled
+/// data inferred on) and prints the receipt.
+pub fn run_job(run: &JobRun, out: &Path, measure_on: Option<&Dataset>) -> CmdResult {
+    let short = run.id.to_hex()[..8].to_string();
+    let finished = run.follow(&mut |event| match event {
+        Event::Progress { .. } => println!("job {short}: {event}"),
+        _ => println!("{event}"),
     })?;
-    finish(&job.out, job.measure_on.as_ref(), job.api, verbose, &run.work, finished)
+    finish(run, out, measure_on, finished)
 }
 
-fn finish(
-    out: &PathBuf,
-    measure_on: Option<&Dataset>,
-    api: SocketAddr,
-    verbose: bool,
-    work: &Work,
-    finished: Finished,
-) -> CmdResult {
+fn finish(run: &JobRun, out: &Path, measure_on: Option<&Dataset>, finished: Finished) -> CmdResult {
     let Finished { results, job: v, took } = finished;
-    let (written, quality) = match work {
+    let (written, quality) = match &run.work {
         Work::Matmul { .. } => {
             let c = assemble(results)?;
             write_npy(out, &c).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -81,16 +42,10 @@ fn finish(
         Work::Ml { kind, .. } => {
             let bytes = results.into_iter().next().map(Output::into_plaintext).unwrap_or_default();
             std::fs::write(out, &bytes).map_err(|e| format!("{}: {e}", out.display()))?;
-            let quality = match measure_on {
-                Some(data) => Some(ml_quality(*kind, &bytes, data)?),
-                None => None,
-            };
+            let quality = measure_on.map(|data| ml_quality(*kind, &bytes, data)).transpose()?;
             (format!("{} bytes, blake3 {}", bytes.len(), blake3::hash(&bytes).to_hex()), quality)
         }
     };
-    if !verbose {
-        return Ok(ExitCode::SUCCESS);
-    }
     // Receipt: work and money from the chain; energy estimated from each provider's claims.
     let mut macs = 0u64;
     let mut joules = 0.0;
@@ -98,7 +53,7 @@ fn finish(
     let settled: Vec<&Value> =
         v["tasks"].as_array().into_iter().flatten().filter(|t| t["state"] == "settled").collect();
     for t in &settled {
-        let w = match work {
+        let w = match &run.work {
             Work::Matmul { a, b, bounds } => {
                 let (r0, r1) = bounds[t["shard"].as_u64().unwrap_or(0) as usize];
                 ((r1 - r0) * a.cols() * b.cols()) as u64
@@ -107,7 +62,7 @@ fn finish(
         };
         macs += w;
         let who = t["detail"]["provider"].as_str().unwrap_or("").to_string();
-        if let Ok(p) = http(api, "GET", &format!("/providers/{who}"), None) {
+        if let Ok(p) = run.client.get(&format!("/providers/{who}")) {
             let gmacs = p["profile"]["int8_gmacs"].as_f64().unwrap_or(1.0).max(1.0);
             let cores = p["profile"]["cpu_cores"].as_f64().unwrap_or(1.0);
             joules += w as f64 / (gmacs * 1e9) * cores * WATTS_PER_CORE;
@@ -118,7 +73,7 @@ fn finish(
     println!("receipt for job {} ({}):", v["id"].as_str().unwrap_or(""), v["kind"].as_str().unwrap_or(""));
     println!(
         "  work: {macs} multiply-adds over {} shard(s) × {} replica(s) by {} provider(s)",
-        work.shards(),
+        run.work.shards(),
         v["replicas"],
         providers.len()
     );
@@ -132,7 +87,7 @@ fn finish(
         "  energy: ≈ {:.3} J (estimate: multiply-adds ÷ the provider's claimed int8 throughput × {WATTS_PER_CORE} W per claimed core; not measured)",
         joules
     );
-    match work {
+    match &run.work {
         Work::Matmul { .. } => println!(
             "  verification: every shard matched its posted commitment and passed Freivalds (false accept < 2^-120)"
         ),

@@ -542,18 +542,18 @@ fn submit_and_follow(
             );
             Ok(ExitCode::SUCCESS)
         }
-        Some((out, wait_settlement)) => crate::client::run_job(crate::client::ClientJob {
-            api,
-            key,
-            id,
-            work,
-            measure_on,
-            out,
-            timeout: std::time::Duration::from_secs(timeout_s),
-            fee,
-            verbose: true,
-            wait_settlement,
-        }),
+        Some((out, wait_settlement)) => {
+            let run = ergon_sdk::JobRun {
+                client: ergon_sdk::Client::new(api),
+                key,
+                id,
+                work,
+                timeout: std::time::Duration::from_secs(timeout_s),
+                fee,
+                wait_settlement,
+            };
+            crate::client::run_job(&run, &out, measure_on.as_ref())
+        }
     }
 }
 

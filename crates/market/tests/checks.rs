@@ -30,15 +30,30 @@ fn state(m: &Market, job: &Hash, replica: u8) -> TaskState {
     m.job(job).unwrap().task(0, replica).state.clone()
 }
 
+/// Submits `spec` at `h`, checks `provider` leases its replica 0, posts `result` at `h + 1`
+/// and ends the block its window closes in (where a check is called, or the shard settles).
+fn lease_and_post(
+    m: &mut Market,
+    p: &MarketParams,
+    spec: JobSpec,
+    nonce: u64,
+    h: u64,
+    provider: Address,
+    result: &str,
+) -> Hash {
+    let job = submit(m, spec, nonce, h);
+    m.end_block(h, p);
+    assert_eq!(leaseholder(m, &job, 0, 0), Some(provider));
+    m.post_result(provider, job, 0, Hash::of(result, &[]), h + 1, p).unwrap();
+    m.end_block(h + 1 + p.challenge_blocks, p);
+    job
+}
+
 /// Makes `provider` trusted: `probation_leases` matmul results paid (the client checks those).
 fn earn_trust(m: &mut Market, p: &MarketParams, provider: Address, from_height: u64) -> u64 {
     let mut h = from_height;
     for i in 0..p.probation_leases {
-        let job = submit(m, matmul(1, 1, 100), 9000 + i + h, h);
-        m.end_block(h, p);
-        assert_eq!(leaseholder(m, &job, 0, 0), Some(provider));
-        m.post_result(provider, job, 0, Hash::of("product", &[]), h + 1, p).unwrap();
-        m.end_block(h + 1 + p.challenge_blocks, p);
+        lease_and_post(m, p, matmul(1, 1, 100), 9000 + i + h, h, provider, "product");
         h += 2 + p.challenge_blocks;
     }
     assert_eq!(m.provider(&provider).unwrap().probation(p), None);
@@ -171,11 +186,7 @@ fn a_trusted_providers_results_are_sampled_at_the_audit_rate() {
     m.register(address(2), cpu(60, 64, 100), 1 << 30, h, &p).unwrap();
     let (mut checked, jobs) = (0, 200);
     for i in 0..jobs {
-        let job = submit(&mut m, train(100), i, h);
-        m.end_block(h, &p);
-        assert_eq!(leaseholder(&m, &job, 0, 0), Some(address(1)));
-        m.post_result(address(1), job, 0, Hash::of("model", &[]), h + 1, &p).unwrap();
-        m.end_block(h + 1 + p.challenge_blocks, &p);
+        let job = lease_and_post(&mut m, &p, train(100), i, h, address(1), "model");
         h += 2 + p.challenge_blocks;
         if state(&m, &job, 1) != TaskState::Spare {
             checked += 1;
@@ -207,10 +218,7 @@ fn a_provider_the_validators_see_at_half_its_claim_is_on_probation_whatever_its_
     assert_eq!(pv.probation(&p).unwrap(), "on probation: reputation 500‰ is below 900‰");
     // So its ML results are checked again, every one.
     m.register(address(2), cpu(60, 64, 100), 100, h, &p).unwrap();
-    let job = submit(&mut m, train(100), 1, h);
-    m.end_block(h, &p);
-    m.post_result(address(1), job, 0, Hash::of("model", &[]), h + 1, &p).unwrap();
-    m.end_block(h + 1 + p.challenge_blocks, &p);
+    let job = lease_and_post(&mut m, &p, train(100), 1, h, address(1), "model");
     assert_eq!(leaseholder(&m, &job, 0, 1), Some(address(2)));
     let text = log_text(&m, Subject::Job(job));
     assert!(text.contains("reputation 500‰ is below 900‰"), "{text}");
@@ -281,10 +289,7 @@ fn a_trusted_provider_a_sampled_check_disagrees_with_is_back_on_probation() {
     m.register(address(1), cpu(50, 64, 100), 100, 0, &p).unwrap();
     let h = earn_trust(&mut m, &p, address(1), 1);
     m.register(address(2), cpu(60, 64, 100), 100, h, &p).unwrap();
-    let job = submit(&mut m, train(100), 1, h);
-    m.end_block(h, &p);
-    m.post_result(address(1), job, 0, Hash::of("garbage", &[]), h + 1, &p).unwrap();
-    m.end_block(h + 1 + p.challenge_blocks, &p);
+    let job = lease_and_post(&mut m, &p, train(100), 1, h, address(1), "garbage");
     assert!(log_text(&m, Subject::Job(job)).contains("sampled for audit"));
     m.post_result(address(2), job, 0, Hash::of("model", &[]), h + 2 + p.challenge_blocks, &p).unwrap();
     let effects = m.end_block(h + 2 + 2 * p.challenge_blocks, &p);

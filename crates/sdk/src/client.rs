@@ -128,7 +128,6 @@ impl Client {
             ("GET", _) => self.agent.get(&url).call(),
             ("PUT", b) => self.agent.put(&url).content_type(content_type).send(b.unwrap_or(&[])),
             ("POST", b) => self.agent.post(&url).content_type(content_type).send(b.unwrap_or(&[])),
-            ("DELETE", _) => self.agent.delete(&url).call(),
             _ => return Err(self.bad(format!("method {method} is not part of the API"))),
         };
         let mut resp = sent.map_err(|e| ApiError::Unreachable { node: self.base.clone(), reason: e.to_string() })?;
