@@ -234,6 +234,9 @@ impl Ledger {
             TxKind::SubmitJob { spec } => {
                 spec.max_cost().ok_or(TxRejection::Market(MarketRejection::BudgetOverflow))?
             }
+            TxKind::DoubtResult { job, .. } => {
+                self.market.doubt_deposit(job).ok_or(TxRejection::Market(MarketRejection::UnknownJob))?
+            }
             _ => 0,
         };
         let spend = locked.checked_add(t.fee).ok_or(TxRejection::Overflow)?;
@@ -282,6 +285,7 @@ impl Ledger {
             TxKind::Judge { provider, gmacs, reason } => {
                 self.market.judge(from, sender.stake, *provider, *gmacs, reason, height)
             }
+            TxKind::DoubtResult { job, shard, expected } => self.market.doubt(from, *job, *shard, *expected, height),
             TxKind::JudgeMemory { provider, memory_mib, reason } => {
                 self.market.judge_memory(from, sender.stake, *provider, *memory_mib, reason, height)
             }

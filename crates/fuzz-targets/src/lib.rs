@@ -182,6 +182,7 @@ pub mod seeds {
             TxKind::ChallengeResult { job: Hash([4; 32]), shard: 1, replica: 0, rows: vec![0, 7] },
             TxKind::Judge { provider: k.public().address(), gmacs: 125, reason: "as claimed".into() },
             TxKind::JudgeMemory { provider: k.public().address(), memory_mib: 4096, reason: "shown".into() },
+            TxKind::DoubtResult { job: Hash([4; 32]), shard: 0, expected: Hash([5; 32]) },
             {
                 let (round, answer) = poai_pair();
                 TxKind::ProveFraud { round: Box::new(round), answer: Box::new(answer) }

@@ -32,10 +32,10 @@
 
 use ergon_types::{Address, Hash, JobKind};
 
-use crate::model::{short, Job, ProviderStatus, TaskState};
+use crate::model::{short, Job, JobStatus, ProviderStatus, TaskState};
 use crate::reasons::Subject;
 use crate::state::Market;
-use crate::MarketParams;
+use crate::{Effect, MarketParams, MarketRejection};
 
 /// Whether a trusted provider's result on `shard` of job `id` is sampled for a check, given the
 /// seed of the block that settles it.
@@ -69,6 +69,10 @@ impl Market {
     ) -> bool {
         let job = &self.jobs[&id];
         let Some(check) = job.check_replica() else { return false };
+        if job.status != JobStatus::Open {
+            // Its client withdrew it: nothing new is leased for it, a check included.
+            return false;
+        }
         if job.task(shard, check).state != TaskState::Spare {
             return false;
         }
@@ -110,6 +114,162 @@ impl Market {
             );
         }
         true
+    }
+
+    /// What a doubt on a result of job `id` escrows from its client: one check replica at the
+    /// job's maximum price, rounded up like the job's escrow (None for an unknown job or an
+    /// overflow).
+    pub fn doubt_deposit(&self, id: &Hash) -> Option<u64> {
+        let spec = &self.jobs.get(id)?.spec;
+        let cost = (spec.macs_per_shard as u128 * spec.max_price_per_gmac as u128).div_ceil(1_000_000_000);
+        u64::try_from(cost).ok()
+    }
+
+    /// The job's client doubts a posted result of `shard` and names the commitment it expects
+    /// (`TxKind::DoubtResult`): the deposit ([`doubt_deposit`](Self::doubt_deposit)) joins
+    /// the escrow, and the shard's check replica is called now if it was not already. The
+    /// shard then settles once the check has voted (see `settle_confirmed_doubt`). Changes
+    /// nothing when it refuses.
+    pub fn doubt(
+        &mut self,
+        client: Address,
+        id: Hash,
+        shard: u16,
+        expected: Hash,
+        height: u64,
+    ) -> Result<Vec<Effect>, MarketRejection> {
+        let refuse = |why: String| Err(MarketRejection::BadDoubt(why));
+        let job = self.jobs.get(&id).ok_or(MarketRejection::UnknownJob)?;
+        if job.client != client {
+            return refuse("only the job's client can doubt its results".into());
+        }
+        let Some(check) = job.check_replica() else {
+            return refuse("a product is checked by its client: prove a wrong entry with a dispute".into());
+        };
+        if shard as usize >= job.spec.shards.len() {
+            return Err(MarketRejection::NoSuchShard { shard, shards: job.spec.shards.len() });
+        }
+        if job.status != JobStatus::Open {
+            return Err(MarketRejection::JobClosed);
+        }
+        let task = job.task(shard, check);
+        if task.doubt.is_some() {
+            return refuse(format!("shard {shard} is already doubted"));
+        }
+        match task.state {
+            TaskState::Cancelled => return refuse(format!("shard {shard}'s check was cancelled, no provider took it")),
+            TaskState::Settled { .. } => return refuse(format!("shard {shard} is already settled")),
+            _ => {}
+        }
+        let mut differs = None;
+        for r in 0..job.replicas() as u8 {
+            match job.task(shard, r).state {
+                TaskState::Settled { .. } => return refuse(format!("shard {shard} is already settled and paid")),
+                TaskState::Posted { result, .. } if result != expected => differs = Some(result),
+                _ => {}
+            }
+        }
+        let Some(posted) = differs else {
+            return refuse(format!(
+                "no posted result of shard {shard} differs from the one you expect ({}): wait until one is posted",
+                short(&expected)
+            ));
+        };
+        let spare = task.state == TaskState::Spare;
+        if spare && !self.any_checker(job, shard, check) {
+            return refuse(format!("no other provider could check shard {shard} now"));
+        }
+        let deposit = self.doubt_deposit(&id).ok_or(MarketRejection::BudgetOverflow)?;
+        let escrow_total = self.escrow_total.checked_add(deposit).ok_or(MarketRejection::BudgetOverflow)?;
+        // All checks passed: mutate.
+        self.escrow_total = escrow_total;
+        let job = self.jobs.get_mut(&id).expect("present above");
+        job.escrow += deposit;
+        let task = job.task_mut(shard, check);
+        task.doubt = Some(expected);
+        if spare {
+            task.state = TaskState::Queued;
+            task.queued_since = height;
+            self.book.enqueue(&self.jobs[&id], shard, check);
+        }
+        let text = format!(
+            "shard {shard}: the client doubts the posted result {} and expects {}; check replica {check} decides, the client escrowing {deposit} for it",
+            short(&posted),
+            short(&expected)
+        );
+        self.note(Subject::Job(id), height, text);
+        Ok(vec![])
+    }
+
+    /// Settles a doubted shard whose check computed what the client expected: two parties
+    /// that did not coordinate (the matching picked the checker) agree against every result
+    /// that differs. Each such result is not paid, counted as a failure and a strike, puts its
+    /// provider back on probation, and, when the checker is trusted, is slashed (the slash
+    /// burned, so a client gains nothing from a false doubt); its replica is cancelled, the
+    /// shard having its answer. Results that agree are paid with the check, as for any check;
+    /// when none does, the check is paid as the shard's result.
+    pub(crate) fn settle_confirmed_doubt(
+        &mut self,
+        id: Hash,
+        shard: u16,
+        check: u8,
+        height: u64,
+        params: &MarketParams,
+        effects: &mut Vec<Effect>,
+    ) {
+        let job = &self.jobs[&id];
+        let TaskState::Posted { provider: checker, result: expected, .. } = job.task(shard, check).state else {
+            unreachable!("the caller saw the check posted")
+        };
+        let trusted = self.providers.get(&checker).is_some_and(|p| p.probation(params).is_none());
+        let (mut right, mut wrong) = (vec![], vec![]);
+        for r in 0..job.slots() {
+            let TaskState::Posted { result, settles_at, .. } = job.task(shard, r).state else { continue };
+            self.settling.remove(&(settles_at, (id, shard, r)));
+            if r == check {
+                continue;
+            }
+            if result == expected {
+                right.push(r)
+            } else {
+                wrong.push(r)
+            }
+        }
+        for r in wrong {
+            let key = (id, shard, r);
+            let why = format!(
+                "its result differs from {}, which the client expected and check replica {check} computed independently",
+                short(&expected)
+            );
+            self.lose_trust(key, height);
+            if trusted {
+                // Counts the failure and excludes the provider, like `refuse_pay`.
+                let slashed = self.slash_only(key, height, params, &why).unwrap_or(0);
+                effects.push(Effect::Burn { amount: slashed });
+            } else {
+                let why = format!("{why} (not slashed: the checker is itself on probation)");
+                self.refuse_pay(key, height, &why, true);
+            }
+            let job = self.jobs.get_mut(&id).expect("present above");
+            let task = job.task_mut(shard, r);
+            task.state = TaskState::Cancelled;
+            task.challenge = None;
+            self.note(
+                Subject::Job(id),
+                height,
+                format!("shard {shard} replica {r}: cancelled, the check's result stands"),
+            );
+        }
+        let agreeing = right.len() + 2; // with the check and the client
+        match right.split_first() {
+            Some((&first, rest)) => {
+                self.pay_result((id, shard, first), Some((id, shard, check)), agreeing, height, params, effects);
+                for &r in rest {
+                    self.pay_result((id, shard, r), None, agreeing, height, params, effects);
+                }
+            }
+            None => self.pay_result((id, shard, check), None, agreeing, height, params, effects),
+        }
     }
 
     /// Whether any provider taking leases could take `shard`'s check (hardware aside: one that

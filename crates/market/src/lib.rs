@@ -25,6 +25,7 @@ pub mod checks;
 pub mod load;
 pub mod matching;
 pub mod model;
+mod penalties;
 pub mod reasons;
 mod root;
 mod rules;
@@ -184,6 +185,8 @@ pub enum MarketRejection {
     BadJudgment(String),
     /// A fraud proof that proves nothing (the answer is right, or is not the provider's).
     NotAFraud(String),
+    /// A client's doubt of a result that cannot apply (`checks`).
+    BadDoubt(String),
 }
 
 impl fmt::Display for MarketRejection {
@@ -210,6 +213,7 @@ impl fmt::Display for MarketRejection {
             Self::BadChallenge(why) => write!(f, "challenge refused: {why}"),
             Self::BadJudgment(why) => write!(f, "judgment refused: {why}"),
             Self::NotAFraud(why) => write!(f, "fraud proof refused: {why}"),
+            Self::BadDoubt(why) => write!(f, "doubt refused: {why}"),
             Self::MinedOnLease => {
                 write!(f, "blocks were mined on this lease, so its inputs arrived: post the result instead")
             }

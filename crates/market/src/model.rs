@@ -298,6 +298,9 @@ pub struct Task {
     pub challenge: Option<Challenge>,
     /// Availability challenges made on the current result (at most [`crate::MAX_CHALLENGES`]).
     pub challenges: u8,
+    /// On a check replica: the result the client expects, when it doubts the shard's posted
+    /// result (`TxKind::DoubtResult`, `checks`): the check then decides who is wrong.
+    pub doubt: Option<Hash>,
 }
 
 /// Rows of a posted result the provider must reveal on chain by `deadline`.
@@ -318,6 +321,7 @@ impl Task {
             collateral: 0,
             queued_since: height,
             challenge: None,
+            doubt: None,
             challenges: 0,
         }
     }

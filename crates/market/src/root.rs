@@ -64,6 +64,10 @@ impl Market {
                         });
                     }
                 }
+                match &t.doubt {
+                    None => w.u8(0),
+                    Some(h) => w.u8(1).bytes(&h.0),
+                };
                 w.u32(t.excluded.len() as u32);
                 for a in &t.excluded {
                     w.bytes(&a.0);

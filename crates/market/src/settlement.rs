@@ -1,5 +1,5 @@
 //! The end of every block: leases that ran out, results whose window closed (replicas voted),
-//! bonds released, jobs finished; and the penalties: disputes and slashing.
+//! bonds released, jobs finished. Penalties for proven faults are in `penalties`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,103 +8,9 @@ use ergon_types::{Address, Hash};
 use crate::model::{short, Job, JobStatus, ProviderStatus, TaskKey, TaskState};
 use crate::reasons::Subject;
 use crate::state::Market;
-use crate::{payment, Effect, MarketParams, MarketRejection};
+use crate::{payment, Effect, MarketParams};
 
 impl Market {
-    /// Judges a dispute over a posted result: if `evidence` proves an entry wrong against the
-    /// shard's commitment and the posted root, the provider is slashed; the disputer receives
-    /// at most the fixed `dispute_bounty` of it, the rest is burned; the task is re-allocated.
-    pub fn dispute(
-        &mut self,
-        disputer: Address,
-        key: TaskKey,
-        evidence: &ergon_pouw::WrongEntry,
-        height: u64,
-        params: &MarketParams,
-    ) -> Result<Vec<Effect>, MarketRejection> {
-        let (id, shard, replica) = key;
-        let job = self.jobs.get(&id).ok_or(MarketRejection::UnknownJob)?;
-        job.check_task(shard, replica)?;
-        let TaskState::Posted { result, .. } = job.task(shard, replica).state else {
-            return Err(MarketRejection::NotInChallengeWindow);
-        };
-        let (claimed, correct) = evidence
-            .check(&job.spec.shards[shard as usize], &result.0)
-            .map_err(|e| MarketRejection::DisputeFailed(e.to_string()))?;
-        let why = format!("entry ({}, {}) is {claimed} but the product is {correct}", evidence.row, evidence.col);
-        let mut effects = vec![];
-        let slashed = self.penalize(key, height, params, &why, &mut effects);
-        let bounty = slashed.min(params.dispute_bounty);
-        if bounty > 0 {
-            effects.push(Effect::Pay { to: disputer, amount: bounty });
-        }
-        effects.push(Effect::Burn { amount: slashed - bounty });
-        Ok(effects)
-    }
-
-    /// A proven fault on a lease or a posted result, the whole slash burned: see
-    /// [`penalize`](Self::penalize).
-    pub fn slash(&mut self, key: TaskKey, height: u64, params: &MarketParams, why: &str) -> Vec<Effect> {
-        let mut effects = vec![];
-        let amount = self.penalize(key, height, params, why, &mut effects);
-        effects.push(Effect::Burn { amount });
-        effects
-    }
-
-    /// A proven fault on a lease or a posted result: the provider first repays to the escrow
-    /// what blocks on the lease burned from it, then loses the larger of the lease's collateral
-    /// and `min_provider_stake` (never more than its bond), is demoted, and the task is queued
-    /// again without it. Returns the amount slashed; the caller decides where it goes.
-    pub(crate) fn penalize(
-        &mut self,
-        key: TaskKey,
-        height: u64,
-        params: &MarketParams,
-        why: &str,
-        effects: &mut Vec<Effect>,
-    ) -> u64 {
-        let (id, shard, replica) = key;
-        let Some(job) = self.jobs.get(&id) else { return 0 };
-        let task = job.task(shard, replica);
-        let collateral = task.collateral;
-        if let Some(c) = &task.challenge {
-            self.reveals.remove(&(c.deadline, key));
-        }
-        let provider = match task.state {
-            TaskState::Posted { provider, settles_at, .. } => {
-                self.settling.remove(&(settles_at, key));
-                let p = self.providers.get_mut(&provider).expect("posters are providers");
-                p.pending -= 1;
-                provider
-            }
-            TaskState::Leased { provider, deadline, .. } => {
-                self.deadlines.remove(&(deadline, key));
-                provider
-            }
-            _ => return 0,
-        };
-        self.end_lease(key, provider, height);
-        let p = self.providers.get_mut(&provider).expect("leaseholders are providers");
-        let amount = params.slash_amount(collateral, p.bond);
-        p.bond -= amount;
-        p.slashed += amount;
-        p.failed += 1;
-        if p.status == ProviderStatus::Active {
-            p.status = ProviderStatus::Demoted;
-        }
-        self.bond_total -= amount;
-        self.book.list(&self.providers[&provider]);
-        self.jobs.get_mut(&id).expect("checked above").task_mut(shard, replica).excluded.insert(provider);
-        self.note(
-            Subject::Provider(provider),
-            height,
-            format!("slashed {amount} and demoted: {why} (job {})", short(&id)),
-        );
-        self.note(Subject::Job(id), height, format!("shard {shard} replica {replica}: provider slashed ({why})"));
-        self.requeue(key, height, effects);
-        amount
-    }
-
     /// [`end_block_after`](Self::end_block_after) with a seed made of the height alone, for
     /// simulations and benchmarks that have no blocks.
     pub fn end_block(&mut self, height: u64, params: &MarketParams) -> Vec<Effect> {
@@ -264,6 +170,16 @@ impl Market {
             }
             let job = &self.jobs[&id];
             let check = job.check_replica();
+            // A client's doubt (`checks`): the check, when it computed what the client expected,
+            // decides; when it did not, the client pays for the check it asked for.
+            let doubt = check.and_then(|c| job.task(shard, c).doubt.map(|expected| (c, expected)));
+            if let Some((c, _)) = doubt.filter(|&(c, expected)| {
+                matches!(job.task(shard, c).state, TaskState::Posted { result, .. } if result == expected)
+            }) {
+                self.settle_confirmed_doubt(id, shard, c, height, params, effects);
+                finished.insert(id);
+                continue;
+            }
             let slots = job.slots();
             let posted: Vec<Option<(Hash, u64)>> = (0..slots)
                 .map(|r| match job.task(shard, r).state {
@@ -282,7 +198,13 @@ impl Market {
             // The replica whose pay funds an agreeing check: the first that agrees with it.
             let check_agrees = check.is_some_and(|c| posted(c).is_some_and(|(r, _)| Some(r) == majority));
             let charged = (0..job.spec.requirements.replicas)
-                .find(|&r| check_agrees && posted(r).is_some_and(|(x, _)| Some(x) == majority));
+                .find(|&r| check_agrees && doubt.is_none() && posted(r).is_some_and(|(x, _)| Some(x) == majority));
+            if check_agrees && doubt.is_some() {
+                let text = format!(
+                    "shard {shard}: the check agreed with the posted result, not with the one the client expected, so the client pays for the check it asked for"
+                );
+                self.note(Subject::Job(id), height, text);
+            }
             for r in 0..slots {
                 let Some((result, settles_at)) = posted(r) else { continue };
                 let key = (id, shard, r);
@@ -335,7 +257,7 @@ impl Market {
     /// agreed with it is paid out of the same payment (`checks`): the shard's value is then the
     /// larger of the two leases', and the checker gets its own value less the burn, at most what
     /// the checked provider would have had. `agreeing` is how many voters agreed on the result.
-    fn pay_result(
+    pub(crate) fn pay_result(
         &mut self,
         key: TaskKey,
         check: Option<TaskKey>,
@@ -431,9 +353,17 @@ impl Market {
     /// against nobody: a ring of identities could otherwise strike an honest checker out of the
     /// market, or push it onto probation; the ring itself stays there, never paid.
     fn reject_result(&mut self, key: TaskKey, height: u64, why: &str, counted: bool, effects: &mut Vec<Effect>) {
+        if self.refuse_pay(key, height, why, counted) {
+            self.requeue(key, height, effects);
+        }
+    }
+
+    /// [`reject_result`](Self::reject_result) but for queuing the task again, which the caller
+    /// does or not; false if `key` had no posted result.
+    pub(crate) fn refuse_pay(&mut self, key: TaskKey, height: u64, why: &str, counted: bool) -> bool {
         let (id, shard, replica) = key;
         let job = &self.jobs[&id];
-        let TaskState::Posted { provider, .. } = job.task(shard, replica).state else { return };
+        let TaskState::Posted { provider, .. } = job.task(shard, replica).state else { return false };
         self.end_lease(key, provider, height);
         // Out of every replica of the shard, or two outvoted providers would just swap places.
         let job = self.jobs.get_mut(&id).expect("results belong to jobs");
@@ -447,12 +377,12 @@ impl Market {
         self.book.list(&self.providers[&provider]);
         self.note(Subject::Job(id), height, format!("shard {shard} replica {replica}: not paid, {why}"));
         self.note(Subject::Provider(provider), height, format!("not paid for job {} shard {shard}: {why}", short(&id)));
-        self.requeue(key, height, effects);
+        true
     }
 
     /// A check dissented from the result posted on `key`: its provider is back on probation,
     /// as new (BOINC's rule: a host whose result failed validation is replicated again).
-    fn lose_trust(&mut self, key: TaskKey, height: u64) {
+    pub(crate) fn lose_trust(&mut self, key: TaskKey, height: u64) {
         let TaskState::Posted { provider, .. } = self.jobs[&key.0].task(key.1, key.2).state else { return };
         let p = self.providers.get_mut(&provider).expect("posters are providers");
         if std::mem::take(&mut p.vouched) > 0 {

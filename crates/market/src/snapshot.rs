@@ -238,9 +238,25 @@ fn read_task(r: &mut Reader<'_>) -> Result<Task, TypesError> {
         }
         x => return r.fail(format!("challenge flag {x}")),
     };
+    let doubt = match r.u8()? {
+        0 => None,
+        1 => Some(Hash(r.array()?)),
+        x => return r.fail(format!("doubt flag {x}")),
+    };
     let mut excluded = BTreeSet::new();
     for _ in 0..r.count(usize::MAX, 20)? {
         excluded.insert(read_address(r)?);
     }
-    Ok(Task { state, excluded, waiting: None, mined, prepaid_burn, collateral, queued_since, challenge, challenges })
+    Ok(Task {
+        state,
+        excluded,
+        waiting: None,
+        mined,
+        prepaid_burn,
+        collateral,
+        queued_since,
+        challenge,
+        challenges,
+        doubt,
+    })
 }

@@ -301,3 +301,179 @@ fn a_trusted_provider_a_sampled_check_disagrees_with_is_back_on_probation() {
     assert!(text.contains("back on probation: a check disagreed"), "{text}");
     assert_eq!(m.provider(&address(2)).unwrap().strikes, 0);
 }
+
+/// Leases `job`'s replica 0 to `provider` at `h`, which posts `posted`; the client then doubts
+/// it, expecting `expected`, and the check is leased at `h + 1`. Returns the checker.
+fn post_and_doubt(
+    m: &mut Market,
+    p: &MarketParams,
+    job: Hash,
+    h: u64,
+    provider: Address,
+    posted: &str,
+    expected: &str,
+) -> Address {
+    m.end_block(h, p);
+    assert_eq!(leaseholder(m, &job, 0, 0), Some(provider));
+    m.post_result(provider, job, 0, Hash::of(posted, &[]), h + 1, p).unwrap();
+    let escrow = m.job(&job).unwrap().escrow;
+    m.doubt(address(CLIENT), job, 0, Hash::of(expected, &[]), h + 1).unwrap();
+    assert_eq!(
+        m.job(&job).unwrap().escrow,
+        escrow + m.doubt_deposit(&job).unwrap(),
+        "the doubt's deposit joins the escrow"
+    );
+    assert_eq!(state(m, &job, 1), TaskState::Queued, "the doubt calls the check at once");
+    m.end_block(h + 1, p);
+    leaseholder(m, &job, 0, 1).expect("the check is leased")
+}
+
+#[test]
+fn a_doubted_result_the_check_confirms_is_not_paid_and_the_check_is_paid_as_the_shards_result() {
+    let p = params();
+    let mut m = Market::default();
+    m.register(address(1), cpu(50, 64, 100), 100, 0, &p).unwrap();
+    let h = earn_trust(&mut m, &p, address(1), 1);
+    m.register(address(2), cpu(60, 64, 100), 100, h, &p).unwrap();
+    let job = submit(&mut m, train(100), 1, h);
+    let escrow = m.job(&job).unwrap().escrow;
+    let deposit = m.doubt_deposit(&job).unwrap();
+    assert_eq!(Some(deposit), train(100).max_cost(), "one check at the job's maximum price");
+    let checker = post_and_doubt(&mut m, &p, job, h, address(1), "garbage", "model");
+    assert_eq!(checker, address(2));
+    m.post_result(checker, job, 0, Hash::of("model", &[]), h + 2, &p).unwrap();
+    let mut effects = vec![];
+    for at in h + 2..=h + 2 + p.challenge_blocks {
+        effects.extend(m.end_block(at, &p));
+    }
+    // The checker (on probation itself) confirmed the client: the wrong result is not paid
+    // and counts as a failure, but nothing is slashed on the word of a checker on probation.
+    let value = payment(60, 1 << 30);
+    let to_checker = value - value / 10;
+    assert_eq!(pays(&effects), vec![(address(2), to_checker), (address(CLIENT), escrow + deposit - value)]);
+    let cheat = m.provider(&address(1)).unwrap();
+    assert_eq!((cheat.failed, cheat.strikes, cheat.vouched, cheat.slashed), (1, 1, 0, 0));
+    assert_eq!(m.provider(&address(2)).unwrap().vouched, 1, "a check the client confirmed counts");
+    assert_eq!(state(&m, &job, 0), TaskState::Cancelled);
+    assert!(m.job(&job).unwrap().finished_at.is_some());
+    let text = log_text(&m, Subject::Job(job));
+    assert!(text.contains("the client doubts the posted result"), "{text}");
+    let text = log_text(&m, Subject::Provider(address(1)));
+    assert!(
+        text.contains("which the client expected and check replica 1 computed independently (not slashed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_doubted_result_a_trusted_checker_confirms_is_slashed_and_the_slash_burned() {
+    let p = params();
+    let mut m = Market::default();
+    // The checker earns its trust first, at the lowest price, then asks more than the cheat.
+    m.register(address(2), cpu(40, 64, 100), 100, 0, &p).unwrap();
+    let h = earn_trust(&mut m, &p, address(2), 1);
+    m.register(address(2), cpu(60, 64, 100), 0, h, &p).unwrap();
+    m.register(address(1), cpu(50, 64, 100), 100, h, &p).unwrap();
+    let h = earn_trust(&mut m, &p, address(1), h);
+    let job = submit(&mut m, train(100), 1, h);
+    let supply = m.held();
+    let checker = post_and_doubt(&mut m, &p, job, h, address(1), "garbage", "model");
+    assert_eq!(checker, address(2));
+    m.post_result(checker, job, 0, Hash::of("model", &[]), h + 2, &p).unwrap();
+    let before = m.root();
+    let mut effects = vec![];
+    for at in h + 2..=h + 2 + p.challenge_blocks {
+        effects.extend(m.end_block(at, &p));
+    }
+    assert_ne!(m.root(), before);
+    let cheat = m.provider(&address(1)).unwrap();
+    assert_eq!((cheat.slashed, cheat.bond, cheat.failed, cheat.vouched), (100, 0, 1, 0));
+    assert!(effects.contains(&Effect::Burn { amount: 100 }), "the slash is burned: {effects:?}");
+    let paid: u64 = pays(&effects).iter().map(|(_, a)| a).sum();
+    let burned: u64 = effects.iter().map(|e| if let Effect::Burn { amount } = e { *amount } else { 0 }).sum();
+    let deposit = m.doubt_deposit(&job).unwrap();
+    assert_eq!(supply as u64 + deposit - m.held() as u64, paid + burned, "every coin accounted for");
+    let text = log_text(&m, Subject::Provider(address(1)));
+    assert!(text.contains("slashed 100 and demoted: its result differs"), "{text}");
+}
+
+#[test]
+fn a_doubt_the_check_refutes_costs_the_client_the_check_and_the_provider_is_paid_in_full() {
+    let p = params();
+    let mut m = Market::default();
+    m.register(address(1), cpu(50, 64, 100), 100, 0, &p).unwrap();
+    let h = earn_trust(&mut m, &p, address(1), 1);
+    m.register(address(2), cpu(60, 64, 100), 100, h, &p).unwrap();
+    let job = submit(&mut m, train(100), 1, h);
+    let escrow = m.job(&job).unwrap().escrow;
+    let deposit = m.doubt_deposit(&job).unwrap();
+    let checker = post_and_doubt(&mut m, &p, job, h, address(1), "model", "what the client wrongly expects");
+    m.post_result(checker, job, 0, Hash::of("model", &[]), h + 2, &p).unwrap();
+    let mut effects = vec![];
+    for at in h + 2..=h + 2 + p.challenge_blocks {
+        effects.extend(m.end_block(at, &p));
+    }
+    let (own, check) = (payment(50, 1 << 30), payment(60, 1 << 30));
+    assert_eq!(
+        pays(&effects),
+        vec![
+            (address(1), own - own / 10),
+            (address(2), check - check / 10),
+            (address(CLIENT), escrow + deposit - own - check)
+        ]
+    );
+    let honest = m.provider(&address(1)).unwrap();
+    assert_eq!((honest.failed, honest.strikes, honest.slashed), (0, 0, 0));
+    let text = log_text(&m, Subject::Job(job));
+    assert!(text.contains("the client pays for the check it asked for"), "{text}");
+}
+
+#[test]
+fn a_doubt_that_cannot_apply_is_refused_and_changes_nothing() {
+    let p = params();
+    let mut m = Market::default();
+    m.register(address(1), cpu(50, 64, 100), 100, 0, &p).unwrap();
+    m.register(address(2), cpu(60, 64, 100), 100, 0, &p).unwrap();
+    let job = submit(&mut m, train(100), 1, 1);
+    let product = submit(&mut m, matmul(1, 1, 100), 2, 1);
+    m.end_block(1, &p);
+    let refusal = |m: &mut Market, who: u64, job: Hash, expected: &str| {
+        let before = m.root();
+        let why = m.doubt(address(who), job, 0, Hash::of(expected, &[]), 2).unwrap_err().to_string();
+        assert_eq!(m.root(), before, "{why}");
+        why
+    };
+    assert!(refusal(&mut m, CLIENT, job, "model").contains("no posted result of shard 0 differs"));
+    let holder = leaseholder(&m, &job, 0, 0).unwrap();
+    m.post_result(holder, job, 0, Hash::of("model", &[]), 2, &p).unwrap();
+    assert!(refusal(&mut m, CLIENT, job, "model").contains("no posted result of shard 0 differs"));
+    assert!(refusal(&mut m, 3, job, "other").contains("only the job's client"));
+    assert!(refusal(&mut m, CLIENT, product, "other").contains("prove a wrong entry with a dispute"));
+    assert!(refusal(&mut m, CLIENT, Hash::of("nothing", &[]), "x").contains("no such job"));
+    m.doubt(address(CLIENT), job, 0, Hash::of("other", &[]), 2).unwrap();
+    assert!(refusal(&mut m, CLIENT, job, "third").contains("already doubted"));
+    // The doubt is part of the state, and of the snapshot.
+    let mut w = ergon_types::codec::Writer::new();
+    m.write_snapshot(&mut w);
+    let bytes = w.finish();
+    let back = Market::read_snapshot(&mut ergon_types::codec::Reader::new(&bytes, "market")).unwrap();
+    assert_eq!(back, m);
+    assert_eq!(back.root(), m.root());
+}
+
+#[test]
+fn no_check_is_called_on_a_job_its_client_cancelled() {
+    let p = params();
+    let mut m = Market::default();
+    m.register(address(1), cpu(50, 64, 100), 100, 0, &p).unwrap();
+    m.register(address(2), cpu(60, 64, 100), 100, 0, &p).unwrap();
+    let job = submit(&mut m, train(100), 1, 1);
+    m.end_block(1, &p);
+    let holder = leaseholder(&m, &job, 0, 0).unwrap();
+    m.post_result(holder, job, 0, Hash::of("model", &[]), 2, &p).unwrap();
+    m.cancel(address(CLIENT), job, 3).unwrap();
+    let effects = m.end_block(4, &p);
+    assert_eq!(state(&m, &job, 1), TaskState::Spare, "no check leased for a withdrawn job");
+    assert_eq!(pays(&effects)[0].0, holder, "the leased shard settles as it stands");
+    assert!(m.job(&job).unwrap().finished_at.is_some());
+}

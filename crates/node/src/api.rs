@@ -143,6 +143,9 @@ fn tx_json(t: &SignedTransaction) -> Value {
         TxKind::Judge { provider, gmacs, reason } => {
             ("judge", json!({ "provider": provider.to_string(), "gmacs": gmacs, "reason": reason }))
         }
+        TxKind::DoubtResult { job, shard, expected } => {
+            ("doubt_result", json!({ "job": job.to_hex(), "shard": shard, "expected": expected.to_hex() }))
+        }
         TxKind::JudgeMemory { provider, memory_mib, reason } => {
             ("judge_memory", json!({ "provider": provider.to_string(), "memory_mib": memory_mib, "reason": reason }))
         }
@@ -269,7 +272,10 @@ fn job_json(j: &Job) -> Value {
             // The check replica (ML jobs): another provider's run of the shard, called when its
             // providers are on probation or sampled (`ergon_market::checks`).
             let check = j.check_replica() == Some(replica as u8);
-            json!({ "shard": i / slots, "replica": replica, "check": check, "state": state, "detail": detail })
+            // A client's doubt, on the check replica: the result it expects (`TxKind::DoubtResult`).
+            let doubt = t.doubt.map(|h| h.to_hex());
+            json!({ "shard": i / slots, "replica": replica, "check": check, "state": state, "detail": detail,
+                    "doubt": doubt })
         })
         .collect();
     json!({

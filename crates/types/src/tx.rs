@@ -83,6 +83,12 @@ pub enum TxKind {
     /// `memory_mib` MiB (its claim, once shown), 0 meaning it did not show its claim
     /// (`docs/poai.md` §7), and why.
     JudgeMemory { provider: Address, memory_mib: u64, reason: String },
+    /// The client of an ML job doubts a posted result of `shard` and names the commitment it
+    /// expects (a client that knows the answer: a validator's hidden audit, or one that computed
+    /// it itself). The shard's check replica is called at once, at the client's cost, and
+    /// decides (`docs/poai.md` §11): a result the check and the client both contradict is not
+    /// paid and its provider is struck, and slashed when the checker is trusted.
+    DoubtResult { job: Hash, shard: u16, expected: Hash },
 }
 
 /// An unsigned transaction.
@@ -161,6 +167,9 @@ impl Canonical for Transaction {
             TxKind::ProveFraud { round, answer } => w.u8(13).var_bytes(&round.encode()).var_bytes(&answer.encode()),
             TxKind::JudgeMemory { provider, memory_mib, reason } => {
                 w.u8(14).bytes(&provider.0).u64(*memory_mib).var_bytes(reason.as_bytes())
+            }
+            TxKind::DoubtResult { job, shard, expected } => {
+                w.u8(15).bytes(&job.0).u32(*shard as u32).bytes(&expected.0)
             }
         };
     }
@@ -242,6 +251,11 @@ impl Canonical for Transaction {
                     Err(e) => return r.fail(e.to_string()),
                 };
                 TxKind::ProveFraud { round: Box::new(round), answer: Box::new(answer) }
+            }
+            15 => {
+                let job = Hash(r.array()?);
+                let shard = read_shard(r)?;
+                TxKind::DoubtResult { job, shard, expected: Hash(r.array()?) }
             }
             tag => return r.fail(format!("unknown transaction kind {tag}")),
         };

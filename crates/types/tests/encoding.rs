@@ -46,6 +46,7 @@ fn all_kinds() -> Vec<SignedTransaction> {
                 reason: "holds its 4096 MiB".into(),
             },
         ),
+        tx(15, TxKind::DoubtResult { job: Hash([7; 32]), shard: 2, expected: Hash([8; 32]) }),
     ]
 }
 
@@ -245,8 +246,8 @@ fn oversized_and_foreign_inputs_are_refused_before_parsing() {
     v2[0] = 2;
     assert!(SignedTransaction::decode(&v2).unwrap_err().to_string().contains("unsupported version 2"));
     let mut kind = all_kinds()[1].encode();
-    kind[81] = 15;
-    assert!(SignedTransaction::decode(&kind).unwrap_err().to_string().contains("unknown transaction kind 15"));
+    kind[81] = 16;
+    assert!(SignedTransaction::decode(&kind).unwrap_err().to_string().contains("unknown transaction kind 16"));
 }
 
 proptest! {
