@@ -8,11 +8,9 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use ergon_kernels::npy::read_npy;
-use ergon_kernels::MatI8;
 use ergon_ml::{Dataset, MlJob, TrainSpec};
-use ergon_pouw::WorkCommitment;
 use ergon_types::TxKind;
-use ergon_types::{Address, BlobRef, HardwareProfile, Hash, JobKind, JobSpec, Offer, Requirements};
+use ergon_types::{Address, HardwareProfile, Hash, JobKind, JobSpec, Offer, Requirements};
 use serde_json::Value;
 
 use crate::matrix_cmds::random_matrix;
@@ -71,7 +69,7 @@ pub fn measure_hw(args: &HwArgs) -> Result<HardwareProfile, String> {
 }
 
 /// This machine's int8 throughput as a challenge sees it.
-fn measure_gmacs() -> Result<u64, String> {
+pub(crate) fn measure_gmacs() -> Result<u64, String> {
     let n = 1024;
     let (a, b) = (random_matrix(n, n, 126, 1)?, random_matrix(n, n, 126, 2)?);
     let mut best = f64::MAX;
@@ -341,27 +339,6 @@ pub fn provider(cmd: ProviderCommand) -> CmdResult {
     }
 }
 
-/// Splits A's rows into `shards` near-equal ranges and commits to each range of A times B.
-/// Returns the row ranges (what the client later seals per shard) and the commitments.
-pub fn shard_commitments(a: &MatI8, b: &MatI8, shards: usize) -> Result<ShardPlan, String> {
-    if shards == 0 || shards > a.rows() || shards > ergon_types::job::MAX_SHARDS {
-        return Err(format!("--shards must be in 1..={}", a.rows().min(ergon_types::job::MAX_SHARDS)));
-    }
-    let bounds: Vec<(usize, usize)> =
-        (0..shards).map(|s| (s * a.rows() / shards, (s + 1) * a.rows() / shards)).collect();
-    let commitments = bounds
-        .iter()
-        .map(|&range| {
-            WorkCommitment::compute(&ergon_sdk::job::rows(a, range), b)
-                .map_err(|e| format!("cannot mine on this job: {e}"))
-        })
-        .collect::<Result<_, _>>()?;
-    Ok((bounds, commitments))
-}
-
-/// Row ranges of A per shard, and each shard's work commitment.
-pub type ShardPlan = (Vec<(usize, usize)>, Vec<WorkCommitment>);
-
 pub fn job(cmd: JobCommand) -> CmdResult {
     match cmd {
         JobCommand::Submit {
@@ -384,71 +361,52 @@ pub fn job(cmd: JobCommand) -> CmdResult {
         } => {
             let key = read_key(&key)?;
             let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-            let blob = |bytes: &[u8]| BlobRef { id: Hash(*blake3::hash(bytes).as_bytes()), size: bytes.len() as u64 };
-            let (work, measure_on, commitments, macs_per_shard, blobs) = match kind {
+            let requirements =
+                Requirements { min_memory_mib, min_int8_gmacs: min_gmacs, gpu: false, replicas, lease_blocks };
+            let (spec, work, measure_on) = match kind {
                 KindArg::Matmul => {
                     let [a, b] = inputs.as_slice() else { return Err("matmul takes two inputs: A.npy B.npy".into()) };
                     let (ma, mb) = (
                         read_npy::<i8>(a).map_err(|e| format!("{}: {e}", a.display()))?,
                         read_npy::<i8>(b).map_err(|e| format!("{}: {e}", b.display()))?,
                     );
-                    if ma.cols() != mb.rows() {
-                        return Err(format!("A is {}×{} but B is {}×{}", ma.rows(), ma.cols(), mb.rows(), mb.cols()));
-                    }
-                    let (bounds, commitments) = shard_commitments(&ma, &mb, shards)?;
-                    let macs = commitments.iter().map(|w| w.m as u64 * w.k as u64 * w.n as u64).max().unwrap_or(0);
-                    // The chain names the whole files; each shard's rows are bound by its commitment.
-                    let blobs = vec![blob(&read(a)?), blob(&read(b)?)];
-                    (Work::Matmul { a: ma, b: mb, bounds }, None, commitments, macs, blobs)
+                    let files = [read(a)?, read(b)?];
+                    let (spec, work) = ergon_sdk::plan::matmul_job(
+                        ma,
+                        mb,
+                        [&files[0], &files[1]],
+                        shards,
+                        requirements,
+                        max_price,
+                        &key,
+                    )?;
+                    (spec, work, None)
                 }
                 KindArg::Train | KindArg::Infer => {
                     let data = |p: Option<&PathBuf>| p.map_or(Ok(ergon_ml::DIGITS_CSV_GZ.to_vec()), read);
-                    let (blobs, job, measure_on) = if kind == KindArg::Train {
-                        let d = inputs.as_slice();
-                        if d.len() > 1 {
-                            return Err("train takes at most one input: DATA.csv.gz".into());
-                        }
-                        let spec = TrainSpec { config: train.config(), holdout };
-                        let blobs = [data(d.first())?, spec.encode()];
-                        let all = Dataset::from_csv_gz(&blobs[0]).map_err(|e| e.to_string())?;
-                        let (job, held_out) = MlJob::training(&all, spec).map_err(|e| e.to_string())?;
-                        (blobs, job, held_out)
-                    } else {
-                        let (model, d) = match inputs.as_slice() {
-                            [m] => (m, None),
-                            [m, d] => (m, Some(d)),
-                            _ => return Err("infer takes MODEL.safetensors [DATA.csv.gz]".into()),
-                        };
-                        let blobs = [read(model)?, data(d)?];
-                        let job = MlJob::infer(&blobs[0], &blobs[1]).map_err(|e| e.to_string())?;
-                        let MlJob::Infer { data: all, .. } = &job else { unreachable!("an infer job") };
-                        let all = all.clone();
-                        (blobs, job, all)
+                    let spec = TrainSpec { config: train.config(), holdout };
+                    let inputs = match (kind, inputs.as_slice()) {
+                        (KindArg::Train, [] | [_]) => [data(inputs.first())?, spec.encode()],
+                        (KindArg::Train, _) => return Err("train takes at most one input: DATA.csv.gz".into()),
+                        (_, [m]) => [read(m)?, data(None)?],
+                        (_, [m, d]) => [read(m)?, data(Some(d))?],
+                        _ => return Err("infer takes MODEL.safetensors [DATA.csv.gz]".into()),
                     };
-                    let (a, b) = job.committed_product().map_err(|e| e.to_string())?;
-                    let w = WorkCommitment::compute(&a, &b).map_err(|e| format!("cannot mine on this job: {e}"))?;
-                    let refs = blobs.iter().map(|b| blob(b)).collect();
-                    (Work::Ml { kind: kind.into(), inputs: blobs }, Some(measure_on), vec![w], job.macs(), refs)
+                    let plan = ergon_sdk::plan::ml_job(kind.into(), inputs, requirements, max_price, &key)?;
+                    // What the client measures the result on: the held-out examples of a
+                    // training job, the whole data set of an inference job.
+                    let measure_on = match (&plan.job, &plan.work) {
+                        (MlJob::Train { .. }, Work::Ml { inputs, .. }) => {
+                            spec.split(&Dataset::from_csv_gz(&inputs[0]).map_err(|e| e.to_string())?).1
+                        }
+                        (MlJob::Infer { data, .. }, _) => data.clone(),
+                        _ => return Err("an ML plan holds ML work".into()),
+                    };
+                    (plan.spec, plan.work, Some(measure_on))
                 }
             };
-            let shard_count = commitments.len();
-            let spec = JobSpec {
-                kind: kind.into(),
-                inputs: blobs,
-                shards: commitments,
-                macs_per_shard,
-                requirements: Requirements {
-                    min_memory_mib,
-                    min_int8_gmacs: min_gmacs,
-                    gpu: false,
-                    replicas,
-                    lease_blocks,
-                },
-                max_price_per_gmac: max_price,
-                client_key: encryption_public(&key),
-            };
             let follow = out.map(|out| (out, !no_wait_settlement));
-            submit_and_follow(api, key, fee, spec, (work, measure_on), follow, timeout_s, shard_count)
+            submit_and_follow(api, key, fee, spec, (work, measure_on), follow, timeout_s)
         }
         JobCommand::Result { key, id, out, api } => {
             let key = read_key(&key)?;
@@ -522,8 +480,8 @@ fn submit_and_follow(
     (work, measure_on): (Work, Option<Dataset>),
     follow: Option<(PathBuf, bool)>,
     timeout_s: u64,
-    shards: usize,
 ) -> CmdResult {
+    let shards = spec.shards.len();
     let (kind, replicas) = (spec.kind, spec.requirements.replicas);
     let escrow = spec.max_cost().ok_or("the job's maximum cost overflows")?;
     let macs = spec.macs_per_shard;
@@ -551,6 +509,7 @@ fn submit_and_follow(
                 timeout: std::time::Duration::from_secs(timeout_s),
                 fee,
                 wait_settlement,
+                expect: None,
             };
             crate::client::run_job(&run, &out, measure_on.as_ref())
         }

@@ -74,6 +74,11 @@ pub struct NodeArgs {
     /// §7 says which over-claims a deadline catches).
     #[arg(long, default_value_t = 1000)]
     memory_deadline_ms: u32,
+    /// A validator's hidden audits: a small paid training job whose answer it computed first,
+    /// this often, in seconds (0: none). Each costs the validator about one job at the dearest
+    /// provider's price (`docs/poai.md` §10).
+    #[arg(long, default_value_t = 300.0)]
+    audit_every_s: f64,
 }
 
 pub fn node(args: NodeArgs) -> CmdResult {
@@ -106,6 +111,7 @@ pub fn node(args: NodeArgs) -> CmdResult {
         challenge_every_s: args.challenge_every_s,
         memory_keep_percent: args.memory_keep_percent,
         memory_deadline_ms: args.memory_deadline_ms,
+        audit_every_s: args.audit_every_s,
         genesis,
         listen: args.listen,
         peers: args.peer,

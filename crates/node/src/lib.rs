@@ -59,6 +59,8 @@ pub struct NodeConfig {
     pub memory_keep_percent: u8,
     /// The validator's deadline for answers to its memory openings.
     pub memory_deadline_ms: u32,
+    /// A validator's hidden audits (`poai::audit`) this often, in seconds; 0: none.
+    pub audit_every_s: f64,
 }
 
 /// Counters the API and metrics report.
@@ -308,6 +310,10 @@ pub async fn run(
             return Err("a validator needs the network (--listen) to reach providers".into());
         }
         tokio::spawn(poai::run_validator(shared.clone(), cfg.challenge_every_s));
+        if let Some(key) = cfg.validator.clone().filter(|_| cfg.audit_every_s.is_finite() && cfg.audit_every_s > 0.0) {
+            let (s, api, every) = (shared.clone(), cfg.api, std::time::Duration::from_secs_f64(cfg.audit_every_s));
+            std::thread::spawn(move || poai::audit::run(s, key, api, every));
+        }
     }
     let miner = cfg.mine.then(|| {
         let s = shared.clone();

@@ -68,6 +68,11 @@ pub struct JobRun {
     /// Stay until the job has settled on chain. Off: leave as soon as every product is
     /// verified (nothing is left to dispute), and let the chain pay after the window.
     pub wait_settlement: bool,
+    /// For an ML job whose answer the client already knows (a validator's hidden audit, a job
+    /// run before): each shard's expected commitment. A posted result that differs is doubted
+    /// on chain at once (`TxKind::DoubtResult`): the check replica decides, and the client pays
+    /// for it if the check sides with the provider.
+    pub expect: Option<Vec<Hash>>,
 }
 
 /// Something that happened while following a job.
@@ -85,6 +90,8 @@ pub enum Event {
     Skipped { shard: u16, provider: Address, why: String },
     /// The job's state changed: its status and each task's state, in task order.
     Progress { status: String, states: Vec<String> },
+    /// A posted ML result differs from the one the client expected: the doubt was sent.
+    Doubted { shard: u16, provider: Address, posted: String, expected: Hash },
 }
 
 impl fmt::Display for Event {
@@ -97,6 +104,11 @@ impl fmt::Display for Event {
                 write!(f, "shard {shard}: result from {provider} fetched, decrypted, verified ({how})")
             }
             Event::Disputed { shard, why } => write!(f, "shard {shard}: {why}"),
+            Event::Doubted { shard, provider, posted, expected } => write!(
+                f,
+                "shard {shard}: {provider} posted {posted}, not the expected {}; doubt sent (the check replica decides)",
+                expected.to_hex()
+            ),
             Event::Challenged { shard, why } => write!(
                 f,
                 "shard {shard}: {why}; availability challenge sent (the provider must reveal rows on chain or be slashed)"
@@ -145,6 +157,8 @@ impl JobRun {
         let mut missing: HashMap<(u16, u8, Address), Instant> = HashMap::new();
         // Results challenged once: they are still fetched, in case the provider serves them late.
         let mut challenged: HashSet<(u16, u8, Address)> = HashSet::new();
+        // Shards doubted once (the chain takes one doubt per shard).
+        let mut doubted: HashSet<u16> = HashSet::new();
         let mut last = None;
         loop {
             if started.elapsed() > self.timeout {
@@ -172,6 +186,16 @@ impl JobRun {
                     self.send_inputs(shard, replica, &holder)?;
                     on_event(Event::InputsSent { shard, replica, provider: holder });
                 }
+                let posted = d["result"].as_str().unwrap_or("");
+                let expected = self.expect.as_ref().and_then(|e| e.get(shard as usize));
+                if let Some(expected) = expected.filter(|_| kind != JobKind::Matmul && t["check"] != true) {
+                    if state == "posted" && posted != expected.to_hex() && doubted.insert(shard) {
+                        let doubt = TxKind::DoubtResult { job: self.id, shard, expected: *expected };
+                        self.client.submit(&self.key, self.fee, doubt).map_err(|e| e.to_string())?;
+                        let posted = posted.to_string();
+                        on_event(Event::Doubted { shard, provider: holder, posted, expected: *expected });
+                    }
+                }
                 // Products are checked while they can still be disputed; ML results once the
                 // replicas' vote has settled them.
                 let checkable = match kind {
@@ -181,7 +205,7 @@ impl JobRun {
                 if !checkable || results.contains_key(&shard) || disputed.contains(&task) {
                     continue;
                 }
-                match self.check_result(shard, replica, &holder, d["result"].as_str().unwrap_or(""))? {
+                match self.check_result(shard, replica, &holder, posted)? {
                     Checked::Good(output) => {
                         let how = if kind == JobKind::Matmul { "Freivalds" } else { "BLAKE3 of the settled result" };
                         on_event(Event::Verified { shard, provider: holder, how });

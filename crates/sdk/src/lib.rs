@@ -9,11 +9,13 @@
 //!
 //! [`job`]: the client's side of a job: follow it, hand inputs to each leaseholder, verify
 //! results (Freivalds and disputes for products, the settled BLAKE3 for ML results), with
-//! [`job::Event`]s for whoever prints progress.
+//! [`job::Event`]s for whoever prints progress; [`plan`]: a job's spec and work from its
+//! inputs.
 
 mod blobs;
 pub mod client;
 pub mod job;
+pub mod plan;
 
 pub use client::{ApiError, Client};
 pub use job::{Event, Finished, JobRun, Work};

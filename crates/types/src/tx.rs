@@ -86,7 +86,7 @@ pub enum TxKind {
     /// The client of an ML job doubts a posted result of `shard` and names the commitment it
     /// expects (a client that knows the answer: a validator's hidden audit, or one that computed
     /// it itself). The shard's check replica is called at once, at the client's cost, and
-    /// decides (`docs/poai.md` §11): a result the check and the client both contradict is not
+    /// decides (`docs/poai.md` §10): a result the check and the client both contradict is not
     /// paid and its provider is struck, and slashed when the checker is trusted.
     DoubtResult { job: Hash, shard: u16, expected: Hash },
 }

@@ -17,8 +17,10 @@
 //! validators, rounds seeded by a recent block of its chain, one round per validator at a time,
 //! parts within the wire's limits, and a class no higher than its own offer's.
 //!
-//! Memory challenges, once per memory epoch, are in [`memory`].
+//! Memory challenges, once per memory epoch, are in [`memory`]; hidden audits (paid jobs whose
+//! answer the validator knows) in [`audit`].
 
+pub mod audit;
 pub mod memory;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -130,6 +132,8 @@ pub struct Validator {
     state: Mutex<ValidatorState>,
     inbox: Mutex<VecDeque<Arrived>>,
     memory: memory::ValidatorMemory,
+    /// Hidden audits this validator ran ([`audit`]).
+    pub audits: audit::AuditLog,
 }
 
 /// The provider side: the rounds to answer, and what answering cost.
@@ -214,6 +218,7 @@ impl Poai {
             }),
             inbox: Mutex::new(VecDeque::new()),
             memory: memory::ValidatorMemory::new(o.memory_deadline_ms),
+            audits: audit::AuditLog::default(),
         });
         let prover = o.prover.map(|key| Prover {
             key,
@@ -755,6 +760,7 @@ pub fn view(shared: &Shared) -> Value {
         json!({
             "address": v.key.public().address().to_string(), "rounds": st.rounds, "probes": st.probes,
             "answers_checked": st.answers_checked, "providers": providers, "judgments": judgments,
+            "audits": v.audits.view(&v.key),
         })
     });
     let prover = shared.poai.prover.as_ref().map(|p| {
