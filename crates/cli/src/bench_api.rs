@@ -103,6 +103,7 @@ fn measure(args: &ApiArgs, dir: &std::path::Path) -> Result<ApiReport, String> {
             peers: if i == 0 { vec![] } else { vec![p2p(0)] },
             miner: Some(ergon_types::Address::default().to_string()),
             provider_key: None,
+            extra: vec![],
         })?);
     }
     wait_until("the nodes to start mining", Duration::from_secs(60), || {

@@ -120,6 +120,7 @@ fn measure(args: &NetworkArgs, dir: &Path) -> Result<NetworkReport, String> {
             peers,
             miner,
             provider_key: None,
+            extra: vec![],
         })?);
     }
     let target = args.blocks + 2;
@@ -170,6 +171,7 @@ fn measure(args: &NetworkArgs, dir: &Path) -> Result<NetworkReport, String> {
         peers: vec![],
         miner: None,
         provider_key: None,
+        extra: vec![],
     })?;
     let mut nodes = Nodes(vec![server]);
     wait_until("the serving node", Duration::from_secs(60), || status(api(0)).is_some())?;
@@ -183,6 +185,7 @@ fn measure(args: &NetworkArgs, dir: &Path) -> Result<NetworkReport, String> {
         peers: vec![p2p(0)],
         miner: None,
         provider_key: None,
+        extra: vec![],
     })?);
     wait_until("the fresh node to sync", Duration::from_secs(300), || {
         status(api(1)).and_then(|s| s["height"].as_u64()).is_some_and(|h| h >= args.sync_blocks)

@@ -75,6 +75,7 @@ pub fn measure(dir: &Path, seconds: u64, clients: usize, size: usize, base_port:
             peers: if i == 0 { vec![] } else { vec![p2p[0].clone()] },
             miner: None,
             provider_key: (i == 0).then_some(provider_file.as_path()),
+            extra: vec![],
         })?);
     }
     let deadline = Instant::now() + Duration::from_secs(60);

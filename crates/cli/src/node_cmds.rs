@@ -79,6 +79,11 @@ pub struct NodeArgs {
     /// provider's price (`docs/poai.md` §10).
     #[arg(long, default_value_t = 300.0)]
     audit_every_s: f64,
+    /// The share of its time (percent) the miner spends mining filler blocks while it has no
+    /// leased work; it rests the remainder (the difficulty follows). Leased shards are always
+    /// mined at full speed.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
+    filler_duty_percent: u8,
 }
 
 pub fn node(args: NodeArgs) -> CmdResult {
@@ -112,6 +117,7 @@ pub fn node(args: NodeArgs) -> CmdResult {
         memory_keep_percent: args.memory_keep_percent,
         memory_deadline_ms: args.memory_deadline_ms,
         audit_every_s: args.audit_every_s,
+        filler_duty_percent: args.filler_duty_percent,
         genesis,
         listen: args.listen,
         peers: args.peer,

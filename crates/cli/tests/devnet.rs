@@ -9,7 +9,7 @@ fn three_node_processes_connect_and_agree() {
     let base = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().clamp(20_000, 60_000);
     let dir = std::env::temp_dir().join(format!("ergon-devnet-test-{}", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_ergon"))
-        .args(["devnet", "--nodes", "3", "--block-time-s", "2", "--duration-s", "25"])
+        .args(["devnet", "--filler-only", "--nodes", "3", "--block-time-s", "2", "--duration-s", "25"])
         .args(["--api-base-port", &base.to_string(), "--dir"])
         .arg(&dir)
         .output()

@@ -121,8 +121,7 @@ impl Market {
     /// overflow).
     pub fn doubt_deposit(&self, id: &Hash) -> Option<u64> {
         let spec = &self.jobs.get(id)?.spec;
-        let cost = (spec.macs_per_shard as u128 * spec.max_price_per_gmac as u128).div_ceil(1_000_000_000);
-        u64::try_from(cost).ok()
+        Some(crate::payment(spec.max_price_per_gmac, spec.macs_per_shard)).filter(|&c| c < u64::MAX)
     }
 
     /// The job's client doubts a posted result of `shard` and names the commitment it expects

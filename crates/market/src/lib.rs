@@ -224,8 +224,9 @@ impl fmt::Display for MarketRejection {
     }
 }
 
-/// Integer payment for `macs` multiply-adds at `price_per_gmac` (rounded down; the escrow was
-/// rounded up, so it always covers it).
+/// Integer payment for `macs` multiply-adds at `price_per_gmac`, rounded up to a whole unit, so
+/// no work is paid 0 (the escrow rounds each task up the same way at the maximum price, so it
+/// always covers it).
 pub fn payment(price_per_gmac: u64, macs: u64) -> u64 {
-    ((price_per_gmac as u128 * macs as u128) / 1_000_000_000).min(u64::MAX as u128) as u64
+    (price_per_gmac as u128 * macs as u128).div_ceil(1_000_000_000).min(u64::MAX as u128) as u64
 }

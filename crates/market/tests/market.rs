@@ -25,7 +25,8 @@ fn cheapest_fitting_provider_wins_and_is_paid_after_the_window() {
     m.post_result(address(2), job, 0, Hash::of("r", &[]), 2, &p).unwrap();
     assert!(m.end_block(3, &p).is_empty(), "inside the challenge window nothing is paid");
     let effects = m.end_block(4, &p);
-    let amount = ((1u128 << 30) * 90 / 1_000_000_000) as u64;
+    // 96.6 rounded up: no work is paid a fraction short.
+    let amount = ((1u128 << 30) * 90).div_ceil(1_000_000_000) as u64;
     let burned = amount / 10;
     assert_eq!(
         effects,
@@ -467,7 +468,7 @@ fn leases_shorter_than_the_time_to_give_them_back_are_refused() {
 fn a_lease_needs_collateral_from_the_deterrence_inequality_and_a_slash_takes_it() {
     // p = 5%, q = 1, r = 10%: S = ⌈G / 0.045⌉ − R for G = R = the lease's value.
     let p = MarketParams { audit_permille: 50, collusion_percent: 10, ..params() };
-    let value = 50 * (1u64 << 30) / 1_000_000_000; // 53 at price 50
+    let value = (50 * (1u64 << 30)).div_ceil(1_000_000_000); // 54 at price 50
     let collateral = p.collateral(value);
     assert_eq!(collateral, (value * 100_000).div_ceil(50 * 90) - value);
     let mut m = Market::default();
@@ -571,4 +572,21 @@ fn matching_uses_the_memory_validators_saw_beyond_the_unchecked_floor() {
     m.judge_memory(validator, 10, big, u64::MAX, "generous", 4).unwrap();
     assert_eq!(m.provider(&big).unwrap().verified_memory_mib(p.memory_floor_mib), 64 << 10);
     assert!(m.judge_memory(big, 10, big, 1, "me", 4).is_err());
+}
+
+#[test]
+fn work_worth_under_one_unit_is_paid_one_unit_not_zero() {
+    // 2^20 multiply-adds at 100 per G MAC is worth 0.1: the escrow and the payment round up.
+    let p = params();
+    let mut m = Market::default();
+    m.register(address(1), cpu(100, 64, 100), 100, 0, &p).unwrap();
+    let mut spec = matmul(1, 1, 100);
+    spec.macs_per_shard = 1 << 20;
+    spec.shards[0].m = 1;
+    assert_eq!(spec.max_cost(), Some(1));
+    let job = submit(&mut m, spec, 1, 1);
+    m.end_block(1, &p);
+    m.post_result(address(1), job, 0, Hash::of("r", &[]), 2, &p).unwrap();
+    let effects = m.end_block(4, &p);
+    assert!(effects.contains(&Effect::Pay { to: address(1), amount: 1 }), "{effects:?}");
 }

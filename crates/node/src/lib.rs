@@ -61,6 +61,9 @@ pub struct NodeConfig {
     pub memory_deadline_ms: u32,
     /// A validator's hidden audits (`poai::audit`) this often, in seconds; 0: none.
     pub audit_every_s: f64,
+    /// The share of its time (percent, 1–100) the miner spends on filler blocks when it has no
+    /// leased work: below 100 it rests between passes, and the difficulty follows (ASERT).
+    pub filler_duty_percent: u8,
 }
 
 /// Counters the API and metrics report.
@@ -98,6 +101,8 @@ pub struct Shared {
     pub storage_error: Mutex<Option<String>>,
     pub miner: Address,
     pub mining: bool,
+    /// See [`NodeConfig::filler_duty_percent`].
+    pub filler_duty_percent: u8,
     pub net: std::sync::OnceLock<ergon_net::NetHandle>,
     /// Leased shards with their inputs checked, for the miner (provider nodes).
     pub ready: Mutex<std::collections::VecDeque<provider::ReadyWork>>,
@@ -229,6 +234,7 @@ pub async fn run(
         stop: AtomicBool::new(false),
         miner: cfg.miner,
         mining: cfg.mine,
+        filler_duty_percent: cfg.filler_duty_percent.clamp(1, 100),
         net: std::sync::OnceLock::new(),
         blobs: Mutex::new(Default::default()),
         uploads: Mutex::new(Default::default()),

@@ -65,6 +65,10 @@ pub fn mine_forever(shared: Arc<Shared>) {
     let background = Background::new();
     let mut nonce = 0u64;
     let mut current: Option<(Hash, Instant, Template)> = None;
+    // Below a full filler duty, the miner rests after each filler pass until then; leased work
+    // ends the rest at once.
+    let mut rest_until: Option<Instant> = None;
+    let duty = shared.filler_duty_percent.clamp(1, 100) as u32;
     while !shared.stop.load(Ordering::Relaxed) {
         if shared.storage_error().is_some() {
             // A block could not be kept: mining waits until the disk takes writes again.
@@ -82,6 +86,10 @@ pub fn mine_forever(shared: Arc<Shared>) {
             compute_leased(&shared, &background, work);
             continue;
         }
+        if rest_until.is_some_and(|t| Instant::now() < t) {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
         let template = {
             let mut node = shared.lock();
             let tip = node.chain.tip();
@@ -94,7 +102,11 @@ pub fn mine_forever(shared: Arc<Shared>) {
         };
         let (parent, work) = (template.header.parent, template.header.work);
         let macs = work.m as u64 * work.k as u64 * work.n as u64;
+        let pass = Instant::now();
         let sealed = background.run(|| seal(template, nonce, NONCES_PER_ROUND));
+        if duty < 100 {
+            rest_until = Some(Instant::now() + pass.elapsed() * (100 - duty) / duty);
+        }
         nonce = nonce.wrapping_add(NONCES_PER_ROUND);
         shared.stats.macs_mined.fetch_add(macs * NONCES_PER_ROUND, Ordering::Relaxed);
         let block = match sealed {

@@ -39,6 +39,9 @@ impl ApiError {
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// Held from reading an account's next nonce to posting the transaction, so threads
+    /// sharing a client (and its clones) never sign two transactions at one nonce.
+    submitting: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl Client {
@@ -57,7 +60,7 @@ impl Client {
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
-        Client { base, agent }
+        Client { base, agent, submitting: Default::default() }
     }
 
     /// The node's base URL.
@@ -101,9 +104,10 @@ impl Client {
     }
 
     /// Signs `kind` with `key` at the account's next nonce (as the node counts it, pending
-    /// transactions included) and submits it. Returns the transaction id and the nonce used.
+    /// transactions included) and submits it, one at a time per client and its clones. Returns the transaction id and the nonce used.
     pub fn submit(&self, key: &SecretKey, fee: u64, kind: TxKind) -> Result<(Hash, u64), ApiError> {
         let from = key.public().address();
+        let _one_at_a_time = self.submitting.lock().unwrap_or_else(|p| p.into_inner());
         let status = self.get("/status")?;
         let chain = Hash::from_hex(status["chain_id"].as_str().unwrap_or(""))
             .map_err(|e| self.bad(format!("chain id: {e}")))?;

@@ -16,6 +16,7 @@ mod blobs;
 pub mod client;
 pub mod job;
 pub mod plan;
+pub mod workload;
 
 pub use client::{ApiError, Client};
 pub use job::{Event, Finished, JobRun, Work};

@@ -148,10 +148,12 @@ impl JobSpec {
     pub const MAX_BYTES: usize =
         1 + 4 + MAX_INPUTS * 40 + 4 + MAX_SHARDS * WORK_BYTES + 8 + (8 + 8 + 1 + 1 + 4) + 8 + 32;
 
-    /// What the client escrows: every shard and replica at the maximum price, rounded up.
+    /// What the client escrows: every shard and replica at the maximum price, each task rounded
+    /// up to a whole unit (as its payment is), so even a job worth under one unit pays its
+    /// provider.
     pub fn max_cost(&self) -> Option<u64> {
-        let units = (self.shards.len() as u128) * self.requirements.replicas as u128 * self.macs_per_shard as u128;
-        let cost = (units * self.max_price_per_gmac as u128).div_ceil(1_000_000_000);
+        let task = (self.macs_per_shard as u128 * self.max_price_per_gmac as u128).div_ceil(1_000_000_000);
+        let cost = task * self.shards.len() as u128 * self.requirements.replicas as u128;
         u64::try_from(cost).ok()
     }
 

@@ -1,4 +1,8 @@
 //! `ergon devnet`: a local network of separate node processes on loopback, with a live table.
+//! By default it runs the whole market ([`market`]): a validator, providers and a client load;
+//! `--filler-only` runs miners alone, as a plain blockchain.
+
+mod market;
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -19,14 +23,14 @@ use crate::CmdResult;
 
 #[derive(Args)]
 pub struct DevnetArgs {
-    /// Node processes to start (all mine).
+    /// Node processes to start: a validator and providers (or, with `--filler-only`, miners).
     #[arg(long, default_value_t = 3)]
     nodes: usize,
     /// API of node i listens on this port + i; its peer-to-peer port is this + 100 + i.
     #[arg(long, default_value_t = 8080)]
     api_base_port: u16,
     /// Target block interval.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 4)]
     block_time_s: u64,
     /// Where genesis, data and logs go (cleared at start).
     #[arg(long, default_value = "ergon-devnet")]
@@ -34,6 +38,9 @@ pub struct DevnetArgs {
     /// Stop by itself after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration_s: Option<u64>,
+    /// Only miners mining filler blocks: no validator, providers or jobs.
+    #[arg(long)]
+    filler_only: bool,
 }
 
 /// Stops every child when dropped, so no node outlives the devnet (even on an error).
@@ -50,6 +57,8 @@ pub struct NodeSpec<'a> {
     pub miner: Option<String>,
     /// Run as a compute provider with this key file (implies mining with its address).
     pub provider_key: Option<&'a std::path::Path>,
+    /// More `ergon node` arguments.
+    pub extra: Vec<String>,
 }
 
 pub fn spawn_node(spec: NodeSpec<'_>) -> Result<Child, String> {
@@ -69,6 +78,7 @@ pub fn spawn_node(spec: NodeSpec<'_>) -> Result<Child, String> {
     for p in &spec.peers {
         cmd.args(["--peer", p]);
     }
+    cmd.args(&spec.extra);
     cmd.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);
     cmd.spawn().map_err(|e| format!("starting node {i}: {e}"))
 }
@@ -113,8 +123,18 @@ pub fn run(args: DevnetArgs) -> CmdResult {
     let filler = 256usize;
     // All nodes share this machine's cores: one block every block_time needs about this much.
     let rate = measure_rate(filler)?;
-    let difficulty = (rate * args.block_time_s as f64 * 0.5) as u64;
-    let keys: Vec<SecretKey> = (0..args.nodes).map(|i| SecretKey::from_bytes(&[i as u8 + 1; 32])).collect();
+    let duty = if args.filler_only { 1.0 } else { market::FILLER_DUTY_PERCENT as f64 / 100.0 };
+    let difficulty = (rate * duty * args.block_time_s as f64 * 0.5) as u64;
+    let market = !args.filler_only;
+    if market && args.nodes < 2 {
+        return Err("the market needs --nodes 2 or more (a validator and a provider); --filler-only runs one".into());
+    }
+    let roles = market::Roles::new(args.nodes);
+    let keys: Vec<SecretKey> = if market {
+        std::iter::once(roles.validator.clone()).chain(roles.providers.iter().cloned()).collect()
+    } else {
+        (0..args.nodes).map(|i| SecretKey::from_bytes(&[i as u8 + 1; 32])).collect()
+    };
     let params = ChainParams {
         block_time_ms: args.block_time_s * 1000,
         asert_half_life_ms: 20 * args.block_time_s * 1000,
@@ -123,14 +143,24 @@ pub fn run(args: DevnetArgs) -> CmdResult {
         min_difficulty: 1_000_000,
         ..ChainParams::devnet()
     };
-    let balances = keys.iter().map(|k| (k.public().address().to_string(), 1_000_000_000)).collect();
+    let (min_stake, min_bond) = (params.min_validator_stake, params.min_provider_stake);
+    let mut balances: std::collections::BTreeMap<String, u64> =
+        keys.iter().map(|k| (k.public().address().to_string(), 1_000_000_000)).collect();
+    if market {
+        // The validator pays its audits; the client its jobs.
+        for k in [&roles.validator, &roles.client] {
+            balances.insert(k.public().address().to_string(), 1_000_000_000_000);
+        }
+    }
     let genesis = Genesis { network: "devnet".into(), time_ms: ergon_node::now_ms(), params, balances };
     let genesis_path = args.dir.join("genesis.json");
     std::fs::write(&genesis_path, genesis.to_json()).map_err(|e| e.to_string())?;
+    let (validator_key, provider_keys) = if market { roles.write(&args.dir)? } else { (PathBuf::new(), vec![]) };
     println!(
-        "devnet {}: {} nodes, {} s blocks, first difficulty {:.2e} multiply-adds (this machine mines {:.1} G/s); files in {}",
+        "devnet {}: {} nodes{}, {} s blocks, first difficulty {:.2e} multiply-adds (this machine mines {:.1} G/s); files in {}",
         &genesis.hash().to_hex()[..12],
         args.nodes,
+        if market { format!(" (a validator and {} providers)", args.nodes - 1) } else { String::new() },
         args.block_time_s,
         difficulty as f64,
         rate / 1e9,
@@ -142,6 +172,24 @@ pub fn run(args: DevnetArgs) -> CmdResult {
     for (i, key) in keys.iter().enumerate() {
         let api: SocketAddr = ([127, 0, 0, 1], args.api_base_port + i as u16).into();
         let p2p = |j: usize| format!("/ip4/127.0.0.1/tcp/{}", args.api_base_port as usize + 100 + j);
+        let role = match (market, i) {
+            (false, _) => "miner",
+            (true, 0) => "validator",
+            (true, _) => "provider",
+        };
+        let (miner, provider_key, extra) = match role {
+            // The validator does not mine: the providers' idle time mines the filler blocks,
+            // and their leases the job blocks.
+            "validator" => {
+                let v = validator_key.to_string_lossy().into_owned();
+                (None, None, vec!["--validator-key".to_string(), v, "--audit-every-s".into(), "60".into()])
+            }
+            "provider" => {
+                let duty = market::FILLER_DUTY_PERCENT.to_string();
+                (None, Some(provider_keys[i - 1].as_path()), vec!["--filler-duty-percent".into(), duty])
+            }
+            _ => (Some(key.public().address().to_string()), None, vec![]),
+        };
         nodes.0.push(spawn_node(NodeSpec {
             dir: &args.dir,
             index: i,
@@ -149,16 +197,19 @@ pub fn run(args: DevnetArgs) -> CmdResult {
             api,
             listen: p2p(i),
             peers: (0..i).map(p2p).collect(),
-            miner: Some(key.public().address().to_string()),
-            provider_key: None,
+            miner,
+            provider_key,
+            extra,
         })?);
         apis.push(api);
         println!(
-            "  node {i}: API http://{api}  p2p {}  log {}",
+            "  node {i} ({role}): API http://{api}  p2p {}  log {}",
             p2p(i),
             args.dir.join(format!("node-{i}.log")).display()
         );
     }
+    let client = ergon_sdk::Client::new(apis[0]);
+    let mut jobs = None;
 
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -190,14 +241,46 @@ pub fn run(args: DevnetArgs) -> CmdResult {
         }
         let statuses: Vec<Option<Value>> = apis.iter().map(|a| http(*a, "GET", "/status", None).ok()).collect();
         let height = statuses.iter().flatten().filter_map(|s| s["height"].as_u64()).max().unwrap_or(0);
+        // Once node 0 sees every other node, so its transactions reach the miners.
+        let connected = statuses[0].as_ref().and_then(|s| s["peers"].as_u64()).unwrap_or(0) + 1 >= args.nodes as u64;
+        if market && jobs.is_none() && connected {
+            market::set_up(&client, &roles, min_stake, min_bond)?;
+            println!(
+                "  client {}: two products, a training and an inference job in flight at all times",
+                roles.client.public().address()
+            );
+            jobs = Some((
+                market::start_client(client.clone(), roles.client.clone(), stop.clone()),
+                market::Tally::default(),
+            ));
+        }
+        let mut finished = vec![];
+        if let Some((reports, tally)) = jobs.as_mut() {
+            while let Ok(r) = reports.try_recv() {
+                finished.push(tally.record(&r));
+            }
+        }
         if !bar.is_finished() {
             bar.set_position(height.min(3));
             if height >= 3 {
                 bar.finish_and_clear();
             }
         }
-        if bar.is_finished() && (tty || last_print.elapsed() >= Duration::from_secs(10)) {
-            let table = render(&statuses, started.elapsed().as_secs(), tty);
+        if !finished.is_empty() {
+            // Job lines scroll above the table: clear it, print them, draw it again below.
+            if tty && drawn > 0 {
+                print!("\x1b[{drawn}A\x1b[J");
+                drawn = 0;
+            }
+            for line in &finished {
+                println!("{line}");
+            }
+        }
+        if bar.is_finished() && (tty || !finished.is_empty() || last_print.elapsed() >= Duration::from_secs(10)) {
+            let mut table = render(&statuses, started.elapsed().as_secs(), tty);
+            if let Some((_, tally)) = &jobs {
+                table += &format!("{}{}\n", tally.render(&statuses), if tty { "\x1b[K" } else { "" });
+            }
             if tty && drawn > 0 {
                 print!("\x1b[{drawn}A");
             }
@@ -209,8 +292,15 @@ pub fn run(args: DevnetArgs) -> CmdResult {
         std::thread::sleep(Duration::from_millis(1000));
     }
     bar.finish_and_clear();
+    stop.store(true, Ordering::Relaxed);
     let statuses: Vec<Option<Value>> = apis.iter().map(|a| http(*a, "GET", "/status", None).ok()).collect();
     print!("{}", render(&statuses, started.elapsed().as_secs(), false));
+    if let Some((reports, mut tally)) = jobs {
+        while let Ok(r) = reports.try_recv() {
+            println!("{}", tally.record(&r));
+        }
+        println!("{}", tally.render(&statuses));
+    }
     println!("stopping {} nodes…", nodes.0.len());
     drop(nodes);
     println!("stopped; data and logs kept in {}", args.dir.display());
