@@ -106,10 +106,8 @@ fn measure(args: &ApiArgs, dir: &std::path::Path) -> Result<ApiReport, String> {
             extra: vec![],
         })?);
     }
-    wait_until("the nodes to start mining", Duration::from_secs(60), || {
-        status(api(0)).and_then(|s| s["height"].as_u64()).is_some_and(|h| h >= 2)
-    })?;
-    let imported = || status(api(0)).and_then(|s| s["blocks_imported"].as_u64());
+    wait_until("the nodes to start mining", Duration::from_secs(60), || status(api(0)).is_some_and(|s| s.height >= 2))?;
+    let imported = || status(api(0)).map(|s| s.blocks_imported);
     let imported_before = imported().unwrap_or(0);
     let until = Instant::now() + Duration::from_secs(args.seconds);
     let results: Vec<(Vec<Duration>, usize, usize)> = std::thread::scope(|s| {

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use ergon_chain::{ChainParams, Genesis};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::devnet::{spawn_node, NodeSpec, Nodes};
 use crate::node_cmds::http;
@@ -50,8 +49,8 @@ pub(crate) fn genesis(block_time_ms: u64, filler: u32) -> Genesis {
     Genesis { network: "bench".into(), time_ms: ergon_node::now_ms(), params, balances: Default::default() }
 }
 
-pub(crate) fn status(api: SocketAddr) -> Option<Value> {
-    http(api, "GET", "/status", None).ok()
+pub(crate) fn status(api: SocketAddr) -> Option<ergon_sdk::api::chain::Status> {
+    ergon_sdk::Client::new(api).status().ok()
 }
 
 pub(crate) fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Result<(), String> {
@@ -125,7 +124,7 @@ fn measure(args: &NetworkArgs, dir: &Path) -> Result<NetworkReport, String> {
     }
     let target = args.blocks + 2;
     wait_until("the blocks to be mined", Duration::from_secs(30 + 3 * target), || {
-        status(api(0)).and_then(|s| s["height"].as_u64()).is_some_and(|h| h >= target)
+        status(api(0)).is_some_and(|s| s.height >= target)
     })?;
     std::thread::sleep(Duration::from_secs(2)); // let the last block arrive everywhere
     let mut samples = Vec::new();
@@ -188,7 +187,7 @@ fn measure(args: &NetworkArgs, dir: &Path) -> Result<NetworkReport, String> {
         extra: vec![],
     })?);
     wait_until("the fresh node to sync", Duration::from_secs(300), || {
-        status(api(1)).and_then(|s| s["height"].as_u64()).is_some_and(|h| h >= args.sync_blocks)
+        status(api(1)).is_some_and(|s| s.height >= args.sync_blocks)
     })?;
     let sync_seconds = t.elapsed().as_secs_f64();
     drop(nodes);

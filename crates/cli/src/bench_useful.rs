@@ -12,7 +12,6 @@ use ergon_chain::{ChainParams, Genesis};
 use ergon_kernels::npy::write_npy;
 use ergon_types::SecretKey;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::devnet::{spawn_node, NodeSpec, Nodes};
 use crate::matrix_cmds::random_matrix;
@@ -36,9 +35,7 @@ fn key(n: u8) -> SecretKey {
     SecretKey::from_bytes(&[n; 32])
 }
 
-fn status(api: SocketAddr) -> Option<Value> {
-    http(api, "GET", "/status", None).ok()
-}
+use crate::bench_network::status;
 
 pub fn measure(dir: &Path, seconds: u64, clients: usize, size: usize, base_port: u16) -> Result<UsefulReport, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
@@ -79,7 +76,7 @@ pub fn measure(dir: &Path, seconds: u64, clients: usize, size: usize, base_port:
         })?);
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while status(apis[1]).is_none_or(|s| s["peers"].as_u64() != Some(1)) {
+    while status(apis[1]).is_none_or(|s| s.peers != 1) {
         if Instant::now() > deadline {
             return Err("nodes did not connect".into());
         }
@@ -131,8 +128,10 @@ pub fn measure(dir: &Path, seconds: u64, clients: usize, size: usize, base_port:
         handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
     });
     let end = status(apis[0]).ok_or("provider node is down")?;
-    let delta = |k: &str| end[k].as_u64().unwrap_or(0).saturating_sub(start[k].as_u64().unwrap_or(0));
-    let (mined, on_jobs) = (delta("macs_mined"), delta("macs_mined_on_jobs"));
+    let (mined, on_jobs) = (
+        end.macs_mined.saturating_sub(start.macs_mined),
+        end.macs_mined_on_jobs.saturating_sub(start.macs_mined_on_jobs),
+    );
     drop(nodes);
     Ok(UsefulReport {
         seconds: t0.elapsed().as_secs(),
@@ -142,6 +141,6 @@ pub fn measure(dir: &Path, seconds: u64, clients: usize, size: usize, base_port:
         macs_mined: mined,
         macs_mined_on_jobs: on_jobs,
         useful_share: on_jobs as f64 / mined.max(1) as f64,
-        chain_useful_block_fraction: end["useful_work_fraction"].as_f64().unwrap_or(0.0),
+        chain_useful_block_fraction: end.useful_work_fraction,
     })
 }

@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use ergon_jobdata::Output;
 use ergon_kernels::npy::write_npy;
 use ergon_ml::{Dataset, Exact, Mlp};
+use ergon_sdk::api::market::{JobStatus, Task, TaskState};
 use ergon_sdk::job::assemble;
 use ergon_sdk::{Event, Finished, JobRun, Work};
 use ergon_types::JobKind;
-use serde_json::Value;
 
 use crate::CmdResult;
 
@@ -50,35 +50,39 @@ fn finish(run: &JobRun, out: &Path, measure_on: Option<&Dataset>, finished: Fini
     let mut macs = 0u64;
     let mut joules = 0.0;
     let mut providers = HashSet::new();
-    let settled: Vec<&Value> =
-        v["tasks"].as_array().into_iter().flatten().filter(|t| t["state"] == "settled").collect();
+    let settled: Vec<&Task> = v.tasks.iter().filter(|t| matches!(t.state, TaskState::Settled { .. })).collect();
     for t in &settled {
         let w = match &run.work {
             Work::Matmul { a, b, bounds } => {
-                let (r0, r1) = bounds[t["shard"].as_u64().unwrap_or(0) as usize];
+                let (r0, r1) = bounds[t.shard as usize];
                 ((r1 - r0) * a.cols() * b.cols()) as u64
             }
-            Work::Ml { .. } => v["macs_per_shard"].as_u64().unwrap_or(0),
+            Work::Ml { .. } => v.macs_per_shard,
         };
         macs += w;
-        let who = t["detail"]["provider"].as_str().unwrap_or("").to_string();
-        if let Ok(p) = run.client.get(&format!("/providers/{who}")) {
-            let gmacs = p["profile"]["int8_gmacs"].as_f64().unwrap_or(1.0).max(1.0);
-            let cores = p["profile"]["cpu_cores"].as_f64().unwrap_or(1.0);
+        let who = t.state.provider().unwrap_or_default().to_string();
+        if let Ok(p) = who.parse().map_err(|_| ()).and_then(|a| run.client.provider(&a).map_err(|_| ())) {
+            let gmacs = (p.provider.profile.int8_gmacs as f64).max(1.0);
+            let cores = p.provider.profile.cpu_cores as f64;
             joules += w as f64 / (gmacs * 1e9) * cores * WATTS_PER_CORE;
         }
         providers.insert(who);
     }
     println!("wrote {} ({written})", out.display());
-    println!("receipt for job {} ({}):", v["id"].as_str().unwrap_or(""), v["kind"].as_str().unwrap_or(""));
+    println!("receipt for job {} ({}):", v.summary.id, v.summary.kind);
     println!(
         "  work: {macs} multiply-adds over {} shard(s) × {} replica(s) by {} provider(s)",
         run.work.shards(),
-        v["replicas"],
+        v.summary.replicas,
         providers.len()
     );
-    if v["status"] == "done" {
-        println!("  paid {} to providers, burned {}; the rest of the escrow was refunded", v["paid"], v["burned"]);
+    if v.summary.status == JobStatus::Done {
+        let (paid, burned, escrowed) = (v.summary.paid, v.summary.burned, v.summary.escrowed_at_submission);
+        println!(
+            "  cost: {} (paid {paid} to providers, burned {burned}) of the {escrowed} escrowed; refunded {}, plus the transactions' fees",
+            paid + burned,
+            escrowed.saturating_sub(paid + burned)
+        );
     } else {
         println!("  payment: settles on chain when the challenge window ends (`ergon job status` shows it)");
     }
@@ -94,7 +98,7 @@ fn finish(run: &JobRun, out: &Path, measure_on: Option<&Dataset>, finished: Fini
         Work::Ml { .. } if settled.len() > 1 => println!(
             "  verification: {} replicas computed it independently{}; the chain paid only the result a majority agreed on, and these bytes match it",
             settled.len(),
-            if settled.iter().any(|t| t["check"] == true) {
+            if settled.iter().any(|t| t.check) {
                 ", one of them a check the chain called (its provider was on probation, or sampled for audit)"
             } else {
                 ""

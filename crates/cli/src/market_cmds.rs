@@ -9,12 +9,13 @@ use std::time::Instant;
 use clap::{Args, Subcommand};
 use ergon_kernels::npy::read_npy;
 use ergon_ml::{Dataset, MlJob, TrainSpec};
+use ergon_sdk::api::market::{Decision, JobStatus, ProviderStatus, TaskState};
+use ergon_sdk::job::status_name;
 use ergon_types::TxKind;
 use ergon_types::{Address, HardwareProfile, Hash, JobKind, JobSpec, Offer, Requirements};
-use serde_json::Value;
 
 use crate::matrix_cmds::random_matrix;
-use crate::node_cmds::{http, read_key, sign_and_submit};
+use crate::node_cmds::{read_key, sign_and_submit};
 use crate::CmdResult;
 use ergon_sdk::Work;
 
@@ -134,7 +135,7 @@ pub enum ProviderCommand {
         hw: HwArgs,
         #[arg(long, default_value_t = 1)]
         fee: u64,
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, env = "ERGON_API", default_value = "127.0.0.1:8080")]
         api: SocketAddr,
     },
     /// Take no new leases; the bond unbonds after the last lease settles.
@@ -143,13 +144,16 @@ pub enum ProviderCommand {
         key: PathBuf,
         #[arg(long, default_value_t = 1)]
         fee: u64,
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, env = "ERGON_API", default_value = "127.0.0.1:8080")]
         api: SocketAddr,
     },
     /// A provider's offer, leases, earnings, why it is or is not getting work, and its decisions.
     Status {
         address: Address,
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// The API's answer as JSON (schema: the node's `/openapi.json`).
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "ERGON_API", default_value = "127.0.0.1:8080")]
         api: SocketAddr,
     },
 }
@@ -200,13 +204,28 @@ pub enum JobCommand {
         min_gmacs: u64,
         #[arg(long, default_value_t = 1)]
         fee: u64,
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, env = "ERGON_API", default_value = "127.0.0.1:8080")]
         api: SocketAddr,
     },
-    /// Every shard's state, why a waiting one waits, payments, and the job's decisions.
+    /// Every job the node knows, newest first (or only those of `--client`): id, kind, status,
+    /// escrow.
+    List {
+        #[arg(long)]
+        client: Option<Address>,
+        /// Print the node's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "ERGON_API", default_value = "127.0.0.1:8080")]
+        api: SocketAddr,
+    },
+    /// Every shard's state, why a waiting one waits, payments, and the job's decisions. ID may
+    /// be any unique prefix of the job's id.
     Status {
         id: String,
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// The API's answer as JSON (schema: the node's `/openapi.json`).
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "ERGON_API", default_value = "127.0.0.1:8080")]
         api: SocketAddr,
     },
     /// Fetch a settled job's result, decrypt it, check it against the commitments on chain and
@@ -215,9 +234,13 @@ pub enum JobCommand {
         #[arg(long)]
         key: PathBuf,
         id: String,
+        /// Only this shard's result (a matmul shard's rows of C): how a cancelled job's
+        /// settled shards are still obtained.
+        #[arg(long)]
+        shard: Option<u16>,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, env = "ERGON_API", default_value = "127.0.0.1:8080")]
         api: SocketAddr,
     },
     /// Withdraw a job: queued shards are cancelled and refunded when the job closes.
@@ -227,7 +250,7 @@ pub enum JobCommand {
         id: String,
         #[arg(long, default_value_t = 1)]
         fee: u64,
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, env = "ERGON_API", default_value = "127.0.0.1:8080")]
         api: SocketAddr,
     },
 }
@@ -237,12 +260,16 @@ fn send(api: SocketAddr, key: &ergon_types::SecretKey, fee: u64, kind: TxKind) -
     sign_and_submit(api, key, fee, kind).map(|(id, _)| id)
 }
 
-fn print_decisions(v: &Value) {
-    if let Some(list) = v["decisions"].as_array() {
-        for d in list {
-            println!("  block {:>6}: {}", d["height"], d["text"].as_str().unwrap_or(""));
-        }
+fn print_decisions(list: &[Decision]) {
+    for d in list {
+        println!("  block {:>6}: {}", d.height, d.text);
     }
+}
+
+/// `--json`: the API's own answer, as the node sent it (its schema is `/openapi.json`'s).
+fn print_json(v: &impl serde::Serialize) -> CmdResult {
+    println!("{}", serde_json::to_string_pretty(v).map_err(|e| e.to_string())?);
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn provider(cmd: ProviderCommand) -> CmdResult {
@@ -270,72 +297,83 @@ pub fn provider(cmd: ProviderCommand) -> CmdResult {
             println!("submitted deregistration {}", id.to_hex());
             Ok(ExitCode::SUCCESS)
         }
-        ProviderCommand::Status { address, api } => {
-            let v = http(api, "GET", &format!("/providers/{address}"), None)?;
-            println!("{address}: {}", v["outlook"].as_str().unwrap_or(""));
-            if v["status"].is_string() {
+        ProviderCommand::Status { address, json, api } => {
+            let detail = ergon_sdk::Client::new(api).provider(&address).map_err(|e| e.to_string())?;
+            if json {
+                return print_json(&detail);
+            }
+            let p = &detail.provider;
+            println!("{address}: {}", p.outlook);
+            println!(
+                "  status {}, bond {}, price {} per G MAC, {} slot(s), leases {}, completed {}, failed {}, earned {}, slashed {}",
+                provider_status_name(p.status),
+                p.bond,
+                p.price_per_gmac,
+                p.slots,
+                p.leases.len(),
+                p.completed,
+                p.failed,
+                p.earned,
+                p.slashed
+            );
+            println!(
+                "  int8 throughput: claimed {} G MAC/s, verified {} by {} validator(s) (matching uses the verified figure)",
+                p.profile.int8_gmacs,
+                p.verified_gmacs,
+                p.judgments.len()
+            );
+            for j in &p.judgments {
                 println!(
-                    "  status {}, bond {}, price {} per G MAC, {} slot(s), leases {}, completed {}, failed {}, earned {}, slashed {}",
-                    v["status"].as_str().unwrap_or(""),
-                    v["bond"],
-                    v["price_per_gmac"],
-                    v["slots"],
-                    v["leases"].as_array().map_or(0, |l| l.len()),
-                    v["completed"],
-                    v["failed"],
-                    v["earned"],
-                    v["slashed"]
-                );
-                println!(
-                    "  int8 throughput: claimed {} G MAC/s, verified {} by {} validator(s) (matching uses the verified figure)",
-                    v["profile"]["int8_gmacs"],
-                    v["verified_gmacs"],
-                    v["judgments"].as_array().map_or(0, |j| j.len())
-                );
-                for j in v["judgments"].as_array().into_iter().flatten() {
-                    println!(
-                        "    validator {} (stake {}): {} G MAC/s{} at block {}",
-                        j["validator"].as_str().unwrap_or("?"),
-                        j["stake"],
-                        j["gmacs"],
-                        if j["gmacs"] == 0 { " (not answering)" } else { "" },
-                        j["height"]
-                    );
-                }
-                println!(
-                    "  memory: claimed {} MiB, matching uses {} MiB (memory challenges by {} validator(s); up to {} MiB counts unchecked)",
-                    v["profile"]["memory_mib"],
-                    v["verified_memory_mib"],
-                    v["memory_judgments"].as_array().map_or(0, |j| j.len()),
-                    v["memory_floor_mib"]
-                );
-                for j in v["memory_judgments"].as_array().into_iter().flatten() {
-                    println!(
-                        "    validator {} (stake {}): {} MiB{} at block {}",
-                        j["validator"].as_str().unwrap_or("?"),
-                        j["stake"],
-                        j["memory_mib"],
-                        if j["memory_mib"] == 0 { " (claim not shown)" } else { " shown" },
-                        j["height"]
-                    );
-                }
-                if v["absent"] == true {
-                    println!("  absent: validators saw it stop answering their challenges; it takes no lease until it answers again");
-                }
-                let checks = match v["probation"].as_str() {
-                    Some(why) => format!(
-                        "{why}: every ML result of it is computed again by another provider, paid out of its pay"
-                    ),
-                    None => "trusted: its ML results are only sampled for a check".to_string(),
-                };
-                println!(
-                    "  reputation {}‰ (job history × challenges {}‰); {checks}",
-                    v["reputation_permille"], v["challenge_permille"]
+                    "    validator {} (stake {}): {} G MAC/s{} at block {}",
+                    j.validator,
+                    j.stake,
+                    j.gmacs,
+                    if j.gmacs == 0 { " (not answering)" } else { "" },
+                    j.height
                 );
             }
-            print_decisions(&v);
+            println!(
+                "  memory: claimed {} MiB, matching uses {} MiB (memory challenges by {} validator(s); up to {} MiB counts unchecked)",
+                p.profile.memory_mib,
+                p.verified_memory_mib,
+                p.memory_judgments.len(),
+                p.memory_floor_mib
+            );
+            for j in &p.memory_judgments {
+                println!(
+                    "    validator {} (stake {}): {} MiB{} at block {}",
+                    j.validator,
+                    j.stake,
+                    j.memory_mib,
+                    if j.memory_mib == 0 { " (claim not shown)" } else { " shown" },
+                    j.height
+                );
+            }
+            if p.absent {
+                println!("  absent: validators saw it stop answering their challenges; it takes no lease until it answers again");
+            }
+            let checks = match &p.probation {
+                Some(why) => {
+                    format!("{why}: every ML result of it is computed again by another provider, paid out of its pay")
+                }
+                None => "trusted: its ML results are only sampled for a check".to_string(),
+            };
+            println!(
+                "  reputation {}‰ (job history × challenges {}‰); {checks}",
+                p.reputation_permille, p.challenge_permille
+            );
+            print_decisions(&detail.decisions);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn provider_status_name(s: ProviderStatus) -> &'static str {
+    match s {
+        ProviderStatus::Active => "active",
+        ProviderStatus::Leaving => "leaving",
+        ProviderStatus::Demoted => "demoted",
+        ProviderStatus::Gone => "gone",
     }
 }
 
@@ -408,45 +446,73 @@ pub fn job(cmd: JobCommand) -> CmdResult {
             let follow = out.map(|out| (out, !no_wait_settlement));
             submit_and_follow(api, key, fee, spec, (work, measure_on), follow, timeout_s)
         }
-        JobCommand::Result { key, id, out, api } => {
+        JobCommand::Result { key, id, shard, out, api } => {
             let key = read_key(&key)?;
-            let job = Hash::from_hex(&id).map_err(|e| format!("{id:?}: {e}"))?;
-            fetch_job_result(api, &key, &job, &out)
+            let job = ergon_sdk::Client::new(api).job_id(&id).map_err(|e| e.to_string())?;
+            fetch_job_result(api, &key, &job, shard, &out)
         }
-        JobCommand::Status { id, api } => {
-            let v = http(api, "GET", &format!("/jobs/{id}"), None)?;
+        JobCommand::List { client, json, api } => {
+            let mut jobs = ergon_sdk::Client::new(api).jobs().map_err(|e| e.to_string())?.jobs;
+            jobs.retain(|j| client.is_none_or(|c| j.client == c.to_string()));
+            if json {
+                return print_json(&jobs);
+            }
+            println!("{:<14} {:<7} {:<10} {:>14}  client", "job", "kind", "status", "escrow");
+            for j in &jobs {
+                println!(
+                    "{:<14} {:<7} {:<10} {:>14}  {}",
+                    &j.id[..12.min(j.id.len())],
+                    j.kind,
+                    status_name(j.status),
+                    j.escrow,
+                    j.client
+                );
+            }
+            if jobs.is_empty() {
+                println!("(no jobs{})", client.map_or(String::new(), |c| format!(" of {c}")));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Status { id, json, api } => {
+            let client = ergon_sdk::Client::new(api);
+            let v = client.job(&client.job_id(&id).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            if json {
+                return print_json(&v);
+            }
+            let j = &v.summary;
             println!(
                 "job {} ({}, {} shard(s) × {}): {}; escrow {}, paid {}, burned {}",
-                id,
-                v["kind"].as_str().unwrap_or(""),
-                v["shards"],
-                v["replicas"],
-                v["status"].as_str().unwrap_or(""),
-                v["escrow"],
-                v["paid"],
-                v["burned"]
+                j.id,
+                j.kind,
+                j.shards,
+                j.replicas,
+                status_name(j.status),
+                j.escrow,
+                j.paid,
+                j.burned
             );
-            for t in v["tasks"].as_array().into_iter().flatten() {
-                let d = &t["detail"];
-                let what = match t["state"].as_str().unwrap_or("") {
-                    "queued" => d["why"].as_str().unwrap_or("waiting for the next block's matching").to_string(),
-                    "leased" => {
-                        format!("leased to {} until block {}", d["provider"].as_str().unwrap_or(""), d["deadline"])
+            for t in &v.tasks {
+                let what = match &t.state {
+                    TaskState::Queued { why } => {
+                        why.clone().unwrap_or_else(|| "waiting for the next block's matching".to_string())
                     }
-                    "posted" => format!("result posted, paid at block {}", d["settles_at"]),
-                    "settled" => format!("settled, {} paid to {}", d["paid"], d["provider"].as_str().unwrap_or("")),
-                    "spare" => "spare: no check called".to_string(),
-                    other => other.to_string(),
+                    TaskState::Leased { provider, deadline, .. } => {
+                        format!("leased to {provider} until block {deadline}")
+                    }
+                    TaskState::Posted { settles_at, .. } => format!("result posted, paid at block {settles_at}"),
+                    TaskState::Settled { paid, provider, .. } => format!("settled, {paid} paid to {provider}"),
+                    TaskState::Spare {} => "spare: no check called".to_string(),
+                    TaskState::Cancelled {} => "cancelled".to_string(),
                 };
-                let replica = if t["check"] == true { "check replica" } else { "replica" };
-                println!("  shard {} {replica} {}: {what}", t["shard"], t["replica"]);
+                let replica = if t.check { "check replica" } else { "replica" };
+                println!("  shard {} {replica} {}: {what}", t.shard, t.replica);
             }
-            print_decisions(&v);
+            print_decisions(&v.decisions);
             Ok(ExitCode::SUCCESS)
         }
         JobCommand::Cancel { key, id, fee, api } => {
             let key = read_key(&key)?;
-            let job = Hash::from_hex(&id).map_err(|e| format!("{id:?}: {e}"))?;
+            let job = ergon_sdk::Client::new(api).job_id(&id).map_err(|e| e.to_string())?;
             let tx = send(api, &key, fee, TxKind::CancelJob { job })?;
             println!("submitted cancellation {}", tx.to_hex());
             Ok(ExitCode::SUCCESS)
@@ -517,33 +583,30 @@ fn submit_and_follow(
 }
 
 /// `ergon job result`: one settled result per shard, checked against its commitment on chain.
-fn fetch_job_result(api: SocketAddr, key: &ergon_types::SecretKey, id: &Hash, out: &PathBuf) -> CmdResult {
-    let v = http(api, "GET", &format!("/jobs/{}", id.to_hex()), None)?;
-    let kind = match v["kind"].as_str().unwrap_or("") {
-        "matmul" => JobKind::Matmul,
-        "train" => JobKind::Train,
-        "infer" => JobKind::Infer,
-        other => return Err(format!("unknown job kind {other:?}")),
+fn fetch_job_result(
+    api: SocketAddr,
+    key: &ergon_types::SecretKey,
+    id: &Hash,
+    shard: Option<u16>,
+    out: &PathBuf,
+) -> CmdResult {
+    let client = ergon_sdk::Client::new(api);
+    let v = client.job(id).map_err(|e| e.to_string())?;
+    let shards: Vec<u16> = match shard {
+        Some(s) => vec![s],
+        None => (0..v.summary.shards as u16).collect(),
     };
-    let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
     let mut parts = vec![];
-    for shard in 0..v["shards"].as_u64().unwrap_or(0) {
-        let settled =
-            tasks.iter().find(|t| t["shard"].as_u64() == Some(shard) && t["state"] == "settled").ok_or_else(|| {
-                format!("shard {shard} has no settled result yet (`ergon job status {}` says why)", id.to_hex())
-            })?;
-        let d = &settled["detail"];
-        let holder: Address = d["provider"].as_str().unwrap_or("").parse().map_err(|e| format!("{e}"))?;
-        let replica = settled["replica"].as_u64().unwrap_or(0) as u8;
-        let plain = ergon_sdk::Client::new(api)
-            .fetch_result(key, id, shard as u16, replica, &holder)?
-            .ok_or_else(|| format!("shard {shard}: no connected peer serves the result of {holder}"))?;
-        let output = Output::from_plaintext(kind, plain).map_err(|e| format!("shard {shard}: {e}"))?;
-        if output.commitment().to_hex() != d["result"].as_str().unwrap_or("") {
-            return Err(format!("shard {shard}: the result does not match its commitment on chain"));
-        }
-        parts.push(output);
+    for s in shards {
+        parts.push(client.settled_result(key, &v, s).map_err(|why| match shard {
+            // A cancelled job keeps its settled shards' results: say how to get them.
+            None if v.summary.status == JobStatus::Cancelled => {
+                format!("{why}; the job was cancelled, so take the settled shards one at a time (--shard N)")
+            }
+            _ => why,
+        })?);
     }
+    let kind = if v.summary.kind == "matmul" { JobKind::Matmul } else { JobKind::Train };
     match kind {
         JobKind::Matmul => {
             let c = ergon_sdk::job::assemble(parts)?;

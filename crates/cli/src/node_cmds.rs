@@ -87,7 +87,9 @@ pub struct NodeArgs {
 }
 
 pub fn node(args: NodeArgs) -> CmdResult {
+    // Colour only on a terminal: a log file gets plain text.
     let _ = tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .try_init();
     let genesis = match &args.genesis {
@@ -135,10 +137,21 @@ pub enum KeyCommand {
         #[arg(long, default_value = "ergon.key")]
         out: PathBuf,
     },
+    /// Print the address of a key file (what others send coins to, and what the chain names).
+    Address {
+        #[arg(long, default_value = "ergon.key")]
+        key: PathBuf,
+    },
 }
 
 pub fn key(cmd: KeyCommand) -> CmdResult {
-    let KeyCommand::New { out } = cmd;
+    let out = match cmd {
+        KeyCommand::New { out } => out,
+        KeyCommand::Address { key } => {
+            println!("{}", read_key(&key)?.public().address());
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     if out.exists() {
         return Err(format!("{} exists; refusing to overwrite a key", out.display()));
     }
@@ -170,7 +183,10 @@ pub enum WalletCommand {
     /// Balance, stake and nonce of an address.
     Balance {
         address: Address,
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// The account (and provider bond, if any) as JSON, the API's own types.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "ERGON_API", default_value = "127.0.0.1:8080")]
         api: SocketAddr,
     },
     /// Sign a transfer with a key file and submit it to a node.
@@ -183,7 +199,7 @@ pub enum WalletCommand {
         amount: u64,
         #[arg(long, default_value_t = 1)]
         fee: u64,
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, env = "ERGON_API", default_value = "127.0.0.1:8080")]
         api: SocketAddr,
     },
     /// Lock part of a key's balance as stake (a validator needs the genesis's
@@ -195,19 +211,40 @@ pub enum WalletCommand {
         amount: u64,
         #[arg(long, default_value_t = 1)]
         fee: u64,
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, env = "ERGON_API", default_value = "127.0.0.1:8080")]
         api: SocketAddr,
     },
 }
 
 pub fn wallet(cmd: WalletCommand) -> CmdResult {
     match cmd {
-        WalletCommand::Balance { address, api } => {
-            let v = http(api, "GET", &format!("/accounts/{address}"), None)?;
+        WalletCommand::Balance { address, json, api } => {
+            let client = Client::new(api);
+            let a = client.account(&address).map_err(|e| e.to_string())?;
+            // A provider's bond is held by the market, not the account: shown beside it.
+            let provider = match client.provider(&address) {
+                Ok(p) => Some(p.provider),
+                Err(e) if e.status() == Some(404) => None,
+                Err(e) => return Err(e.to_string()),
+            };
+            if json {
+                let v = serde_json::json!({ "account": a, "provider": provider });
+                println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "{address}: balance {}, staked {}, next nonce {} ({} pending)",
-                v["balance"], v["stake"], v["next_nonce"], v["pending"]
+                a.balance, a.stake, a.next_nonce, a.pending
             );
+            for u in &a.unbonding {
+                println!("  unbonding: {} released at block {}", u.amount, u.release_height);
+            }
+            if let Some(p) = provider {
+                println!(
+                    "  provider bond: {} ({} held as collateral by open leases; slashed {} so far)",
+                    p.bond, p.bond_locked, p.slashed
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         WalletCommand::Send { key, to, amount, fee, api } => {
@@ -266,6 +303,10 @@ pub struct GenesisArgs {
     memory_epoch_blocks: Option<u64>,
     #[arg(long)]
     memory_window_blocks: Option<u64>,
+    /// Per mille of a trusted provider's one-replica ML results that the market has another
+    /// provider check (1..=1000; default 50).
+    #[arg(long)]
+    audit_permille: Option<u64>,
 }
 
 pub fn genesis(args: GenesisArgs) -> CmdResult {
@@ -292,6 +333,7 @@ pub fn genesis(args: GenesisArgs) -> CmdResult {
         memory_floor_mib: args.memory_floor_mib.unwrap_or(params.memory_floor_mib),
         memory_epoch_blocks: args.memory_epoch_blocks.unwrap_or(params.memory_epoch_blocks),
         memory_window_blocks: args.memory_window_blocks.unwrap_or(params.memory_window_blocks),
+        audit_permille: args.audit_permille.unwrap_or(params.audit_permille),
         ..params
     };
     params.check().map_err(|e| e.to_string())?;

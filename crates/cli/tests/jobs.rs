@@ -91,6 +91,14 @@ fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
         "escrow refunded but for payments and the fee"
     );
     assert!(paid > 0);
+    // The receipt states the total cost and the refund, as the chain counted them.
+    let escrowed = j["escrowed_at_submission"].as_u64().unwrap();
+    let receipt = format!(
+        "cost: {} (paid {paid} to providers, burned {burned}) of the {escrowed} escrowed; refunded {}",
+        paid + burned,
+        escrowed - paid - burned
+    );
+    assert!(text.contains(&receipt), "{receipt:?} not in {text}");
 
     // 2. Adaptive replication: a one-replica training job while both providers are new (on
     //    probation): the chain calls a check, the other provider trains too, they agree, and the

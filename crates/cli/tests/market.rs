@@ -114,9 +114,106 @@ fn provider_and_client_see_leases_closures_and_refunds_with_reasons() {
     let bad = ergon(&["job", "status", "00", "--api", &api]);
     assert_eq!(bad.status.code(), Some(2));
 
+    // Issue 12's rough edges, as a new user meets them.
+    // A key's address, without making a new key.
+    assert_eq!(ok(ergon(&["key", "address", "--key", &p("provider.key")])).trim(), provider);
+    // `ERGON_API` instead of repeating --api; `job list`; a printed 12-digit prefix works.
+    let listed =
+        Command::new(env!("CARGO_BIN_EXE_ergon")).env("ERGON_API", &api).args(["job", "list"]).output().unwrap();
+    let text = stdout(&listed);
+    assert!(listed.status.success() && text.contains(&id[..12]) && text.contains("cancelled"), "{text}");
+    let mine = ok(ergon(&["job", "list", "--client", &provider, "--api", &api]));
+    assert!(mine.contains("(no jobs of"), "{mine}");
+    // Its result: the shards were cancelled, and it says so (not "not settled yet").
+    let result = ergon(&["job", "result", "--key", &p("client.key"), &id[..12], "--out", &p("C.npy"), "--api", &api]);
+    let err = String::from_utf8_lossy(&result.stderr).into_owned();
+    assert!(!result.status.success() && err.contains("shard 0 was cancelled") && err.contains("--shard N"), "{err}");
+    let by_prefix = ok(ergon(&["job", "status", &id[..12], "--api", &api]));
+    assert!(by_prefix.contains("cancelled by the client"), "{by_prefix}");
+    // A transaction that cannot apply is refused when it is sent, with the chain's reason, and
+    // nothing says it was submitted: a stranger cancelling the job, the client cancelling twice.
+    for (key, why) in [
+        ("provider.key", "only the client who submitted a job can cancel it"),
+        ("client.key", "the job is already finished or cancelled"),
+    ] {
+        let refused = ergon(&["job", "cancel", "--key", &p(key), &id[..12], "--api", &api]);
+        let (out, err) = (stdout(&refused), String::from_utf8_lossy(&refused.stderr).into_owned());
+        assert!(!refused.status.success() && err.contains(why) && !out.contains("submitted"), "{out}{err}");
+    }
+
+    // A client following a job no provider will take hears why while it waits, and on giving up
+    // what to do with the open job and its escrow.
+    let cheap = ergon(&[
+        "job",
+        "submit",
+        "--key",
+        &p("client.key"),
+        &p("A.npy"),
+        &p("B.npy"),
+        "--max-price",
+        "50",
+        "--out",
+        &p("C2.npy"),
+        "--timeout-s",
+        "6",
+        "--api",
+        &api,
+    ]);
+    let (out, err) = (stdout(&cheap), String::from_utf8_lossy(&cheap.stderr).into_owned());
+    assert!(!cheap.status.success(), "{out}{err}");
+    assert!(
+        out.contains("shard 0 replica 0 waits: waiting: of 1 free provider(s), 1 ask more than the maximum price"),
+        "{out}"
+    );
+    assert!(err.contains("gave up after 6 s") && err.contains("ergon job cancel --key KEY"), "{err}");
+
+    // The event stream, resumed from block 1: every block since, its transactions and what the
+    // market decided (the registration, the job, its lease closing, the cancel), in order.
+    let events = read_events(&api, "1", "cancelled by the client");
+    for needle in
+        ["event: hello", "event: block\nid: 2\n", "event: tx\n", "\"kind\":\"submit_job\"", "event: decision\n"]
+    {
+        assert!(events.contains(needle), "no {needle:?} in {events}");
+    }
+    assert!(events.find("event: block\nid: 2\n") < events.find("event: block\nid: 3\n"), "blocks in order");
+    // The dashboard: one page from the binary, nothing fetched from elsewhere.
+    let page = raw_get(&api, "/");
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("text/html") && page.contains("<title>Ergon"),
+        "{page:.300}"
+    );
+    assert!(page.contains("default-src 'self'") && !page.contains("https://"), "no CDN");
+
     let _ = node.kill();
     let _ = node.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A whole GET response, head and body.
+fn raw_get(api: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(api).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp
+}
+
+/// `/events` from `Last-Event-ID: resume` on, read until `needle` arrives (30 s at most).
+fn read_events(api: &str, resume: &str, needle: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(api).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let head =
+        format!("GET /events HTTP/1.1\r\nHost: {api}\r\nAccept: text/event-stream\r\nLast-Event-ID: {resume}\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let (mut got, mut buf, until) = (String::new(), [0u8; 16384], Instant::now() + Duration::from_secs(30));
+    while !got.contains(needle) && Instant::now() < until {
+        if let Ok(n) = s.read(&mut buf) {
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    got
 }
 
 /// A PUT written whole before its answer is read, as simple clients do: (status, body).

@@ -22,7 +22,19 @@ fn a_validators_hidden_audit_catches_a_provider_posting_wrong_results_and_a_trus
         [(client.as_str(), "1000000000000"), (&validator, "1000000000000"), (&p1, "1000000000"), (&p2, "1000000000")];
     net.write_genesis(
         &allocs,
-        &["--block-time-ms", "1000", "--filler-size", "128", "--initial-difficulty", "5000000000"],
+        // The lowest sampling rate: a sampled check of trusted P1's audit result, taken by P2
+        // as it joins, would leave that audit with two disagreeing results and no third
+        // provider to settle them (at 50‰ it happened about once in twenty runs).
+        &[
+            "--block-time-ms",
+            "1000",
+            "--filler-size",
+            "128",
+            "--initial-difficulty",
+            "5000000000",
+            "--audit-permille",
+            "1",
+        ],
     );
     let v_key = net.p("validator.key");
     let v_api =
@@ -93,4 +105,9 @@ fn a_validators_hidden_audit_catches_a_provider_posting_wrong_results_and_a_trus
     // The audit account is not the validator's, and P1's audits passed.
     assert_ne!(log["account"], validator.as_str());
     println!("audits: {} passed, {} caught; {}", log["passed"], log["caught"], caught["detail"]);
+    // P2's node started before its registration was in a block: it said so, then saw it.
+    let p2_log = std::fs::read_to_string(net.p("p2.log")).unwrap();
+    let (warned, seen) =
+        (p2_log.find("is not a registered provider"), p2_log.find("registered as a provider: taking leases"));
+    assert!(warned.is_some() && warned < seen, "{p2_log:.2000}");
 }

@@ -61,6 +61,10 @@ impl Market {
     pub fn decisions(&self, subject: &Subject) -> Vec<Decision> {
         self.log.of(subject)
     }
+    /// What the block at `height` decided, about every job and provider.
+    pub fn decisions_at(&self, height: u64) -> Vec<(Subject, Decision)> {
+        self.log.at(height)
+    }
     pub fn size(&self) -> MarketSize {
         let (log_subjects, log_entries) = self.log.size();
         MarketSize {

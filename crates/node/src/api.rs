@@ -14,30 +14,34 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use ergon_api as api;
 use ergon_chain::{Refusal, TxStatus};
-use ergon_market::{Decision, Job, Provider, Subject, TaskState};
+use ergon_market::{Decision, Job, JobStatus, Provider, ProviderStatus, Subject, TaskState};
 use ergon_types::{Address, Block, Canonical, Hash, SignedTransaction, TxKind};
 use futures::StreamExt as _;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use crate::Shared;
 
 pub fn router(shared: Arc<Shared>) -> Router {
+    use ergon_api::routes as r;
     Router::new()
-        .route("/status", get(status))
-        .route("/blocks", get(blocks))
-        .route("/blocks/{hash}", get(block))
-        .route("/accounts/{address}", get(account))
-        .route("/transactions", post(submit))
-        .route("/transactions/{id}", get(transaction))
-        .route("/providers", get(providers))
-        .route("/providers/{address}", get(provider))
-        .route("/jobs", get(jobs))
-        .route("/jobs/{id}", get(job))
-        .route("/blobs/{name}", get(get_blob).put(put_blob))
-        .route("/poai", get(poai))
-        .route("/metrics", get(metrics))
+        .route(r::STATUS, get(status))
+        .route(r::BLOCKS, get(blocks))
+        .route(r::BLOCK, get(block))
+        .route(r::ACCOUNT, get(account))
+        .route(r::TRANSACTIONS, post(submit))
+        .route(r::TRANSACTION, get(transaction))
+        .route(r::PROVIDERS, get(providers))
+        .route(r::PROVIDER, get(provider))
+        .route(r::JOBS, get(jobs))
+        .route(r::JOB, get(job))
+        .route(r::BLOB, get(get_blob).put(put_blob))
+        .route(r::POAI, get(poai))
+        .route(r::METRICS, get(metrics))
+        .route(r::EVENTS, get(crate::events::events))
+        .route(r::OPENAPI, get(openapi))
+        .route(r::DASHBOARD, get(crate::dashboard::page))
         // Blobs and dispute evidence are bigger than axum's 2 MB default.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
@@ -46,119 +50,130 @@ pub fn router(shared: Arc<Shared>) -> Router {
 /// Largest request body: a 256 MiB sealed blob.
 const MAX_BODY_BYTES: usize = 256 << 20;
 
-fn error(code: StatusCode, why: impl Into<String>) -> Response {
-    (code, Json(json!({ "error": why.into() }))).into_response()
+pub(crate) fn error(code: StatusCode, why: impl Into<String>) -> Response {
+    (code, Json(api::ErrorBody { error: why.into() })).into_response()
+}
+
+/// The OpenAPI document, generated once from `ergon-api`'s types.
+async fn openapi() -> Response {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(|| ergon_api::openapi().to_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], doc.clone()).into_response()
 }
 
 /// Proof of AI as this node runs it: its validator's engine and judgments, its provider's
 /// answering and what that costs (`docs/poai.md` §6).
-async fn poai(State(s): State<Arc<Shared>>) -> Json<Value> {
+async fn poai(State(s): State<Arc<Shared>>) -> Json<api::poai::PoaiView> {
     Json(crate::poai::view(&s))
 }
 
-async fn status(State(s): State<Arc<Shared>>) -> Json<Value> {
+async fn status(State(s): State<Arc<Shared>>) -> Json<api::chain::Status> {
     let node = s.lock();
     let tip = node.chain.tip_header();
     let uptime = s.started.elapsed().as_secs_f64().max(1e-9);
-    Json(json!({
-        "chain_id": node.chain.chain_id().to_hex(),
-        "height": node.chain.height(),
-        "tip": node.chain.tip().to_hex(),
-        "tip_time_ms": tip.time_ms,
-        "next_difficulty": node.chain.expected_difficulty(tip),
-        "cumulative_work": node.chain.tip_work().to_string(),
+    let ledger = node.chain.ledger();
+    Json(api::chain::Status {
+        chain_id: node.chain.chain_id().to_hex(),
+        height: node.chain.height(),
+        tip: node.chain.tip().to_hex(),
+        tip_time_ms: tip.time_ms,
+        next_difficulty: node.chain.expected_difficulty(tip),
+        cumulative_work: node.chain.tip_work().to_string(),
         // Supply: circulating must equal minted − burned (every account, stake, unbonding coin,
         // escrow and bond counted).
-        "minted": node.chain.ledger().minted,
-        "burned": node.chain.ledger().burned,
-        "circulating": node.chain.ledger().circulating().to_string(),
-        "useful_work_fraction": node.chain.useful_work_fraction(),
-        "peers": s.peers(),
-        "peer_id": s.net.get().map(|n| n.peer_id.to_string()),
-        "mempool": node.mempool.len(),
-        "storage_error": s.storage_error(),
+        minted: ledger.minted,
+        burned: ledger.burned,
+        circulating: ledger.circulating().to_string(),
+        useful_work_fraction: node.chain.useful_work_fraction(),
+        peers: s.peers(),
+        peer_id: s.net.get().map(|n| n.peer_id.to_string()),
+        mempool: node.mempool.len(),
+        storage_error: s.storage_error(),
         // What a restart resumes from: the last checkpoint (0: none yet), and why the latest
         // one could not be written, if it could not.
-        "checkpoint_height": node.store.checkpoint_height(),
-        "checkpoint_failure": node.store.checkpoint_failure,
-        "mining": s.mining,
-        "blocks_mined": s.stats.blocks_mined.load(Ordering::Relaxed),
-        "blocks_imported": s.stats.blocks_imported.load(Ordering::Relaxed),
-        "blocks_rejected": s.stats.blocks_rejected.load(Ordering::Relaxed),
-        "mining_rate_macs_per_s": s.stats.macs_mined.load(Ordering::Relaxed) as f64 / uptime,
-        "macs_mined": s.stats.macs_mined.load(Ordering::Relaxed),
-        "macs_mined_on_jobs": s.stats.macs_mined_on_jobs.load(Ordering::Relaxed),
-        "uptime_s": uptime,
-    }))
-}
-
-fn summary(b: &Block) -> Value {
-    let h = &b.header;
-    json!({
-        "height": h.height,
-        "id": h.id().to_hex(),
-        "parent": h.parent.to_hex(),
-        "time_ms": h.time_ms,
-        "miner": h.miner.to_string(),
-        "difficulty": h.difficulty,
-        "job": if h.job == Hash::ZERO { Value::Null } else { Value::String(h.job.to_hex()) },
-        "work": { "m": h.work.m, "k": h.work.k, "n": h.work.n },
-        "transactions": b.txs.len(),
+        checkpoint_height: node.store.checkpoint_height(),
+        checkpoint_failure: node.store.checkpoint_failure.clone(),
+        mining: s.mining,
+        blocks_mined: s.stats.blocks_mined.load(Ordering::Relaxed),
+        blocks_imported: s.stats.blocks_imported.load(Ordering::Relaxed),
+        blocks_rejected: s.stats.blocks_rejected.load(Ordering::Relaxed),
+        mining_rate_macs_per_s: s.stats.macs_mined.load(Ordering::Relaxed) as f64 / uptime,
+        macs_mined: s.stats.macs_mined.load(Ordering::Relaxed),
+        macs_mined_on_jobs: s.stats.macs_mined_on_jobs.load(Ordering::Relaxed),
+        uptime_s: uptime,
     })
 }
 
-fn tx_json(t: &SignedTransaction) -> Value {
-    let (kind, detail) = match &t.tx.kind {
-        TxKind::Transfer { to, amount } => ("transfer", json!({ "to": to.to_string(), "amount": amount })),
-        TxKind::Stake { amount } => ("stake", json!({ "amount": amount })),
-        TxKind::Unstake { amount } => ("unstake", json!({ "amount": amount })),
-        TxKind::RegisterProvider { offer, stake } => (
-            "register_provider",
-            json!({ "stake": stake, "price_per_gmac": offer.price_per_gmac, "slots": offer.slots,
-                    "int8_gmacs": offer.profile.int8_gmacs, "memory_mib": offer.profile.memory_mib }),
-        ),
-        TxKind::Deregister => ("deregister", json!({})),
-        TxKind::SubmitJob { spec } => (
-            "submit_job",
-            json!({ "job_kind": spec.kind.name(), "shards": spec.shards.len(), "escrow": spec.max_cost(),
-                    "max_price_per_gmac": spec.max_price_per_gmac }),
-        ),
-        TxKind::CancelJob { job } => ("cancel_job", json!({ "job": job.to_hex() })),
+pub(crate) fn summary(b: &Block) -> api::chain::BlockSummary {
+    let h = &b.header;
+    api::chain::BlockSummary {
+        height: h.height,
+        id: h.id().to_hex(),
+        parent: h.parent.to_hex(),
+        time_ms: h.time_ms,
+        miner: h.miner.to_string(),
+        difficulty: h.difficulty,
+        job: (h.job != Hash::ZERO).then(|| h.job.to_hex()),
+        work: api::chain::Work { m: h.work.m, k: h.work.k, n: h.work.n },
+        transactions: b.txs.len(),
+    }
+}
+
+pub(crate) fn tx_json(t: &SignedTransaction) -> api::chain::Tx {
+    use api::chain::TxBody as B;
+    let body = match &t.tx.kind {
+        TxKind::Transfer { to, amount } => B::Transfer { to: to.to_string(), amount: *amount },
+        TxKind::Stake { amount } => B::Stake { amount: *amount },
+        TxKind::Unstake { amount } => B::Unstake { amount: *amount },
+        TxKind::RegisterProvider { offer, stake } => B::RegisterProvider {
+            stake: *stake,
+            price_per_gmac: offer.price_per_gmac,
+            slots: offer.slots,
+            int8_gmacs: offer.profile.int8_gmacs,
+            memory_mib: offer.profile.memory_mib,
+        },
+        TxKind::Deregister => B::Deregister {},
+        TxKind::SubmitJob { spec } => B::SubmitJob {
+            job_kind: spec.kind.name().to_string(),
+            shards: spec.shards.len(),
+            escrow: spec.max_cost(),
+            max_price_per_gmac: spec.max_price_per_gmac,
+        },
+        TxKind::CancelJob { job } => B::CancelJob { job: job.to_hex() },
         TxKind::PostResult { job, shard, result } => {
-            ("post_result", json!({ "job": job.to_hex(), "shard": shard, "result": result.to_hex() }))
+            B::PostResult { job: job.to_hex(), shard: *shard, result: result.to_hex() }
         }
-        TxKind::Dispute { job, shard, replica, evidence } => (
-            "dispute",
-            json!({ "job": job.to_hex(), "shard": shard, "replica": replica, "row": evidence.row, "col": evidence.col }),
-        ),
-        TxKind::ReleaseLease { job, shard } => ("release_lease", json!({ "job": job.to_hex(), "shard": shard })),
+        TxKind::Dispute { job, shard, replica, evidence } => {
+            B::Dispute { job: job.to_hex(), shard: *shard, replica: *replica, row: evidence.row, col: evidence.col }
+        }
+        TxKind::ReleaseLease { job, shard } => B::ReleaseLease { job: job.to_hex(), shard: *shard },
         TxKind::ChallengeResult { job, shard, replica, rows } => {
-            ("challenge_result", json!({ "job": job.to_hex(), "shard": shard, "replica": replica, "rows": rows }))
+            B::ChallengeResult { job: job.to_hex(), shard: *shard, replica: *replica, rows: rows.clone() }
         }
-        TxKind::RevealRows { job, shard, replica, rows } => (
-            "reveal_rows",
-            json!({ "job": job.to_hex(), "shard": shard, "replica": replica,
-                    "rows": rows.iter().map(|r| r.index).collect::<Vec<_>>() }),
-        ),
+        TxKind::RevealRows { job, shard, replica, rows } => B::RevealRows {
+            job: job.to_hex(),
+            shard: *shard,
+            replica: *replica,
+            rows: rows.iter().map(|r| r.index).collect(),
+        },
         TxKind::Judge { provider, gmacs, reason } => {
-            ("judge", json!({ "provider": provider.to_string(), "gmacs": gmacs, "reason": reason }))
+            B::Judge { provider: provider.to_string(), gmacs: *gmacs, reason: reason.clone() }
         }
         TxKind::DoubtResult { job, shard, expected } => {
-            ("doubt_result", json!({ "job": job.to_hex(), "shard": shard, "expected": expected.to_hex() }))
+            B::DoubtResult { job: job.to_hex(), shard: *shard, expected: expected.to_hex() }
         }
         TxKind::JudgeMemory { provider, memory_mib, reason } => {
-            ("judge_memory", json!({ "provider": provider.to_string(), "memory_mib": memory_mib, "reason": reason }))
+            B::JudgeMemory { provider: provider.to_string(), memory_mib: *memory_mib, reason: reason.clone() }
         }
         TxKind::ProveFraud { answer, .. } => {
             let (provider, round, part) = match &answer.body {
                 ergon_types::poai::PoaiBody::Answer(a) => (a.provider.address().to_string(), a.round, a.part),
                 _ => (String::new(), 0, 0),
             };
-            ("prove_fraud", json!({ "provider": provider, "round": round, "part": part }))
+            B::ProveFraud { provider, round, part }
         }
     };
-    json!({ "id": t.id().to_hex(), "from": t.tx.sender().to_string(), "nonce": t.tx.nonce, "fee": t.tx.fee,
-            "kind": kind, "detail": detail })
+    api::chain::Tx { id: t.id().to_hex(), from: t.tx.sender().to_string(), nonce: t.tx.nonce, fee: t.tx.fee, body }
 }
 
 #[derive(Deserialize)]
@@ -168,15 +183,15 @@ struct Range {
     limit: Option<u64>,
 }
 
-async fn blocks(State(s): State<Arc<Shared>>, Query(r): Query<Range>) -> Json<Value> {
+async fn blocks(State(s): State<Arc<Shared>>, Query(r): Query<Range>) -> Json<api::chain::Blocks> {
     let node = s.lock();
     let from = r.from.unwrap_or(1).max(1);
     let limit = r.limit.unwrap_or(20).min(200);
-    let list: Vec<Value> = (from..from.saturating_add(limit))
+    let blocks = (from..from.saturating_add(limit))
         .map_while(|h| node.chain.active_id(h))
         .filter_map(|id| node.chain.block(&id).map(summary))
         .collect();
-    Json(json!({ "height": node.chain.height(), "blocks": list }))
+    Json(api::chain::Blocks { height: node.chain.height(), blocks })
 }
 
 async fn block(State(s): State<Arc<Shared>>, Path(hash): Path<String>) -> Response {
@@ -185,14 +200,14 @@ async fn block(State(s): State<Arc<Shared>>, Path(hash): Path<String>) -> Respon
     };
     let node = s.lock();
     match node.chain.block(&id) {
-        Some(b) => {
-            let mut v = summary(b);
-            v["txs"] = Value::Array(b.txs.iter().map(tx_json).collect());
-            v["state_root"] = Value::String(b.header.state_root.to_hex());
-            v["nonce"] = json!(b.header.nonce);
-            v["received_ms"] = json!(node.seen_ms.get(&id));
-            Json(v).into_response()
-        }
+        Some(b) => Json(api::chain::Block {
+            summary: summary(b),
+            txs: b.txs.iter().map(tx_json).collect(),
+            state_root: b.header.state_root.to_hex(),
+            nonce: b.header.nonce,
+            received_ms: node.seen_ms.get(&id).copied(),
+        })
+        .into_response(),
         None => error(StatusCode::NOT_FOUND, "no such block"),
     }
 }
@@ -204,94 +219,193 @@ async fn account(State(s): State<Arc<Shared>>, Path(address): Path<String>) -> R
     };
     let node = s.lock();
     let acc = node.chain.ledger().account(&a);
-    Json(json!({
-        "address": a.to_string(), "balance": acc.balance, "nonce": acc.nonce, "pending": node.mempool.pending_from(&a),
-        "next_nonce": node.mempool.next_nonce(&node.chain, &a), "stake": acc.stake,
-        "unbonding": acc.unbonding.iter().map(|(h, v)| json!({"release_height": h, "amount": v})).collect::<Vec<_>>(),
-    }))
+    Json(api::chain::Account {
+        address: a.to_string(),
+        balance: acc.balance,
+        nonce: acc.nonce,
+        pending: node.mempool.pending_from(&a),
+        next_nonce: node.mempool.next_nonce(&node.chain, &a),
+        stake: acc.stake,
+        unbonding: acc
+            .unbonding
+            .iter()
+            .map(|(h, v)| api::chain::Unbonding { release_height: *h, amount: *v })
+            .collect(),
+    })
     .into_response()
 }
 
-fn decisions(list: Vec<Decision>) -> Value {
-    list.into_iter().map(|d| json!({ "height": d.height, "text": d.text })).collect()
+fn decisions(list: Vec<Decision>) -> Vec<api::market::Decision> {
+    list.into_iter().map(|d| api::market::Decision { height: d.height, text: d.text }).collect()
 }
 
-fn provider_json(p: &Provider, params: &ergon_market::MarketParams) -> Value {
+fn provider_json(
+    p: &Provider,
+    market: &ergon_market::Market,
+    params: &ergon_market::MarketParams,
+) -> api::market::Provider {
+    use api::market as m;
     let hw = &p.offer.profile;
-    let memory_floor_mib = params.memory_floor_mib;
-    json!({
-        "address": p.owner.to_string(), "status": format!("{:?}", p.status).to_lowercase(),
-        "price_per_gmac": p.offer.price_per_gmac, "slots": p.offer.slots, "bond": p.bond,
-        "encryption_key": ergon_types::hex::encode(&p.offer.encryption_key),
-        "profile": { "cpu_cores": hw.cpu_cores, "memory_mib": hw.memory_mib, "gpu_model": hw.gpu_model,
-                     "gpu_memory_mib": hw.gpu_memory_mib, "int8_gmacs": hw.int8_gmacs },
-        "leases": p.leases.iter().map(|(j, s, r)| json!({ "job": j.to_hex(), "shard": s, "replica": r })).collect::<Vec<_>>(),
-        "results_in_challenge_window": p.pending, "completed": p.completed, "failed": p.failed,
-        "reputation_permille": p.reputation(), "challenge_permille": p.challenge_permille(),
+    let status = match p.status {
+        ProviderStatus::Active => m::ProviderStatus::Active,
+        ProviderStatus::Leaving => m::ProviderStatus::Leaving,
+        ProviderStatus::Demoted => m::ProviderStatus::Demoted,
+        ProviderStatus::Gone => m::ProviderStatus::Gone,
+    };
+    m::Provider {
+        address: p.owner.to_string(),
+        status,
+        price_per_gmac: p.offer.price_per_gmac,
+        slots: p.offer.slots,
+        bond: p.bond,
+        encryption_key: ergon_types::hex::encode(&p.offer.encryption_key),
+        profile: m::Profile {
+            cpu_cores: hw.cpu_cores,
+            memory_mib: hw.memory_mib,
+            gpu_model: hw.gpu_model.clone(),
+            gpu_memory_mib: hw.gpu_memory_mib,
+            int8_gmacs: hw.int8_gmacs,
+        },
+        leases: p.leases.iter().map(|(j, s, r)| m::Lease { job: j.to_hex(), shard: *s, replica: *r }).collect(),
+        results_in_challenge_window: p.pending,
+        completed: p.completed,
+        failed: p.failed,
+        reputation_permille: p.reputation(),
+        challenge_permille: p.challenge_permille(),
         // Why all its ML results are checked by another provider (null: trusted, sampled only).
-        "probation": p.probation(params), "vouched_results": p.vouched, "earned": p.earned, "slashed": p.slashed,
-        "bond_locked": p.locked, "leases_given_back": p.released,
+        probation: p.probation(params),
+        vouched_results: p.vouched,
+        earned: p.earned,
+        slashed: p.slashed,
+        bond_locked: p.locked,
+        leases_given_back: p.released,
         // What matching uses: the validators' judgments, never the claim in the profile.
-        "verified_gmacs": p.verified_gmacs(), "absent": p.absent(),
-        "judgments": p.judged.iter().map(|(v, (stake, g, at))| json!({ "validator": v.to_string(), "stake": stake, "gmacs": g, "height": at })).collect::<Vec<_>>(),
+        verified_gmacs: p.verified_gmacs(),
+        absent: p.absent(),
+        judgments: p
+            .judged
+            .iter()
+            .map(|(v, (stake, g, at))| m::ThroughputJudgment {
+                validator: v.to_string(),
+                stake: *stake,
+                gmacs: *g,
+                height: *at,
+            })
+            .collect(),
         // Main memory matching uses: what memory challenges showed, or the claim up to the
         // unchecked floor.
-        "verified_memory_mib": p.verified_memory_mib(memory_floor_mib), "memory_floor_mib": memory_floor_mib,
-        "memory_judgments": p.judged_memory.iter().map(|(v, (stake, mib, at))| json!({ "validator": v.to_string(), "stake": stake, "memory_mib": mib, "height": at })).collect::<Vec<_>>(),
-    })
+        verified_memory_mib: p.verified_memory_mib(params.memory_floor_mib),
+        memory_floor_mib: params.memory_floor_mib,
+        memory_judgments: p
+            .judged_memory
+            .iter()
+            .map(|(v, (stake, mib, at))| m::MemoryJudgment {
+                validator: v.to_string(),
+                stake: *stake,
+                memory_mib: *mib,
+                height: *at,
+            })
+            .collect(),
+        outlook: market.provider_outlook(&p.owner, params),
+    }
 }
 
-fn job_json(j: &Job) -> Value {
-    let r = j.replicas();
+fn task_json(t: &ergon_market::Task) -> api::market::TaskState {
+    use api::market::TaskState as S;
+    match &t.state {
+        TaskState::Queued => S::Queued { why: t.waiting.map(|w| w.to_string()) },
+        TaskState::Leased { provider, price, since, deadline } => S::Leased {
+            provider: provider.to_string(),
+            price_per_gmac: *price,
+            since: *since,
+            deadline: *deadline,
+            blocks_mined: t.mined,
+            burned_by_blocks: t.prepaid_burn,
+            collateral: t.collateral,
+        },
+        TaskState::Posted { provider, price, result, settles_at } => S::Posted {
+            provider: provider.to_string(),
+            price_per_gmac: *price,
+            result: result.to_hex(),
+            settles_at: *settles_at,
+        },
+        TaskState::Settled { provider, result, paid } => {
+            S::Settled { provider: provider.to_string(), result: result.to_hex(), paid: *paid }
+        }
+        TaskState::Cancelled => S::Cancelled {},
+        TaskState::Spare => S::Spare {},
+    }
+}
+
+fn job_status(j: &Job) -> api::market::JobStatus {
+    match j.status {
+        JobStatus::Open => api::market::JobStatus::Open,
+        JobStatus::Cancelled => api::market::JobStatus::Cancelled,
+        JobStatus::Done => api::market::JobStatus::Done,
+    }
+}
+
+/// A job at a glance: its money, its tasks by state, and why the first queued one waits.
+fn job_summary(j: &Job) -> api::market::JobSummary {
+    let mut progress = std::collections::BTreeMap::<String, usize>::new();
+    for t in &j.tasks {
+        *progress.entry(task_json(t).name().to_string()).or_default() += 1;
+    }
+    let waiting = j.tasks.iter().find(|t| t.state == TaskState::Queued).and_then(|t| t.waiting);
+    api::market::JobSummary {
+        id: j.id.to_hex(),
+        client: j.client.to_string(),
+        kind: j.spec.kind.name().to_string(),
+        status: job_status(j),
+        escrow: j.escrow,
+        // Never None: the market admits only jobs whose maximum cost fits.
+        escrowed_at_submission: j.spec.max_cost().unwrap_or(j.escrow),
+        paid: j.paid,
+        burned: j.burned,
+        shards: j.spec.shards.len(),
+        replicas: j.replicas(),
+        submitted_at: j.submitted_at,
+        finished_at: j.finished_at,
+        progress,
+        waiting: waiting.map(|w| w.to_string()),
+    }
+}
+
+fn job_json(j: &Job, decisions: Vec<api::market::Decision>) -> api::market::Job {
     let slots = j.slots() as usize;
-    let tasks: Vec<Value> = j
+    let tasks = j
         .tasks
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let (state, detail) = match &t.state {
-                TaskState::Queued => ("queued", json!({ "why": t.waiting.map(|w| w.to_string()) })),
-                TaskState::Leased { provider, price, since, deadline } => (
-                    "leased",
-                    json!({ "provider": provider.to_string(), "price_per_gmac": price, "since": since,
-                            "deadline": deadline, "blocks_mined": t.mined, "burned_by_blocks": t.prepaid_burn,
-                            "collateral": t.collateral }),
-                ),
-                TaskState::Posted { provider, price, result, settles_at } => (
-                    "posted",
-                    json!({ "provider": provider.to_string(), "price_per_gmac": price, "result": result.to_hex(),
-                            "settles_at": settles_at }),
-                ),
-                TaskState::Settled { provider, result, paid } => {
-                    ("settled", json!({ "provider": provider.to_string(), "result": result.to_hex(), "paid": paid }))
-                }
-                TaskState::Cancelled => ("cancelled", json!({})),
-                TaskState::Spare => ("spare", json!({})),
-            };
             let replica = i % slots;
-            // The check replica (ML jobs): another provider's run of the shard, called when its
-            // providers are on probation or sampled (`ergon_market::checks`).
-            let check = j.check_replica() == Some(replica as u8);
-            // A client's doubt, on the check replica: the result it expects (`TxKind::DoubtResult`).
-            let doubt = t.doubt.map(|h| h.to_hex());
-            json!({ "shard": i / slots, "replica": replica, "check": check, "state": state, "detail": detail,
-                    "doubt": doubt })
+            api::market::Task {
+                shard: (i / slots) as u16,
+                replica: replica as u8,
+                // The check replica (ML jobs): another provider's run of the shard, called when
+                // its providers are on probation or sampled (`ergon_market::checks`).
+                check: j.check_replica() == Some(replica as u8),
+                state: task_json(t),
+                // A client's doubt, on the check replica: the result it expects.
+                doubt: t.doubt.map(|h| h.to_hex()),
+            }
         })
         .collect();
-    json!({
-        "id": j.id.to_hex(), "client": j.client.to_string(), "kind": j.spec.kind.name(),
-        "status": format!("{:?}", j.status).to_lowercase(), "submitted_at": j.submitted_at,
-        "finished_at": j.finished_at, "shards": j.spec.shards.len(), "replicas": r,
-        "macs_per_shard": j.spec.macs_per_shard, "max_price_per_gmac": j.spec.max_price_per_gmac,
-        "escrow": j.escrow, "paid": j.paid, "burned": j.burned, "tasks": tasks,
-    })
+    api::market::Job {
+        summary: job_summary(j),
+        macs_per_shard: j.spec.macs_per_shard,
+        max_price_per_gmac: j.spec.max_price_per_gmac,
+        tasks,
+        decisions,
+    }
 }
 
-async fn providers(State(s): State<Arc<Shared>>) -> Json<Value> {
+async fn providers(State(s): State<Arc<Shared>>) -> Json<api::market::Providers> {
     let node = s.lock();
     let params = node.chain.params().market();
-    let list: Vec<Value> = node.chain.ledger().market.providers().map(|p| provider_json(p, &params)).collect();
-    Json(json!({ "providers": list }))
+    let market = &node.chain.ledger().market;
+    let providers = market.providers().map(|p| provider_json(p, market, &params)).collect();
+    Json(api::market::Providers { providers })
 }
 
 async fn provider(State(s): State<Arc<Shared>>, Path(address): Path<String>) -> Response {
@@ -302,26 +416,22 @@ async fn provider(State(s): State<Arc<Shared>>, Path(address): Path<String>) -> 
     let node = s.lock();
     let market = &node.chain.ledger().market;
     let params = node.chain.params().market();
-    let mut v =
-        market.provider(&a).map(|p| provider_json(p, &params)).unwrap_or_else(|| json!({ "address": a.to_string() }));
-    v["outlook"] = json!(market.provider_outlook(&a, &params));
-    v["decisions"] = decisions(market.decisions(&Subject::Provider(a)));
-    Json(v).into_response()
+    match market.provider(&a) {
+        Some(p) => Json(api::market::ProviderDetail {
+            provider: provider_json(p, market, &params),
+            decisions: decisions(market.decisions(&Subject::Provider(a))),
+        })
+        .into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("{a} is {}", market.provider_outlook(&a, &params))),
+    }
 }
 
-async fn jobs(State(s): State<Arc<Shared>>) -> Json<Value> {
+async fn jobs(State(s): State<Arc<Shared>>) -> Json<api::market::Jobs> {
     let node = s.lock();
-    let list: Vec<Value> = node
-        .chain
-        .ledger()
-        .market
-        .jobs()
-        .map(|j| {
-            json!({ "id": j.id.to_hex(), "client": j.client.to_string(), "kind": j.spec.kind.name(),
-                    "status": format!("{:?}", j.status).to_lowercase(), "escrow": j.escrow })
-        })
-        .collect();
-    Json(json!({ "jobs": list }))
+    let mut jobs: Vec<api::market::JobSummary> = node.chain.ledger().market.jobs().map(job_summary).collect();
+    // Newest first.
+    jobs.sort_by(|a, b| b.submitted_at.cmp(&a.submitted_at).then_with(|| a.id.cmp(&b.id)));
+    Json(api::market::Jobs { jobs })
 }
 
 async fn job(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
@@ -331,11 +441,7 @@ async fn job(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let node = s.lock();
     let market = &node.chain.ledger().market;
     match market.job(&id) {
-        Some(j) => {
-            let mut v = job_json(j);
-            v["decisions"] = decisions(market.decisions(&Subject::Job(id)));
-            Json(v).into_response()
-        }
+        Some(j) => Json(job_json(j, decisions(market.decisions(&Subject::Job(id))))).into_response(),
         None => error(StatusCode::NOT_FOUND, "no such job (submitted jobs appear once their block is accepted; finished jobs leave the state archive_after_blocks, 1,000 by default, after they finish)"),
     }
 }
@@ -419,7 +525,8 @@ async fn put_blob(State(s): State<Arc<Shared>>, Path(name): Path<String>, body: 
     }
     match tokio::task::spawn_blocking(move || u.finish()).await {
         Ok(Ok(())) => {
-            (StatusCode::CREATED, Json(json!({ "name": Hash(name).to_hex(), "bytes": declared }))).into_response()
+            (StatusCode::CREATED, Json(api::chain::BlobStored { name: Hash(name).to_hex(), bytes: declared }))
+                .into_response()
         }
         Ok(Err(why)) => error(StatusCode::UNPROCESSABLE_ENTITY, why),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("publishing the blob failed: {e}")),
@@ -473,16 +580,10 @@ async fn get_blob(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Res
     (headers, axum::body::Body::from_stream(body)).into_response()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Submit {
-    tx: String,
-}
-
 /// The request body as exactly one JSON object of `T`'s fields: serde's derive would also take
 /// an array of the values in order, and unknown fields are refused too.
 fn strict_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
     if !value.is_object() {
         return Err("the body must be a JSON object".into());
     }
@@ -490,7 +591,7 @@ fn strict_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String>
 }
 
 async fn submit(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
-    let body: Submit = match strict_json(&body) {
+    let body: api::chain::SubmitTx = match strict_json(&body) {
         Ok(b) => b,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
@@ -509,7 +610,9 @@ async fn submit(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Respon
     match node.mempool.admit(&node.chain, tx) {
         Ok(id) => {
             s.send(ergon_net::Command::PublishTx(bytes));
-            (StatusCode::ACCEPTED, Json(json!({ "id": id.to_hex(), "status": "pending" }))).into_response()
+            let state =
+                api::chain::TxState { id: id.to_hex(), status: api::chain::TxPoolStatus::Pending, reason: None };
+            (StatusCode::ACCEPTED, Json(state)).into_response()
         }
         Err(why) => {
             let status = match why {
@@ -526,10 +629,16 @@ async fn submit(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Respon
 async fn transaction(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let Ok(id) = Hash::from_hex(&id) else { return error(StatusCode::BAD_REQUEST, "id must be 64 hex digits") };
     match s.lock().mempool.status(&id) {
-        TxStatus::Pending => Json(json!({ "id": id.to_hex(), "status": "pending" })).into_response(),
-        TxStatus::Dropped(why) => {
-            Json(json!({ "id": id.to_hex(), "status": "dropped", "reason": why })).into_response()
+        TxStatus::Pending => {
+            Json(api::chain::TxState { id: id.to_hex(), status: api::chain::TxPoolStatus::Pending, reason: None })
+                .into_response()
         }
+        TxStatus::Dropped(why) => Json(api::chain::TxState {
+            id: id.to_hex(),
+            status: api::chain::TxPoolStatus::Dropped,
+            reason: Some(why.to_string()),
+        })
+        .into_response(),
         TxStatus::Unknown => error(
             StatusCode::NOT_FOUND,
             "not in this node's pool: mined (see the sender's nonce), never received, or dropped long ago",

@@ -6,6 +6,8 @@
 
 mod api;
 pub mod blobs;
+mod dashboard;
+mod events;
 pub mod http;
 mod mining;
 pub mod orphans;
@@ -116,6 +118,8 @@ pub struct Shared {
     pub uploads: Mutex<uploads::Uploads>,
     /// Proof of AI: the validator's engine and the provider's answering, where this node runs them.
     pub poai: poai::Poai,
+    /// Places for open `/events` streams (see [`events::MAX_STREAMS`]).
+    pub event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -250,6 +254,7 @@ pub async fn run(
             memory_keep_percent: cfg.memory_keep_percent,
             memory_deadline_ms: cfg.memory_deadline_ms,
         }),
+        event_streams: Arc::new(tokio::sync::Semaphore::new(events::MAX_STREAMS)),
     });
     shared.load_blobs().map_err(|e| format!("{}: {e}", db.display()))?;
     for (index, why) in &shared.lock().store.dropped_at_open {

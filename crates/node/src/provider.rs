@@ -46,8 +46,23 @@ pub async fn run(shared: Arc<Shared>, key: SecretKey, corrupt: bool) {
     let mut products: HashMap<TaskKey, MatI32> = HashMap::new();
     let mut answered: HashSet<(TaskKey, u64)> = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(300));
+    // Whether the chain knows this key as a provider, as last said in the log: a node started
+    // with a key that never registered would otherwise wait for leases in silence.
+    let mut registered: Option<bool> = None;
     while !shared.stop.load(Ordering::Relaxed) {
         tick.tick().await;
+        let known = shared.lock().chain.ledger().market.provider(&me).is_some();
+        if registered != Some(known) {
+            if known {
+                tracing::info!(provider = %me, "registered as a provider: taking leases");
+            } else {
+                tracing::warn!(
+                    provider = %me,
+                    "this node's --provider-key is not a registered provider (in the blocks it has so far): it gets no leases until `ergon provider register --key FILE` is in a block"
+                );
+            }
+            registered = Some(known);
+        }
         let leases: Vec<(TaskKey, JobSpec)> = {
             let node = shared.lock();
             let market = &node.chain.ledger().market;

@@ -3,7 +3,11 @@
 use std::fmt::Display;
 use std::time::Duration;
 
-use ergon_types::{Canonical, Hash, SecretKey, Transaction, TxKind};
+use ergon_api::chain::{Account, Block, Blocks, Status, TxState};
+use ergon_api::market::{Job, Jobs, ProviderDetail, Providers};
+use ergon_api::poai::PoaiView;
+use ergon_types::{Address, Canonical, Hash, SecretKey, Transaction, TxKind};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Largest answer read: a sealed result blob of an 8192² int32 product (256 MiB) and more.
@@ -21,6 +25,10 @@ pub enum ApiError {
     /// The node answered something this client cannot read.
     #[error("node at {node}: {what}")]
     BadAnswer { node: String, what: String },
+    /// What the caller asked for cannot be sent as it is (nothing was asked of the node, or
+    /// the node's answer shows it names nothing).
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 impl ApiError {
@@ -68,6 +76,76 @@ impl Client {
         &self.base
     }
 
+    /// The job a printed id names: a whole 64-digit id as it is, or a unique prefix of one the
+    /// node knows (`ergon job list` and the devnet print 12 digits).
+    pub fn job_id(&self, text: &str) -> Result<Hash, ApiError> {
+        let text = text.trim().to_ascii_lowercase();
+        if let Ok(id) = Hash::from_hex(&text) {
+            return Ok(id);
+        }
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::BadRequest(format!("{text:?} is not a job id (hex digits, or a prefix of them)")));
+        }
+        let jobs = self.jobs()?;
+        let matching: Vec<&str> = jobs.jobs.iter().map(|j| j.id.as_str()).filter(|id| id.starts_with(&text)).collect();
+        match matching.as_slice() {
+            [one] => Hash::from_hex(one).map_err(|e| self.bad(format!("job id {one:?}: {e}"))),
+            [] => Err(ApiError::BadRequest(format!("no job this node knows starts with {text}"))),
+            many => Err(ApiError::BadRequest(format!("{text} is the start of {} jobs; give more digits", many.len()))),
+        }
+    }
+
+    /// `GET path`, read as the API type `T` (`ergon_api`): a field missing or of the wrong type
+    /// is a [`ApiError::BadAnswer`] naming it, never a default.
+    pub fn typed<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        let v = self.get(path)?;
+        serde_json::from_value(v).map_err(|e| self.bad(format!("GET {path}: {e}")))
+    }
+
+    pub fn status(&self) -> Result<Status, ApiError> {
+        self.typed(ergon_api::routes::STATUS)
+    }
+
+    pub fn account(&self, address: &Address) -> Result<Account, ApiError> {
+        self.typed(&format!("/accounts/{address}"))
+    }
+
+    /// Up to `limit` (at most 200) blocks of the active chain from height `from`.
+    pub fn blocks(&self, from: u64, limit: u64) -> Result<Blocks, ApiError> {
+        self.typed(&format!("/blocks?from={from}&limit={limit}"))
+    }
+
+    pub fn block(&self, id: &Hash) -> Result<Block, ApiError> {
+        self.typed(&format!("/blocks/{}", id.to_hex()))
+    }
+
+    /// Where a transaction stands in the node's pool (404 once mined or forgotten).
+    pub fn transaction(&self, id: &Hash) -> Result<TxState, ApiError> {
+        self.typed(&format!("/transactions/{}", id.to_hex()))
+    }
+
+    pub fn providers(&self) -> Result<Providers, ApiError> {
+        self.typed(ergon_api::routes::PROVIDERS)
+    }
+
+    /// A provider with its decision log (404 with how to register for one that never did).
+    pub fn provider(&self, address: &Address) -> Result<ProviderDetail, ApiError> {
+        self.typed(&format!("/providers/{address}"))
+    }
+
+    /// Every job the state holds, newest first.
+    pub fn jobs(&self) -> Result<Jobs, ApiError> {
+        self.typed(ergon_api::routes::JOBS)
+    }
+
+    pub fn job(&self, id: &Hash) -> Result<Job, ApiError> {
+        self.typed(&format!("/jobs/{}", id.to_hex()))
+    }
+
+    pub fn poai(&self) -> Result<PoaiView, ApiError> {
+        self.typed(ergon_api::routes::POAI)
+    }
+
     pub fn get(&self, path: &str) -> Result<Value, ApiError> {
         self.json("GET", path, None)
     }
@@ -108,15 +186,12 @@ impl Client {
     pub fn submit(&self, key: &SecretKey, fee: u64, kind: TxKind) -> Result<(Hash, u64), ApiError> {
         let from = key.public().address();
         let _one_at_a_time = self.submitting.lock().unwrap_or_else(|p| p.into_inner());
-        let status = self.get("/status")?;
-        let chain = Hash::from_hex(status["chain_id"].as_str().unwrap_or(""))
-            .map_err(|e| self.bad(format!("chain id: {e}")))?;
-        let nonce = self.get(&format!("/accounts/{from}"))?["next_nonce"]
-            .as_u64()
-            .ok_or_else(|| self.bad("no next_nonce for the account".into()))?;
+        let chain = Hash::from_hex(&self.status()?.chain_id).map_err(|e| self.bad(format!("chain id: {e}")))?;
+        let nonce = self.account(&from)?.next_nonce;
         let tx = Transaction { chain, from: key.public(), nonce, fee, kind }.sign(key);
-        let hex = ergon_types::hex::encode(&tx.encode());
-        self.post("/transactions", &serde_json::json!({ "tx": hex }))?;
+        let body = ergon_api::chain::SubmitTx { tx: ergon_types::hex::encode(&tx.encode()) };
+        let body = serde_json::to_string(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        self.json("POST", ergon_api::routes::TRANSACTIONS, Some(&body))?;
         Ok((tx.id(), nonce))
     }
 

@@ -14,14 +14,14 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use ergon_api::market::{Job, JobStatus, TaskState};
 use ergon_jobdata::{name, Output, Part};
 use ergon_kernels::freivalds::{self, Verdict};
 use ergon_kernels::npy::encode_npy;
 use ergon_kernels::{MatI32, MatI8};
 use ergon_types::{Address, Hash, JobKind, SecretKey, TxKind};
-use serde_json::Value;
 
-use crate::Client;
+use crate::{ApiError, Client};
 
 /// What the client computes its inputs from and checks its results against.
 pub enum Work {
@@ -92,6 +92,9 @@ pub enum Event {
     Progress { status: String, states: Vec<String> },
     /// A posted ML result differs from the one the client expected: the doubt was sent.
     Doubted { shard: u16, provider: Address, posted: String, expected: Hash },
+    /// A task waits for a provider, and the chain says why (the lowest ask against the job's
+    /// maximum price, no provider with the memory, all busy…): sent when the reason changes.
+    Waiting { shard: u16, replica: u8, why: String },
 }
 
 impl fmt::Display for Event {
@@ -117,6 +120,7 @@ impl fmt::Display for Event {
                 write!(f, "shard {shard}: the copy from {provider} is unusable ({why}); waiting for another")
             }
             Event::Progress { status, states } => write!(f, "{status} [{}]", states.join(", ")),
+            Event::Waiting { shard, replica, why } => write!(f, "shard {shard} replica {replica} waits: {why}"),
         }
     }
 }
@@ -125,7 +129,8 @@ impl fmt::Display for Event {
 /// last showed it, and how long it took from the first look.
 pub struct Finished {
     pub results: Vec<Output>,
-    pub job: Value,
+    /// The job as the node showed it last: every task settled, paid and burned.
+    pub job: Job,
     pub took: Duration,
 }
 
@@ -159,36 +164,51 @@ impl JobRun {
         let mut challenged: HashSet<(u16, u8, Address)> = HashSet::new();
         // Shards doubted once (the chain takes one doubt per shard).
         let mut doubted: HashSet<u16> = HashSet::new();
+        // The last waiting reason reported per queued task.
+        let mut waiting: HashMap<(u16, u8), String> = HashMap::new();
         let mut last = None;
         loop {
             if started.elapsed() > self.timeout {
+                let id = self.id.to_hex();
                 return Err(format!(
-                    "gave up after {} s; `ergon job status {}` says why",
+                    "gave up after {} s; `ergon job status {id}` says why. The job stays open with its \
+                     escrow: shards still queued may be leased later (follow it again with `ergon job \
+                     status`), or `ergon job cancel --key KEY {id}` withdraws them and refunds their \
+                     escrow when the job closes; settled shards stay paid and `ergon job result \
+                     --shard N` fetches them",
                     self.timeout.as_secs(),
-                    self.id.to_hex()
                 ));
             }
             std::thread::sleep(Duration::from_millis(300));
-            let Ok(v) = self.client.get(&format!("/jobs/{}", self.id.to_hex())) else {
-                continue; // not in a block yet
+            let v = match self.client.job(&self.id) {
+                Ok(v) => v,
+                // Not in a block yet, or the node is briefly busy.
+                Err(ApiError::Refused { status: 404 | 429 | 503, .. } | ApiError::Unreachable { .. }) => continue,
+                Err(e) => return Err(e.to_string()),
             };
-            let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
             let mut states = vec![];
-            for t in &tasks {
-                let (shard, replica) =
-                    (t["shard"].as_u64().unwrap_or(0) as u16, t["replica"].as_u64().unwrap_or(0) as u8);
-                let d = &t["detail"];
-                let state = t["state"].as_str().unwrap_or("");
+            for t in &v.tasks {
+                let (shard, replica) = (t.shard, t.replica);
+                let state = t.state.name();
                 states.push(state.to_string());
-                let Ok(holder) = d["provider"].as_str().unwrap_or("").parse::<Address>() else { continue };
+                if let TaskState::Queued { why: Some(why) } = &t.state {
+                    if waiting.get(&(shard, replica)) != Some(why) {
+                        waiting.insert((shard, replica), why.clone());
+                        on_event(Event::Waiting { shard, replica, why: why.clone() });
+                    }
+                }
+                let Some(Ok(holder)) = t.state.provider().map(str::parse::<Address>) else { continue };
+                let posted = match &t.state {
+                    TaskState::Posted { result, .. } | TaskState::Settled { result, .. } => result.as_str(),
+                    _ => "",
+                };
                 let task = (shard, replica, holder);
                 if state == "leased" && uploaded.insert(task) {
                     self.send_inputs(shard, replica, &holder)?;
                     on_event(Event::InputsSent { shard, replica, provider: holder });
                 }
-                let posted = d["result"].as_str().unwrap_or("");
                 let expected = self.expect.as_ref().and_then(|e| e.get(shard as usize));
-                if let Some(expected) = expected.filter(|_| kind != JobKind::Matmul && t["check"] != true) {
+                if let Some(expected) = expected.filter(|_| kind != JobKind::Matmul && !t.check) {
                     if state == "posted" && posted != expected.to_hex() && doubted.insert(shard) {
                         let doubt = TxKind::DoubtResult { job: self.id, shard, expected: *expected };
                         self.client.submit(&self.key, self.fee, doubt).map_err(|e| e.to_string())?;
@@ -239,20 +259,20 @@ impl JobRun {
                     }
                 }
             }
-            let status = v["status"].as_str().unwrap_or("").to_string();
-            let progress = (status.clone(), states);
+            let status = v.summary.status;
+            let progress = (status_name(status).to_string(), states);
             if last.as_ref() != Some(&progress) {
                 on_event(Event::Progress { status: progress.0.clone(), states: progress.1.clone() });
                 last = Some(progress);
             }
             let verified = results.len() == self.work.shards();
-            if verified && (status == "done" || (!self.wait_settlement && kind == JobKind::Matmul)) {
+            if verified && (status == JobStatus::Done || (!self.wait_settlement && kind == JobKind::Matmul)) {
                 let results = (0..self.work.shards() as u16)
                     .map(|s| results.remove(&s).ok_or("a shard's result is missing"))
                     .collect::<Result<Vec<_>, _>>()?;
                 return Ok(Finished { results, job: v, took: started.elapsed() });
             }
-            if status == "cancelled" && v["finished_at"].is_u64() {
+            if status == JobStatus::Cancelled && v.summary.finished_at.is_some() {
                 return Err("the job was cancelled".into());
             }
         }
@@ -343,4 +363,13 @@ fn entropy() -> Result<[u8; 32], String> {
     let mut e = [0u8; 32];
     getrandom::fill(&mut e).map_err(|e| format!("no OS randomness: {e}"))?;
     Ok(e)
+}
+
+/// The API's name of a job status (`open`, `cancelled`, `done`), as progress events carry it.
+pub fn status_name(s: JobStatus) -> &'static str {
+    match s {
+        JobStatus::Open => "open",
+        JobStatus::Cancelled => "cancelled",
+        JobStatus::Done => "done",
+    }
 }

@@ -4,6 +4,10 @@
 //! author checked and opened. The shared rules (blob names, seals, keys, result commitments)
 //! are `ergon_jobdata`'s, so this crate knows nothing of the node's insides.
 //!
+//! Answers are `ergon_api`'s types (re-exported as [`api`]): [`Client::status`], [`Client::job`],
+//! [`Client::provider`] and the rest read each route's response type, so a field the node
+//! renames is a compile error here, not a silent default.
+//!
 //! Built on ureq (blocking, plain HTTP; no TLS: nodes serve their API on loopback or behind the
 //! operator's proxy).
 //!
@@ -19,4 +23,5 @@ pub mod plan;
 pub mod workload;
 
 pub use client::{ApiError, Client};
+pub use ergon_api as api;
 pub use job::{Event, Finished, JobRun, Work};

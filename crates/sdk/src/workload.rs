@@ -8,6 +8,7 @@
 //!   provider is on probation);
 //! - `infer`: the last trained model on the digits, once a training job has delivered one.
 
+use ergon_api::market::TaskState;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -109,20 +110,14 @@ impl Workload {
             }
         }
         let j = &finished.job;
-        let providers: std::collections::BTreeSet<&str> = j["tasks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|t| t["state"] == "settled")
-            .filter_map(|t| t["detail"]["provider"].as_str())
-            .collect();
-        let checked =
-            j["tasks"].as_array().into_iter().flatten().any(|t| t["check"] == true && t["state"] == "settled");
+        let settled = j.tasks.iter().filter(|t| matches!(t.state, TaskState::Settled { .. }));
+        let providers: std::collections::BTreeSet<&str> = settled.clone().filter_map(|t| t.state.provider()).collect();
+        let checked = settled.clone().any(|t| t.check);
         Ok(format!(
             "verified; paid {} to {}, burned {}{}",
-            j["paid"],
+            j.summary.paid,
             providers.into_iter().map(|p| &p[..12.min(p.len())]).collect::<Vec<_>>().join(" and "),
-            j["burned"],
+            j.summary.burned,
             if checked { "; the chain had it checked by a second provider" } else { "" }
         ))
     }

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ergon_jobdata::encryption_public;
+use ergon_sdk::api::chain::Status;
 use ergon_sdk::workload::{Report, Workload};
 use ergon_sdk::Client;
 use ergon_types::{HardwareProfile, JobKind, Offer, SecretKey, TxKind};
-use serde_json::Value;
 
 /// Each provider's asking price (per G MAC); the client pays up to `MAX_PRICE`.
 const PRICE: u64 = 100;
@@ -162,10 +162,10 @@ impl Tally {
     }
 
     /// The market line under the table: jobs done and the share of the work that was useful.
-    pub fn render(&self, statuses: &[Option<Value>]) -> String {
-        let sum = |f: &str| statuses.iter().flatten().map(|s| s[f].as_u64().unwrap_or(0) as f64).sum::<f64>();
-        let (mined, on_jobs) = (sum("macs_mined"), sum("macs_mined_on_jobs"));
-        let chain = statuses.iter().flatten().next().and_then(|s| s["useful_work_fraction"].as_f64()).unwrap_or(0.0);
+    pub fn render(&self, statuses: &[Option<Status>]) -> String {
+        let sum = |f: fn(&Status) -> u64| statuses.iter().flatten().map(|s| f(s) as f64).sum::<f64>();
+        let (mined, on_jobs) = (sum(|s| s.macs_mined), sum(|s| s.macs_mined_on_jobs));
+        let chain = statuses.iter().flatten().next().map_or(0.0, |s| s.useful_work_fraction);
         format!(
             "market: {} matmul, {} training, {} inference jobs verified and paid{}; {:.0}% of the multiply-adds mined were clients' jobs ({:.1} of {:.1} G); job blocks hold {:.0}% of the chain's work",
             self.done[0],

@@ -14,11 +14,10 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use ergon_chain::{ChainParams, Genesis};
+use ergon_sdk::api::chain::Status;
 use ergon_types::SecretKey;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
 
-use crate::node_cmds::http;
 use crate::CmdResult;
 
 #[derive(Args)]
@@ -167,6 +166,11 @@ pub fn run(args: DevnetArgs) -> CmdResult {
         args.dir.display()
     );
 
+    // The first thing a newcomer opens: every node serves the dashboard; node 0's is printed.
+    println!(
+        "dashboard: http://{}/  (open it in a browser; every node's API port serves one)",
+        SocketAddr::from(([127, 0, 0, 1], args.api_base_port))
+    );
     let mut nodes = Nodes(Vec::new());
     let mut apis = Vec::new();
     for (i, key) in keys.iter().enumerate() {
@@ -239,10 +243,10 @@ pub fn run(args: DevnetArgs) -> CmdResult {
                 ));
             }
         }
-        let statuses: Vec<Option<Value>> = apis.iter().map(|a| http(*a, "GET", "/status", None).ok()).collect();
-        let height = statuses.iter().flatten().filter_map(|s| s["height"].as_u64()).max().unwrap_or(0);
+        let statuses: Vec<Option<Status>> = apis.iter().map(|a| ergon_sdk::Client::new(a).status().ok()).collect();
+        let height = statuses.iter().flatten().map(|s| s.height).max().unwrap_or(0);
         // Once node 0 sees every other node, so its transactions reach the miners.
-        let connected = statuses[0].as_ref().and_then(|s| s["peers"].as_u64()).unwrap_or(0) + 1 >= args.nodes as u64;
+        let connected = statuses[0].as_ref().map_or(0, |s| s.peers) + 1 >= args.nodes;
         if market && jobs.is_none() && connected {
             market::set_up(&client, &roles, min_stake, min_bond)?;
             println!(
@@ -293,7 +297,7 @@ pub fn run(args: DevnetArgs) -> CmdResult {
     }
     bar.finish_and_clear();
     stop.store(true, Ordering::Relaxed);
-    let statuses: Vec<Option<Value>> = apis.iter().map(|a| http(*a, "GET", "/status", None).ok()).collect();
+    let statuses: Vec<Option<Status>> = apis.iter().map(|a| ergon_sdk::Client::new(a).status().ok()).collect();
     print!("{}", render(&statuses, started.elapsed().as_secs(), false));
     if let Some((reports, mut tally)) = jobs {
         while let Ok(r) = reports.try_recv() {
@@ -307,7 +311,7 @@ pub fn run(args: DevnetArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn render(statuses: &[Option<Value>], secs: u64, tty: bool) -> String {
+fn render(statuses: &[Option<Status>], secs: u64, tty: bool) -> String {
     // Erase to end of line when redrawing in place on a terminal.
     let el = if tty { "\x1b[K" } else { "" };
     let mut out = format!(
@@ -320,12 +324,12 @@ fn render(statuses: &[Option<Value>], secs: u64, tty: bool) -> String {
                 out += &format!(
                     "{:<6} {:>7} {:<14} {:>6} {:>7} {:>8} {:>12.2}{el}\n",
                     i,
-                    s["height"].as_u64().unwrap_or(0),
-                    s["tip"].as_str().map_or("?", |t| &t[..12.min(t.len())]),
-                    s["peers"].as_u64().unwrap_or(0),
-                    s["blocks_mined"].as_u64().unwrap_or(0),
-                    s["mempool"].as_u64().unwrap_or(0),
-                    s["mining_rate_macs_per_s"].as_f64().unwrap_or(0.0) / 1e9
+                    s.height,
+                    &s.tip[..12.min(s.tip.len())],
+                    s.peers,
+                    s.blocks_mined,
+                    s.mempool,
+                    s.mining_rate_macs_per_s / 1e9
                 )
             }
             None => out += &format!("{i:<6} (not answering yet){el}\n"),

@@ -29,7 +29,6 @@ use ergon_market::ProviderStatus;
 use ergon_ml::{Exact, MlJob, TrainConfig, TrainSpec, DIGITS_CSV_GZ};
 use ergon_sdk::{Client, Event, JobRun};
 use ergon_types::{Address, Hash, JobKind, Requirements, SecretKey, TxKind};
-use serde_json::{json, Value};
 
 use crate::Shared;
 
@@ -76,19 +75,26 @@ impl AuditLog {
         log.push_back(r);
     }
 
-    pub fn view(&self, key: &SecretKey) -> Value {
+    pub fn view(&self, key: &SecretKey) -> ergon_api::poai::Audits {
         let log = self.records.lock().unwrap_or_else(|p| p.into_inner());
         let count = |o: &str| log.iter().filter(|r| r.outcome == o).count();
-        let records: Vec<Value> = log
+        let records = log
             .iter()
             .rev()
-            .map(|r| {
-                json!({ "at_ms": r.at_ms, "job": r.job.map(|j| j.to_hex()),
-                        "provider": r.provider.map(|p| p.to_string()), "outcome": r.outcome, "detail": r.detail })
+            .map(|r| ergon_api::poai::AuditRecord {
+                at_ms: r.at_ms,
+                job: r.job.map(|j| j.to_hex()),
+                provider: r.provider.map(|p| p.to_string()),
+                outcome: r.outcome.to_string(),
+                detail: r.detail.clone(),
             })
             .collect();
-        json!({ "account": audit_key(key).public().address().to_string(), "passed": count("passed"),
-                "caught": count("caught"), "records": records })
+        ergon_api::poai::Audits {
+            account: audit_key(key).public().address().to_string(),
+            passed: count("passed"),
+            caught: count("caught"),
+            records,
+        }
     }
 }
 

@@ -17,12 +17,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ergon_api::poai as api;
 use ergon_net::{Command, Verdict};
 use ergon_poai::memory::{Fill, MemoryChallenge};
 use ergon_poai::{MemoryEngine, MemoryJudgment, MemoryVerdict};
 use ergon_types::poai::{MemoryAnswer, MemoryCommit, MemoryOpen, PoaiBody, PoaiMessage};
 use ergon_types::{Address, Canonical, Hash, SecretKey, TxKind};
-use serde_json::{json, Value};
 
 use super::{lock, now_ns};
 use crate::Shared;
@@ -525,46 +525,50 @@ pub(super) fn validator_step(
 }
 
 /// What `GET /poai` shows of memory challenges.
-pub(super) fn view(shared: &Shared) -> (Option<Value>, Option<Value>) {
+pub(super) fn view(shared: &Shared) -> (Option<api::MemoryValidator>, Option<api::MemoryProver>) {
     let validator = shared.poai.validator.as_ref().map(|v| {
         let st = lock(&v.memory.state);
-        let providers: Vec<Value> = st
+        let providers = st
             .engine
             .providers()
-            .map(|(a, p)| {
-                json!({
-                    "provider": a.to_string(), "claimed_mib": p.claimed_mib, "committed_epoch": p.committed_epoch,
-                    "shown": p.shown, "failed": p.failed, "fails_in_a_row": p.fails_in_a_row,
-                    "on_chain_mib": p.on_chain_mib,
-                })
+            .map(|(a, p)| api::MemoryProvider {
+                provider: a.to_string(),
+                claimed_mib: p.claimed_mib,
+                committed_epoch: p.committed_epoch,
+                shown: p.shown,
+                failed: p.failed,
+                fails_in_a_row: p.fails_in_a_row,
+                on_chain_mib: p.on_chain_mib,
             })
             .collect();
-        let judgments: Vec<Value> = st
+        let judgments = st
             .log
             .iter()
             .rev()
             .take(100)
-            .map(|(at_ms, height, j)| {
-                json!({ "at_ms": at_ms, "height": height, "provider": j.provider.to_string(), "epoch": j.epoch,
-                        "shown": j.verdict.passed(), "reason": j.reason })
+            .map(|(at_ms, height, j)| api::MemoryEngineJudgment {
+                at_ms: *at_ms,
+                height: *height,
+                provider: j.provider.to_string(),
+                epoch: j.epoch,
+                shown: j.verdict.passed(),
+                reason: j.reason.clone(),
             })
             .collect();
-        json!({ "deadline_ms": v.memory.deadline_ms, "opened_epoch": st.opened_epoch, "providers": providers,
-                "judgments": judgments })
+        api::MemoryValidator { deadline_ms: v.memory.deadline_ms, opened_epoch: st.opened_epoch, providers, judgments }
     });
     let prover = shared.poai.prover.as_ref().map(|p| {
         let m = &p.memory;
         let held = lock(&m.held);
-        let fills = m.fills.load(Ordering::Relaxed);
-        json!({
-            "held_epoch": held.as_ref().map(|h| h.epoch),
-            "held_mib": held.as_ref().map(|h| h.challenge.bytes() >> 20),
-            "fills": fills,
-            "fill_seconds": m.fill_ns.load(Ordering::Relaxed) as f64 / 1e9,
-            "openings_answered": m.answers.load(Ordering::Relaxed),
-            "last_answer_ms": m.last_answer_us.load(Ordering::Relaxed) as f64 / 1e3,
-            "not_filled": *lock(&m.not_filled),
-        })
+        api::MemoryProver {
+            held_epoch: held.as_ref().map(|h| h.epoch),
+            held_mib: held.as_ref().map(|h| h.challenge.bytes() >> 20),
+            fills: m.fills.load(Ordering::Relaxed),
+            fill_seconds: m.fill_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            openings_answered: m.answers.load(Ordering::Relaxed),
+            last_answer_ms: m.last_answer_us.load(Ordering::Relaxed) as f64 / 1e3,
+            not_filled: lock(&m.not_filled).clone(),
+        }
     });
     (validator, prover)
 }

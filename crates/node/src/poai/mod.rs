@@ -33,7 +33,6 @@ use ergon_poai::{ComputeChallenge, Engine, Judgment, PoaiParams, Verdict as Poai
 use ergon_types::poai::{Answer, PoaiBody, PoaiMessage, Round};
 use ergon_types::tx::MAX_JUDGE_REASON;
 use ergon_types::{Address, Canonical, SecretKey, TxKind};
-use serde_json::{json, Value};
 
 use crate::Shared;
 
@@ -730,60 +729,65 @@ fn answer_round(shared: &Shared, round: Round) {
 
 /// What `GET /poai` shows: the validator's engine (every provider's class, test state and the
 /// judgments with their reasons) and the provider's answering and its cost.
-pub fn view(shared: &Shared) -> Value {
+pub fn view(shared: &Shared) -> ergon_api::poai::PoaiView {
+    use ergon_api::poai as api;
     let uptime = shared.started.elapsed().as_secs_f64().max(1e-9);
-    let validator = shared.poai.validator.as_ref().map(|v| {
+    let (memory_validator, memory_prover) = memory::view(shared);
+    let validator = shared.poai.validator.as_ref().zip(memory_validator).map(|(v, memory)| {
         let st = lock(&v.state);
-        let providers: Vec<Value> = st
+        let providers = st
             .engine
             .providers()
-            .map(|(a, p)| {
-                json!({
-                    "provider": a.to_string(), "claimed_gmacs": p.claimed_gmacs, "class_gmacs": p.class_gmacs,
-                    "verified_gmacs": p.verified_gmacs, "on_chain_gmacs": st.engine.on_chain_gmacs(a),
-                    "rounds": p.rounds, "faults": p.faults, "missed_in_a_row": p.missed_in_a_row, "llr": p.llr,
-                })
+            .map(|(a, p)| api::EngineProvider {
+                provider: a.to_string(),
+                claimed_gmacs: p.claimed_gmacs,
+                class_gmacs: p.class_gmacs,
+                verified_gmacs: p.verified_gmacs,
+                on_chain_gmacs: st.engine.on_chain_gmacs(a),
+                rounds: p.rounds,
+                faults: p.faults,
+                missed_in_a_row: p.missed_in_a_row,
+                llr: p.llr,
             })
             .collect();
-        let judgments: Vec<Value> = st
+        let judgments = st
             .log
             .iter()
             .rev()
             .take(100)
-            .map(|l| {
-                json!({
-                    "at_ms": l.at_ms, "height": l.height, "provider": l.judgment.provider.to_string(),
-                    "round": l.judgment.round, "verdict": verdict_name(&l.judgment.verdict), "reason": l.judgment.reason,
-                })
+            .map(|l| api::EngineJudgment {
+                at_ms: l.at_ms,
+                height: l.height,
+                provider: l.judgment.provider.to_string(),
+                round: l.judgment.round,
+                verdict: verdict_name(&l.judgment.verdict),
+                reason: l.judgment.reason.clone(),
             })
             .collect();
-        json!({
-            "address": v.key.public().address().to_string(), "rounds": st.rounds, "probes": st.probes,
-            "answers_checked": st.answers_checked, "providers": providers, "judgments": judgments,
-            "audits": v.audits.view(&v.key),
-        })
+        api::ValidatorView {
+            address: v.key.public().address().to_string(),
+            rounds: st.rounds,
+            probes: st.probes,
+            answers_checked: st.answers_checked,
+            providers,
+            judgments,
+            audits: v.audits.view(&v.key),
+            memory,
+        }
     });
-    let prover = shared.poai.prover.as_ref().map(|p| {
+    let prover = shared.poai.prover.as_ref().zip(memory_prover).map(|(p, memory)| {
         let busy = p.busy_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        json!({
-            "address": p.key.public().address().to_string(),
-            "rounds_answered": p.rounds_answered.load(Ordering::Relaxed),
-            "probes_answered": p.probes_answered.load(Ordering::Relaxed),
-            "parts_answered": p.parts_answered.load(Ordering::Relaxed),
-            "busy_seconds": busy,
-            "share_of_uptime": busy / uptime,
-        })
+        api::ProverView {
+            address: p.key.public().address().to_string(),
+            rounds_answered: p.rounds_answered.load(Ordering::Relaxed),
+            probes_answered: p.probes_answered.load(Ordering::Relaxed),
+            parts_answered: p.parts_answered.load(Ordering::Relaxed),
+            busy_seconds: busy,
+            share_of_uptime: busy / uptime,
+            memory,
+        }
     });
-    let (memory_validator, memory_prover) = memory::view(shared);
-    let mut validator = validator;
-    if let Some(v) = validator.as_mut() {
-        v["memory"] = memory_validator.unwrap_or(Value::Null);
-    }
-    let mut prover = prover;
-    if let Some(p) = prover.as_mut() {
-        p["memory"] = memory_prover.unwrap_or(Value::Null);
-    }
-    json!({ "validator": validator, "prover": prover })
+    api::PoaiView { validator, prover }
 }
 
 fn verdict_name(v: &PoaiVerdict) -> String {
