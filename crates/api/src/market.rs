@@ -83,7 +83,9 @@ pub struct Provider {
     /// Why all its ML results are checked by another provider (null: trusted, sampled only).
     pub probation: Option<String>,
     pub vouched_results: u64,
-    /// Coins paid to it for results, over its life.
+    /// Coins clients' escrow paid it over its life: settled results and wasted-lease fees. The
+    /// one meaning of "earned" everywhere (CLI, dashboard); block rewards for the blocks it mined
+    /// are not in it: they go to its account as the miner, like any miner's.
     pub earned: u64,
     pub slashed: u64,
     /// Of its bond, what open leases hold as collateral.

@@ -198,6 +198,10 @@ pub enum JobCommand {
         /// Give up waiting after this long.
         #[arg(long, default_value_t = 600)]
         timeout_s: u64,
+        /// One JSON object per line: `{"submitted": …}`, then with --out each event and the
+        /// receipt (what the Python client reads).
+        #[arg(long)]
+        json: bool,
         #[arg(long, default_value_t = 0)]
         min_memory_mib: u64,
         #[arg(long, default_value_t = 0)]
@@ -305,7 +309,7 @@ pub fn provider(cmd: ProviderCommand) -> CmdResult {
             let p = &detail.provider;
             println!("{address}: {}", p.outlook);
             println!(
-                "  status {}, bond {}, price {} per G MAC, {} slot(s), leases {}, completed {}, failed {}, earned {}, slashed {}",
+                "  status {}, bond {}, price {} per G MAC, {} slot(s), leases {}, completed {}, failed {}, earned {} from clients' escrow, slashed {}",
                 provider_status_name(p.status),
                 p.bond,
                 p.price_per_gmac,
@@ -394,6 +398,7 @@ pub fn job(cmd: JobCommand) -> CmdResult {
             out,
             no_wait_settlement,
             timeout_s,
+            json,
             fee,
             api,
         } => {
@@ -444,7 +449,7 @@ pub fn job(cmd: JobCommand) -> CmdResult {
                 }
             };
             let follow = out.map(|out| (out, !no_wait_settlement));
-            submit_and_follow(api, key, fee, spec, (work, measure_on), follow, timeout_s)
+            submit_and_follow(api, key, fee, spec, (work, measure_on), follow, (timeout_s, json))
         }
         JobCommand::Result { key, id, shard, out, api } => {
             let key = read_key(&key)?;
@@ -545,7 +550,7 @@ fn submit_and_follow(
     spec: JobSpec,
     (work, measure_on): (Work, Option<Dataset>),
     follow: Option<(PathBuf, bool)>,
-    timeout_s: u64,
+    (timeout_s, json): (u64, bool),
 ) -> CmdResult {
     let shards = spec.shards.len();
     let (kind, replicas) = (spec.kind, spec.requirements.replicas);
@@ -553,13 +558,20 @@ fn submit_and_follow(
     let macs = spec.macs_per_shard;
     let tx = send(api, &key, fee, TxKind::SubmitJob { spec })?;
     let id = ergon_types::job::job_id(&tx);
-    println!(
-        "submitted {} job {} ({shards} shard(s) × {replicas}, {macs} multiply-adds per shard, escrow {escrow})",
-        kind.name(),
-        id.to_hex()
-    );
-    println!("follow it with `ergon job status {}`", id.to_hex());
+    if json {
+        let submitted = serde_json::json!({ "job": id.to_hex(), "tx": tx.to_hex(), "kind": kind.name(), "shards": shards,
+                                            "replicas": replicas, "macs_per_shard": macs, "escrow": escrow });
+        println!("{}", serde_json::json!({ "submitted": submitted }));
+    } else {
+        println!(
+            "submitted {} job {} ({shards} shard(s) × {replicas}, {macs} multiply-adds per shard, escrow {escrow})",
+            kind.name(),
+            id.to_hex()
+        );
+        println!("follow it with `ergon job status {}`", id.to_hex());
+    }
     match follow {
+        None if json => Ok(ExitCode::SUCCESS),
         None => {
             println!(
                 "note: without --out nothing uploads the inputs: they are sealed to each leaseholder once the chain picks it, so a lease will close unserved unless a client follows the job"
@@ -577,7 +589,7 @@ fn submit_and_follow(
                 wait_settlement,
                 expect: None,
             };
-            crate::client::run_job(&run, &out, measure_on.as_ref())
+            crate::client::run_job(&run, &out, measure_on.as_ref(), json)
         }
     }
 }

@@ -120,6 +120,25 @@ fn bad_files_get_one_line_errors_never_panics() {
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2));
     assert!(err.contains("A[2, 3] = 127"), "{err}");
+    // `job submit` refuses what a provider would refuse before anything is sent or paid (the
+    // API named here is dead), naming the data format and where it is documented.
+    assert!(ergon(&["key", "new", "--out", &p(&d, "k.key")]).status.success());
+    let (dead, key) = ("127.0.0.1:1", p(&d, "k.key"));
+    let submit = |args: &[&str]| {
+        let mut all = vec!["job", "submit", "--key", key.as_str()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--max-price", "100", "--api", dead]);
+        let o = ergon(&all);
+        let (out, err) = text(&o);
+        assert!(!o.status.success() && !out.contains("submitted"), "{args:?}: {out}{err}");
+        err
+    };
+    let err = submit(&["--kind", "train", &p(&d, "text.npy")]);
+    assert!(err.contains("data set (gzip-compressed CSV") && err.contains("docs/data.md"), "{err}");
+    let err = submit(&[&p(&d, "A127.npy"), &p(&d, "B.npy")]);
+    assert!(err.contains("127") && err.contains("cannot mine on this job"), "{err}");
+    let err = submit(&[&p(&d, "text.npy"), &p(&d, "B.npy")]);
+    assert!(err.contains("not a .npy file") && err.contains("docs/data.md"), "{err}");
 }
 
 #[test]

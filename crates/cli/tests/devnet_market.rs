@@ -8,6 +8,8 @@
 //! "settled" live, with no console error. Screenshots land in `target/browser-artifacts/`.
 //! Without chromium, node or `tests/browser/node_modules` that part is skipped by name, unless
 //! `ERGON_BROWSER_TESTS=1` (set by `.ci/run`, which installs them) makes it a failure.
+//! Likewise the Python client (`clients/python/tests/devnet_check.py`: a product, a training
+//! and an inference job through it) needs python3 with numpy, or `ERGON_PYTHON_TESTS=1` fails.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -19,7 +21,7 @@ fn the_devnet_runs_a_market_whose_mined_work_is_mostly_clients_jobs() {
     let base = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().clamp(20_000, 60_000);
     let dir = std::env::temp_dir().join(format!("ergon-devnet-market-test-{}", std::process::id()));
     let mut devnet = Command::new(env!("CARGO_BIN_EXE_ergon"))
-        .args(["devnet", "--block-time-s", "2", "--duration-s", "120", "--api-base-port", &base.to_string()])
+        .args(["devnet", "--block-time-s", "2", "--duration-s", "150", "--api-base-port", &base.to_string()])
         .arg("--dir")
         .arg(&dir)
         .stdout(Stdio::piped())
@@ -42,7 +44,15 @@ fn the_devnet_runs_a_market_whose_mined_work_is_mostly_clients_jobs() {
     }
     let url = url.unwrap_or_else(|| panic!("no dashboard URL printed first: {text}"));
     assert_eq!(url, format!("http://127.0.0.1:{base}/"));
-    let browser = std::thread::spawn(move || dashboard_in_a_browser(&url));
+    let browser = std::thread::spawn({
+        let url = url.clone();
+        move || dashboard_in_a_browser(&url)
+    });
+    // The Python client, with the devnet's spare funded key, beside the devnet's own client.
+    let python = std::thread::spawn({
+        let key = dir.join("user.key");
+        move || python_client(&url, &key)
+    });
     // Meanwhile every route's answer, on the validator and on a provider, is checked against
     // the OpenAPI document the node serves.
     let conformance = std::thread::spawn(move || {
@@ -58,6 +68,7 @@ fn the_devnet_runs_a_market_whose_mined_work_is_mostly_clients_jobs() {
     assert!(status.success(), "{text}");
     browser.join().unwrap();
     conformance.join().unwrap();
+    python.join().unwrap();
     assert!(text.contains("node 0 (validator)") && text.contains("node 2 (provider)"), "{text}");
     for kind in ["matmul 4096³ in 2 shards: verified; paid", "train an MLP on the digits: verified; paid"] {
         assert!(text.contains(kind), "no {kind:?} in {text}");
@@ -202,4 +213,29 @@ fn read_events(api: &str, resume: &str, count: usize) -> Vec<(String, serde_json
         }
     }
     out
+}
+
+/// Runs the Python client's check against the devnet; panics on its failure.
+fn python_client(url: &str, key: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let numpy = Command::new("python3").args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success());
+    if !numpy {
+        assert!(
+            std::env::var("ERGON_PYTHON_TESTS").as_deref() != Ok("1"),
+            "the Python client test is required, but python3 with numpy is missing"
+        );
+        println!("skipped: the Python client (missing python3 with numpy)");
+        return;
+    }
+    let out = Command::new("python3")
+        .arg(root.join("clients/python/tests/devnet_check.py"))
+        .arg(url)
+        .arg(key)
+        .env("PYTHONPATH", root.join("clients/python"))
+        .env("ERGON_BIN", env!("CARGO_BIN_EXE_ergon"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("python client: {report}");
+    assert!(out.status.success(), "the Python client failed: {report}{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -17,15 +17,15 @@ pub const MAX_PAYLOAD_BYTES: u64 = 16 << 30;
 pub enum NpyError {
     #[error("{0}")]
     Io(String),
-    #[error("not a .npy file (bad magic bytes)")]
+    #[error("not a .npy file (bad magic bytes; matrices are 2-D NumPy .npy arrays: docs/data.md)")]
     BadMagic,
     #[error("unsupported .npy format version {0}.{1}")]
     Version(u8, u8),
     #[error("malformed .npy header: {0}")]
     Header(String),
-    #[error("expected dtype {expected}, file has {found}")]
+    #[error("expected dtype {expected}, file has {found} (docs/data.md: inputs are int8, products int32)")]
     Dtype { expected: &'static str, found: String },
-    #[error("expected a 2-D array, file has shape {0}")]
+    #[error("expected a 2-D array, file has shape {0} (docs/data.md)")]
     NotMatrix(String),
     #[error("array data truncated: expected {expected} bytes, found {found}")]
     Truncated { expected: u64, found: u64 },

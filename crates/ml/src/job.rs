@@ -46,7 +46,7 @@ impl TrainSpec {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, MlError> {
-        let bad = |why: &str| Err(MlError::Data(format!("training spec: {why}")));
+        let bad = |why: &str| Err(MlError::Spec(why.to_string()));
         if bytes.len() != TRAIN_SPEC_BYTES || &bytes[..8] != TRAIN_SPEC_MAGIC {
             return bad("not an ergtrn01 spec");
         }
@@ -69,10 +69,10 @@ impl TrainSpec {
     pub fn check(&self) -> Result<(), MlError> {
         let c = &self.config;
         if c.hidden == 0 || c.hidden > MAX_HIDDEN || c.epochs == 0 || c.epochs > MAX_EPOCHS {
-            return Err(MlError::Data(format!("hidden must be in 1..={MAX_HIDDEN} and epochs in 1..={MAX_EPOCHS}")));
+            return Err(MlError::Spec(format!("hidden must be in 1..={MAX_HIDDEN} and epochs in 1..={MAX_EPOCHS}")));
         }
         if c.batch_log2 > 12 || c.lr_log2 > 30 || self.holdout == 1 {
-            return Err(MlError::Data("batch_log2 ≤ 12, lr_log2 ≤ 30, holdout 0 or ≥ 2".into()));
+            return Err(MlError::Spec("batch_log2 ≤ 12, lr_log2 ≤ 30, holdout 0 or ≥ 2".into()));
         }
         Ok(())
     }

@@ -28,10 +28,14 @@ pub use multiply::{Exact, FirstGiven, Mining, Multiply};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MlError {
-    #[error("data set: {0}")]
+    #[error(
+        "data set (gzip-compressed CSV, each line the features then the label, integers 0..=255; docs/data.md): {0}"
+    )]
     Data(String),
-    #[error("model file: {0}")]
+    #[error("model file (safetensors as `ergon train` writes it; docs/data.md): {0}")]
     Model(String),
+    #[error("training spec: {0}")]
+    Spec(String),
     #[error("product: {0}")]
     Product(String),
 }

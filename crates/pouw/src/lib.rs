@@ -22,7 +22,7 @@ mod ticket;
 pub use challenge::{Challenge, Seed, WorkCommitment, WORK_BYTES};
 pub use dispute::{result_leaves, result_root, result_root_of_leaves, RevealedRow, WrongEntry};
 pub use mine::{mine, prove, MineOptions, MineTimings, Mined};
-pub use noise::{Factors, Noise};
+pub use noise::{check_mining_range, Factors, Noise};
 pub use proof::{verify, Proof, MAX_PROOF_BYTES};
 pub use ticket::{ticket_grid, ticket_value, tile_work, wins, Ticket};
 

@@ -442,6 +442,16 @@ fn nibble(mask: Mask, q: usize) -> usize {
     (mask >> (4 * q)) as usize & 0xf
 }
 
+/// Whether every entry of `m` (named `name`: "A" or "B") can be mined on, as a client checks
+/// before submitting a job: within ±MINING_MAX, so the ±1 noise leaves it int8.
+pub fn check_mining_range(name: &str, m: &MatI8) -> Result<(), PouwError> {
+    let x = m.as_slice();
+    match x.iter().any(|v| v.unsigned_abs() > MINING_MAX as u8) {
+        true => Err(range_error(x, m.cols(), name, 0)),
+        false => Ok(()),
+    }
+}
+
 /// The error for entries outside ±MINING_MAX, naming the first one (only on the failure path).
 fn range_error(x: &[i8], cols: usize, name: &str, row0: usize) -> PouwError {
     let pos = x.iter().position(|v| v.unsigned_abs() > MINING_MAX as u8).unwrap_or(0);
@@ -567,6 +577,10 @@ mod tests {
         let err = noise.perturb_a(&[0, 0, 0, 0, 127, 0]).unwrap_err();
         assert!(err.to_string().contains("A[1, 1] = 127"), "{err}");
         assert!(noise.perturb_b(&[0, -128, 0, 0, 0, 0]).is_err());
+        let mut m = MatI8::from_fn(3, 4, |i, _| (i as i8 - 1) * 126).unwrap();
+        assert!(check_mining_range("A", &m).is_ok());
+        m.set(2, 1, -127);
+        assert!(check_mining_range("B", &m).unwrap_err().to_string().contains("B[2, 1] = -127"));
     }
 
     #[test]

@@ -46,6 +46,16 @@ impl Work {
         }
     }
 
+    /// Multiply-adds of `shard` (`job_macs`: the job's per-shard figure, for ML work).
+    pub fn shard_macs(&self, shard: u16, job_macs: u64) -> u64 {
+        match self {
+            Work::Matmul { a, b, bounds } => {
+                bounds.get(shard as usize).map_or(0, |&(r0, r1)| ((r1 - r0) * a.cols() * b.cols()) as u64)
+            }
+            Work::Ml { .. } => job_macs,
+        }
+    }
+
     /// The plaintext inputs of `shard`, in blob order.
     fn inputs(&self, shard: u16) -> [Vec<u8>; 2] {
         match self {
@@ -80,6 +90,9 @@ pub struct JobRun {
 pub enum Event {
     /// A task was leased and its inputs were sealed to the leaseholder and uploaded.
     InputsSent { shard: u16, replica: u8, provider: Address },
+    /// A leased task is being computed: for how long so far, and how long its provider's
+    /// verified throughput says it takes (None: not verified yet). Sent every `PROGRESS_EVERY`.
+    Computing { shard: u16, replica: u8, elapsed_s: u64, expected_s: Option<u64> },
     /// A shard's result was fetched, decrypted and verified.
     Verified { shard: u16, provider: Address, how: &'static str },
     /// A wrong product: the dispute was sent.
@@ -121,6 +134,14 @@ impl fmt::Display for Event {
             }
             Event::Progress { status, states } => write!(f, "{status} [{}]", states.join(", ")),
             Event::Waiting { shard, replica, why } => write!(f, "shard {shard} replica {replica} waits: {why}"),
+            Event::Computing { shard, replica, elapsed_s, expected_s } => match expected_s {
+                Some(e) => write!(
+                    f,
+                    "shard {shard} replica {replica}: computing for {elapsed_s} s; ≈ {e} s at its provider's verified throughput, so ≈ {} s to go",
+                    e.saturating_sub(*elapsed_s)
+                ),
+                None => write!(f, "shard {shard} replica {replica}: computing for {elapsed_s} s (its provider's throughput is not verified yet: no estimate)"),
+            },
         }
     }
 }
@@ -133,6 +154,12 @@ pub struct Finished {
     pub job: Job,
     pub took: Duration,
 }
+
+/// A leased task as the client follows it: first seen, the expected seconds, last reported.
+type Computing = (Instant, Option<u64>, Instant);
+
+/// How often a long-running leased task's progress is reported.
+const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 
 /// How long a posted result may stay unfetchable before the client challenges its availability.
 const WITHHELD_AFTER: Duration = Duration::from_secs(4);
@@ -166,6 +193,9 @@ impl JobRun {
         let mut doubted: HashSet<u16> = HashSet::new();
         // The last waiting reason reported per queued task.
         let mut waiting: HashMap<(u16, u8), String> = HashMap::new();
+        // Leased tasks: when this client first saw the lease, the time the provider's verified
+        // throughput implies, and when progress was last reported.
+        let mut computing: HashMap<(u16, u8, Address), Computing> = HashMap::new();
         let mut last = None;
         loop {
             if started.elapsed() > self.timeout {
@@ -206,6 +236,17 @@ impl JobRun {
                 if state == "leased" && uploaded.insert(task) {
                     self.send_inputs(shard, replica, &holder)?;
                     on_event(Event::InputsSent { shard, replica, provider: holder });
+                    let gmacs = self.client.provider(&holder).map(|p| p.provider.verified_gmacs).unwrap_or(0);
+                    let macs = self.work.shard_macs(shard, v.macs_per_shard);
+                    let expected = (gmacs > 0).then(|| macs.div_ceil(gmacs.saturating_mul(1_000_000_000)).max(1));
+                    computing.insert(task, (Instant::now(), expected, Instant::now()));
+                }
+                if let Some((since, expected, last)) = computing.get_mut(&task) {
+                    if state == "leased" && last.elapsed() >= PROGRESS_EVERY {
+                        *last = Instant::now();
+                        let elapsed_s = since.elapsed().as_secs();
+                        on_event(Event::Computing { shard, replica, elapsed_s, expected_s: *expected });
+                    }
                 }
                 let expected = self.expect.as_ref().and_then(|e| e.get(shard as usize));
                 if let Some(expected) = expected.filter(|_| kind != JobKind::Matmul && !t.check) {

@@ -20,8 +20,10 @@ mod blobs;
 pub mod client;
 pub mod job;
 pub mod plan;
+pub mod receipt;
 pub mod workload;
 
 pub use client::{ApiError, Client};
 pub use ergon_api as api;
 pub use job::{Event, Finished, JobRun, Work};
+pub use receipt::Receipt;

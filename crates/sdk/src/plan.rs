@@ -40,6 +40,9 @@ pub fn ml_job(
     }
     .map_err(|e| e.to_string())?;
     let (a, b) = job.committed_product().map_err(|e| e.to_string())?;
+    for (name, m) in [("A", &a), ("B", &b)] {
+        ergon_pouw::check_mining_range(name, m).map_err(|e| format!("cannot mine on this job: {e}"))?;
+    }
     let first = WorkCommitment::compute(&a, &b).map_err(|e| format!("cannot mine on this job: {e}"))?;
     let spec = JobSpec {
         kind,
@@ -68,6 +71,10 @@ pub fn matmul_job(
 ) -> Result<(JobSpec, Work), String> {
     if a.cols() != b.rows() {
         return Err(format!("A is {}×{} but B is {}×{}", a.rows(), a.cols(), b.rows(), b.cols()));
+    }
+    // What every provider would refuse, refused here before anything is paid.
+    for (name, m) in [("A", &a), ("B", &b)] {
+        ergon_pouw::check_mining_range(name, m).map_err(|e| format!("cannot mine on this job: {e}"))?;
     }
     if shards == 0 || shards > a.rows() || shards > ergon_types::job::MAX_SHARDS {
         return Err(format!("the shard count must be in 1..={}", a.rows().min(ergon_types::job::MAX_SHARDS)));

@@ -33,12 +33,20 @@ pub struct Roles {
     pub validator: SecretKey,
     pub providers: Vec<SecretKey>,
     pub client: SecretKey,
+    /// A funded key no devnet process uses: the newcomer's own, for jobs by hand or from the
+    /// Python client (sharing the workload's would race it for nonces).
+    pub user: SecretKey,
 }
 
 impl Roles {
     pub fn new(nodes: usize) -> Self {
         let key = |i: u8| SecretKey::from_bytes(&[i; 32]);
-        Roles { validator: key(1), providers: (1..nodes).map(|i| key(i as u8 + 1)).collect(), client: key(200) }
+        Roles {
+            validator: key(1),
+            providers: (1..nodes).map(|i| key(i as u8 + 1)).collect(),
+            client: key(200),
+            user: key(201),
+        }
     }
 
     /// Writes each key to `dir/{name}.key` and returns the validator's and the providers' paths.
@@ -49,6 +57,7 @@ impl Roles {
             Ok::<_, String>(p)
         };
         write("client".into(), &self.client)?;
+        write("user".into(), &self.user)?;
         let v = write("validator".into(), &self.validator)?;
         let p = self
             .providers

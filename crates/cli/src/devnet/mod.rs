@@ -146,8 +146,8 @@ pub fn run(args: DevnetArgs) -> CmdResult {
     let mut balances: std::collections::BTreeMap<String, u64> =
         keys.iter().map(|k| (k.public().address().to_string(), 1_000_000_000)).collect();
     if market {
-        // The validator pays its audits; the client its jobs.
-        for k in [&roles.validator, &roles.client] {
+        // The validator pays its audits; the client its jobs; the user's key is the newcomer's.
+        for k in [&roles.validator, &roles.client, &roles.user] {
             balances.insert(k.public().address().to_string(), 1_000_000_000_000);
         }
     }
@@ -252,6 +252,11 @@ pub fn run(args: DevnetArgs) -> CmdResult {
             println!(
                 "  client {}: two products, a training and an inference job in flight at all times",
                 roles.client.public().address()
+            );
+            println!(
+                "  your key: {} ({}, funded): `ergon job submit --key` it, or `Client(url, key=…)` in clients/python",
+                args.dir.join("user.key").display(),
+                roles.user.public().address()
             );
             jobs = Some((
                 market::start_client(client.clone(), roles.client.clone(), stop.clone()),
