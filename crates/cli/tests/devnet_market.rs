@@ -178,6 +178,12 @@ fn api_conforms(api: &str) -> usize {
     ok("/transactions/{id}", &format!("/transactions/{zeros}"), 404);
     let stranger = ergon_types::SecretKey::from_bytes(&[7; 32]).public().address();
     ok("/providers/{address}", &format!("/providers/{stranger}"), 404);
+    ok("/blocks", "/blocks?from=abc", 400);
+    // A route that does not exist is an ErrorBody as well, pointing at the document.
+    let (code, v) = get(api, "/no/such/route");
+    assert_eq!(code, 404);
+    check_component(&doc, "ErrorBody", &v).unwrap_or_else(|e| panic!("{e}"));
+    assert!(v["error"].as_str().unwrap().contains("/openapi.json"), "{v}");
     // The event stream's data, replayed from block 1.
     let events = read_events(api, "1", 60);
     for (kind, data) in &events {

@@ -162,7 +162,9 @@ fn provider_and_client_see_leases_closures_and_refunds_with_reasons() {
     let (out, err) = (stdout(&cheap), String::from_utf8_lossy(&cheap.stderr).into_owned());
     assert!(!cheap.status.success(), "{out}{err}");
     assert!(
-        out.contains("shard 0 replica 0 waits: waiting: of 1 free provider(s), 1 ask more than the maximum price"),
+        out.contains(
+            "shard 0 replica 0 waits: waiting: of 1 free provider(s), 1 ask more than the maximum price (the lowest asks 100 per G MAC)"
+        ),
         "{out}"
     );
     assert!(err.contains("gave up after 6 s") && err.contains("ergon job cancel --key KEY"), "{err}");

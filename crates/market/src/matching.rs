@@ -85,6 +85,9 @@ pub struct Waiting {
     pub bond_too_small: u32,
     /// Free providers that failed this task before or hold another replica of its shard.
     pub excluded: u32,
+    /// The lowest ask above the order's maximum price, per G MAC (0: none asks more): what a
+    /// client would have to offer.
+    pub lowest_ask: u64,
 }
 
 impl fmt::Display for Waiting {
@@ -100,7 +103,10 @@ impl fmt::Display for Waiting {
         }
         let mut parts = vec![];
         for (n, what) in [
-            (self.too_expensive, "ask more than the maximum price"),
+            (
+                self.too_expensive,
+                &*format!("ask more than the maximum price (the lowest asks {} per G MAC)", self.lowest_ask),
+            ),
             (self.too_little_memory, "have too little memory"),
             (self.too_slow, "are slower than required (as validators verified them)"),
             (self.no_gpu, "have no GPU"),
@@ -191,7 +197,13 @@ impl Market {
             }
             let need = Need::of(job, shard, max_price);
             if let Some(&(_, w)) = memo.iter().find(|(n, _)| need.at_least(n)) {
-                self.set_waiting(order, Waiting { busy, ..w });
+                // The memo's order may offer more: the lowest ask above this one's price.
+                let above = (max_price.saturating_add(1), Reverse(u64::MAX), 0, Address([0; 20]));
+                let lowest_ask = match max_price {
+                    u64::MAX => 0,
+                    _ => self.book.free.range(above..).next().map_or(0, |fk| fk.0),
+                };
+                self.set_waiting(order, Waiting { busy, lowest_ask, ..w });
                 continue;
             }
             let excluded = excluded_for(job, shard, replica);
@@ -200,6 +212,7 @@ impl Market {
             let mut found = None;
             for fk in &self.book.free {
                 if fk.0 > max_price {
+                    w.lowest_ask = fk.0;
                     break;
                 }
                 scanned += 1;

@@ -16,7 +16,8 @@ use crate::model::{Challenge, Job, JobStatus, Judgments, Provider, ProviderStatu
 use crate::reasons::{Decision, Log, Subject};
 use crate::state::Market;
 
-const SNAPSHOT_VERSION: u8 = 1;
+/// 2: `Waiting::lowest_ask`. An older checkpoint is refused and the chain replayed.
+const SNAPSHOT_VERSION: u8 = 2;
 /// Longest decision text read back.
 const MAX_TEXT: usize = 4096;
 
@@ -32,7 +33,7 @@ impl Market {
                     continue;
                 };
                 w.u8(1).u32(x.busy).u32(x.too_expensive).u32(x.too_little_memory).u32(x.too_slow);
-                w.u32(x.no_gpu).u32(x.bond_too_small).u32(x.excluded);
+                w.u32(x.no_gpu).u32(x.bond_too_small).u32(x.excluded).u64(x.lowest_ask);
             }
         }
         w.u32(self.book.queue.len() as u32);
@@ -84,6 +85,7 @@ impl Market {
                         no_gpu: r.u32()?,
                         bond_too_small: r.u32()?,
                         excluded: r.u32()?,
+                        lowest_ask: r.u64()?,
                     }),
                     x => return r.fail(format!("waiting flag {x}")),
                 };

@@ -116,7 +116,7 @@ fn waiting_tasks_and_idle_providers_say_why() {
     let job = submit(&mut m, matmul(1, 1, 100), 1, 1);
     m.end_block(1, &p);
     let w = m.job(&job).unwrap().task(0, 0).waiting.unwrap().to_string();
-    assert!(w.contains("1 ask more than the maximum price"), "{w}");
+    assert!(w.contains("1 ask more than the maximum price (the lowest asks 150 per G MAC)"), "{w}");
     let why = m.provider_outlook(&address(1), &params());
     assert!(why.contains("offer less than your price 150"), "{why}");
     assert!(m.provider_outlook(&address(9), &params()).contains("not a provider"));
@@ -128,6 +128,15 @@ fn waiting_tasks_and_idle_providers_say_why() {
     m.end_block(2, &p);
     let w = m.job(&big).unwrap().task(0, 0).waiting.unwrap().to_string();
     assert!(w.contains("1 have too little memory"), "{w}");
+    // Two cheap orders in one block: the second is explained from the first's scan (the memo),
+    // and still names the lowest ask above its own price.
+    m.register(address(2), cpu(120, 64, 100), 100, 3, &p).unwrap();
+    let (a, b) = (submit(&mut m, matmul(1, 1, 110), 3, 3), submit(&mut m, matmul(1, 1, 100), 4, 3));
+    m.end_block(4, &p);
+    for (job, price) in [(a, 120), (b, 120)] {
+        let w = m.job(&job).unwrap().task(0, 0).waiting.unwrap().to_string();
+        assert!(w.contains(&format!("(the lowest asks {price} per G MAC)")), "{w}");
+    }
 }
 
 #[test]

@@ -9,6 +9,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -42,6 +43,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route(r::EVENTS, get(crate::events::events))
         .route(r::OPENAPI, get(openapi))
         .route(r::DASHBOARD, get(crate::dashboard::page))
+        // Anything else is an ErrorBody too, not an empty 404.
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route: /openapi.json lists every one") })
+        .method_not_allowed_fallback(|| async {
+            error(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method: see /openapi.json")
+        })
         // Blobs and dispute evidence are bigger than axum's 2 MB default.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
@@ -183,7 +189,14 @@ struct Range {
     limit: Option<u64>,
 }
 
-async fn blocks(State(s): State<Arc<Shared>>, Query(r): Query<Range>) -> Json<api::chain::Blocks> {
+async fn blocks(State(s): State<Arc<Shared>>, r: Result<Query<Range>, QueryRejection>) -> Response {
+    // A bad query string is an ErrorBody like every other refusal (axum's own is plain text).
+    let Query(r) = match r {
+        Ok(q) => q,
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, format!("from and limit must be whole numbers: {}", e.body_text()))
+        }
+    };
     let node = s.lock();
     let from = r.from.unwrap_or(1).max(1);
     let limit = r.limit.unwrap_or(20).min(200);
@@ -191,7 +204,7 @@ async fn blocks(State(s): State<Arc<Shared>>, Query(r): Query<Range>) -> Json<ap
         .map_while(|h| node.chain.active_id(h))
         .filter_map(|id| node.chain.block(&id).map(summary))
         .collect();
-    Json(api::chain::Blocks { height: node.chain.height(), blocks })
+    Json(api::chain::Blocks { height: node.chain.height(), blocks }).into_response()
 }
 
 async fn block(State(s): State<Arc<Shared>>, Path(hash): Path<String>) -> Response {
