@@ -385,12 +385,12 @@ impl Market {
         if fee > 0 {
             effects.push(Effect::Pay { to: provider, amount: fee });
         }
-        let text = format!("shard {shard} replica {replica}: lease given back by {provider}, its inputs never arrived; the client paid {fee} for the wasted lease");
+        let text = format!("shard {shard} replica {replica}: lease given back by {provider}, no usable inputs reached it (none, or none matching the job's commitments); the client paid {fee} for the wasted lease");
         self.note(Subject::Job(id), height, text);
         self.note(
             Subject::Provider(provider),
             height,
-            format!("gave back job {} shard {shard} (inputs never arrived; no strike), paid {fee}", short(&id)),
+            format!("gave back job {} shard {shard} (no usable inputs reached it; no strike), paid {fee}", short(&id)),
         );
         self.requeue(key, height, &mut effects);
         Ok(effects)
