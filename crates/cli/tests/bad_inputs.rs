@@ -71,7 +71,12 @@ fn a_provider_refusing_inputs_that_do_not_match_is_not_struck() {
             j["decisions"].to_string().contains(&format!("lease given back by {p1}, no usable inputs"))
         })
     };
-    wait("the lease given back", Duration::from_secs(60), given_back);
+    let started = std::time::Instant::now();
+    while !given_back() {
+        let j = get(&api, &format!("/jobs/{id}")).unwrap_or_default();
+        assert!(started.elapsed() < Duration::from_secs(60), "no give-back: {}", j["decisions"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let p = provider(&api, &p1);
     assert_eq!((p["failed"].as_u64(), p["status"].as_str()), (Some(0), Some("active")), "{p}");
     assert_eq!(p["leases_given_back"], 1, "{p}");

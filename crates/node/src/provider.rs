@@ -152,10 +152,14 @@ fn answer_challenges(
     }
 }
 
+/// Blocks before the deadline, at least, at which a lease without usable inputs is given back.
+const GIVE_BACK_MARGIN_BLOCKS: u64 = 2;
+
 /// Fetches and checks a task's inputs, retrying while the lease lasts (the client uploads them
 /// once it sees the lease; inputs that do not check, which anyone could have sealed to this
 /// key, are skipped, not trusted), then queues the work for the miner. If nothing usable has
-/// arrived two blocks before the deadline, the lease is given back without a strike.
+/// arrived by half the lease (or `GIVE_BACK_MARGIN_BLOCKS` before the deadline), the lease is
+/// given back without a strike.
 async fn prepare(shared: Arc<Shared>, key: SecretKey, task: TaskKey, spec: JobSpec, secret: StaticSecret) {
     let (job, shard, replica) = task;
     let me = key.public().address();
@@ -163,18 +167,24 @@ async fn prepare(shared: Arc<Shared>, key: SecretKey, task: TaskKey, spec: JobSp
         let node = shared.lock();
         let market = &node.chain.ledger().market;
         let held = market.provider(&me).is_some_and(|p| p.leases.contains(&task));
-        let (deadline, client) = match market.job(&job).map(|j| (&j.task(shard, replica).state, j.client)) {
-            Some((ergon_market::TaskState::Leased { deadline, .. }, client)) => (*deadline, client),
-            _ => (0, me),
+        let (since, deadline, client) = match market.job(&job).map(|j| (&j.task(shard, replica).state, j.client)) {
+            Some((ergon_market::TaskState::Leased { since, deadline, .. }, client)) => (*since, *deadline, client),
+            _ => (0, 0, me),
         };
-        (held, deadline, client, node.chain.height())
+        (held, since, deadline, client, node.chain.height())
     };
     loop {
-        let (held, deadline, client, height) = lease_state();
+        let (held, since, deadline, client, height) = lease_state();
         if shared.stop.load(Ordering::Relaxed) || !held {
             return;
         }
-        if height + 2 >= deadline {
+        // The give-back must be in a block before the deadline, or the chain counts the lease
+        // as failed: two blocks of margin were not enough when blocks came fast (the release
+        // missed the deadline and the provider was struck for the client's bad inputs), so it
+        // leaves half the lease for the transaction to land (at least two blocks, and at
+        // least one block of the shortest lease, 3 blocks, to wait for the inputs).
+        let margin = (deadline.saturating_sub(since) / 2).max(GIVE_BACK_MARGIN_BLOCKS);
+        if height + margin >= deadline {
             match submit(&shared, &key, TxKind::ReleaseLease { job, shard }) {
                 Ok(()) => {
                     tracing::warn!(job = %job.to_hex(), shard, "no usable inputs arrived; lease given back (no strike)")
