@@ -26,6 +26,18 @@ pub enum ProviderStatus {
     Gone,
 }
 
+impl ProviderStatus {
+    /// Its name on the wire (`active`, `leaving`, `demoted`, `gone`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderStatus::Active => "active",
+            ProviderStatus::Leaving => "leaving",
+            ProviderStatus::Demoted => "demoted",
+            ProviderStatus::Gone => "gone",
+        }
+    }
+}
+
 /// The hardware a provider's offer claims (matching uses the verified figures instead).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Profile {
@@ -126,6 +138,17 @@ pub enum JobStatus {
     Cancelled,
     /// Every shard settled or cancelled; the rest of the escrow refunded.
     Done,
+}
+
+impl JobStatus {
+    /// Its name on the wire (`open`, `cancelled`, `done`).
+    pub fn name(self) -> &'static str {
+        match self {
+            JobStatus::Open => "open",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Done => "done",
+        }
+    }
 }
 
 /// `GET /jobs`: each job the state holds, newest first.

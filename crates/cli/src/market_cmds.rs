@@ -9,8 +9,7 @@ use std::time::Instant;
 use clap::{Args, Subcommand};
 use ergon_kernels::npy::read_npy;
 use ergon_ml::{Dataset, MlJob, TrainSpec};
-use ergon_sdk::api::market::{Decision, JobStatus, ProviderStatus, TaskState};
-use ergon_sdk::job::status_name;
+use ergon_sdk::api::market::{Decision, JobStatus, TaskState};
 use ergon_types::TxKind;
 use ergon_types::{Address, HardwareProfile, Hash, JobKind, JobSpec, Offer, Requirements};
 
@@ -310,7 +309,7 @@ pub fn provider(cmd: ProviderCommand) -> CmdResult {
             println!("{address}: {}", p.outlook);
             println!(
                 "  status {}, bond {}, price {} per G MAC, {} slot(s), leases {}, completed {}, failed {}, earned {} from clients' escrow, slashed {}",
-                provider_status_name(p.status),
+                p.status.name(),
                 p.bond,
                 p.price_per_gmac,
                 p.slots,
@@ -369,15 +368,6 @@ pub fn provider(cmd: ProviderCommand) -> CmdResult {
             print_decisions(&detail.decisions);
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-fn provider_status_name(s: ProviderStatus) -> &'static str {
-    match s {
-        ProviderStatus::Active => "active",
-        ProviderStatus::Leaving => "leaving",
-        ProviderStatus::Demoted => "demoted",
-        ProviderStatus::Gone => "gone",
     }
 }
 
@@ -468,7 +458,7 @@ pub fn job(cmd: JobCommand) -> CmdResult {
                     "{:<14} {:<7} {:<10} {:>14}  {}",
                     &j.id[..12.min(j.id.len())],
                     j.kind,
-                    status_name(j.status),
+                    j.status.name(),
                     j.escrow,
                     j.client
                 );
@@ -491,7 +481,7 @@ pub fn job(cmd: JobCommand) -> CmdResult {
                 j.kind,
                 j.shards,
                 j.replicas,
-                status_name(j.status),
+                j.status.name(),
                 j.escrow,
                 j.paid,
                 j.burned

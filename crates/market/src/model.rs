@@ -276,6 +276,20 @@ pub enum TaskState {
     Spare,
 }
 
+impl TaskState {
+    /// The state's name, as the API and the CLI show it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Leased { .. } => "leased",
+            TaskState::Posted { .. } => "posted",
+            TaskState::Settled { .. } => "settled",
+            TaskState::Cancelled => "cancelled",
+            TaskState::Spare => "spare",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Task {
     pub state: TaskState,

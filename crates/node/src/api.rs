@@ -64,7 +64,7 @@ pub(crate) fn error(code: StatusCode, why: impl Into<String>) -> Response {
 async fn openapi() -> Response {
     static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let doc = DOC.get_or_init(|| ergon_api::openapi().to_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], doc.clone()).into_response()
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], doc.as_str()).into_response()
 }
 
 /// Proof of AI as this node runs it: its validator's engine and judgments, its provider's
@@ -362,7 +362,7 @@ fn job_status(j: &Job) -> api::market::JobStatus {
 fn job_summary(j: &Job) -> api::market::JobSummary {
     let mut progress = std::collections::BTreeMap::<String, usize>::new();
     for t in &j.tasks {
-        *progress.entry(task_json(t).name().to_string()).or_default() += 1;
+        *progress.entry(t.state.name().to_string()).or_default() += 1;
     }
     let waiting = j.tasks.iter().find(|t| t.state == TaskState::Queued).and_then(|t| t.waiting);
     api::market::JobSummary {

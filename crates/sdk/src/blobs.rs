@@ -10,10 +10,14 @@ use crate::{ApiError, Client};
 impl Client {
     /// The X25519 key `provider`'s offer publishes (what its inputs are sealed to).
     pub fn provider_key(&self, provider: &Address) -> Result<[u8; 32], ApiError> {
-        let p = self.provider(provider)?.provider;
+        self.encryption_key_of(&self.provider(provider)?.provider)
+    }
+
+    /// The X25519 key in a provider's answer from the node.
+    pub fn encryption_key_of(&self, p: &ergon_api::market::Provider) -> Result<[u8; 32], ApiError> {
         ergon_types::hex::decode_array::<32>(&p.encryption_key).ok_or_else(|| ApiError::BadAnswer {
             node: self.node().to_string(),
-            what: format!("provider {provider} has no encryption key"),
+            what: format!("provider {} has no encryption key", p.address),
         })
     }
 

@@ -234,9 +234,13 @@ impl JobRun {
                 };
                 let task = (shard, replica, holder);
                 if state == "leased" && uploaded.insert(task) {
-                    self.send_inputs(shard, replica, &holder)?;
+                    // One look at the provider: the key its inputs are sealed to, and the
+                    // verified throughput the ETA comes from.
+                    let p = self.client.provider(&holder).map_err(|e| e.to_string())?.provider;
+                    let recipient = self.client.encryption_key_of(&p).map_err(|e| e.to_string())?;
+                    self.send_inputs(shard, replica, &holder, &recipient)?;
                     on_event(Event::InputsSent { shard, replica, provider: holder });
-                    let gmacs = self.client.provider(&holder).map(|p| p.provider.verified_gmacs).unwrap_or(0);
+                    let gmacs = p.verified_gmacs;
                     let macs = self.work.shard_macs(shard, v.macs_per_shard);
                     let expected = (gmacs > 0).then(|| macs.div_ceil(gmacs.saturating_mul(1_000_000_000)).max(1));
                     computing.insert(task, (Instant::now(), expected, Instant::now()));
@@ -301,7 +305,7 @@ impl JobRun {
                 }
             }
             let status = v.summary.status;
-            let progress = (status_name(status).to_string(), states);
+            let progress = (status.name().to_string(), states);
             if last.as_ref() != Some(&progress) {
                 on_event(Event::Progress { status: progress.0.clone(), states: progress.1.clone() });
                 last = Some(progress);
@@ -320,12 +324,11 @@ impl JobRun {
     }
 
     /// Seals `shard`'s inputs to `holder`'s published key and uploads them under its names.
-    fn send_inputs(&self, shard: u16, replica: u8, holder: &Address) -> Result<(), String> {
-        let key = self.client.provider_key(holder).map_err(|e| e.to_string())?;
+    fn send_inputs(&self, shard: u16, replica: u8, holder: &Address, key: &[u8; 32]) -> Result<(), String> {
         let [first, second] = self.work.inputs(shard);
         let (id, me) = (&self.id, &self.key);
-        self.client.upload_sealed(me, &key, name(id, shard, replica, holder, Part::InputA), &first)?;
-        self.client.upload_sealed(me, &key, name(id, shard, replica, holder, Part::InputB), &second)
+        self.client.upload_sealed(me, key, name(id, shard, replica, holder, Part::InputA), &first)?;
+        self.client.upload_sealed(me, key, name(id, shard, replica, holder, Part::InputB), &second)
     }
 
     fn check_result(&self, shard: u16, replica: u8, holder: &Address, posted: &str) -> Result<Checked, String> {
@@ -404,13 +407,4 @@ fn entropy() -> Result<[u8; 32], String> {
     let mut e = [0u8; 32];
     getrandom::fill(&mut e).map_err(|e| format!("no OS randomness: {e}"))?;
     Ok(e)
-}
-
-/// The API's name of a job status (`open`, `cancelled`, `done`), as progress events carry it.
-pub fn status_name(s: JobStatus) -> &'static str {
-    match s {
-        JobStatus::Open => "open",
-        JobStatus::Cancelled => "cancelled",
-        JobStatus::Done => "done",
-    }
 }

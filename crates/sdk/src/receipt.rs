@@ -48,13 +48,18 @@ impl Receipt {
         let s = &job.summary;
         let settled: Vec<_> = job.tasks.iter().filter(|t| matches!(t.state, TaskState::Settled { .. })).collect();
         let (mut macs, mut joules, mut providers) = (0u64, 0.0, BTreeSet::new());
+        // Each provider's claimed profile, looked up once however many shards it settled.
+        let mut profiles = std::collections::BTreeMap::new();
         for t in &settled {
             let w = work.shard_macs(t.shard, job.macs_per_shard);
             macs += w;
             let who = t.state.provider().unwrap_or_default().to_string();
-            if let Some(p) = who.parse().ok().and_then(|a| client.provider(&a).ok()) {
-                let gmacs = (p.provider.profile.int8_gmacs as f64).max(1.0);
-                joules += w as f64 / (gmacs * 1e9) * p.provider.profile.cpu_cores as f64 * WATTS_PER_CORE;
+            let profile = profiles
+                .entry(who.clone())
+                .or_insert_with(|| who.parse().ok().and_then(|a| client.provider(&a).ok()).map(|p| p.provider.profile));
+            if let Some(p) = profile {
+                let gmacs = (p.int8_gmacs as f64).max(1.0);
+                joules += w as f64 / (gmacs * 1e9) * p.cpu_cores as f64 * WATTS_PER_CORE;
             }
             providers.insert(who);
         }
