@@ -43,8 +43,11 @@ try {
   await page.click(`[data-job-id="${result.new_job}"]`);
   await page.waitForSelector("#detail h2", { timeout: 10_000 });
   result.detail = await page.$eval("#detail p", (e) => e.textContent);
+  // The settled job's measured energy, and the network's, as the page shows them.
+  result.job_energy_shown = /Energy: [\d.]+ k?J \([\d.]+ CPU-seconds measured by its providers\)/.test(result.detail);
+  result.energy_card = await page.$$eval("#cards .card", (cards) => cards.map((c) => c.textContent).find((t) => t.startsWith("energy on jobs")) || null);
   await page.screenshot({ path: `${out}/dashboard-job.png`, fullPage: true });
-  result.ok = result.errors.length === 0 && result.live === "on" && result.blocks_plotted > 0 && result.providers_shown > 0;
+  result.ok = result.errors.length === 0 && result.live === "on" && result.blocks_plotted > 0 && result.providers_shown > 0 && result.job_energy_shown;
 } catch (e) {
   result.errors.push("test: " + e.message.split("\n")[0]);
 } finally {

@@ -320,4 +320,6 @@ def _receipt(job: dict) -> dict:
         "burned": job["burned"],
         "cost": cost,
         "refunded": job["escrowed_at_submission"] - cost if done else None,
+        # CPU time its providers measured, and joules under the node's stated power model.
+        "energy": job["energy"],
     }

@@ -43,7 +43,10 @@ assert product.value.dtype == np.int32 and product.value.shape == (200, 64)
 assert (product.value == a.astype(np.int32) @ b.astype(np.int32)).all(), "the product is exact"
 r = product.receipt
 assert r["settled"] and r["cost"] == r["paid"] + r["burned"] > 0 and r["refunded"] == r["escrowed"] - r["cost"], r
-assert c.receipt(product.job[:12])["cost"] == r["cost"], "the receipt read back by a printed prefix"
+read_back = c.receipt(product.job[:12])
+assert read_back["cost"] == r["cost"], "the receipt read back by a printed prefix"
+assert read_back["energy"] == r["energy"], (read_back, r)
+assert r["energy"]["cpu_seconds"] > 0 and r["energy"]["joules"] > 0, ("the providers' measured energy", r)
 
 # Training on rows the client holds (the shipped digits, read here as numpy), then inference.
 digits = Path(__file__).resolve().parents[3] / "crates" / "ml" / "data" / "digits.csv.gz"

@@ -40,6 +40,8 @@ pub struct Status {
     /// Of `macs_mined`, those mined on leased job shards.
     pub macs_mined_on_jobs: u64,
     pub uptime_s: f64,
+    /// Mining energy: the network's jobs, filler, the useful share, and this node's own.
+    pub energy: crate::energy::EnergyStatus,
 }
 
 /// A block's matrix dimensions: the product mined was m×k times k×n.
@@ -137,6 +139,8 @@ pub enum TxBody {
         job: String,
         shard: u16,
         result: String,
+        /// CPU time the provider reports its computation took (milliseconds).
+        cpu_ms: u32,
     },
     Dispute {
         job: String,

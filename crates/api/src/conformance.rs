@@ -150,7 +150,7 @@ mod tests {
     }
 
     fn task(state: Value) -> Value {
-        let mut t = json!({ "shard": 0, "replica": 1, "check": false, "doubt": null });
+        let mut t = json!({ "shard": 0, "replica": 1, "check": false, "doubt": null, "cpu_ms": 0 });
         t.as_object_mut().unwrap().extend(state.as_object().unwrap().clone());
         t
     }
@@ -172,6 +172,7 @@ mod tests {
                 collateral: 3,
             },
             doubt: None,
+            cpu_ms: 12,
         };
         check_component(&d, "Task", &serde_json::to_value(&leased).unwrap()).unwrap();
         let cancelled = task(json!({ "state": "cancelled", "detail": {} }));

@@ -17,6 +17,7 @@
 
 pub mod chain;
 pub mod conformance;
+pub mod energy;
 pub mod events;
 pub mod market;
 pub mod poai;

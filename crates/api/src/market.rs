@@ -177,6 +177,9 @@ pub struct JobSummary {
     pub progress: BTreeMap<String, usize>,
     /// Why its first queued task waits, if one does.
     pub waiting: Option<String>,
+    /// CPU time its providers reported for the results they posted (re-done shards and check
+    /// replicas included: that energy was spent too), and its joules under the power model.
+    pub energy: crate::energy::Energy,
 }
 
 /// `GET /jobs/{id}`: a job (its summary, as `/jobs` lists it), every task's state and its
@@ -203,6 +206,8 @@ pub struct Task {
     pub state: TaskState,
     /// A client's doubt, on the check replica: the result it expects.
     pub doubt: Option<String>,
+    /// CPU milliseconds reported for the results posted on it so far.
+    pub cpu_ms: u32,
 }
 
 /// A task's state (`state`) and what goes with it (`detail`).

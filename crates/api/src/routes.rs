@@ -60,7 +60,7 @@ pub const ALL: &[&str] = &[
         status, blocks, block, account, submit_transaction, transaction, providers, provider, jobs, job, get_blob,
         put_blob, poai, metrics, events, openapi_json, dashboard
     ),
-    components(schemas(ErrorBody, BlockSummary, Work, Tx, TxBody, Task, TaskState, JobSummary, Provider, Hello, TxEvent, DecisionEvent, Reorg)),
+    components(schemas(ErrorBody, crate::energy::Energy, crate::energy::NodeEnergy, BlockSummary, Work, Tx, TxBody, Task, TaskState, JobSummary, Provider, Hello, TxEvent, DecisionEvent, Reorg)),
     tags(
         (name = "chain", description = "Blocks, accounts and transactions"),
         (name = "market", description = "Providers and jobs, with every decision's reason"),

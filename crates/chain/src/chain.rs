@@ -292,6 +292,10 @@ impl Chain {
     pub fn tip_work(&self) -> u128 {
         self.nodes[&self.tip()].work
     }
+    /// Of [`tip_work`](Self::tip_work), the part mined on paid jobs (job blocks).
+    pub fn tip_useful_work(&self) -> u128 {
+        self.nodes[&self.tip()].useful
+    }
     pub fn block(&self, id: &Hash) -> Option<&Block> {
         self.nodes.get(id).and_then(|n| n.block.as_ref())
     }

@@ -269,8 +269,8 @@ impl Ledger {
                 self.market.submit(from, tx.id(), spec.clone(), height, &market).map(|_| vec![])
             }
             TxKind::CancelJob { job } => self.market.cancel(from, *job, height),
-            TxKind::PostResult { job, shard, result } => {
-                self.market.post_result(from, *job, *shard, *result, height, &market).map(|()| vec![])
+            TxKind::PostResult { job, shard, result, cpu_ms } => {
+                self.market.post_result(from, *job, *shard, *result, *cpu_ms, height, &market).map(|()| vec![])
             }
             TxKind::Dispute { job, shard, replica, evidence } => {
                 self.market.dispute(from, (*job, *shard, *replica), evidence, height, &market)

@@ -149,7 +149,7 @@ fn job_lifecycle_through_blocks() {
     // P1 mines a block on its shard and posts the product's commitment in it. The block burns
     // its share of the lease's payment, rounded up, and pays P1 90% of that burn.
     let p1_before = chain.ledger().account(&addr(P1)).balance;
-    let post = tx(id, P1, 1, TxKind::PostResult { job, shard: 0, result: Hash::of("C0", &[]) });
+    let post = tx(id, P1, 1, TxKind::PostResult { job, shard: 0, result: Hash::of("C0", &[]), cpu_ms: 0 });
     let block = step(&mut chain, P1, vec![post], Some(JobWork { job, a: shards[0].0.clone(), b: b.clone() }));
     assert_eq!(block.header.job, job);
     assert_eq!(block.header.work, shards[0].1);
@@ -176,10 +176,10 @@ fn job_lifecycle_through_blocks() {
     // Shard 0 settled at block 5 (posted at 3, window 2).
     assert!(matches!(chain.ledger().market.job(&job).unwrap().task(0, 0).state, TaskState::Settled { .. }));
 
-    let post = tx(id, P1, 2, TxKind::PostResult { job, shard: 1, result: Hash::of("C1", &[]) });
+    let post = tx(id, P1, 2, TxKind::PostResult { job, shard: 1, result: Hash::of("C1", &[]), cpu_ms: 0 });
     step(&mut chain, MINER, vec![post], None);
     // A result for a shard it no longer holds is refused with the market's reason.
-    let again = tx(id, P1, 3, TxKind::PostResult { job, shard: 1, result: Hash::ZERO });
+    let again = tx(id, P1, 3, TxKind::PostResult { job, shard: 1, result: Hash::ZERO, cpu_ms: 0 });
     let t = chain.template(addr(MINER), vec![again], chain.tip_header().time_ms + T);
     assert_eq!(t.refused[0].1, TxRejection::Market(MarketRejection::NotLeased { shard: 1 }));
     step(&mut chain, MINER, vec![], None);
@@ -247,7 +247,7 @@ fn a_wrong_result_is_disputed_slashed_and_reallocated() {
     let right_root = ergon_pouw::result_root(&c);
     c.as_mut_slice()[7 * 20 + 3] -= 5;
     let wrong_root = ergon_pouw::result_root(&c);
-    let post = tx(id, P1, 1, TxKind::PostResult { job, shard: 0, result: Hash(wrong_root) });
+    let post = tx(id, P1, 1, TxKind::PostResult { job, shard: 0, result: Hash(wrong_root), cpu_ms: 0 });
     step(&mut chain, MINER, vec![post], None);
 
     // Evidence about a correct entry is refused with the reason; about the wrong one, it slashes.
@@ -343,8 +343,8 @@ fn a_withheld_or_misshapen_result_is_challenged_and_never_paid() {
         &mut chain,
         MINER,
         vec![
-            tx(id, honest, 1, TxKind::PostResult { job: honest_job, shard: 0, result: root }),
-            tx(id, withholder, 1, TxKind::PostResult { job: withheld_job, shard: 0, result: root }),
+            tx(id, honest, 1, TxKind::PostResult { job: honest_job, shard: 0, result: root, cpu_ms: 0 }),
+            tx(id, withholder, 1, TxKind::PostResult { job: withheld_job, shard: 0, result: root, cpu_ms: 0 }),
         ],
         None,
     );

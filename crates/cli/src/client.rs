@@ -45,7 +45,7 @@ fn finish(run: &JobRun, out: &Path, measure_on: Option<&Dataset>, finished: Fini
             (format!("{} bytes, blake3 {}", bytes.len(), blake3::hash(&bytes).to_hex()), quality)
         }
     };
-    let receipt = Receipt::of(&run.client, &run.work, &v, took);
+    let receipt = Receipt::of(&run.work, &v, took);
     if json {
         let line = serde_json::json!({ "receipt": receipt, "wrote": out, "written": written, "quality": quality });
         println!("{line}");
@@ -68,7 +68,12 @@ fn finish(run: &JobRun, out: &Path, measure_on: Option<&Dataset>, finished: Fini
         _ => println!("  payment: settles on chain when the challenge window ends (`ergon job status` shows it)"),
     }
     println!("  time: {:.1} s from submission to verified result", receipt.seconds);
-    println!("  energy: ≈ {:.3} J ({})", receipt.energy_joules_estimate, receipt.energy_method);
+    println!(
+        "  energy: {:.2} J: {:.3} CPU-seconds measured by its providers × {} W per busy thread (docs/energy.md)",
+        receipt.energy.joules,
+        receipt.energy.cpu_seconds,
+        ergon_sdk::api::energy::WATTS_PER_BUSY_THREAD
+    );
     println!("  verification: {}", receipt.verification);
     if let Some(q) = quality {
         println!("  result: {q}");

@@ -197,6 +197,9 @@ pub enum JobCommand {
         /// Give up waiting after this long.
         #[arg(long, default_value_t = 600)]
         timeout_s: u64,
+        /// With --out: report each leased shard's elapsed time and ETA this often.
+        #[arg(long, default_value_t = 15)]
+        progress_every_s: u64,
         /// One JSON object per line: `{"submitted": …}`, then with --out each event and the
         /// receipt (what the Python client reads).
         #[arg(long)]
@@ -388,6 +391,7 @@ pub fn job(cmd: JobCommand) -> CmdResult {
             out,
             no_wait_settlement,
             timeout_s,
+            progress_every_s,
             json,
             fee,
             api,
@@ -439,7 +443,8 @@ pub fn job(cmd: JobCommand) -> CmdResult {
                 }
             };
             let follow = out.map(|out| (out, !no_wait_settlement));
-            submit_and_follow(api, key, fee, spec, (work, measure_on), follow, (timeout_s, json))
+            let waits = (timeout_s, progress_every_s.max(1), json);
+            submit_and_follow(api, key, fee, spec, (work, measure_on), follow, waits)
         }
         JobCommand::Result { key, id, shard, out, api } => {
             let key = read_key(&key)?;
@@ -540,7 +545,7 @@ fn submit_and_follow(
     spec: JobSpec,
     (work, measure_on): (Work, Option<Dataset>),
     follow: Option<(PathBuf, bool)>,
-    (timeout_s, json): (u64, bool),
+    (timeout_s, progress_every_s, json): (u64, u64, bool),
 ) -> CmdResult {
     let shards = spec.shards.len();
     let (kind, replicas) = (spec.kind, spec.requirements.replicas);
@@ -578,6 +583,7 @@ fn submit_and_follow(
                 fee,
                 wait_settlement,
                 expect: None,
+                progress_every: std::time::Duration::from_secs(progress_every_s),
             };
             crate::client::run_job(&run, &out, measure_on.as_ref(), json)
         }

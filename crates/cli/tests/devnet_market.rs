@@ -84,6 +84,11 @@ fn the_devnet_runs_a_market_whose_mined_work_is_mostly_clients_jobs() {
     println!("{last}");
     assert!(share >= 50.0, "most mined multiply-adds are on jobs: {last}");
     assert!(!text.contains("paid 0 to"), "no job is paid 0: {text}");
+    // "energy: N J on clients' jobs, M J on filler (P% useful), …; on chain, R results reported …"
+    let energy = text.lines().rev().find(|l| l.starts_with("energy: ")).unwrap_or_else(|| panic!("{text}"));
+    println!("{energy}");
+    let on_jobs: f64 = energy["energy: ".len()..].split(' ').next().and_then(|j| j.parse().ok()).unwrap_or(0.0);
+    assert!(on_jobs > 0.0 && energy.contains("; on chain, "), "measured and reported energy: {energy}");
     let log = std::fs::read(dir.join("node-1.log")).unwrap();
     assert!(!log.is_empty() && !log.contains(&0x1b), "node logs are plain text, without terminal colour codes");
     let _ = std::fs::remove_dir_all(&dir);

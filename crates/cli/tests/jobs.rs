@@ -32,6 +32,8 @@ fn run_job(net: &Net, api: &str, a: &str, b: &str, shards: &str, out: &str) -> (
         out,
         "--timeout-s",
         "120",
+        "--progress-every-s",
+        "2",
         "--fee",
         "1",
         "--api",
@@ -99,6 +101,16 @@ fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
         escrowed - paid - burned
     );
     assert!(text.contains(&receipt), "{receipt:?} not in {text}");
+    // Each shard's CPU time, measured on the provider's mining threads, is on chain; the job's
+    // energy is their sum at the stated power model, and the receipt prints it.
+    let cpu_ms: Vec<u64> = j["tasks"].as_array().unwrap().iter().map(|t| t["cpu_ms"].as_u64().unwrap()).collect();
+    assert!(cpu_ms.len() == 2 && cpu_ms.iter().all(|&ms| ms >= 1), "measured per shard: {j}");
+    let cpu_seconds = j["energy"]["cpu_seconds"].as_f64().unwrap();
+    assert_eq!(cpu_seconds, cpu_ms.iter().sum::<u64>() as f64 / 1000.0, "{j}");
+    assert_eq!(j["energy"]["joules"].as_f64().unwrap(), cpu_seconds * 3.75, "{j}");
+    assert!(text.contains("CPU-seconds measured by its providers × 3.75 W per busy thread"), "{text}");
+    let status = get(&client_api, "/status").unwrap();
+    assert!(status["energy"]["results_reported"].as_u64().unwrap() >= 2, "{status}");
 
     // 2. Adaptive replication: a one-replica training job while both providers are new (on
     //    probation): the chain calls a check, the other provider trains too, they agree, and the
@@ -161,6 +173,11 @@ fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
     assert!(text.contains(&format!("leased to {p2}")) && text.contains(&format!("leased to {p1}")), "{text}");
     let log = get(&client_api, &format!("/jobs/{job}")).unwrap()["decisions"].to_string();
     assert!(log.contains("no result within 12 blocks") && log.contains("re-allocating"), "{log}");
+    // While the dead provider's lease runs out, the client says how long it has been computing
+    // and what its provider's verified throughput would have needed (or that it has none).
+    let progress =
+        text.lines().find(|l| l.contains("shard 0 replica 0: computing for ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(progress.contains(" s to go") || progress.contains("no estimate"), "{progress}");
 
     // 5. P2 returns dishonest: its wrong product is disputed, it is slashed, P1 completes.
     net.node("p2", &["--provider-key", &p2_key, "--corrupt-results"]);

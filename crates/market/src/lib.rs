@@ -36,7 +36,7 @@ pub mod verification;
 
 pub use model::{short, Challenge, Job, JobStatus, Judgments, Provider, ProviderStatus, Task, TaskKey, TaskState};
 pub use reasons::{Decision, Subject};
-pub use state::{Market, MarketSize};
+pub use state::{EnergyTotals, Market, MarketSize};
 
 use std::fmt;
 

@@ -139,7 +139,7 @@ pub fn saturating_load(providers: u64, blocks: u64, block_seconds: f64, slots: u
     for h in 1..=blocks {
         // Results finished during the last block go into this one.
         for (p, (id, shard, _)) in done.drain(..) {
-            m.post_result(p, id, shard, Hash::of("result", &[&id.0]), h, &params).expect("leaseholder posts");
+            m.post_result(p, id, shard, Hash::of("result", &[&id.0]), 0, h, &params).expect("leaseholder posts");
             completed += 1;
         }
         // Keep the queue deeper than the providers' slots.

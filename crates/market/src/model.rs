@@ -315,6 +315,10 @@ pub struct Task {
     /// On a check replica: the result the client expects, when it doubts the shard's posted
     /// result (`TxKind::DoubtResult`, `checks`): the check then decides who is wrong.
     pub doubt: Option<Hash>,
+    /// CPU milliseconds providers reported for the results posted on this task, over all its
+    /// leases (a re-done shard's energy was spent too): the job's measured energy comes from
+    /// these. Saturating; a report, not a proof (`docs/energy.md`).
+    pub cpu_ms: u32,
 }
 
 /// Rows of a posted result the provider must reveal on chain by `deadline`.
@@ -337,6 +341,7 @@ impl Task {
             challenge: None,
             doubt: None,
             challenges: 0,
+            cpu_ms: 0,
         }
     }
 }

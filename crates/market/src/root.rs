@@ -18,7 +18,9 @@ impl Market {
     /// Everything consensus depends on, in canonical order: what [`root`](Self::root) hashes and
     /// what a snapshot begins with (`snapshot::read_consensus` reads it back).
     pub(crate) fn write_consensus(&self, w: &mut Writer) {
-        w.u64(self.escrow_total).u64(self.bond_total).u32(self.providers.len() as u32);
+        w.u64(self.escrow_total).u64(self.bond_total);
+        w.u64(self.energy.results).u64(self.energy.cpu_ms).u64(self.energy.macs);
+        w.u32(self.providers.len() as u32);
         for p in self.providers.values() {
             w.bytes(&p.owner.0);
             p.offer.write(w);
@@ -52,7 +54,7 @@ impl Market {
                     TaskState::Cancelled => w.u8(4),
                     TaskState::Spare => w.u8(5),
                 };
-                w.u32(t.mined).u64(t.prepaid_burn).u64(t.collateral).u64(t.queued_since).u8(t.challenges);
+                w.u32(t.mined).u32(t.cpu_ms).u64(t.prepaid_burn).u64(t.collateral).u64(t.queued_since).u8(t.challenges);
                 match &t.challenge {
                     None => {
                         w.u8(0);

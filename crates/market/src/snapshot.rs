@@ -17,7 +17,7 @@ use crate::reasons::{Decision, Log, Subject};
 use crate::state::Market;
 
 /// 2: `Waiting::lowest_ask`. An older checkpoint is refused and the chain replayed.
-const SNAPSHOT_VERSION: u8 = 2;
+const SNAPSHOT_VERSION: u8 = 3;
 /// Longest decision text read back.
 const MAX_TEXT: usize = 4096;
 
@@ -153,6 +153,7 @@ fn read_address(r: &mut Reader<'_>) -> Result<Address, TypesError> {
 /// The consensus part, as `Market::write_consensus` lays it out.
 fn read_consensus(r: &mut Reader<'_>) -> Result<Market, TypesError> {
     let mut m = Market { escrow_total: r.u64()?, bond_total: r.u64()?, ..Market::default() };
+    m.energy = crate::EnergyTotals { results: r.u64()?, cpu_ms: r.u64()?, macs: r.u64()? };
     for _ in 0..r.count(usize::MAX, 100)? {
         let owner = read_address(r)?;
         let offer = Offer::read(r)?;
@@ -230,7 +231,8 @@ fn read_task(r: &mut Reader<'_>) -> Result<Task, TypesError> {
         5 => TaskState::Spare,
         x => return r.fail(format!("task state {x}")),
     };
-    let (mined, prepaid_burn, collateral, queued_since, challenges) = (r.u32()?, r.u64()?, r.u64()?, r.u64()?, r.u8()?);
+    let (mined, cpu_ms) = (r.u32()?, r.u32()?);
+    let (prepaid_burn, collateral, queued_since, challenges) = (r.u64()?, r.u64()?, r.u64()?, r.u8()?);
     let challenge = match r.u8()? {
         0 => None,
         1 => {
@@ -260,5 +262,6 @@ fn read_task(r: &mut Reader<'_>) -> Result<Task, TypesError> {
         challenge,
         challenges,
         doubt,
+        cpu_ms,
     })
 }

@@ -32,6 +32,20 @@ pub struct Market {
     pub(crate) finished: BTreeSet<(u64, Hash)>,
     /// Finished jobs archived so far (removed from the state with their logs).
     pub(crate) archived: u64,
+    /// The network's energy reports so far, archived jobs included.
+    pub(crate) energy: EnergyTotals,
+}
+
+/// What providers reported about the CPU time of the results they posted, summed over the
+/// chain's history (see `TxKind::PostResult`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnergyTotals {
+    /// Results posted with a CPU time (a report of 0 is not counted: it says nothing).
+    pub results: u64,
+    /// Their CPU milliseconds.
+    pub cpu_ms: u64,
+    /// Their shards' multiply-adds, so energy per multiply-add is one division.
+    pub macs: u64,
 }
 
 /// How much a market holds (what must stay flat as the chain grows).
@@ -85,6 +99,9 @@ impl Market {
     }
     pub fn open_leases(&self) -> usize {
         self.deadlines.len()
+    }
+    pub fn energy(&self) -> EnergyTotals {
+        self.energy
     }
 
     pub(crate) fn note(&mut self, subject: Subject, height: u64, text: String) {
@@ -259,22 +276,34 @@ impl Market {
     }
 
     /// The leaseholder commits to a shard's result; it is paid after the challenge window.
+    // The transaction's fields, one argument each (as `TxKind::PostResult` has them).
+    #[allow(clippy::too_many_arguments)]
     pub fn post_result(
         &mut self,
         provider: Address,
         id: Hash,
         shard: u16,
         result: Hash,
+        cpu_ms: u32,
         height: u64,
         params: &MarketParams,
     ) -> Result<(), MarketRejection> {
         let job = self.jobs.get(&id).ok_or(MarketRejection::UnknownJob)?;
         let replica = job.leased_replica(shard, provider)?;
+        let macs = job.spec.macs_per_shard;
         let key = (id, shard, replica);
         let TaskState::Leased { price, deadline, .. } = job.task(shard, replica).state else { unreachable!() };
         let settles_at = height + params.challenge_blocks;
         let job = self.jobs.get_mut(&id).expect("checked above");
-        job.task_mut(shard, replica).state = TaskState::Posted { provider, price, result, settles_at };
+        let task = job.task_mut(shard, replica);
+        task.state = TaskState::Posted { provider, price, result, settles_at };
+        task.cpu_ms = task.cpu_ms.saturating_add(cpu_ms);
+        if cpu_ms > 0 {
+            let e = &mut self.energy;
+            e.results += 1;
+            e.cpu_ms = e.cpu_ms.saturating_add(cpu_ms as u64);
+            e.macs = e.macs.saturating_add(macs);
+        }
         self.deadlines.remove(&(deadline, key));
         self.settling.insert((settles_at, key));
         let p = self.providers.get(&provider).expect("leaseholders are providers");

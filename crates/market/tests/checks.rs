@@ -44,7 +44,7 @@ fn lease_and_post(
     let job = submit(m, spec, nonce, h);
     m.end_block(h, p);
     assert_eq!(leaseholder(m, &job, 0, 0), Some(provider));
-    m.post_result(provider, job, 0, Hash::of(result, &[]), h + 1, p).unwrap();
+    m.post_result(provider, job, 0, Hash::of(result, &[]), 0, h + 1, p).unwrap();
     m.end_block(h + 1 + p.challenge_blocks, p);
     job
 }
@@ -72,13 +72,13 @@ fn a_newcomers_ml_result_is_checked_by_another_provider_and_the_check_is_paid_ou
     // A second provider arrives, cheaper, after the lease was made.
     m.register(address(2), cpu(50, 64, 100), 100, 1, &p).unwrap();
     let result = Hash::of("model", &[]);
-    m.post_result(address(1), job, 0, result, 2, &p).unwrap();
+    m.post_result(address(1), job, 0, result, 0, 2, &p).unwrap();
     let effects = m.end_block(4, &p);
     assert!(effects.is_empty(), "not paid before its check: {effects:?}");
     let text = log_text(&m, Subject::Job(job));
     assert!(text.contains("check replica 1 queued") && text.contains("on probation: 0 of the 3 checked"), "{text}");
     assert_eq!(leaseholder(&m, &job, 0, 1), Some(address(2)), "the check went to the other provider");
-    m.post_result(address(2), job, 0, result, 5, &p).unwrap();
+    m.post_result(address(2), job, 0, result, 0, 5, &p).unwrap();
     let escrow = m.job(&job).unwrap().escrow;
     let effects = m.end_block(7, &p);
     // The shard is worth the larger lease (90 per G MAC here), as without the check; the
@@ -110,10 +110,10 @@ fn a_check_that_disagrees_pays_neither_and_both_are_run_again_elsewhere() {
     }
     let job = submit(&mut m, train(100), 1, 1);
     m.end_block(1, &p);
-    m.post_result(address(1), job, 0, Hash::of("wrong", &[]), 2, &p).unwrap();
+    m.post_result(address(1), job, 0, Hash::of("wrong", &[]), 0, 2, &p).unwrap();
     m.end_block(4, &p);
     let checker = leaseholder(&m, &job, 0, 1).unwrap();
-    m.post_result(checker, job, 0, Hash::of("right", &[]), 5, &p).unwrap();
+    m.post_result(checker, job, 0, Hash::of("right", &[]), 0, 5, &p).unwrap();
     let effects = m.end_block(7, &p);
     assert!(pays(&effects).is_empty(), "{effects:?}");
     let text = log_text(&m, Subject::Job(job));
@@ -134,7 +134,7 @@ fn with_no_other_provider_a_result_settles_unchecked_and_does_not_end_probation(
     m.register(address(1), cpu(90, 64, 100), 100, 0, &p).unwrap();
     let job = submit(&mut m, train(100), 1, 1);
     m.end_block(1, &p);
-    m.post_result(address(1), job, 0, Hash::of("model", &[]), 2, &p).unwrap();
+    m.post_result(address(1), job, 0, Hash::of("model", &[]), 0, 2, &p).unwrap();
     let effects = m.end_block(4, &p);
     let amount = payment(90, 1 << 30);
     assert_eq!(pays(&effects)[0], (address(1), amount - amount / 10), "paid in full");
@@ -161,7 +161,7 @@ fn a_check_nobody_takes_in_time_is_cancelled_and_the_shard_settles_unchecked() {
     let busy = submit(&mut m, long, 2, 1);
     m.end_block(1, &p);
     assert_eq!(leaseholder(&m, &busy, 0, 0), Some(address(2)));
-    m.post_result(address(1), job, 0, Hash::of("model", &[]), 2, &p).unwrap();
+    m.post_result(address(1), job, 0, Hash::of("model", &[]), 0, 2, &p).unwrap();
     m.end_block(4, &p);
     assert_eq!(state(&m, &job, 1), TaskState::Queued);
     for h in 5..9 {
@@ -192,7 +192,7 @@ fn a_trusted_providers_results_are_sampled_at_the_audit_rate() {
             checked += 1;
             let checker = leaseholder(&m, &job, 0, 1).unwrap();
             assert_eq!(checker, address(2));
-            m.post_result(checker, job, 0, Hash::of("model", &[]), h, &p).unwrap();
+            m.post_result(checker, job, 0, Hash::of("model", &[]), 0, h, &p).unwrap();
             m.end_block(h + p.challenge_blocks, &p);
             h += 1 + p.challenge_blocks;
             let text = log_text(&m, Subject::Job(job));
@@ -234,7 +234,7 @@ fn a_market_with_spare_and_running_checks_survives_a_snapshot_and_commits_to_the
     let checked = submit(&mut m, train(100), 2, 1);
     m.end_block(1, &p);
     let first = leaseholder(&m, &checked, 0, 0).unwrap();
-    m.post_result(first, checked, 0, Hash::of("model", &[]), 2, &p).unwrap();
+    m.post_result(first, checked, 0, Hash::of("model", &[]), 0, 2, &p).unwrap();
     let before_check = m.root();
     m.end_block(4, &p);
     assert_eq!(state(&m, &spare, 1), TaskState::Spare);
@@ -265,11 +265,11 @@ fn a_ring_of_new_identities_holding_every_replica_cannot_outvote_the_check() {
     for r in 0..3 {
         let holder = leaseholder(&m, &job, 0, r).unwrap();
         assert!(holder != address(4));
-        m.post_result(holder, job, 0, garbage, 2, &p).unwrap();
+        m.post_result(holder, job, 0, garbage, 0, 2, &p).unwrap();
     }
     assert!(m.end_block(4, &p).is_empty());
     assert_eq!(leaseholder(&m, &job, 0, 3), Some(address(4)), "the check goes to the honest provider");
-    m.post_result(address(4), job, 0, Hash::of("model", &[]), 5, &p).unwrap();
+    m.post_result(address(4), job, 0, Hash::of("model", &[]), 0, 5, &p).unwrap();
     let effects = m.end_block(7, &p);
     assert!(pays(&effects).is_empty(), "3 to 1, and still nobody is paid: {effects:?}");
     let text = log_text(&m, Subject::Job(job));
@@ -291,7 +291,7 @@ fn a_trusted_provider_a_sampled_check_disagrees_with_is_back_on_probation() {
     m.register(address(2), cpu(60, 64, 100), 100, h, &p).unwrap();
     let job = lease_and_post(&mut m, &p, train(100), 1, h, address(1), "garbage");
     assert!(log_text(&m, Subject::Job(job)).contains("sampled for audit"));
-    m.post_result(address(2), job, 0, Hash::of("model", &[]), h + 2 + p.challenge_blocks, &p).unwrap();
+    m.post_result(address(2), job, 0, Hash::of("model", &[]), 0, h + 2 + p.challenge_blocks, &p).unwrap();
     let effects = m.end_block(h + 2 + 2 * p.challenge_blocks, &p);
     assert!(pays(&effects).is_empty(), "{effects:?}");
     let pv = m.provider(&address(1)).unwrap();
@@ -315,7 +315,7 @@ fn post_and_doubt(
 ) -> Address {
     m.end_block(h, p);
     assert_eq!(leaseholder(m, &job, 0, 0), Some(provider));
-    m.post_result(provider, job, 0, Hash::of(posted, &[]), h + 1, p).unwrap();
+    m.post_result(provider, job, 0, Hash::of(posted, &[]), 0, h + 1, p).unwrap();
     let escrow = m.job(&job).unwrap().escrow;
     m.doubt(address(CLIENT), job, 0, Hash::of(expected, &[]), h + 1).unwrap();
     assert_eq!(
@@ -341,7 +341,7 @@ fn a_doubted_result_the_check_confirms_is_not_paid_and_the_check_is_paid_as_the_
     assert_eq!(Some(deposit), train(100).max_cost(), "one check at the job's maximum price");
     let checker = post_and_doubt(&mut m, &p, job, h, address(1), "garbage", "model");
     assert_eq!(checker, address(2));
-    m.post_result(checker, job, 0, Hash::of("model", &[]), h + 2, &p).unwrap();
+    m.post_result(checker, job, 0, Hash::of("model", &[]), 0, h + 2, &p).unwrap();
     let mut effects = vec![];
     for at in h + 2..=h + 2 + p.challenge_blocks {
         effects.extend(m.end_block(at, &p));
@@ -379,7 +379,7 @@ fn a_doubted_result_a_trusted_checker_confirms_is_slashed_and_the_slash_burned()
     let supply = m.held();
     let checker = post_and_doubt(&mut m, &p, job, h, address(1), "garbage", "model");
     assert_eq!(checker, address(2));
-    m.post_result(checker, job, 0, Hash::of("model", &[]), h + 2, &p).unwrap();
+    m.post_result(checker, job, 0, Hash::of("model", &[]), 0, h + 2, &p).unwrap();
     let before = m.root();
     let mut effects = vec![];
     for at in h + 2..=h + 2 + p.challenge_blocks {
@@ -408,7 +408,7 @@ fn a_doubt_the_check_refutes_costs_the_client_the_check_and_the_provider_is_paid
     let escrow = m.job(&job).unwrap().escrow;
     let deposit = m.doubt_deposit(&job).unwrap();
     let checker = post_and_doubt(&mut m, &p, job, h, address(1), "model", "what the client wrongly expects");
-    m.post_result(checker, job, 0, Hash::of("model", &[]), h + 2, &p).unwrap();
+    m.post_result(checker, job, 0, Hash::of("model", &[]), 0, h + 2, &p).unwrap();
     let mut effects = vec![];
     for at in h + 2..=h + 2 + p.challenge_blocks {
         effects.extend(m.end_block(at, &p));
@@ -445,7 +445,7 @@ fn a_doubt_that_cannot_apply_is_refused_and_changes_nothing() {
     };
     assert!(refusal(&mut m, CLIENT, job, "model").contains("no posted result of shard 0 differs"));
     let holder = leaseholder(&m, &job, 0, 0).unwrap();
-    m.post_result(holder, job, 0, Hash::of("model", &[]), 2, &p).unwrap();
+    m.post_result(holder, job, 0, Hash::of("model", &[]), 0, 2, &p).unwrap();
     assert!(refusal(&mut m, CLIENT, job, "model").contains("no posted result of shard 0 differs"));
     assert!(refusal(&mut m, 3, job, "other").contains("only the job's client"));
     assert!(refusal(&mut m, CLIENT, product, "other").contains("prove a wrong entry with a dispute"));
@@ -470,7 +470,7 @@ fn no_check_is_called_on_a_job_its_client_cancelled() {
     let job = submit(&mut m, train(100), 1, 1);
     m.end_block(1, &p);
     let holder = leaseholder(&m, &job, 0, 0).unwrap();
-    m.post_result(holder, job, 0, Hash::of("model", &[]), 2, &p).unwrap();
+    m.post_result(holder, job, 0, Hash::of("model", &[]), 0, 2, &p).unwrap();
     m.cancel(address(CLIENT), job, 3).unwrap();
     let effects = m.end_block(4, &p);
     assert_eq!(state(&m, &job, 1), TaskState::Spare, "no check leased for a withdrawn job");

@@ -21,8 +21,8 @@ fn cheapest_fitting_provider_wins_and_is_paid_after_the_window() {
     assert_eq!(escrow, ((1u128 << 30) * 100).div_ceil(1_000_000_000) as u64);
     assert!(m.end_block(1, &p).is_empty());
     assert_eq!(leaseholder(&m, &job, 0, 0), Some(address(2)));
-    assert_eq!(m.post_result(address(3), job, 0, Hash::ZERO, 2, &p), Err(MarketRejection::NotLeased { shard: 0 }));
-    m.post_result(address(2), job, 0, Hash::of("r", &[]), 2, &p).unwrap();
+    assert_eq!(m.post_result(address(3), job, 0, Hash::ZERO, 0, 2, &p), Err(MarketRejection::NotLeased { shard: 0 }));
+    m.post_result(address(2), job, 0, Hash::of("r", &[]), 0, 2, &p).unwrap();
     assert!(m.end_block(3, &p).is_empty(), "inside the challenge window nothing is paid");
     let effects = m.end_block(4, &p);
     // 96.6 rounded up: no work is paid a fraction short.
@@ -100,7 +100,7 @@ fn equal_providers_take_turns() {
         let job = submit(&mut m, matmul(1, 1, 100), h, h);
         m.end_block(h, &p);
         let w = leaseholder(&m, &job, 0, 0).unwrap();
-        m.post_result(w, job, 0, Hash::ZERO, h, &p).unwrap();
+        m.post_result(w, job, 0, Hash::ZERO, 0, h, &p).unwrap();
         winners.push(w);
     }
     for i in 0..3 {
@@ -158,7 +158,7 @@ fn slashing_burns_bond_and_reallocates() {
     m.register(address(2), cpu(60, 64, 100), 100, 0, &p).unwrap();
     let job = submit(&mut m, matmul(1, 1, 100), 1, 1);
     m.end_block(1, &p);
-    m.post_result(address(1), job, 0, Hash::ZERO, 2, &p).unwrap();
+    m.post_result(address(1), job, 0, Hash::ZERO, 0, 2, &p).unwrap();
     let effects = m.slash((job, 0, 0), 3, &p, "product entry (3, 5) is wrong");
     assert_eq!(effects, vec![Effect::Burn { amount: 100 }]);
     assert_eq!(m.provider(&address(1)).unwrap().bond, 50);
@@ -176,7 +176,7 @@ fn leaving_provider_unbonds_after_its_last_result_settles() {
     m.end_block(1, &p);
     m.deregister(address(1), 2).unwrap();
     assert!(m.end_block(2, &p).is_empty(), "its lease is still open");
-    m.post_result(address(1), job, 0, Hash::ZERO, 3, &p).unwrap();
+    m.post_result(address(1), job, 0, Hash::ZERO, 0, 3, &p).unwrap();
     m.end_block(3, &p);
     let effects = m.end_block(5, &p);
     assert!(effects.contains(&Effect::Unbond { to: address(1), amount: 100 }), "{effects:?}");
@@ -253,8 +253,8 @@ proptest! {
             let leased: Vec<_> = a.providers().flat_map(|p| p.leases.iter().map(move |k| (p.owner, *k))).collect();
             for (owner, (job, shard, _)) in leased {
                 if rng.range(0, 2) > 0 {
-                    a.post_result(owner, job, shard, Hash::ZERO, h, &p).unwrap();
-                    b.post_result(owner, job, shard, Hash::ZERO, h, &p).unwrap();
+                    a.post_result(owner, job, shard, Hash::ZERO, 0, h, &p).unwrap();
+                    b.post_result(owner, job, shard, Hash::ZERO, 0, h, &p).unwrap();
                 }
             }
             prop_assert_eq!(a.held() + out, deposited);
@@ -307,12 +307,12 @@ fn replicas_are_paid_when_they_agree_and_outvoted_ones_are_not() {
     m.end_block(1, &p);
     let holders: Vec<Address> = (0..3).map(|r| leaseholder(&m, &job, 0, r).unwrap()).collect();
     let (good, bad) = (Hash::of("right", &[]), Hash::of("wrong", &[]));
-    m.post_result(holders[0], job, 0, good, 2, &p).unwrap();
-    m.post_result(holders[1], job, 0, bad, 3, &p).unwrap();
+    m.post_result(holders[0], job, 0, good, 0, 2, &p).unwrap();
+    m.post_result(holders[1], job, 0, bad, 0, 3, &p).unwrap();
     // Replica 0's window ends at 4, but replica 2 is still computing: nobody is paid yet.
     assert!(m.end_block(4, &p).is_empty());
     assert!(matches!(m.job(&job).unwrap().task(0, 0).state, TaskState::Posted { .. }));
-    m.post_result(holders[2], job, 0, good, 5, &p).unwrap();
+    m.post_result(holders[2], job, 0, good, 0, 5, &p).unwrap();
     assert!(m.end_block(6, &p).is_empty(), "replica 2 is inside its window");
     let effects = m.end_block(7, &p);
     let paid: Vec<Address> =
@@ -324,7 +324,7 @@ fn replicas_are_paid_when_they_agree_and_outvoted_ones_are_not() {
     assert_eq!(m.provider(&holders[1]).unwrap().failed, 1);
     // The replica is re-run by the one provider left, agrees, and the job finishes.
     assert_eq!(leaseholder(&m, &job, 0, 1), Some(address(4)));
-    m.post_result(address(4), job, 0, good, 8, &p).unwrap();
+    m.post_result(address(4), job, 0, good, 0, 8, &p).unwrap();
     let effects = m.end_block(10, &p);
     assert!(effects.iter().any(|e| matches!(e, Effect::Pay { to, .. } if *to == address(4))));
     assert!(effects.iter().any(|e| matches!(e, Effect::Pay { to, .. } if *to == address(CLIENT))), "refund");
@@ -337,8 +337,8 @@ fn two_replicas_that_disagree_are_both_re_allocated() {
     let job = submit(&mut m, matmul(1, 2, 100), 1, 1);
     m.end_block(1, &p);
     let (h0, h1) = (leaseholder(&m, &job, 0, 0).unwrap(), leaseholder(&m, &job, 0, 1).unwrap());
-    m.post_result(h0, job, 0, Hash::of("a", &[]), 2, &p).unwrap();
-    m.post_result(h1, job, 0, Hash::of("b", &[]), 2, &p).unwrap();
+    m.post_result(h0, job, 0, Hash::of("a", &[]), 0, 2, &p).unwrap();
+    m.post_result(h1, job, 0, Hash::of("b", &[]), 0, 2, &p).unwrap();
     assert!(m.end_block(4, &p).is_empty(), "no majority: nobody is paid");
     let text = log_text(&m, Subject::Job(job));
     assert!(text.contains("disagree with no majority"), "{text}");
@@ -373,7 +373,7 @@ fn a_job_block_burns_its_share_of_the_payment_rounded_up_even_when_the_payment_r
     assert_eq!(burned, 1, "rounded up: the smallest job block burns a whole coin");
     assert_eq!(m.held(), held - 1);
     assert_eq!(m.job(&job).unwrap().task(0, 0).prepaid_burn, 1);
-    m.post_result(address(1), job, 0, Hash::of("r", &[]), 3, &p).unwrap();
+    m.post_result(address(1), job, 0, Hash::of("r", &[]), 0, 3, &p).unwrap();
     let effects = m.end_block(5, &p);
     assert!(effects.contains(&Effect::Pay { to: address(1), amount: 0 }), "{effects:?}");
     assert_eq!(m.job(&job).unwrap().burned, 1, "the block's burn counts toward the payment's");
@@ -425,8 +425,8 @@ fn a_replica_nobody_can_take_is_cancelled_after_the_bound_and_bonds_come_back() 
     m.register(address(2), cpu(60, 64, 100), 100, 0, &p).unwrap();
     let job = one_lease(&mut m, &p, 3);
     let root = Hash::of("r", &[]);
-    m.post_result(address(1), job, 0, root, 2, &p).unwrap();
-    m.post_result(address(2), job, 0, root, 2, &p).unwrap();
+    m.post_result(address(1), job, 0, root, 0, 2, &p).unwrap();
+    m.post_result(address(2), job, 0, root, 0, 2, &p).unwrap();
     m.deregister(address(1), 2).unwrap();
     m.deregister(address(2), 2).unwrap();
     let mut effects = vec![];
@@ -492,7 +492,7 @@ fn a_lease_needs_collateral_from_the_deterrence_inequality_and_a_slash_takes_it(
     m.end_block(2, &p);
     assert_eq!(leaseholder(&m, &job, 0, 0), Some(address(1)));
     assert_eq!(m.provider(&address(1)).unwrap().locked, collateral);
-    m.post_result(address(1), job, 0, Hash::ZERO, 3, &p).unwrap();
+    m.post_result(address(1), job, 0, Hash::ZERO, 0, 3, &p).unwrap();
     let effects = m.slash((job, 0, 0), 4, &p, "wrong");
     assert_eq!(effects, vec![Effect::Burn { amount: collateral }]);
     assert_eq!(m.provider(&address(1)).unwrap().locked, 0);
@@ -506,7 +506,7 @@ fn a_finished_job_leaves_the_state_with_its_log_after_the_archive_window() {
     let job = submit(&mut m, matmul(1, 1, 100), 1, 1);
     m.end_block(1, &p);
     let other = submit(&mut m, matmul(2, 1, 100), 2, 2); // waits: the one slot is taken
-    m.post_result(address(1), job, 0, Hash::ZERO, 2, &p).unwrap();
+    m.post_result(address(1), job, 0, Hash::ZERO, 0, 2, &p).unwrap();
     let mut h = 2;
     while m.job(&job).unwrap().finished_at.is_none() {
         h += 1;
@@ -595,7 +595,44 @@ fn work_worth_under_one_unit_is_paid_one_unit_not_zero() {
     assert_eq!(spec.max_cost(), Some(1));
     let job = submit(&mut m, spec, 1, 1);
     m.end_block(1, &p);
-    m.post_result(address(1), job, 0, Hash::of("r", &[]), 2, &p).unwrap();
+    m.post_result(address(1), job, 0, Hash::of("r", &[]), 0, 2, &p).unwrap();
     let effects = m.end_block(4, &p);
     assert!(effects.contains(&Effect::Pay { to: address(1), amount: 1 }), "{effects:?}");
+}
+
+/// The CPU time a provider reports with its result is kept on the task (summed over re-done
+/// leases), in the network's totals (which outlive the job), in the state root and across a
+/// snapshot; a report of 0 adds a result to nothing.
+#[test]
+fn reported_cpu_time_is_kept_per_task_and_in_the_totals_and_outlives_the_job() {
+    let p = MarketParams { archive_after_blocks: 3, ..params() };
+    let mut m = Market::default();
+    m.register(address(1), cpu(50, 64, 100), 150, 0, &p).unwrap();
+    let job = submit(&mut m, matmul(2, 1, 100), 1, 1);
+    m.end_block(1, &p);
+    let before = m.root();
+    m.post_result(address(1), job, 0, Hash::ZERO, 1_500, 2, &p).unwrap();
+    assert_ne!(m.root(), before, "the report is part of the state");
+    assert_eq!(m.job(&job).unwrap().task(0, 0).cpu_ms, 1_500);
+    let macs = m.job(&job).unwrap().spec.macs_per_shard;
+    assert_eq!(m.energy(), ergon_market::EnergyTotals { results: 1, cpu_ms: 1_500, macs });
+    m.end_block(2, &p);
+    m.post_result(address(1), job, 1, Hash::ZERO, 0, 3, &p).unwrap();
+    assert_eq!(m.energy().results, 1, "a report of 0 says nothing and is not averaged in");
+
+    let mut w = ergon_types::codec::Writer::new();
+    m.write_snapshot(&mut w);
+    let bytes = w.finish();
+    let back = Market::read_snapshot(&mut ergon_types::codec::Reader::new(&bytes, "market")).unwrap();
+    assert_eq!(back.root(), m.root());
+    assert_eq!(back.energy(), m.energy());
+    assert_eq!(back.job(&job).unwrap().task(0, 0).cpu_ms, 1_500);
+
+    let mut h = 3;
+    while m.job(&job).is_some() {
+        h += 1;
+        m.end_block(h, &p);
+        assert!(h < 100, "the job finishes and is archived");
+    }
+    assert_eq!(m.energy().cpu_ms, 1_500, "the totals outlive the archived job");
 }

@@ -107,6 +107,19 @@ async fn status(State(s): State<Arc<Shared>>) -> Json<api::chain::Status> {
         macs_mined: s.stats.macs_mined.load(Ordering::Relaxed),
         macs_mined_on_jobs: s.stats.macs_mined_on_jobs.load(Ordering::Relaxed),
         uptime_s: uptime,
+        energy: {
+            let e = ledger.market.energy();
+            let this_node = api::energy::NodeEnergy::of_cpu_ms(
+                s.stats.cpu_ms_on_jobs.load(Ordering::Relaxed),
+                s.stats.cpu_ms_on_filler.load(Ordering::Relaxed),
+            );
+            api::energy::EnergyStatus::new(
+                (e.results, e.cpu_ms, e.macs),
+                node.chain.tip_work(),
+                node.chain.tip_useful_work(),
+                this_node,
+            )
+        },
     })
 }
 
@@ -146,8 +159,8 @@ pub(crate) fn tx_json(t: &SignedTransaction) -> api::chain::Tx {
             max_price_per_gmac: spec.max_price_per_gmac,
         },
         TxKind::CancelJob { job } => B::CancelJob { job: job.to_hex() },
-        TxKind::PostResult { job, shard, result } => {
-            B::PostResult { job: job.to_hex(), shard: *shard, result: result.to_hex() }
+        TxKind::PostResult { job, shard, result, cpu_ms } => {
+            B::PostResult { job: job.to_hex(), shard: *shard, result: result.to_hex(), cpu_ms: *cpu_ms }
         }
         TxKind::Dispute { job, shard, replica, evidence } => {
             B::Dispute { job: job.to_hex(), shard: *shard, replica: *replica, row: evidence.row, col: evidence.col }
@@ -381,6 +394,7 @@ fn job_summary(j: &Job) -> api::market::JobSummary {
         finished_at: j.finished_at,
         progress,
         waiting: waiting.map(|w| w.to_string()),
+        energy: api::energy::Energy::of_cpu_ms(j.tasks.iter().map(|t| t.cpu_ms as u64).sum()),
     }
 }
 
@@ -401,6 +415,7 @@ fn job_json(j: &Job, decisions: Vec<api::market::Decision>) -> api::market::Job 
                 state: task_json(t),
                 // A client's doubt, on the check replica: the result it expects.
                 doubt: t.doubt.map(|h| h.to_hex()),
+                cpu_ms: t.cpu_ms,
             }
         })
         .collect();

@@ -339,7 +339,7 @@ mod tests {
         assert!(still_needed(&market, &inputs, 1) && still_needed(&market, &result, 1));
         // Posted: the inputs are done with; the result is kept while it can be challenged.
         let params = MarketParams::devnet();
-        market.post_result(p, job, 0, Hash([7; 32]), 2, &params).unwrap();
+        market.post_result(p, job, 0, Hash([7; 32]), 0, 2, &params).unwrap();
         assert!(!still_needed(&market, &inputs, 2));
         assert!(still_needed(&market, &result, 2));
         // Settled: kept for RESULT_KEEP_BLOCKS after the job finished, then collected.

@@ -75,6 +75,10 @@ pub struct Stats {
     pub macs_mined: AtomicU64,
     /// Of `macs_mined`, those spent on leased job shards (useful work).
     pub macs_mined_on_jobs: AtomicU64,
+    /// CPU milliseconds the mining threads spent on filler and on leased job shards: the
+    /// node's own measured energy split (see `docs/energy.md`).
+    pub cpu_ms_on_filler: AtomicU64,
+    pub cpu_ms_on_jobs: AtomicU64,
     pub blocks_imported: AtomicU64,
     pub blocks_rejected: AtomicU64,
 }

@@ -49,6 +49,42 @@ impl Background {
             None => f(),
         }
     }
+
+    /// Runs `f` on the pool and also says how much CPU time the pool's threads spent meanwhile:
+    /// the sum of every thread's own clock, read on each thread before and after. Only mining
+    /// runs on this pool and the miner runs one thing at a time, so that is `f`'s CPU time,
+    /// whatever else the process does (the API, the network, a validator's checks).
+    fn run_timed<R: Send>(&self, f: impl FnOnce() -> R + Send) -> (R, Duration) {
+        let before = self.cpu_time();
+        let out = self.run(f);
+        (out, self.cpu_time().saturating_sub(before))
+    }
+
+    /// Σ CPU time of the pool's threads so far (the calling thread's, without a pool).
+    fn cpu_time(&self) -> Duration {
+        match &self.0 {
+            Some(pool) => pool.broadcast(|_| thread_cpu_time()).into_iter().sum(),
+            None => thread_cpu_time(),
+        }
+    }
+}
+
+/// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`); zero where it cannot be
+/// read, which the energy figures then show as not measured.
+fn thread_cpu_time() -> Duration {
+    #[cfg(unix)]
+    {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `t` is a valid, writable timespec for the duration of the call.
+        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0 {
+            return Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32);
+        }
+    }
+    Duration::ZERO
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
 }
 
 /// Nice 19 for the calling thread (on Linux, `setpriority(PRIO_PROCESS, 0, …)` sets the calling
@@ -103,7 +139,8 @@ pub fn mine_forever(shared: Arc<Shared>) {
         let (parent, work) = (template.header.parent, template.header.work);
         let macs = work.m as u64 * work.k as u64 * work.n as u64;
         let pass = Instant::now();
-        let sealed = background.run(|| seal(template, nonce, NONCES_PER_ROUND));
+        let (sealed, cpu) = background.run_timed(|| seal(template, nonce, NONCES_PER_ROUND));
+        shared.stats.cpu_ms_on_filler.fetch_add(millis(cpu), Ordering::Relaxed);
         if duty < 100 {
             rest_until = Some(Instant::now() + pass.elapsed() * (100 - duty) / duty);
         }
@@ -144,7 +181,8 @@ fn compute_leased(shared: &Arc<Shared>, background: &Background, ready: ReadyWor
     let (parent, w) = (template.header.parent, template.header.work);
     let macs = w.m as u64 * w.k as u64 * w.n as u64;
     let difficulty = template.header.difficulty;
-    let (block, product) = match background.run(|| mine_once(&template, 0)) {
+    let (mined, mut cpu) = background.run_timed(|| mine_once(&template, 0));
+    let (block, product) = match mined {
         Ok(mined) => mined,
         Err(e) => return tracing::error!(error = %e, "mining a leased shard failed"),
     };
@@ -153,15 +191,25 @@ fn compute_leased(shared: &Arc<Shared>, background: &Background, ready: ReadyWor
         accept_own(shared, block, parent);
     }
     let (output, macs) = match ml {
-        Some((job, a, b)) => match background.run(|| run_ml(&key, job, a, b, product, difficulty)) {
-            Ok(done) => done,
-            Err(why) => return tracing::warn!(job = %key.0.to_hex(), %why, "the ML job failed; the lease will close"),
-        },
+        Some((job, a, b)) => {
+            let (done, more) = background.run_timed(|| run_ml(&key, job, a, b, product, difficulty));
+            cpu += more;
+            match done {
+                Ok(done) => done,
+                Err(why) => {
+                    return tracing::warn!(job = %key.0.to_hex(), %why, "the ML job failed; the lease will close")
+                }
+            }
+        }
         None => (Output::Product(product), macs),
     };
     shared.stats.macs_mined.fetch_add(macs, Ordering::Relaxed);
     shared.stats.macs_mined_on_jobs.fetch_add(macs, Ordering::Relaxed);
-    shared.computed.lock().unwrap_or_else(|p| p.into_inner()).push(Computed { key, output, macs });
+    shared.stats.cpu_ms_on_jobs.fetch_add(millis(cpu), Ordering::Relaxed);
+    // At least 1 ms when anything was measured: a shard that took under a millisecond still
+    // used the CPU, and 0 is what "not measured" reads as.
+    let cpu_ms = if cpu.is_zero() { 0 } else { millis(cpu).clamp(1, u32::MAX as u64) as u32 };
+    shared.computed.lock().unwrap_or_else(|p| p.into_inner()).push(Computed { key, output, macs, cpu_ms });
 }
 
 /// The rest of an ML job after its committed first product (mined on the chain's template):
@@ -222,4 +270,34 @@ fn accept_own(shared: &Arc<Shared>, block: ergon_types::Block, parent: Hash) -> 
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spins until the calling thread has used `d` of CPU time (its own clock, so a loaded
+    /// machine, where the low-priority pool gets little of the wall time, changes nothing).
+    fn spin(d: Duration) {
+        let start = thread_cpu_time();
+        let mut x = 0u64;
+        while thread_cpu_time() - start < d {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+
+    /// The energy of a job rests on this: CPU time spent on the pool's threads is counted once,
+    /// time spent waiting is not, and work spread over every thread of the pool is all counted.
+    #[test]
+    fn the_pool_counts_its_threads_cpu_time_once_and_not_their_waiting() {
+        let background = Background::new();
+        let ((), slept) = background.run_timed(|| std::thread::sleep(Duration::from_millis(200)));
+        assert!(slept < Duration::from_millis(30), "sleeping is not CPU time: {slept:?}");
+        let ((), busy) = background.run_timed(|| spin(Duration::from_millis(100)));
+        assert!(busy >= Duration::from_millis(100) && busy < Duration::from_millis(130), "one busy thread: {busy:?}");
+        let threads = background.run(rayon::current_num_threads) as u32;
+        let (_, spread) = background.run_timed(|| rayon::broadcast(|_| spin(Duration::from_millis(100))));
+        let (low, high) = (Duration::from_millis(100) * threads, Duration::from_millis(130) * threads);
+        assert!(spread >= low && spread < high, "{threads} busy threads: {spread:?}");
+    }
 }

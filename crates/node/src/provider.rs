@@ -35,6 +35,8 @@ pub struct Computed {
     pub key: TaskKey,
     pub output: Output,
     pub macs: u64,
+    /// CPU time of the computation on the mining threads (milliseconds), reported on chain.
+    pub cpu_ms: u32,
 }
 
 /// Runs until the node stops.
@@ -266,7 +268,7 @@ fn deliver(shared: &Arc<Shared>, key: &SecretKey, c: Computed) -> Result<Option<
     let (plain, product) = c.output.into_plaintext_and_product();
     let blob = name(&job, shard, replica, &key.public().address(), Part::Result);
     shared.put_blob(blob, seal_signed(&plain, &client_key, &blob, key)?)?;
-    submit(shared, key, TxKind::PostResult { job, shard, result })?;
+    submit(shared, key, TxKind::PostResult { job, shard, result, cpu_ms: c.cpu_ms })?;
     tracing::info!(job = %job.to_hex(), shard, macs = c.macs, result = %result.to_hex(), "result posted");
     Ok(product)
 }

@@ -83,6 +83,8 @@ pub struct JobRun {
     /// on chain at once (`TxKind::DoubtResult`): the check replica decides, and the client pays
     /// for it if the check sides with the provider.
     pub expect: Option<Vec<Hash>>,
+    /// How often a leased task's progress (elapsed time and ETA) is reported while it computes.
+    pub progress_every: Duration,
 }
 
 /// Something that happened while following a job.
@@ -91,7 +93,8 @@ pub enum Event {
     /// A task was leased and its inputs were sealed to the leaseholder and uploaded.
     InputsSent { shard: u16, replica: u8, provider: Address },
     /// A leased task is being computed: for how long so far, and how long its provider's
-    /// verified throughput says it takes (None: not verified yet). Sent every `PROGRESS_EVERY`.
+    /// verified throughput says it takes (None: not verified yet). Sent every
+    /// `JobRun::progress_every`.
     Computing { shard: u16, replica: u8, elapsed_s: u64, expected_s: Option<u64> },
     /// A shard's result was fetched, decrypted and verified.
     Verified { shard: u16, provider: Address, how: &'static str },
@@ -158,8 +161,8 @@ pub struct Finished {
 /// A leased task as the client follows it: first seen, the expected seconds, last reported.
 type Computing = (Instant, Option<u64>, Instant);
 
-/// How often a long-running leased task's progress is reported.
-const PROGRESS_EVERY: Duration = Duration::from_secs(15);
+/// How often a long-running leased task's progress is reported, unless the caller says.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 
 /// How long a posted result may stay unfetchable before the client challenges its availability.
 const WITHHELD_AFTER: Duration = Duration::from_secs(4);
@@ -246,7 +249,7 @@ impl JobRun {
                     computing.insert(task, (Instant::now(), expected, Instant::now()));
                 }
                 if let Some((since, expected, last)) = computing.get_mut(&task) {
-                    if state == "leased" && last.elapsed() >= PROGRESS_EVERY {
+                    if state == "leased" && last.elapsed() >= self.progress_every {
                         *last = Instant::now();
                         let elapsed_s = since.elapsed().as_secs();
                         on_event(Event::Computing { shard, replica, elapsed_s, expected_s: *expected });

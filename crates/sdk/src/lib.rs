@@ -25,5 +25,5 @@ pub mod workload;
 
 pub use client::{ApiError, Client};
 pub use ergon_api as api;
-pub use job::{Event, Finished, JobRun, Work};
+pub use job::{Event, Finished, JobRun, Work, PROGRESS_EVERY};
 pub use receipt::Receipt;

@@ -6,11 +6,7 @@ use std::time::Duration;
 use ergon_api::market::{Job, JobStatus, TaskState};
 use serde::Serialize;
 
-use crate::{Client, Work};
-
-/// Assumed power per claimed core under int8 load, for the energy estimate (no provider reports
-/// a measurement yet; `energy_method` says so).
-pub const WATTS_PER_CORE: f64 = 10.0;
+use crate::Work;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Receipt {
@@ -33,7 +29,10 @@ pub struct Receipt {
     pub refunded: Option<u64>,
     /// From the first look at the job to its verified result.
     pub seconds: f64,
-    pub energy_joules_estimate: f64,
+    /// The CPU time the job's providers measured and reported with their results (every
+    /// result posted, re-done shards and check replicas included), and its joules under the
+    /// power model `energy_method` states.
+    pub energy: ergon_api::energy::Energy,
     pub energy_method: String,
     /// Settled results per shard beyond the first (replicas or a check) and whether the chain
     /// called a check.
@@ -44,24 +43,13 @@ pub struct Receipt {
 
 impl Receipt {
     /// The receipt of `job` (as the node last showed it) for the work `run` followed.
-    pub fn of(client: &Client, work: &Work, job: &Job, took: Duration) -> Self {
+    pub fn of(work: &Work, job: &Job, took: Duration) -> Self {
         let s = &job.summary;
         let settled: Vec<_> = job.tasks.iter().filter(|t| matches!(t.state, TaskState::Settled { .. })).collect();
-        let (mut macs, mut joules, mut providers) = (0u64, 0.0, BTreeSet::new());
-        // Each provider's claimed profile, looked up once however many shards it settled.
-        let mut profiles = std::collections::BTreeMap::new();
+        let (mut macs, mut providers) = (0u64, BTreeSet::new());
         for t in &settled {
-            let w = work.shard_macs(t.shard, job.macs_per_shard);
-            macs += w;
-            let who = t.state.provider().unwrap_or_default().to_string();
-            let profile = profiles
-                .entry(who.clone())
-                .or_insert_with(|| who.parse().ok().and_then(|a| client.provider(&a).ok()).map(|p| p.provider.profile));
-            if let Some(p) = profile {
-                let gmacs = (p.int8_gmacs as f64).max(1.0);
-                joules += w as f64 / (gmacs * 1e9) * p.cpu_cores as f64 * WATTS_PER_CORE;
-            }
-            providers.insert(who);
+            macs += work.shard_macs(t.shard, job.macs_per_shard);
+            providers.insert(t.state.provider().unwrap_or_default().to_string());
         }
         let done = s.status == JobStatus::Done;
         let cost = done.then_some(s.paid + s.burned);
@@ -95,10 +83,8 @@ impl Receipt {
             cost,
             refunded: cost.map(|c| s.escrowed_at_submission.saturating_sub(c)),
             seconds: took.as_secs_f64(),
-            energy_joules_estimate: joules,
-            energy_method: format!(
-                "estimate: multiply-adds ÷ the provider's claimed int8 throughput × {WATTS_PER_CORE} W per claimed core; not measured"
-            ),
+            energy: s.energy,
+            energy_method: ergon_api::energy::METHOD.to_string(),
             results_settled: settled.len(),
             checked_by_second_provider: checked,
             verification,

@@ -102,6 +102,7 @@ impl Workload {
             fee: self.fee,
             wait_settlement: true,
             expect: None,
+            progress_every: crate::PROGRESS_EVERY,
         };
         let finished = run.follow(&mut |_| {})?;
         if kind == JobKind::Train {

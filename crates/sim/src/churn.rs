@@ -214,7 +214,7 @@ pub fn run_churn(seed: u64, blocks: u64) -> ChurnReport {
                 c if h >= since + 1 + key.2 as u64 => {
                     let result = if c == Conduct::Wrong { ops.wrong } else { ops.right };
                     r.wrong_results += (c == Conduct::Wrong) as u64;
-                    txs.push(w.tx(p, TxKind::PostResult { job: key.0, shard: key.1, result }));
+                    txs.push(w.tx(p, TxKind::PostResult { job: key.0, shard: key.1, result, cpu_ms: 0 }));
                 }
                 _ => minable.push((p, key)),
             }

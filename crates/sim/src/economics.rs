@@ -419,7 +419,7 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, World) {
             if result != ops.right && !matches!(s, Strategy::SelfDealer { .. }) {
                 bad += 1;
             }
-            txs.push(w.tx(who, TxKind::PostResult { job: job_id, shard, result }));
+            txs.push(w.tx(who, TxKind::PostResult { job: job_id, shard, result, cpu_ms: 0 }));
         }
         // The honest client challenges results it cannot fetch: the withholder's.
         if s == Strategy::Withholder {
@@ -463,7 +463,7 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, World) {
             dev_rev += subsidy as u128;
             dev_cost += cost_of(DIFFICULTY as u128) * f as u128 / 100;
             // It posts its (free) result at once.
-            let post = w.tx(DEVIATOR, TxKind::PostResult { job: job_id, shard, result: Hash::ZERO });
+            let post = w.tx(DEVIATOR, TxKind::PostResult { job: job_id, shard, result: Hash::ZERO, cpu_ms: 0 });
             w.block(FILLER, vec![post], None);
             fill_rev += ergon_chain::filler_subsidy(&w.params) as u128;
             fill_cost += cost_of(DIFFICULTY as u128) / 2;

@@ -57,8 +57,11 @@ pub enum TxKind {
     SubmitJob { spec: JobSpec },
     /// Withdraw a job: shards not yet leased are refunded; leased ones finish and settle.
     CancelJob { job: Hash },
-    /// The leased provider's commitment to a shard's result (Merkle root of its output rows).
-    PostResult { job: Hash, shard: u16, result: Hash },
+    /// The leased provider's commitment to a shard's result (Merkle root of its output rows),
+    /// with the CPU time its computation took on the provider's mining threads, in
+    /// milliseconds: the measurement the energy of a job is derived from. It is the provider's
+    /// report, and nothing is paid or matched on it (see `docs/energy.md`).
+    PostResult { job: Hash, shard: u16, result: Hash, cpu_ms: u32 },
     /// Evidence that a posted result (still in its challenge window) has a wrong entry: the
     /// provider is slashed, half of it to the sender, and the shard is re-allocated.
     Dispute { job: Hash, shard: u16, replica: u8, evidence: WrongEntry },
@@ -142,7 +145,9 @@ impl Canonical for Transaction {
                 w
             }
             TxKind::CancelJob { job } => w.u8(6).bytes(&job.0),
-            TxKind::PostResult { job, shard, result } => w.u8(7).bytes(&job.0).u32(*shard as u32).bytes(&result.0),
+            TxKind::PostResult { job, shard, result, cpu_ms } => {
+                w.u8(7).bytes(&job.0).u32(*shard as u32).bytes(&result.0).u32(*cpu_ms)
+            }
             TxKind::Dispute { job, shard, replica, evidence } => {
                 w.u8(8).bytes(&job.0).u32(*shard as u32).u8(*replica).var_bytes(&evidence.encode())
             }
@@ -190,7 +195,7 @@ impl Canonical for Transaction {
             7 => {
                 let job = Hash(r.array()?);
                 let shard = read_shard(r)?;
-                TxKind::PostResult { job, shard, result: Hash(r.array()?) }
+                TxKind::PostResult { job, shard, result: Hash(r.array()?), cpu_ms: r.u32()? }
             }
             8 => {
                 let job = Hash(r.array()?);

@@ -25,7 +25,7 @@ fn all_kinds() -> Vec<SignedTransaction> {
         tx(5, TxKind::Deregister),
         tx(6, TxKind::SubmitJob { spec: job() }),
         tx(7, TxKind::CancelJob { job: Hash([3; 32]) }),
-        tx(8, TxKind::PostResult { job: Hash([4; 32]), shard: 65_535, result: Hash([5; 32]) }),
+        tx(8, TxKind::PostResult { job: Hash([4; 32]), shard: 65_535, result: Hash([5; 32]), cpu_ms: 1234 }),
         tx(9, TxKind::Dispute { job: Hash([4; 32]), shard: 2, replica: 1, evidence: evidence() }),
         tx(10, TxKind::ReleaseLease { job: Hash([6; 32]), shard: 3 }),
         tx(11, TxKind::ChallengeResult { job: Hash([7; 32]), shard: 1, replica: 2, rows: vec![0, 5, 29] }),
@@ -95,7 +95,7 @@ fn job() -> JobSpec {
 #[test]
 fn market_transactions_refuse_out_of_range_fields() {
     // A shard index past u16, a GPU flag other than 0/1, more shards than the limit.
-    let post = tx(8, TxKind::PostResult { job: Hash([4; 32]), shard: 1, result: Hash([5; 32]) }).encode();
+    let post = tx(8, TxKind::PostResult { job: Hash([4; 32]), shard: 1, result: Hash([5; 32]), cpu_ms: 1234 }).encode();
     let at = 1 + 32 + 32 + 8 + 8 + 1 + 32;
     let mut bad = post.clone();
     bad[at + 2] = 1;

@@ -188,3 +188,28 @@ impl Tally {
         )
     }
 }
+
+/// The energy line under the market line: what the nodes' mining threads measured, on jobs and
+/// on filler, and what the providers reported on chain.
+pub fn energy_line(statuses: &[Option<Status>]) -> String {
+    let nodes = statuses.iter().flatten();
+    let (jobs, filler) =
+        nodes.fold((0.0, 0.0), |(j, f), s| (j + s.energy.this_node.jobs.joules, f + s.energy.this_node.filler.joules));
+    let chain = statuses.iter().flatten().next().map(|s| &s.energy);
+    let reported = match chain {
+        Some(e) if e.results_reported > 0 => format!(
+            "; on chain, {} results reported {:.0} J, {:.2} J per G multiply-adds",
+            e.results_reported,
+            e.jobs.joules,
+            e.joules_per_gmac.unwrap_or(0.0)
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "energy: {:.0} J on clients' jobs, {:.0} J on filler ({:.0}% useful), measured on the nodes' mining threads at {} W per busy thread{reported}",
+        jobs,
+        filler,
+        100.0 * jobs / (jobs + filler).max(1e-9),
+        ergon_sdk::api::energy::WATTS_PER_BUSY_THREAD
+    )
+}

@@ -288,7 +288,8 @@ pub fn run(args: DevnetArgs) -> CmdResult {
         if bar.is_finished() && (tty || !finished.is_empty() || last_print.elapsed() >= Duration::from_secs(10)) {
             let mut table = render(&statuses, started.elapsed().as_secs(), tty);
             if let Some((_, tally)) = &jobs {
-                table += &format!("{}{}\n", tally.render(&statuses), if tty { "\x1b[K" } else { "" });
+                let clear = if tty { "\x1b[K" } else { "" };
+                table += &format!("{}{clear}\n{}{clear}\n", tally.render(&statuses), market::energy_line(&statuses));
             }
             if tty && drawn > 0 {
                 print!("\x1b[{drawn}A");
@@ -309,6 +310,7 @@ pub fn run(args: DevnetArgs) -> CmdResult {
             println!("{}", tally.record(&r));
         }
         println!("{}", tally.render(&statuses));
+        println!("{}", market::energy_line(&statuses));
     }
     println!("stopping {} nodes…", nodes.0.len());
     drop(nodes);

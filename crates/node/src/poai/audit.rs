@@ -177,6 +177,7 @@ fn audit_once(shared: &Arc<Shared>, client: &Client, validator: &SecretKey) -> R
         fee: FEE,
         wait_settlement: true,
         expect: Some(vec![expected]),
+        progress_every: ergon_sdk::PROGRESS_EVERY,
     };
     let (mut doubted, mut served) = (None, None);
     let finished = run.follow(&mut |e| match e {
