@@ -288,11 +288,12 @@ pub struct GenesisArgs {
     /// Side of the filler matrices.
     #[arg(long, default_value_t = 512)]
     filler_size: u32,
-    /// First block difficulty in expected multiply-adds (default: what a 10 G multiply-adds/s
-    /// machine does in one block time, so the first blocks do not race past lease deadlines
-    /// while ASERT finds the real rate).
+    /// First block difficulty in expected multiply-adds, or `measured`: what this machine mines
+    /// in half a block time (several nodes sharing its cores then make about one block per block
+    /// time from the start). Default: what a 10 G multiply-adds/s machine does in one block time,
+    /// so the first blocks do not race past lease deadlines while ASERT finds the real rate.
     #[arg(long)]
-    initial_difficulty: Option<u64>,
+    initial_difficulty: Option<InitialDifficulty>,
     /// Main memory (MiB) any provider is taken to have up to its claim without a memory
     /// challenge (default 1024).
     #[arg(long)]
@@ -309,6 +310,41 @@ pub struct GenesisArgs {
     audit_permille: Option<u64>,
 }
 
+/// `--initial-difficulty N|measured`.
+#[derive(Clone, Copy, Debug)]
+pub enum InitialDifficulty {
+    Fixed(u64),
+    Measured,
+}
+
+impl std::str::FromStr for InitialDifficulty {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "measured" => Ok(InitialDifficulty::Measured),
+            n => n
+                .parse()
+                .map(InitialDifficulty::Fixed)
+                .map_err(|_| format!("{s:?}: expected expected multiply-adds (a whole number) or `measured`")),
+        }
+    }
+}
+
+/// Filler multiply-adds per second this machine mines (every core, the chosen kernel), timed
+/// over 300 ms of real mining passes on `size`³ filler.
+pub(crate) fn measure_filler_rate(size: usize) -> Result<f64, String> {
+    let (a, b) = ergon_chain::filler::filler_matrices(&Hash::ZERO, size);
+    let commitment = ergon_pouw::WorkCommitment::compute(&a, &b).map_err(|e| e.to_string())?;
+    let ch = ergon_pouw::Challenge::new(vec![], commitment, 1).map_err(|e| e.to_string())?;
+    let t = std::time::Instant::now();
+    let mut passes = 0;
+    while t.elapsed() < std::time::Duration::from_millis(300) {
+        ergon_pouw::mine(&ch, &a, &b, passes, Default::default()).map_err(|e| e.to_string())?;
+        passes += 1;
+    }
+    Ok((size * size * size) as f64 * passes as f64 / t.elapsed().as_secs_f64())
+}
+
 pub fn genesis(args: GenesisArgs) -> CmdResult {
     let mut balances = std::collections::BTreeMap::new();
     for a in &args.alloc {
@@ -322,10 +358,15 @@ pub fn genesis(args: GenesisArgs) -> CmdResult {
         block_time_ms: args.block_time_ms,
         asert_half_life_ms: 20 * args.block_time_ms,
         filler_size: args.filler_size,
-        initial_difficulty: args
-            .initial_difficulty
-            .unwrap_or(args.block_time_ms.saturating_mul(10_000_000))
-            .max((n * n * n / 1000).max(1)),
+        initial_difficulty: match args.initial_difficulty {
+            Some(InitialDifficulty::Fixed(d)) => d,
+            Some(InitialDifficulty::Measured) => {
+                let rate = measure_filler_rate(args.filler_size as usize)?;
+                (rate * args.block_time_ms as f64 / 1000.0 * 0.5) as u64
+            }
+            None => args.block_time_ms.saturating_mul(10_000_000),
+        }
+        .max((n * n * n / 1000).max(1)),
         min_difficulty: (n * n * n / 1000).max(1),
         ..ergon_chain::ChainParams::devnet()
     };

@@ -26,7 +26,7 @@ fn a_provider_refusing_inputs_that_do_not_match_is_not_struck() {
     let (client, p1, miner) = (net.key("client.key"), net.key("p1.key"), net.key("miner.key"));
     net.write_genesis(
         &[(&client, "1000000000000"), (&p1, "1000000000")],
-        &["--block-time-ms", "1000", "--filler-size", "128", "--initial-difficulty", "5000000000"],
+        &["--block-time-ms", "1000", "--filler-size", "128", "--initial-difficulty", "measured"],
     );
     let api = net.node("miner", &["--mine", "--miner", &miner]);
     let p1_key = net.p("p1.key");

@@ -1,12 +1,14 @@
 //! `ergon devnet`: separate node processes on loopback find each other and agree on one chain.
 
-use std::net::TcpListener;
 use std::process::Command;
+
+mod common;
+use common::free_port_base;
 
 #[test]
 fn three_node_processes_connect_and_agree() {
     // A base port whose neighbours are very likely free.
-    let base = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().clamp(20_000, 60_000);
+    let base = free_port_base();
     let dir = std::env::temp_dir().join(format!("ergon-devnet-test-{}", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_ergon"))
         .args(["devnet", "--filler-only", "--nodes", "3", "--block-time-s", "2", "--duration-s", "25"])

@@ -12,13 +12,15 @@
 //! and an inference job through it) needs python3 with numpy, or `ERGON_PYTHON_TESTS=1` fails.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+mod common;
+use common::free_port_base;
+
 #[test]
 fn the_devnet_runs_a_market_whose_mined_work_is_mostly_clients_jobs() {
-    let base = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().clamp(20_000, 60_000);
+    let base = free_port_base();
     let dir = std::env::temp_dir().join(format!("ergon-devnet-market-test-{}", std::process::id()));
     let mut devnet = Command::new(env!("CARGO_BIN_EXE_ergon"))
         .args(["devnet", "--block-time-s", "2", "--duration-s", "150", "--api-base-port", &base.to_string()])

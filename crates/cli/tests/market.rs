@@ -130,6 +130,21 @@ fn provider_and_client_see_leases_closures_and_refunds_with_reasons() {
     assert!(!result.status.success() && err.contains("shard 0 was cancelled") && err.contains("--shard N"), "{err}");
     let by_prefix = ok(ergon(&["job", "status", &id[..12], "--api", &api]));
     assert!(by_prefix.contains("cancelled by the client"), "{by_prefix}");
+    // `--json` on every command that prints state: the API's own types, parseable.
+    let json = |args: &[&str]| -> serde_json::Value {
+        let text = ok(ergon(args));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?} --json: {e}: {text}"))
+    };
+    let j = json(&["job", "status", &id[..12], "--json", "--api", &api]);
+    assert_eq!((j["id"].as_str(), j["status"].as_str()), (Some(id.as_str()), Some("cancelled")), "{j}");
+    assert!(j["energy"]["joules"].is_number() && j["tasks"].is_array(), "{j}");
+    let list = json(&["job", "list", "--json", "--api", &api]);
+    assert!(list.as_array().is_some_and(|jobs| jobs.iter().any(|x| x["id"] == id.as_str())), "{list}");
+    let p_json = json(&["provider", "status", &provider, "--json", "--api", &api]);
+    assert_eq!(p_json["address"].as_str(), Some(provider.as_str()), "{p_json}");
+    assert!(p_json["decisions"].is_array() && p_json["verified_gmacs"].is_number(), "{p_json}");
+    let bal = json(&["wallet", "balance", &client, "--json", "--api", &api]);
+    assert!(bal["account"]["balance"].is_number() && bal.get("provider").is_some(), "{bal}");
     // A transaction that cannot apply is refused when it is sent, with the chain's reason, and
     // nothing says it was submitted: a stranger cancelling the job, the client cancelling twice.
     for (key, why) in [

@@ -39,7 +39,7 @@ fn validators_confirm_honest_providers_demote_an_over_claim_and_fail_a_dead_one_
     let block_time = block_time_ms.to_string();
     net.write_genesis(
         &allocs,
-        &["--block-time-ms", &block_time, "--filler-size", "128", "--initial-difficulty", "100000000000"],
+        &["--block-time-ms", &block_time, "--filler-size", "128", "--initial-difficulty", "measured"],
     );
 
     let v_key = net.p("validator.key");

@@ -31,7 +31,7 @@ fn a_validators_hidden_audit_catches_a_provider_posting_wrong_results_and_a_trus
             "--filler-size",
             "128",
             "--initial-difficulty",
-            "5000000000",
+            "measured",
             "--audit-permille",
             "1",
         ],

@@ -31,7 +31,7 @@ fn a_provider_holding_its_memory_is_shown_and_one_keeping_half_is_not_and_gets_n
             "--filler-size",
             "128",
             "--initial-difficulty",
-            "100000000000",
+            "measured",
             "--memory-floor-mib",
             "64",
             "--memory-epoch-blocks",

@@ -20,7 +20,7 @@ fn two_validators_take_turns_and_both_judge_every_provider() {
     let (p1, p2) = (net.key("p1.key"), net.key("p2.key"));
     net.write_genesis(
         &[(&va, "100000000"), (&vb, "100000000"), (&p1, "1000000000"), (&p2, "1000000000")],
-        &["--block-time-ms", "3000", "--filler-size", "128", "--initial-difficulty", "100000000000"],
+        &["--block-time-ms", "3000", "--filler-size", "128", "--initial-difficulty", "measured"],
     );
     let (ka, kb) = (net.p("va.key"), net.p("vb.key"));
     let a_api = net.node("va", &["--mine", "--miner", &va, "--validator-key", &ka, "--challenge-every-s", "2"]);

@@ -25,33 +25,55 @@ const TEMPLATE_REFRESH: Duration = Duration::from_secs(1);
 /// first (on two cores, a miner at equal priority is what made API latency climb under load,
 /// issue 10). The thread that takes the node's lock to build templates and import blocks stays
 /// at normal priority, so a starved low-priority thread never holds the lock others wait on.
-struct Background(Option<rayon::ThreadPool>);
+///
+/// Each pool thread also registers its CPU-time clock when it starts, so the miner can read how
+/// much CPU the pool used (a job's energy) from its own thread, without waking the pool.
+struct Background {
+    pool: Option<rayon::ThreadPool>,
+    clocks: std::sync::Arc<std::sync::Mutex<Vec<CpuClock>>>,
+}
 
 impl Background {
     fn new() -> Self {
+        let clocks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let register = clocks.clone();
         let pool = rayon::ThreadPoolBuilder::new()
             .thread_name(|i| format!("ergon-miner-{i}"))
-            .start_handler(|_| lower_this_threads_priority())
+            .start_handler(move |_| {
+                lower_this_threads_priority();
+                if let Some(clock) = CpuClock::of_this_thread() {
+                    register.lock().unwrap_or_else(|p| p.into_inner()).push(clock);
+                }
+            })
             .build();
         match pool {
-            Ok(pool) => Background(Some(pool)),
+            Ok(pool) => {
+                // The start handlers run as the threads start: wait (briefly) for all of them,
+                // so the first measurement already counts every thread.
+                let threads = pool.current_num_threads();
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while clocks.lock().unwrap_or_else(|p| p.into_inner()).len() < threads && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Background { pool: Some(pool), clocks }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "no mining pool of its own: mining at normal priority");
-                Background(None)
+                Background { pool: None, clocks }
             }
         }
     }
 
     /// Runs `f` (and every rayon task it spawns) on the low-priority pool.
     fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        match &self.0 {
+        match &self.pool {
             Some(pool) => pool.install(f),
             None => f(),
         }
     }
 
     /// Runs `f` on the pool and also says how much CPU time the pool's threads spent meanwhile:
-    /// the sum of every thread's own clock, read on each thread before and after. Only mining
+    /// the sum of every thread's CPU clock before and after. Only mining
     /// runs on this pool and the miner runs one thing at a time, so that is `f`'s CPU time,
     /// whatever else the process does (the API, the network, a validator's checks).
     fn run_timed<R: Send>(&self, f: impl FnOnce() -> R + Send) -> (R, Duration) {
@@ -62,10 +84,41 @@ impl Background {
 
     /// Σ CPU time of the pool's threads so far (the calling thread's, without a pool).
     fn cpu_time(&self) -> Duration {
-        match &self.0 {
-            Some(pool) => pool.broadcast(|_| thread_cpu_time()).into_iter().sum(),
+        match &self.pool {
+            Some(_) => self.clocks.lock().unwrap_or_else(|p| p.into_inner()).iter().map(CpuClock::read).sum(),
             None => thread_cpu_time(),
         }
+    }
+}
+
+/// A thread's CPU-time clock (`pthread_getcpuclockid`), readable from any thread of the process.
+#[derive(Clone, Copy)]
+struct CpuClock(#[cfg(unix)] libc::clockid_t);
+
+impl CpuClock {
+    fn of_this_thread() -> Option<CpuClock> {
+        #[cfg(unix)]
+        {
+            let mut id: libc::clockid_t = 0;
+            // SAFETY: `id` is a valid place for the clock id; pthread_self is always valid.
+            if unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) } == 0 {
+                return Some(CpuClock(id));
+            }
+        }
+        None
+    }
+
+    /// The thread's CPU time; zero if it cannot be read (for instance once the thread is gone).
+    fn read(&self) -> Duration {
+        #[cfg(unix)]
+        {
+            let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: `t` is a valid, writable timespec for the duration of the call.
+            if unsafe { libc::clock_gettime(self.0, &mut t) } == 0 {
+                return Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32);
+            }
+        }
+        Duration::ZERO
     }
 }
 
@@ -73,13 +126,8 @@ impl Background {
 /// read, which the energy figures then show as not measured.
 fn thread_cpu_time() -> Duration {
     #[cfg(unix)]
-    {
-        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: `t` is a valid, writable timespec for the duration of the call.
-        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0 {
-            return Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32);
-        }
-    }
+    return CpuClock(libc::CLOCK_THREAD_CPUTIME_ID).read();
+    #[cfg(not(unix))]
     Duration::ZERO
 }
 

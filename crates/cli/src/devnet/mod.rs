@@ -98,21 +98,6 @@ impl Drop for Nodes {
     }
 }
 
-/// Multiply-adds per second one mining pass reaches here, to size the first difficulty.
-fn measure_rate(size: usize) -> Result<f64, String> {
-    let (a, b) = ergon_chain::filler::filler_matrices(&ergon_types::Hash::ZERO, size);
-    let ch =
-        ergon_pouw::Challenge::new(vec![], ergon_pouw::WorkCommitment::compute(&a, &b).map_err(|e| e.to_string())?, 1)
-            .map_err(|e| e.to_string())?;
-    let t = Instant::now();
-    let mut passes = 0;
-    while t.elapsed() < Duration::from_millis(300) {
-        ergon_pouw::mine(&ch, &a, &b, passes, Default::default()).map_err(|e| e.to_string())?;
-        passes += 1;
-    }
-    Ok((size * size * size) as f64 * passes as f64 / t.elapsed().as_secs_f64())
-}
-
 pub fn run(args: DevnetArgs) -> CmdResult {
     if !(1..=16).contains(&args.nodes) || args.block_time_s == 0 {
         return Err("need --nodes in 1..=16 and --block-time-s >= 1".into());
@@ -121,7 +106,7 @@ pub fn run(args: DevnetArgs) -> CmdResult {
     std::fs::create_dir_all(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
     let filler = 256usize;
     // All nodes share this machine's cores: one block every block_time needs about this much.
-    let rate = measure_rate(filler)?;
+    let rate = crate::node_cmds::measure_filler_rate(filler)?;
     let duty = if args.filler_only { 1.0 } else { market::FILLER_DUTY_PERCENT as f64 / 100.0 };
     let difficulty = (rate * duty * args.block_time_s as f64 * 0.5) as u64;
     let market = !args.filler_only;

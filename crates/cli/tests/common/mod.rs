@@ -186,7 +186,7 @@ impl MarketNet {
         let (p1, p2, miner) = (net.key("p1.key"), net.key("p2.key"), net.key("miner.key"));
         net.write_genesis(
             &[(&client, "1000000000000"), (&p1, "1000000000"), (&p2, "1000000000")],
-            &["--block-time-ms", "1000", "--filler-size", "128", "--initial-difficulty", "5000000000"],
+            &["--block-time-ms", "1000", "--filler-size", "128", "--initial-difficulty", "measured"],
         );
         let validator = net.node("validator", &["--mine", "--miner", &miner]);
         let client_api = net.node("client", &[]);
@@ -201,4 +201,17 @@ impl MarketNet {
         });
         MarketNet { net, client, p1, p2, validator, client_api, p2_key }
     }
+}
+
+/// A base port whose API ports (base..base+4) and p2p ports (base+100..base+104) are all free
+/// now: a base taken from one free port alone collided with another process's port now and then.
+pub fn free_port_base() -> u16 {
+    for _ in 0..100 {
+        let base = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().clamp(20_000, 60_000);
+        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if (0..4).all(|i| free(base + i) && free(base + 100 + i)) {
+            return base;
+        }
+    }
+    panic!("no free run of ports for a devnet")
 }
