@@ -9,18 +9,18 @@ use std::time::Instant;
 use clap::{Args, Subcommand};
 use ergon_kernels::freivalds;
 use ergon_kernels::gemm::Isa;
-use ergon_kernels::peak::measure_int8_peak;
 use ergon_pouw::{mine, prove, verify, Challenge, MineOptions, WorkCommitment};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::matrix_cmds::{fresh_seed, gmacs, random_matrix};
+use crate::matrix_cmds::{fresh_seed, random_matrix};
 use crate::CmdResult;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// int8 kernel vs float32 GEMM (matrixmultiply) vs this machine's measured int8 peak.
-    Matmul(BenchArgs),
+    /// Ergon's int8 product beside ONNX Runtime's int8 GEMM (when installed), a float32 GEMM
+    /// and this machine's measured int8 peak, on squares and the skinny shapes of inference.
+    Matmul(crate::bench_matmul::MatmulArgs),
     /// Mining overhead, proof size, verification time, Freivalds cost.
     Pouw(BenchArgs),
     /// Block propagation to N node processes and sync time of a fresh node.
@@ -65,7 +65,7 @@ pub struct BenchArgs {
     reps: usize,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
         return f64::NAN;
@@ -73,7 +73,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
+pub(crate) fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let t = Instant::now();
     let out = f();
     (out, t.elapsed().as_secs_f64())
@@ -81,7 +81,7 @@ fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
 
 pub fn run(which: BenchCommand) -> CmdResult {
     match which {
-        BenchCommand::Matmul(args) => bench_matmul(args),
+        BenchCommand::Matmul(args) => crate::bench_matmul::run(args),
         BenchCommand::Pouw(args) => bench_pouw(args),
         BenchCommand::Chain { json, transfers } => bench_chain(json, transfers),
         BenchCommand::Network(args) => crate::bench_network::run(args),
@@ -98,111 +98,6 @@ fn check_args(args: &BenchArgs) -> Result<(), String> {
         return Err("need --reps >= 1 and --sizes in 1..=16384".into());
     }
     Ok(())
-}
-
-#[derive(Serialize)]
-struct MatmulRow {
-    n: usize,
-    int8_seconds: f64,
-    int8_gmacs: f64,
-    f32_seconds: f64,
-    f32_gmacs: f64,
-    int8_over_f32: f64,
-    fraction_of_int8_peak: Option<f64>,
-}
-
-#[derive(Serialize)]
-struct MatmulReport {
-    bench: &'static str,
-    threads: usize,
-    kernel: &'static str,
-    f32_library: &'static str,
-    int8_peak_gmacs: Option<f64>,
-    peak_method: &'static str,
-    results: Vec<MatmulRow>,
-}
-
-fn bench_matmul(args: BenchArgs) -> CmdResult {
-    check_args(&args)?;
-    let threads = rayon::current_num_threads();
-    let peak = measure_int8_peak(1000);
-    let mut results = Vec::new();
-    for &n in &args.sizes {
-        let (a, b) = (random_matrix(n, n, 127, 1)?, random_matrix(n, n, 127, 2)?);
-        let af: Vec<f32> = a.as_slice().iter().map(|&v| v as f32).collect();
-        let bf: Vec<f32> = b.as_slice().iter().map(|&v| v as f32).collect();
-        let mut cf = vec![0f32; n * n];
-        let (mut ti, mut tf) = (Vec::new(), Vec::new());
-        for rep in 0..=args.reps {
-            let (c, s) = time(|| ergon_kernels::matmul(&a, &b));
-            std::hint::black_box(c.map_err(|e| e.to_string())?);
-            let ((), sf) = time(|| sgemm(n, &af, &bf, &mut cf));
-            std::hint::black_box(&cf);
-            if rep > 0 {
-                // The first round warms caches, page tables and thread pools.
-                ti.push(s);
-                tf.push(sf);
-            }
-        }
-        let (si, sf) = (median(ti), median(tf));
-        let macs = (n * n * n) as f64;
-        results.push(MatmulRow {
-            n,
-            int8_seconds: si,
-            int8_gmacs: gmacs(macs, si),
-            f32_seconds: sf,
-            f32_gmacs: gmacs(macs, sf),
-            int8_over_f32: sf / si,
-            fraction_of_int8_peak: peak.map(|p| macs / si / p),
-        });
-    }
-    let report = MatmulReport {
-        bench: "matmul",
-        threads,
-        kernel: Isa::detect().name(),
-        f32_library: "matrixmultiply 0.3 (threading)",
-        int8_peak_gmacs: peak.map(|p| p / 1e9),
-        peak_method: "register-only loop of independent vpmaddwd+vpaddd chains on every thread, best batch of 1 s",
-        results,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "int8 matmul ({} kernel, {} threads); int8 peak {} GMAC/s ({})",
-        report.kernel,
-        threads,
-        report.int8_peak_gmacs.map_or("n/a".into(), |p| format!("{p:.1}")),
-        report.peak_method
-    );
-    println!(
-        "{:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>8}",
-        "n", "int8 s", "int8 GMAC/s", "f32 s", "f32 GMAC/s", "int8/f32", "% peak"
-    );
-    for r in &report.results {
-        println!(
-            "{:>6} {:>12.4} {:>12.1} {:>12.4} {:>12.1} {:>10.2} {:>8}",
-            r.n,
-            r.int8_seconds,
-            r.int8_gmacs,
-            r.f32_seconds,
-            r.f32_gmacs,
-            r.int8_over_f32,
-            r.fraction_of_int8_peak.map_or("n/a".into(), |f| format!("{:.0}%", f * 100.0))
-        );
-    }
-    println!("(GMAC = 10^9 multiply-adds; a float32 FMA counts as one multiply-add, i.e. GFLOP/s / 2)");
-    Ok(ExitCode::SUCCESS)
-}
-
-/// C = A·B in float32 with matrixmultiply (multi-threaded), row-major n×n.
-fn sgemm(n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    let s = n as isize;
-    // SAFETY: all three buffers hold n·n elements with row stride n and column stride 1.
-    unsafe {
-        matrixmultiply::sgemm(n, n, n, 1.0, a.as_ptr(), s, 1, b.as_ptr(), s, 1, 0.0, c.as_mut_ptr(), s, 1);
-    }
 }
 
 #[derive(Serialize)]

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_api;
 mod bench_market;
+mod bench_matmul;
 mod bench_mempool;
 mod bench_network;
 mod bench_restart;

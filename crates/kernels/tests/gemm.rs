@@ -1,4 +1,6 @@
-//! The fast kernels against the naive reference, on odd shapes, extreme values and both ISAs.
+//! The fast kernels against the naive reference and the portable kernel's transcript, on odd
+//! shapes and depths and extreme values, for every ISA this machine has (the others are named as
+//! skipped).
 
 use ergon_kernels::gemm::{gemm_into, transcript_grid, FoldState, GemmOptions, Isa, Transcript, MAX_K};
 use ergon_kernels::reference::matmul_naive;
@@ -16,12 +18,24 @@ fn random(rows: usize, cols: usize, seed: u64) -> MatI8 {
     .unwrap()
 }
 
+/// Every kernel this CPU can run; the others are printed as skipped.
 fn isas() -> Vec<Isa> {
-    let mut v = vec![Isa::Portable];
-    if Isa::detect() == Isa::Avx2 {
-        v.push(Isa::Avx2);
+    let (run, skip): (Vec<Isa>, Vec<Isa>) = Isa::ALL.into_iter().partition(|isa| isa.supported());
+    if !skip.is_empty() {
+        let names: Vec<&str> = skip.iter().map(|isa| isa.name()).collect();
+        eprintln!("skipped (this CPU lacks them): {}", names.join(", "));
     }
-    v
+    run
+}
+
+#[test]
+fn the_detected_kernel_is_the_fastest_supported_and_unsupported_ones_are_refused() {
+    assert_eq!(Some(Isa::detect()), Isa::ALL.into_iter().find(|isa| isa.supported()));
+    let (a, b) = (random(6, 16, 1), random(16, 16, 2));
+    for isa in Isa::ALL.into_iter().filter(|isa| !isa.supported()) {
+        let err = matmul_with(&a, &b, GemmOptions { isa: Some(isa), ..GemmOptions::default() }).unwrap_err();
+        assert!(matches!(err, KernelError::Unsupported(_)), "{isa:?}: {err}");
+    }
 }
 
 fn product(a: &MatI8, b: &MatI8, isa: Isa) -> MatI32 {
@@ -30,7 +44,19 @@ fn product(a: &MatI8, b: &MatI8, isa: Isa) -> MatI32 {
 
 #[test]
 fn odd_shapes_match_the_reference() {
-    for &(m, k, n) in &[(1, 1, 1), (7, 13, 5), (6, 16, 16), (13, 257, 33), (97, 513, 31), (5, 1, 300), (300, 1, 7)] {
+    let shapes = [
+        (1, 1, 1),
+        (7, 13, 5),
+        (6, 16, 16),
+        (13, 257, 33),
+        (97, 513, 31),
+        (5, 1, 300),
+        (300, 1, 7),
+        (12, 256, 32),
+        (25, 259, 65),
+        (200, 770, 97),
+    ];
+    for &(m, k, n) in &shapes {
         let (a, b) = (random(m, k, m as u64), random(k, n, n as u64 + 7));
         let want = matmul_naive(&a, &b).unwrap();
         for isa in isas() {
@@ -102,7 +128,21 @@ fn folded(a: &MatI8, b: &MatI8, depth: usize, isa: Isa) -> (MatI32, Vec<FoldStat
 
 #[test]
 fn transcript_folds_agree_across_isas_and_do_not_disturb_the_product() {
-    for &(m, k, n, depth) in &[(7, 13, 5, 16), (25, 600, 40, 16), (12, 512, 32, 32), (6, 17, 16, 2)] {
+    let cases = [
+        (7, 13, 5, 16),
+        (25, 600, 40, 16),
+        (12, 512, 32, 32),
+        (6, 17, 16, 2),
+        (6, 17, 16, 4),
+        (13, 37, 20, 8),
+        (24, 256, 32, 32),
+        (30, 289, 70, 32),
+        (200, 700, 97, 32),
+        (101, 1030, 33, 64),
+        // Enough row blocks that no column split happens (the VNNI driver's other path).
+        (1000, 70, 40, 32),
+    ];
+    for &(m, k, n, depth) in &cases {
         let (a, b) = (random(m, k, 11), random(k, n, 12));
         let want = matmul_naive(&a, &b).unwrap();
         let (c0, s0) = folded(&a, &b, depth, Isa::Portable);
@@ -133,6 +173,15 @@ fn bad_fold_depth_is_refused() {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
+    #[test]
+    fn random_shapes_fold_the_portable_transcript(m in 1usize..60, k in 1usize..700, n in 1usize..80, seed in any::<u64>()) {
+        let (a, b) = (random(m, k, seed), random(k, n, seed ^ 0x5eed));
+        let want = folded(&a, &b, 32, Isa::Portable);
+        for isa in isas() {
+            prop_assert_eq!(&folded(&a, &b, 32, isa), &want, "{}x{}x{} on {:?}", m, k, n, isa);
+        }
+    }
+
     #[test]
     fn random_shapes_match_the_reference(m in 1usize..40, k in 1usize..600, n in 1usize..50, seed in any::<u64>()) {
         let (a, b) = (random(m, k, seed), random(k, n, seed ^ 0xabc));

@@ -146,7 +146,7 @@ impl Market {
     /// Drops judgments older than `judgment_ttl_blocks` (checked every `EXPIRY_EVERY` blocks:
     /// a walk over the providers' at most `MAX_JUDGES` judgments of each figure).
     pub(crate) fn expire_judgments(&mut self, height: u64, params: &crate::MarketParams, effects: &mut Vec<Effect>) {
-        if height % EXPIRY_EVERY != 0 {
+        if !height.is_multiple_of(EXPIRY_EVERY) {
             return;
         }
         let ttl = params.judgment_ttl_blocks;

@@ -623,7 +623,7 @@ async fn submit(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Respon
         Ok(b) => b,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
-    if body.tx.len() > 2 * SignedTransaction::MAX_BYTES || body.tx.len() % 2 != 0 {
+    if body.tx.len() > 2 * SignedTransaction::MAX_BYTES || !body.tx.len().is_multiple_of(2) {
         return error(StatusCode::BAD_REQUEST, "tx must be the hex of one signed transaction");
     }
     let Some(bytes) = ergon_types::hex::decode(&body.tx) else {

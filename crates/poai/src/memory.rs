@@ -222,7 +222,7 @@ impl Fill {
     /// The blocks (global indices) block `index` is computed from: none for a lane's first,
     /// else its predecessor and then its references, in order.
     fn dependencies(&self, c: &MemoryChallenge, index: u64) -> Vec<u64> {
-        if index % c.lane_blocks == 0 {
+        if index.is_multiple_of(c.lane_blocks) {
             return vec![];
         }
         std::iter::once(index - 1).chain(c.refs_at(index, self.stored(index - 1))).collect()
@@ -353,7 +353,7 @@ fn verify_path(n: u64, mut index: u64, leaf: &[u8; 32], path: &[[u8; 32]]) -> Op
     }
     let mut h = *leaf;
     for sibling in path {
-        h = if index % 2 == 0 { node(&h, sibling) } else { node(sibling, &h) };
+        h = if index.is_multiple_of(2) { node(&h, sibling) } else { node(sibling, &h) };
         index /= 2;
     }
     Some(h)
@@ -436,7 +436,7 @@ mod tests {
         let fill = c.fill();
         let (root, nonce) = (fill.root(), [9u8; 32]);
         let idx = c.to_open(&root, &nonce);
-        for kept in [&(|b: u64| b % 5 != 0) as &dyn Fn(u64) -> bool, &|b| b % 2 == 0, &|b| b % 64 == 0] {
+        for kept in [&(|b: u64| !b.is_multiple_of(5)) as &dyn Fn(u64) -> bool, &|b| b % 2 == 0, &|b| b % 64 == 0] {
             // What it did not keep is gone: only rebuilding gives it back.
             let mut holey = Fill { blocks: fill.blocks.clone(), levels: fill.levels.clone() };
             for b in (0..c.blocks()).filter(|&b| !kept(b)) {

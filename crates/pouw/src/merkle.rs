@@ -124,7 +124,7 @@ pub fn root_from_path(leaf: Hash, mut index: usize, mut count: usize, path: &[Ha
         let sibling = index ^ 1;
         if sibling < count {
             let s = siblings.next()?;
-            acc = if index % 2 == 0 { node(&acc, s) } else { node(s, &acc) };
+            acc = if index.is_multiple_of(2) { node(&acc, s) } else { node(s, &acc) };
         }
         index /= 2;
         count = count.div_ceil(2);

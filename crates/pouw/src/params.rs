@@ -26,4 +26,4 @@ pub const MAX_HEADER_BYTES: usize = 4096;
 pub const MAX_SIDE: usize = 1 << 24;
 
 const _: () = assert!(RANK == 32, "noise rows are u32 sign masks; a block is two 16-lane halves");
-const _: () = assert!(ergon_kernels::gemm::KC % RANK == 0);
+const _: () = assert!(ergon_kernels::gemm::KC.is_multiple_of(RANK));

@@ -470,7 +470,7 @@ fn play(seed: u64, blocks: u64, s: Strategy) -> (StrategyReport, World) {
             prov_cost += cost_of(DIFFICULTY as u128) / 2;
             continue;
         }
-        let provider_wins = w.rng.next_u64() % 2 == 0;
+        let provider_wins = w.rng.next_u64().is_multiple_of(2);
         let p_addr = w.address(PROVIDER);
         // It can mine only on a lease whose inputs it has: never a griefer's.
         let griefer = (s == Strategy::NoShowGriefer).then(|| w.address(DEVIATOR));

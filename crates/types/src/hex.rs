@@ -10,7 +10,7 @@ pub fn encode(bytes: &[u8]) -> String {
 /// Strict: lower-case digits only, as [`encode`] writes them (`u8::from_str_radix` alone also
 /// takes "+f" and upper case, so two spellings of one id would both parse).
 pub fn decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()

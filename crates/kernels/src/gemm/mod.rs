@@ -15,6 +15,8 @@
 mod avx2;
 pub mod fold;
 mod portable;
+#[cfg(target_arch = "x86_64")]
+mod vnni;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -39,24 +41,47 @@ pub const MAX_K: usize = 133_000;
 /// Which microkernel runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
-    /// x86-64 AVX2 (`vpmaddwd`), chosen at run time when the CPU has it.
+    /// x86-64 AVX-512 VNNI (`vpdpbusd` on zmm, a 12×32 register tile).
+    Avx512Vnni,
+    /// x86-64 AVX-VNNI (`vpdpbusd` on ymm, 6×16): VNNI without AVX-512 (Alder Lake and later).
+    AvxVnni,
+    /// x86-64 AVX2 (`vpmaddwd`).
     Avx2,
     /// Plain Rust; any CPU.
     Portable,
 }
 
 impl Isa {
+    /// Every kernel, fastest first.
+    pub const ALL: [Isa; 4] = [Isa::Avx512Vnni, Isa::AvxVnni, Isa::Avx2, Isa::Portable];
+
     /// The fastest microkernel this CPU can run.
     pub fn detect() -> Isa {
+        Isa::ALL.into_iter().find(|isa| isa.supported()).unwrap_or(Isa::Portable)
+    }
+
+    /// Whether this CPU can run it.
+    pub fn supported(self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return Isa::Avx2;
+        {
+            use std::arch::is_x86_feature_detected as has;
+            match self {
+                Isa::Avx512Vnni => has!("avx512f") && has!("avx512vl") && has!("avx512vnni") && has!("avx2"),
+                Isa::AvxVnni => has!("avxvnni") && has!("avx2"),
+                Isa::Avx2 => has!("avx2"),
+                Isa::Portable => true,
+            }
         }
-        Isa::Portable
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Isa::Portable
+        }
     }
 
     pub fn name(self) -> &'static str {
         match self {
+            Isa::Avx512Vnni => "avx512-vnni",
+            Isa::AvxVnni => "avx-vnni",
             Isa::Avx2 => "avx2",
             Isa::Portable => "portable",
         }
@@ -152,7 +177,7 @@ pub fn gemm_into(
     let (grid_rows, grid_cols) = transcript_grid(m, n);
     let (depth, states) = match transcript {
         Some(t) => {
-            if t.depth == 0 || t.depth % 2 != 0 || KC % t.depth != 0 {
+            if t.depth == 0 || t.depth % 2 != 0 || !KC.is_multiple_of(t.depth) {
                 return Err(KernelError::Shape(format!("fold depth {} must be even and divide {KC}", t.depth)));
             }
             if t.states.len() != grid_rows * grid_cols {
@@ -165,9 +190,34 @@ pub fn gemm_into(
         }
         None => (0, None),
     };
-    let isa = opts.isa.unwrap_or_else(Isa::detect);
-    if isa == Isa::Avx2 && Isa::detect() != Isa::Avx2 {
-        return Err(KernelError::Unsupported("this CPU has no AVX2"));
+    let mut isa = opts.isa.unwrap_or_else(Isa::detect);
+    if !isa.supported() {
+        return Err(KernelError::Unsupported(match isa {
+            Isa::Avx512Vnni => "this CPU has no AVX-512 VNNI",
+            Isa::AvxVnni => "this CPU has no AVX-VNNI",
+            _ => "this CPU has no AVX2",
+        }));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Isa::Avx512Vnni | Isa::AvxVnni) {
+        // A VNNI instruction covers four k-steps: a fold between them is the AVX2 kernel's job.
+        if depth % 4 == 0 {
+            let tile = if isa == Isa::Avx512Vnni { vnni::Tile::Zmm12x32 } else { vnni::Tile::Ymm6x16 };
+            let product = vnni::Product {
+                a: a.as_slice(),
+                b: b.as_slice(),
+                m,
+                k,
+                n,
+                depth,
+                tile,
+                progress: opts.progress,
+                epilogue: opts.epilogue,
+            };
+            vnni::gemm(&product, c.as_mut_slice(), states);
+            return Ok(());
+        }
+        isa = Isa::Avx2;
     }
 
     let packed_b = pack_b(b.as_slice(), k, n);

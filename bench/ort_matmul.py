@@ -1,0 +1,69 @@
+"""ONNX Runtime's int8 GEMM (MatMulInteger, u8 x s8 on MLAS), timed the way `ergon bench matmul`
+times Ergon's, for the side-by-side ratio. Run by the bench (the script is compiled into the
+binary and fed to python3 on stdin); by hand:
+
+    python3 bench/ort_matmul.py --shapes 1024x1024x1024,256x4096x4096 --threads 2 --reps 5
+
+A signed int8 A is fed as A + 128 (uint8) with a_zero_point 128, so MatMulInteger computes the
+exact signed product A·B: the way an ONNX Runtime user gets int8 × int8 on its fast u8 × s8 path.
+Each product is checked exact against an int64 numpy product (every row up to 2^27
+multiply-adds, otherwise 16 rows drawn at random). Prints one JSON object: {"ort": version, "results": [...]}, or
+{"skipped": why} when onnxruntime, onnx or numpy is missing.
+"""
+import argparse
+import json
+import sys
+import time
+
+try:
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+except ImportError as e:  # the bench prints this and goes on without the peer
+    print(json.dumps({"skipped": f"{e.name} is not installed (pip install onnxruntime onnx numpy)"}))
+    sys.exit(0)
+
+
+def model(m, k, n):
+    a = helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])
+    b = helper.make_tensor_value_info("B", TensorProto.INT8, [k, n])
+    azp = helper.make_tensor("a_zero_point", TensorProto.UINT8, [], [128])
+    c = helper.make_tensor_value_info("C", TensorProto.INT32, [m, n])
+    node = helper.make_node("MatMulInteger", ["A", "B", "a_zero_point"], ["C"])
+    graph = helper.make_graph([node], "int8_gemm", [a, b], [c], initializer=[azp])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--shapes", required=True)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--reps", type=int, default=5)
+    args = p.parse_args()
+    results = []
+    for shape in args.shapes.split(","):
+        m, k, n = (int(x) for x in shape.split("x"))
+        rng = np.random.default_rng(m * 31 + k * 7 + n)
+        a = rng.integers(-127, 128, (m, k), dtype=np.int8)
+        b = rng.integers(-127, 128, (k, n), dtype=np.int8)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = args.threads
+        opts.inter_op_num_threads = 1
+        s = ort.InferenceSession(model(m, k, n), opts, providers=["CPUExecutionProvider"])
+        feed = {"A": (a.astype(np.int16) + 128).astype(np.uint8), "B": b}
+        c = s.run(None, feed)[0]  # warm-up, and the exactness check
+        # numpy's int64 product has no BLAS: every row up to 2^27 multiply-adds, else 16 rows.
+        rows = np.arange(m) if m * k * n <= 1 << 27 else rng.choice(m, 16, replace=False)
+        exact = bool((c[rows].astype(np.int64) == a[rows].astype(np.int64) @ b.astype(np.int64)).all())
+        times = []
+        for _ in range(args.reps):
+            t = time.perf_counter()
+            s.run(None, feed)
+            times.append(time.perf_counter() - t)
+        times.sort()
+        results.append({"m": m, "k": k, "n": n, "seconds": times, "exact": exact})
+    print(json.dumps({"ort": ort.__version__, "results": results}))
+
+
+main()

@@ -1,0 +1,286 @@
+//! `ergon bench matmul`: Ergon's exact int8 product beside the int8 GEMM a user could install
+//! instead (ONNX Runtime's `MatMulInteger`, u8 × s8 on MLAS), a float32 GEMM, and the machine's
+//! measured int8 peak. Everything is measured in one run, shape by shape, on the same threads.
+//!
+//! ONNX Runtime runs in a python3 subprocess that reads `bench/ort_matmul.py` (compiled in) on
+//! stdin, right before Ergon's runs of the same shape. It is skipped, with the reason, when
+//! `onnxruntime`, `onnx` or `numpy` is missing (`pip install onnxruntime onnx numpy`).
+
+use std::io::Write;
+use std::process::{Command, ExitCode, Stdio};
+
+use clap::Args;
+use ergon_kernels::gemm::Isa;
+use ergon_kernels::peak::measure_int8_peak;
+use serde::{Deserialize, Serialize};
+
+use crate::matrix_cmds::{gmacs, random_matrix};
+use crate::CmdResult;
+
+/// The peer's script, run by python3 from stdin.
+const ORT_SCRIPT: &str = include_str!("../../../bench/ort_matmul.py");
+
+#[derive(Args)]
+pub struct MatmulArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Square sizes to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1024, 2048, 4096])]
+    sizes: Vec<usize>,
+    /// Further shapes M×K×N (the skinny ones of ML inference by default); `--shapes none` for
+    /// none.
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["256x4096x4096".to_string(), "4096x4096x256".to_string()])]
+    shapes: Vec<String>,
+    /// Runs per measurement (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Leave out the float32 GEMM (it is slow at 4096).
+    #[arg(long)]
+    no_f32: bool,
+    /// Leave out ONNX Runtime.
+    #[arg(long)]
+    no_peer: bool,
+}
+
+#[derive(Serialize)]
+struct Row {
+    m: usize,
+    k: usize,
+    n: usize,
+    int8_seconds: f64,
+    int8_gmacs: f64,
+    /// ONNX Runtime's median, and Ergon's throughput ÷ its (above 1: Ergon is faster).
+    ort_seconds: Option<f64>,
+    ort_gmacs: Option<f64>,
+    ergon_over_ort: Option<f64>,
+    ort_exact: Option<bool>,
+    f32_seconds: Option<f64>,
+    f32_gmacs: Option<f64>,
+    fraction_of_int8_peak: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    bench: &'static str,
+    threads: usize,
+    /// The kernel Ergon ran (chosen at run time) and the CPU's int8 instructions.
+    kernel: &'static str,
+    int8_peak_gmacs: Option<f64>,
+    peak_isa: Option<&'static str>,
+    peak_method: Option<&'static str>,
+    peer: String,
+    f32_library: &'static str,
+    results: Vec<Row>,
+}
+
+/// What the peer's script prints.
+#[derive(Deserialize)]
+struct PeerOutput {
+    ort: Option<String>,
+    skipped: Option<String>,
+    #[serde(default)]
+    results: Vec<PeerRow>,
+}
+
+#[derive(Deserialize)]
+struct PeerRow {
+    seconds: Vec<f64>,
+    exact: bool,
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
+    let dims: Vec<usize> = s
+        .split(['x', '×'])
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("shape {s:?}: expected M×K×N, e.g. 256x4096x4096"))?;
+    match dims[..] {
+        [m, k, n] if [m, k, n].iter().all(|&d| (1..=16_384).contains(&d)) => Ok((m, k, n)),
+        _ => Err(format!("shape {s:?}: expected three sides in 1..=16384, e.g. 256x4096x4096")),
+    }
+}
+
+/// ONNX Runtime's sorted run times for one shape, or why there are none.
+fn peer(shape: (usize, usize, usize), threads: usize, reps: usize) -> Result<(String, PeerRow), String> {
+    let (m, k, n) = shape;
+    let mut child = Command::new("python3")
+        .args([
+            "-",
+            "--shapes",
+            &format!("{m}x{k}x{n}"),
+            "--threads",
+            &threads.to_string(),
+            "--reps",
+            &reps.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("python3 could not be started ({e})"))?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin for python3")?
+        .write_all(ORT_SCRIPT.as_bytes())
+        .map_err(|e| format!("python3: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("python3: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("the ONNX Runtime script failed: {}", err.lines().last().unwrap_or("")));
+    }
+    let parsed: PeerOutput =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("the ONNX Runtime script printed no report ({e})"))?;
+    if let Some(why) = parsed.skipped {
+        return Err(why);
+    }
+    let version = parsed.ort.unwrap_or_default();
+    let row = parsed.results.into_iter().next().ok_or("the ONNX Runtime script measured nothing")?;
+    Ok((format!("ONNX Runtime {version} MatMulInteger (u8 x s8, a_zero_point 128)"), row))
+}
+
+pub fn run(args: MatmulArgs) -> CmdResult {
+    if args.reps == 0 || args.sizes.iter().any(|&n| n == 0 || n > 16_384) {
+        return Err("need --reps >= 1 and --sizes in 1..=16384".into());
+    }
+    let mut shapes: Vec<(usize, usize, usize)> = args.sizes.iter().map(|&n| (n, n, n)).collect();
+    for s in args.shapes.iter().filter(|s| !s.is_empty() && s.as_str() != "none") {
+        shapes.push(parse_shape(s)?);
+    }
+    let threads = rayon::current_num_threads();
+    let peak = measure_int8_peak(1000);
+    let mut peer_name = if args.no_peer { "not run (--no-peer)".to_string() } else { String::new() };
+    let mut results = Vec::new();
+    for (m, k, n) in shapes {
+        // Full-range signed int8, −128 included: the product is exact for every input.
+        let (a, b) = (random_matrix(m, k, 127, 1)?, random_matrix(k, n, 127, 2)?);
+        let ort = if args.no_peer {
+            None
+        } else {
+            match peer((m, k, n), threads, args.reps) {
+                Ok((name, row)) => {
+                    peer_name = name;
+                    Some(row)
+                }
+                Err(why) => {
+                    peer_name = format!("skipped: {why}");
+                    None
+                }
+            }
+        };
+        // Ergon's runs back to back, then the float32 library's: its worker threads outlive a
+        // call and took the cores from the next int8 run when the two were interleaved.
+        let mut ti = Vec::new();
+        for rep in 0..=args.reps {
+            let (c, s) = crate::bench::time(|| ergon_kernels::matmul(&a, &b));
+            std::hint::black_box(c.map_err(|e| e.to_string())?);
+            // The first round warms caches, page tables and thread pools.
+            if rep > 0 {
+                ti.push(s);
+            }
+        }
+        let mut tf = Vec::new();
+        if !args.no_f32 {
+            let af: Vec<f32> = a.as_slice().iter().map(|&v| v as f32).collect();
+            let bf: Vec<f32> = b.as_slice().iter().map(|&v| v as f32).collect();
+            let mut cf = vec![0f32; m * n];
+            for rep in 0..=args.reps {
+                let ((), sf) = crate::bench::time(|| sgemm((m, k, n), &af, &bf, &mut cf));
+                std::hint::black_box(&cf);
+                if rep > 0 {
+                    tf.push(sf);
+                }
+            }
+        }
+        let macs = (m * k * n) as f64;
+        let si = crate::bench::median(ti);
+        let so = ort.as_ref().map(|r| crate::bench::median(r.seconds.clone()));
+        let sf = (!args.no_f32).then(|| crate::bench::median(tf));
+        results.push(Row {
+            m,
+            k,
+            n,
+            int8_seconds: si,
+            int8_gmacs: gmacs(macs, si),
+            ort_seconds: so,
+            ort_gmacs: so.map(|s| gmacs(macs, s)),
+            ergon_over_ort: so.map(|s| s / si),
+            ort_exact: ort.as_ref().map(|r| r.exact),
+            f32_seconds: sf,
+            f32_gmacs: sf.map(|s| gmacs(macs, s)),
+            fraction_of_int8_peak: peak.map(|p| macs / si / p.macs_per_s),
+        });
+    }
+    let report = Report {
+        bench: "matmul",
+        threads,
+        kernel: Isa::detect().name(),
+        int8_peak_gmacs: peak.map(|p| p.macs_per_s / 1e9),
+        peak_isa: peak.map(|p| p.isa.name()),
+        peak_method: peak.map(|p| p.method),
+        peer: peer_name,
+        f32_library: "matrixmultiply 0.3 (threading)",
+        results,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_table(&report);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(report: &Report) {
+    let opt = |v: Option<f64>, digits: usize| v.map_or("—".to_string(), |v| format!("{v:.digits$}"));
+    println!("int8 matmul: Ergon's {} kernel, {} threads", report.kernel, report.threads);
+    match (report.int8_peak_gmacs, report.peak_isa, report.peak_method) {
+        (Some(p), Some(isa), Some(method)) => println!("int8 peak {p:.1} G MAC/s on {isa} ({method})"),
+        _ => println!("int8 peak: not measured (no SIMD int8 instruction on this CPU)"),
+    }
+    println!("peer: {}", report.peer);
+    println!(
+        "{:>16} {:>10} {:>12} {:>12} {:>11} {:>12} {:>8}",
+        "M×K×N", "Ergon s", "Ergon G/s", "ORT G/s", "Ergon÷ORT", "f32 G/s", "% peak"
+    );
+    for r in &report.results {
+        let exact = match r.ort_exact {
+            Some(false) => " (ORT inexact!)",
+            _ => "",
+        };
+        println!(
+            "{:>16} {:>10.4} {:>12.1} {:>12} {:>11} {:>12} {:>8}{exact}",
+            format!("{}×{}×{}", r.m, r.k, r.n),
+            r.int8_seconds,
+            r.int8_gmacs,
+            opt(r.ort_gmacs, 1),
+            opt(r.ergon_over_ort, 2),
+            opt(r.f32_gmacs, 1),
+            r.fraction_of_int8_peak.map_or("—".into(), |f| format!("{:.0}%", f * 100.0))
+        );
+    }
+    println!("(G/s = 10^9 multiply-adds per second, medians; a float32 FMA counts as one multiply-add)");
+}
+
+/// C = A·B in float32 with matrixmultiply (multi-threaded), row-major.
+fn sgemm((m, k, n): (usize, usize, usize), a: &[f32], b: &[f32], c: &mut [f32]) {
+    // SAFETY: a is m×k, b k×n, c m×n, all row-major with unit column stride.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}

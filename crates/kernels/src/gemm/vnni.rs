@@ -1,0 +1,584 @@
+//! The VNNI kernels: `vpdpbusd` does four int8 multiply-adds per 32-bit lane in one instruction
+//! (64 per zmm with AVX-512 VNNI, 32 per ymm with AVX-VNNI), where the AVX2 kernel needs a
+//! `vpmaddwd` and a `vpaddd` for two.
+//!
+//! **Exact for every int8 input.** `vpdpbusd` multiplies unsigned bytes by signed bytes, so A is
+//! packed shifted, A + 128 ∈ [0, 255] (exact for −128 too). The accumulators then hold
+//! A·B + 128·Σ_t B[t][j]. B's packing carries, for every fold step of its k-panel, 128 × its column
+//! sums over that step, and the kernel subtracts them at the step's end. So at every fold point the
+//! accumulators hold exactly the prefix sums that the normative fold (`fold::fold_tile`) is defined
+//! on, and the transcript is bit-identical to the portable kernel's. The arithmetic wraps
+//! modulo 2³², and [`super::check_exact`] guarantees that every true prefix sum fits in an i32, so
+//! a wrapped intermediate (possible: A + 128 can reach 255) still lands on the exact value.
+//!
+//! **Padding.** Padded rows of A are packed as 128 (A = 0), padded columns and depths of B as 0.
+//! After the correction they are exactly 0, as in the portable kernel, so edge microtiles fold
+//! the same zeros.
+//!
+//! **Register tiles.** AVX-512: 12 rows × 32 columns (24 zmm accumulators, four 6×16 microtiles
+//! of the fold). AVX-VNNI: 6 × 16 (12 ymm: one microtile; these CPUs have 16 vector registers).
+//! A fold step is a multiple of four k-steps (a `vpdpbusd` quad); the driver sends a transcript
+//! whose depth is not a multiple of 4 to the AVX2 kernel instead.
+
+use std::arch::x86_64::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use super::fold::FoldState;
+use super::{TileMut, KC, MC, MR, NR};
+
+/// A VNNI register tile: rows × columns, whole 6×16 microtiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Tile {
+    /// AVX-512 VNNI: 12 × 32.
+    Zmm12x32,
+    /// AVX-VNNI: 6 × 16.
+    Ymm6x16,
+}
+
+impl Tile {
+    const fn mr(self) -> usize {
+        match self {
+            Tile::Zmm12x32 => 12,
+            Tile::Ymm6x16 => 6,
+        }
+    }
+    const fn nr(self) -> usize {
+        match self {
+            Tile::Zmm12x32 => 32,
+            Tile::Ymm6x16 => 16,
+        }
+    }
+}
+
+const _: () = assert!(MC.is_multiple_of(12) && KC.is_multiple_of(4));
+
+/// One product on a VNNI kernel (the caller checked shapes, exactness and the CPU).
+pub(super) struct Product<'a> {
+    pub a: &'a [i8],
+    pub b: &'a [i8],
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// Fold depth (a multiple of 4 dividing KC), or 0 for no transcript.
+    pub depth: usize,
+    pub tile: Tile,
+    pub progress: Option<&'a AtomicU64>,
+    pub epilogue: Option<&'a (dyn Fn(TileMut<'_>) + Sync)>,
+}
+
+/// B packed for the kernel: per k-panel, per micro-panel of `nr` columns, per quad of k-steps,
+/// the `nr` columns' 4 bytes each; and per (k-panel, micro-panel, fold step) the correction
+/// 128 · Σ_{t in step} B[t][j] for the `nr` columns.
+struct PackedB {
+    data: Vec<i8>,
+    corr: Vec<i32>,
+    /// Micro-panels per k-panel, and k-steps per correction step.
+    panels: usize,
+    step: usize,
+}
+
+impl PackedB {
+    fn new(b: &[i8], k: usize, n: usize, nr: usize, step: usize) -> PackedB {
+        let panels = n.div_ceil(nr);
+        let quads = |kc: usize| kc.div_ceil(4);
+        let steps = |kc: usize| kc.div_ceil(step);
+        let data_len: usize = (0..k).step_by(KC).map(|pc| quads((k - pc).min(KC)) * 4 * nr * panels).sum();
+        let corr_len: usize = (0..k).step_by(KC).map(|pc| steps((k - pc).min(KC)) * nr * panels).sum();
+        let mut data = vec![0i8; data_len];
+        let mut corr = vec![0i32; corr_len];
+        let mut chunks: Vec<(usize, usize, &mut [i8], &mut [i32])> = Vec::new();
+        let (mut rest, mut rest_corr) = (data.as_mut_slice(), corr.as_mut_slice());
+        for pc in (0..k).step_by(KC) {
+            let kc = (k - pc).min(KC);
+            for jp in 0..panels {
+                let (head, tail) = rest.split_at_mut(quads(kc) * 4 * nr);
+                let (chead, ctail) = rest_corr.split_at_mut(steps(kc) * nr);
+                chunks.push((pc, jp, head, chead));
+                (rest, rest_corr) = (tail, ctail);
+            }
+        }
+        chunks.into_par_iter().for_each(|(pc, jp, dst, corr)| {
+            let kc = (k - pc).min(KC);
+            let c0 = jp * nr;
+            let cols = (n - c0).min(nr);
+            let row = |t: usize| -> &[i8] {
+                if t < kc {
+                    &b[(pc + t) * n + c0..(pc + t) * n + c0 + cols]
+                } else {
+                    &[]
+                }
+            };
+            // Four rows at a time into each column's 4 bytes, and the step's column sums in the
+            // same pass: 16 columns per SIMD group, the rest (a ragged right edge) one by one.
+            for (q, quad) in dst.chunks_exact_mut(4 * nr).enumerate() {
+                let t = 4 * q;
+                let rows = [row(t), row(t + 1), row(t + 2), row(t + 3)];
+                let sums = &mut corr[(t / step) * nr..(t / step) * nr + nr];
+                let full = if rows.iter().all(|r| r.len() == cols) { cols / 16 * 16 } else { 0 };
+                for j0 in (0..full).step_by(16) {
+                    let group: [&[i8]; 4] = rows.map(|r| &r[j0..j0 + 16]);
+                    // SAFETY: SSSE3 is part of every CPU the VNNI kernels run on (they need
+                    // AVX2); the slices are 16 bytes and the outputs 64 bytes and 16 sums.
+                    unsafe { interleave16(group, &mut quad[4 * j0..4 * j0 + 64], &mut sums[j0..j0 + 16]) };
+                }
+                for j in full..cols {
+                    let v = [0, 1, 2, 3].map(|u| rows[u].get(j).copied().unwrap_or(0));
+                    quad[4 * j..4 * j + 4].copy_from_slice(&v);
+                    sums[j] += 128 * (v[0] as i32 + v[1] as i32 + v[2] as i32 + v[3] as i32);
+                }
+            }
+        });
+        PackedB { data, corr, panels, step }
+    }
+
+    /// The micro-panel `jp` of the k-panel at `pc` and its corrections.
+    fn panel(&self, pc: usize, jp: usize, k: usize, nr: usize) -> (&[i8], &[i32]) {
+        let kc = (k - pc).min(KC);
+        let (quads, steps) = (kc.div_ceil(4), kc.div_ceil(self.step));
+        // Every earlier k-panel is full.
+        let (full_quads, full_steps) = (KC / 4, KC / self.step);
+        let before = pc / KC;
+        let data0 = before * full_quads * 4 * nr * self.panels + jp * quads * 4 * nr;
+        let corr0 = before * full_steps * nr * self.panels + jp * steps * nr;
+        (&self.data[data0..data0 + quads * 4 * nr], &self.corr[corr0..corr0 + steps * nr])
+    }
+}
+
+/// 16 columns of four rows into 16 groups of 4 bytes (column j: its bytes from rows 0..4), and
+/// 128 × each column's sum of the four added to `sums`.
+///
+/// # Safety
+/// The CPU must have SSSE3. Each row holds 16 bytes, `out` 64 and `sums` 16.
+#[target_feature(enable = "ssse3")]
+unsafe fn interleave16(rows: [&[i8]; 4], out: &mut [i8], sums: &mut [i32]) {
+    assert!(rows.iter().all(|r| r.len() >= 16) && out.len() >= 64 && sums.len() >= 16);
+    let load = |r: &[i8]| _mm_loadu_si128(r.as_ptr() as *const __m128i);
+    let (r0, r1, r2, r3) = (load(rows[0]), load(rows[1]), load(rows[2]), load(rows[3]));
+    // (r0, r1) and (r2, r3) byte pairs, then pairs of pairs: each 32-bit lane is one column.
+    let (p01_lo, p01_hi) = (_mm_unpacklo_epi8(r0, r1), _mm_unpackhi_epi8(r0, r1));
+    let (p23_lo, p23_hi) = (_mm_unpacklo_epi8(r2, r3), _mm_unpackhi_epi8(r2, r3));
+    let quads = [
+        _mm_unpacklo_epi16(p01_lo, p23_lo),
+        _mm_unpackhi_epi16(p01_lo, p23_lo),
+        _mm_unpacklo_epi16(p01_hi, p23_hi),
+        _mm_unpackhi_epi16(p01_hi, p23_hi),
+    ];
+    let (ones8, ones16) = (_mm_set1_epi8(1), _mm_set1_epi16(1));
+    for (g, quad) in quads.into_iter().enumerate() {
+        _mm_storeu_si128(out.as_mut_ptr().add(16 * g) as *mut __m128i, quad);
+        // Σ of each lane's four signed bytes: unsigned 1 × signed byte, pairwise, then pairs.
+        let sum = _mm_madd_epi16(_mm_maddubs_epi16(ones8, quad), ones16);
+        let at = sums.as_mut_ptr().add(4 * g) as *mut __m128i;
+        _mm_storeu_si128(at, _mm_add_epi32(_mm_loadu_si128(at), _mm_slli_epi32::<7>(sum)));
+    }
+}
+
+/// Packs rows row0..row0+mc, columns pc..pc+kc of A + 128 into micro-panels of `mr` rows: for
+/// each quad of k-steps, the `mr` rows' 4 bytes. Padded rows are 128 (A = 0), padded depth too
+/// (B is 0 there).
+#[allow(clippy::too_many_arguments)]
+fn pack_a(a: &[i8], k: usize, row0: usize, mc: usize, pc: usize, kc: usize, mr: usize, out: &mut [u8]) {
+    let quads = kc.div_ceil(4);
+    let len = mc.div_ceil(mr) * quads * mr * 4;
+    for (ip, panel) in out[..len].chunks_exact_mut(quads * mr * 4).enumerate() {
+        for i in 0..mr {
+            let r = ip * mr + i;
+            if r >= mc {
+                for q in 0..quads {
+                    panel[(q * mr + i) * 4..(q * mr + i) * 4 + 4].fill(128);
+                }
+                continue;
+            }
+            let src = &a[(row0 + r) * k + pc..(row0 + r) * k + pc + kc];
+            // A + 128 as a byte is A's bits with the sign bit flipped.
+            let mut words = src.chunks_exact(4);
+            for (q, w) in words.by_ref().enumerate() {
+                let v = u32::from_ne_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]) ^ 0x8080_8080;
+                panel[(q * mr + i) * 4..(q * mr + i) * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+            }
+            let rest = words.remainder();
+            if !rest.is_empty() {
+                let q = quads - 1;
+                let mut v = [128u8; 4];
+                for (u, &x) in rest.iter().enumerate() {
+                    v[u] = (x as u8) ^ 0x80;
+                }
+                panel[(q * mr + i) * 4..(q * mr + i) * 4 + 4].copy_from_slice(&v);
+            }
+        }
+    }
+}
+
+/// C = A·B into `c`, folding into `states` (the `transcript_grid` of m × n) when given.
+///
+/// Tasks are blocks of `MC` rows. When there are too few of them to keep every thread busy (the
+/// skinny products of inference: 256 rows are 3 tasks), each row block is also split into column
+/// blocks; such a task computes into an output and fold states of its own, copied into place
+/// after, so no two tasks ever hold the same memory.
+pub(super) fn gemm(p: &Product<'_>, c: &mut [i32], states: Option<&mut [FoldState]>) {
+    let (mr, nr) = (p.tile.mr(), p.tile.nr());
+    let step = if p.depth == 0 { KC } else { p.depth };
+    debug_assert!(step % 4 == 0 && KC.is_multiple_of(step));
+    let packed = PackedB::new(p.b, p.k, p.n, nr, step);
+    let grid_cols = p.n.div_ceil(NR);
+    let row_tasks = p.m.div_ceil(MC);
+    let wanted = 4 * rayon::current_num_threads();
+    let col_blocks = if row_tasks >= wanted { 1 } else { wanted.div_ceil(row_tasks).min(p.n.div_ceil(nr)) };
+    if col_blocks <= 1 {
+        let state_chunk = MC / MR * grid_cols;
+        let mut blocks: Vec<Option<&mut [FoldState]>> = match states {
+            Some(s) => s.chunks_mut(state_chunk).map(Some).collect(),
+            None => (0..row_tasks).map(|_| None).collect(),
+        };
+        let tasks: Vec<_> = c.chunks_mut(MC * p.n).zip(blocks.iter_mut()).enumerate().collect();
+        tasks.into_par_iter().for_each_init(
+            || vec![0u8; MC * KC],
+            |apack, (block, (c_rows, states))| {
+                let view = View { c: c_rows, ldc: p.n, cols: 0..p.n, states: states.as_deref_mut(), grid_cols };
+                row_block(p, &packed, block * MC, view, apack, (mr, nr));
+            },
+        );
+        return;
+    }
+    // Column blocks of whole register tiles.
+    let width = p.n.div_ceil(nr).div_ceil(col_blocks) * nr;
+    let folding = states.is_some();
+    let blocks: Vec<(usize, usize)> =
+        (0..row_tasks).flat_map(|rb| (0..p.n).step_by(width).map(move |lo| (rb * MC, lo))).collect();
+    let done: Vec<(usize, usize, Vec<i32>, Vec<FoldState>)> = blocks
+        .into_par_iter()
+        .map_init(
+            || vec![0u8; MC * KC],
+            |apack, (row0, lo)| {
+                let (mc, hi) = ((p.m - row0).min(MC), (lo + width).min(p.n));
+                let (w, tile_cols) = (hi - lo, (hi - lo).div_ceil(NR));
+                let mut out = vec![0i32; mc * w];
+                let mut own = if folding { vec![[0u32; 8]; mc.div_ceil(MR) * tile_cols] } else { vec![] };
+                let view = View {
+                    c: &mut out,
+                    ldc: w,
+                    cols: lo..hi,
+                    states: folding.then_some(&mut own[..]),
+                    grid_cols: tile_cols,
+                };
+                row_block(p, &packed, row0, view, apack, (mr, nr));
+                (row0, lo, out, own)
+            },
+        )
+        .collect();
+    let mut states = states;
+    for (row0, lo, out, own) in done {
+        let w = ((lo + width).min(p.n)) - lo;
+        for (i, row) in out.chunks_exact(w).enumerate() {
+            c[(row0 + i) * p.n + lo..(row0 + i) * p.n + lo + w].copy_from_slice(row);
+        }
+        if let Some(states) = states.as_deref_mut() {
+            let tile_cols = w.div_ceil(NR);
+            for (r, row) in own.chunks_exact(tile_cols).enumerate() {
+                let at = (row0 / MR + r) * grid_cols + lo / NR;
+                states[at..at + tile_cols].copy_from_slice(row);
+            }
+        }
+    }
+}
+
+/// Where a task writes: rows of C (row i at i · ldc) for the columns `cols` (local column 0 is
+/// `cols.start`), and the fold states of their microtiles (`grid_cols` per microtile row, local
+/// column 0 is the microtile at `cols.start`).
+struct View<'a> {
+    c: &'a mut [i32],
+    ldc: usize,
+    cols: std::ops::Range<usize>,
+    states: Option<&'a mut [FoldState]>,
+    grid_cols: usize,
+}
+
+/// Rows row0.. row0+mc of C over every k-panel, for the view's columns.
+fn row_block(
+    p: &Product<'_>,
+    packed: &PackedB,
+    row0: usize,
+    view: View<'_>,
+    apack: &mut [u8],
+    (mr, nr): (usize, usize),
+) {
+    let View { c, ldc, cols: range, mut states, grid_cols } = view;
+    let k = p.k;
+    let mc = (p.m - row0).min(MC);
+    let step_quads = packed.step / 4;
+    debug_assert!(range.start.is_multiple_of(nr));
+    for pc in (0..k).step_by(KC) {
+        let kc = (k - pc).min(KC);
+        let quads = kc.div_ceil(4);
+        pack_a(p.a, k, row0, mc, pc, kc, mr, apack);
+        let last = pc + kc == k;
+        for jp in range.start / nr..range.end.div_ceil(nr) {
+            let (bmicro, corr) = packed.panel(pc, jp, k, nr);
+            // Global column of the register tile, and its column in the view.
+            let (g0, c0) = (jp * nr, jp * nr - range.start);
+            for ip in 0..mc.div_ceil(mr) {
+                let amicro = &apack[ip * quads * mr * 4..(ip + 1) * quads * mr * 4];
+                let r0 = ip * mr;
+                let (rows, cols) = ((mc - r0).min(mr), (range.end - g0).min(nr));
+                // The microtiles of this register tile that exist in the grid, row-major.
+                let mut folds: [Option<&mut FoldState>; 4] = [None, None, None, None];
+                if let Some(s) = states.as_deref_mut() {
+                    let mut rest = s;
+                    let mut consumed = 0;
+                    for (slot, (rr, cc)) in microtiles(mr, nr).enumerate() {
+                        if r0 + rr * MR >= mc || g0 + cc * NR >= range.end {
+                            continue;
+                        }
+                        let index = ((r0 / MR) + rr) * grid_cols + c0 / NR + cc;
+                        let (_, tail) = std::mem::take(&mut rest).split_at_mut(index - consumed);
+                        let (state, tail) = tail.split_at_mut(1);
+                        folds[slot] = Some(&mut state[0]);
+                        rest = tail;
+                        consumed = index + 1;
+                    }
+                }
+                let tile = &mut c[r0 * ldc + c0..];
+                run_tile(p.tile, quads, step_quads, amicro, bmicro, corr, tile, ldc, (rows, cols), pc > 0, &mut folds);
+                if let (Some(epilogue), true) = (p.epilogue, last) {
+                    for (rr, cc) in microtiles(mr, nr) {
+                        let (tr, tc) = (rr * MR, cc * NR);
+                        if tr >= rows || tc >= cols {
+                            continue;
+                        }
+                        epilogue(TileMut {
+                            row0: row0 + r0 + tr,
+                            col0: g0 + tc,
+                            rows: (rows - tr).min(MR),
+                            cols: (cols - tc).min(NR),
+                            c: &mut tile[tr * ldc + tc..],
+                            ldc,
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(progress) = p.progress {
+            progress.fetch_add((mc * kc * range.len()) as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// (row, column) of each 6×16 microtile in an mr × nr register tile, row-major.
+fn microtiles(mr: usize, nr: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..mr / MR).flat_map(move |r| (0..nr / NR).map(move |c| (r, c)))
+}
+
+/// One register tile; edge tiles go through a scratch tile so the kernel never writes outside C.
+#[allow(clippy::too_many_arguments)]
+fn run_tile(
+    tile: Tile,
+    quads: usize,
+    step_quads: usize,
+    a: &[u8],
+    b: &[i8],
+    corr: &[i32],
+    c: &mut [i32],
+    ldc: usize,
+    (rows, cols): (usize, usize),
+    load: bool,
+    folds: &mut [Option<&mut FoldState>; 4],
+) {
+    let (mr, nr) = (tile.mr(), tile.nr());
+    assert!(a.len() >= quads * mr * 4 && b.len() >= quads * nr * 4);
+    assert!(corr.len() >= quads.div_ceil(step_quads) * nr);
+    let kernel = |c: &mut [i32], ldc: usize, folds: &mut [Option<&mut FoldState>; 4]| {
+        assert!(c.len() >= (mr - 1) * ldc + nr);
+        // SAFETY: the driver runs a tile only on a CPU with its features (checked in
+        // `gemm_into`); the asserts above bound every pointer the kernel reads and writes.
+        unsafe {
+            match tile {
+                Tile::Zmm12x32 => kernel_12x32(
+                    quads,
+                    step_quads,
+                    a.as_ptr(),
+                    b.as_ptr(),
+                    corr.as_ptr(),
+                    c.as_mut_ptr(),
+                    ldc,
+                    load,
+                    folds,
+                ),
+                Tile::Ymm6x16 => kernel_6x16(
+                    quads,
+                    step_quads,
+                    a.as_ptr(),
+                    b.as_ptr(),
+                    corr.as_ptr(),
+                    c.as_mut_ptr(),
+                    ldc,
+                    load,
+                    folds,
+                ),
+            }
+        }
+    };
+    if rows == mr && cols == nr {
+        kernel(c, ldc, folds);
+        return;
+    }
+    let mut scratch = [0i32; 12 * 32];
+    if load {
+        for i in 0..rows {
+            scratch[i * nr..i * nr + cols].copy_from_slice(&c[i * ldc..i * ldc + cols]);
+        }
+    }
+    kernel(&mut scratch, nr, folds);
+    for i in 0..rows {
+        c[i * ldc..i * ldc + cols].copy_from_slice(&scratch[i * nr..i * nr + cols]);
+    }
+}
+
+/// 12 × 32 on AVX-512 VNNI: acc (loaded from `c` when `load`) += (A+128)·B over `quads` quads,
+/// minus each step's correction at its end, folding each existing microtile after every step.
+///
+/// # Safety
+/// The CPU must have AVX-512 F and VNNI. `a` holds `quads·48` bytes, `b` `quads·128`, `corr`
+/// 32 i32 per step of `step_quads` quads; `c` is valid for 12 rows of 32 i32 spaced `ldc` apart.
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_12x32(
+    quads: usize,
+    step_quads: usize,
+    a: *const u8,
+    b: *const i8,
+    corr: *const i32,
+    c: *mut i32,
+    ldc: usize,
+    load: bool,
+    folds: &mut [Option<&mut FoldState>; 4],
+) {
+    let mut acc = [_mm512_setzero_si512(); 24];
+    if load {
+        for i in 0..12 {
+            acc[2 * i] = _mm512_loadu_si512(c.add(i * ldc) as *const __m512i);
+            acc[2 * i + 1] = _mm512_loadu_si512(c.add(i * ldc + 16) as *const __m512i);
+        }
+    }
+    let fold = folds.iter().any(Option::is_some);
+    let (mut q, mut step) = (0, 0);
+    while q < quads {
+        let end = (q + step_quads).min(quads);
+        while q < end {
+            let bp = b.add(q * 128);
+            let b0 = _mm512_loadu_si512(bp as *const __m512i);
+            let b1 = _mm512_loadu_si512(bp.add(64) as *const __m512i);
+            let ap = a.add(q * 48) as *const i32;
+            for i in 0..12 {
+                let av = _mm512_set1_epi32(ap.add(i).read_unaligned());
+                acc[2 * i] = _mm512_dpbusd_epi32(acc[2 * i], av, b0);
+                acc[2 * i + 1] = _mm512_dpbusd_epi32(acc[2 * i + 1], av, b1);
+            }
+            q += 1;
+        }
+        let cp = corr.add(step * 32);
+        let (c0, c1) = (_mm512_loadu_si512(cp as *const __m512i), _mm512_loadu_si512(cp.add(16) as *const __m512i));
+        for i in 0..12 {
+            acc[2 * i] = _mm512_sub_epi32(acc[2 * i], c0);
+            acc[2 * i + 1] = _mm512_sub_epi32(acc[2 * i + 1], c1);
+        }
+        step += 1;
+        if fold {
+            // Constant indices only, microtile by microtile: the accumulators stay in registers
+            // (a loop over the four with computed indices made the compiler keep them in memory).
+            let [f0, f1, f2, f3] = &mut *folds;
+            if let Some(state) = f0.as_deref_mut() {
+                fold_zmm::<0, 0>(&acc, state);
+            }
+            if let Some(state) = f1.as_deref_mut() {
+                fold_zmm::<0, 1>(&acc, state);
+            }
+            if let Some(state) = f2.as_deref_mut() {
+                fold_zmm::<1, 0>(&acc, state);
+            }
+            if let Some(state) = f3.as_deref_mut() {
+                fold_zmm::<1, 1>(&acc, state);
+            }
+        }
+    }
+    for i in 0..12 {
+        _mm512_storeu_si512(c.add(i * ldc) as *mut __m512i, acc[2 * i]);
+        _mm512_storeu_si512(c.add(i * ldc + 16) as *mut __m512i, acc[2 * i + 1]);
+    }
+}
+
+/// Folds microtile (RR, CC) of the 12 × 32 register tile: its row r is fold_tile's v_2r
+/// (columns 0..8, the zmm's low half) then v_2r+1 (8..16, the high half).
+#[inline(always)]
+unsafe fn fold_zmm<const RR: usize, const CC: usize>(acc: &[__m512i; 24], state: &mut FoldState) {
+    let mut s = _mm256_loadu_si256(state.as_ptr() as *const __m256i);
+    for r in 0..MR {
+        let v = acc[2 * (RR * MR + r) + CC];
+        s = _mm256_xor_si256(s, _mm512_castsi512_si256(v));
+        s = _mm256_add_epi32(s, _mm512_extracti64x4_epi64::<1>(v));
+    }
+    _mm256_storeu_si256(state.as_mut_ptr() as *mut __m256i, s);
+}
+
+/// 6 × 16 on AVX-VNNI (256-bit): the same contract as [`kernel_12x32`] for one microtile, whose
+/// 12 accumulators are fold_tile's v_q exactly.
+///
+/// # Safety
+/// The CPU must have AVX2 and AVX-VNNI. `a` holds `quads·24` bytes, `b` `quads·64`, `corr` 16
+/// i32 per step; `c` is valid for 6 rows of 16 i32 spaced `ldc` apart.
+#[target_feature(enable = "avx2,avxvnni")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_6x16(
+    quads: usize,
+    step_quads: usize,
+    a: *const u8,
+    b: *const i8,
+    corr: *const i32,
+    c: *mut i32,
+    ldc: usize,
+    load: bool,
+    folds: &mut [Option<&mut FoldState>; 4],
+) {
+    let mut acc = [_mm256_setzero_si256(); 12];
+    if load {
+        for i in 0..6 {
+            acc[2 * i] = _mm256_loadu_si256(c.add(i * ldc) as *const __m256i);
+            acc[2 * i + 1] = _mm256_loadu_si256(c.add(i * ldc + 8) as *const __m256i);
+        }
+    }
+    let (mut q, mut step) = (0, 0);
+    while q < quads {
+        let end = (q + step_quads).min(quads);
+        while q < end {
+            let bp = b.add(q * 64);
+            let b0 = _mm256_loadu_si256(bp as *const __m256i);
+            let b1 = _mm256_loadu_si256(bp.add(32) as *const __m256i);
+            let ap = a.add(q * 24) as *const i32;
+            for i in 0..6 {
+                let av = _mm256_set1_epi32(ap.add(i).read_unaligned());
+                acc[2 * i] = _mm256_dpbusd_avx_epi32(acc[2 * i], av, b0);
+                acc[2 * i + 1] = _mm256_dpbusd_avx_epi32(acc[2 * i + 1], av, b1);
+            }
+            q += 1;
+        }
+        let cp = corr.add(step * 16);
+        let (c0, c1) = (_mm256_loadu_si256(cp as *const __m256i), _mm256_loadu_si256(cp.add(8) as *const __m256i));
+        for i in 0..6 {
+            acc[2 * i] = _mm256_sub_epi32(acc[2 * i], c0);
+            acc[2 * i + 1] = _mm256_sub_epi32(acc[2 * i + 1], c1);
+        }
+        step += 1;
+        if let Some(state) = folds[0].as_deref_mut() {
+            let mut s = _mm256_loadu_si256(state.as_ptr() as *const __m256i);
+            for (q, v) in acc.iter().enumerate() {
+                s = if q % 2 == 0 { _mm256_xor_si256(s, *v) } else { _mm256_add_epi32(s, *v) };
+            }
+            _mm256_storeu_si256(state.as_mut_ptr() as *mut __m256i, s);
+        }
+    }
+    for i in 0..6 {
+        _mm256_storeu_si256(c.add(i * ldc) as *mut __m256i, acc[2 * i]);
+        _mm256_storeu_si256(c.add(i * ldc + 8) as *mut __m256i, acc[2 * i + 1]);
+    }
+}
