@@ -95,6 +95,10 @@ fn a_provider_holding_its_memory_is_shown_and_one_keeping_half_is_not_and_gets_n
         "1000000",
         "--min-memory-mib",
         "200",
+        // Room for a memory fill (4 s for 256 MiB here) during the lease: this test is about
+        // who gets the job, not about how fast it is done.
+        "--lease-blocks",
+        "20",
         "--out",
         &net.p("job/C.npy"),
         "--no-wait-settlement",
