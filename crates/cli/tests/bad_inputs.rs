@@ -47,8 +47,10 @@ fn a_provider_refusing_inputs_that_do_not_match_is_not_struck() {
         &net.p("B.npy"),
         "--max-price",
         "1000",
+        // Long enough that the provider sees the wrong inputs before it gives the lease back
+        // (at half the lease) even while the first blocks come fast.
         "--lease-blocks",
-        "8",
+        "40",
         "--api",
         &api,
     ]));
