@@ -330,7 +330,8 @@ impl Noise {
         // G·F_R by Four Russians too, over the rank components of each row of G: per group q
         // and pattern p (bit u set ⇒ F_R[4q+u][j] = −1), Σ_u ±G[i][4q+u]. A column's pattern
         // is a nibble of its F_R mask, so 16 columns look their entries up with one vpermd.
-        let gt = g.par_iter().map(four_russians).collect();
+        // Only the AVX-512 epilogue reads them: elsewhere they would be built for nothing.
+        let gt = if has_avx512f() { g.par_iter().map(four_russians).collect() } else { Vec::new() };
         Correction { g, f_r, eh, el: self.el.clone(), gt, fr: self.fr.clone() }
     }
 
@@ -358,10 +359,19 @@ pub struct Correction {
     eh: Vec<i32>,
     /// E_L rows as sign masks (bit s set ⇒ −1).
     el: Vec<Mask>,
-    /// Per row of G, per group of 4 rank components, the 16 signed sums (see `four_russians`).
+    /// Per row of G, per group of 4 rank components, the 16 signed sums (see `four_russians`);
+    /// empty where the CPU has no AVX-512, whose epilogue is the only reader.
     gt: Vec<[[i32; PATTERNS]; GROUPS]>,
     /// F_R's columns as sign masks (bit s set ⇒ F_R[s][j] = −1).
     fr: Vec<Mask>,
+}
+
+/// Whether the AVX-512 epilogue can run here (and so whether its tables are built).
+fn has_avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Per group q of 4 rank components and pattern p (bit u set ⇒ the sign of component 4q+u is
@@ -385,7 +395,7 @@ impl Correction {
     pub fn apply(&self, tile: TileMut<'_>) {
         let TileMut { row0, col0, rows, cols, c, ldc } = tile;
         #[cfg(target_arch = "x86_64")]
-        if cols == PANEL && col0 % PANEL == 0 && std::arch::is_x86_feature_detected!("avx512f") {
+        if cols == PANEL && col0 % PANEL == 0 && !self.gt.is_empty() && has_avx512f() {
             // SAFETY: AVX-512 F detected; the tile's rows have 16 entries at i·ldc (TileMut's
             // contract), and the tables hold every row of the tile and a whole panel at col0.
             unsafe { self.apply_rows16_avx512(c, ldc, row0, rows, col0) };
@@ -425,7 +435,7 @@ impl Correction {
     unsafe fn apply_rows16_avx512(&self, c: &mut [i32], ldc: usize, row0: usize, rows: usize, col0: usize) {
         use std::arch::x86_64::*;
         let tables = table_index(0, 0, col0);
-        assert!(row0 + rows <= self.g.len() && col0 + PANEL <= self.fr.len());
+        assert!(row0 + rows <= self.gt.len() && row0 + rows <= self.el.len() && col0 + PANEL <= self.fr.len());
         assert!(rows == 0 || c.len() >= (rows - 1) * ldc + PANEL);
         assert!(tables + GROUPS * PATTERNS * PANEL <= self.eh.len());
         // Each column's F_R nibble for group q, in the low 4 bits of its lane: what vpermd reads.

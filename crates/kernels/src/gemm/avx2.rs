@@ -66,10 +66,11 @@ pub(super) unsafe fn kernel_6x16(
 }
 
 /// Lane-parallel form of `fold::fold_tile`: vector q is acc[q], which holds row q/2, columns
-/// 8·(q%2)..8·(q%2)+8, exactly the v_q of the normative definition.
+/// 8·(q%2)..8·(q%2)+8, exactly the v_q of the normative definition. The AVX-VNNI kernel's
+/// 6×16 accumulators are the same vectors and fold through this too.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn fold_avx2(mut s: __m256i, acc: &[__m256i; 2 * MR]) -> __m256i {
+pub(super) unsafe fn fold_avx2(mut s: __m256i, acc: &[__m256i; 2 * MR]) -> __m256i {
     for (q, v) in acc.iter().enumerate() {
         s = if q % 2 == 0 { _mm256_xor_si256(s, *v) } else { _mm256_add_epi32(s, *v) };
     }

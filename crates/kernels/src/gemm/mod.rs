@@ -304,21 +304,10 @@ impl Ctx<'_> {
         load: bool,
         fold: Option<&mut FoldState>,
     ) {
-        let n = self.n;
-        if rows == MR && cols == NR {
-            self.kernel(kp, a, b, c, n, load, fold);
-            return;
-        }
         let mut scratch = [0i32; MR * NR];
-        if load {
-            for i in 0..rows {
-                scratch[i * NR..i * NR + cols].copy_from_slice(&c[i * n..i * n + cols]);
-            }
-        }
-        self.kernel(kp, a, b, &mut scratch, NR, load, fold);
-        for i in 0..rows {
-            c[i * n..i * n + cols].copy_from_slice(&scratch[i * NR..i * NR + cols]);
-        }
+        through_scratch(c, self.n, (rows, cols), (MR, NR), load, &mut scratch, |c, ldc| {
+            self.kernel(kp, a, b, c, ldc, load, fold)
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -344,6 +333,33 @@ impl Ctx<'_> {
             }
             _ => portable::kernel_6x16(kp, a, b, c, ldc, load, fold, self.step_pairs),
         }
+    }
+}
+
+/// Runs `kernel(c, ldc)` on a register tile of `mr × nr` at the start of `c` (rows `ldc` apart)
+/// of which `rows × cols` lie inside C: a whole tile directly, an edge tile through `scratch`
+/// (loaded from C when `load`, copied back after), so a kernel never writes outside C.
+fn through_scratch(
+    c: &mut [i32],
+    ldc: usize,
+    (rows, cols): (usize, usize),
+    (mr, nr): (usize, usize),
+    load: bool,
+    scratch: &mut [i32],
+    kernel: impl FnOnce(&mut [i32], usize),
+) {
+    if rows == mr && cols == nr {
+        kernel(c, ldc);
+        return;
+    }
+    if load {
+        for i in 0..rows {
+            scratch[i * nr..i * nr + cols].copy_from_slice(&c[i * ldc..i * ldc + cols]);
+        }
+    }
+    kernel(scratch, nr);
+    for i in 0..rows {
+        c[i * ldc..i * ldc + cols].copy_from_slice(&scratch[i * nr..i * nr + cols]);
     }
 }
 

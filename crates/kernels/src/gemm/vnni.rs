@@ -419,20 +419,8 @@ fn run_tile(
             }
         }
     };
-    if rows == mr && cols == nr {
-        kernel(c, ldc, folds);
-        return;
-    }
     let mut scratch = [0i32; 12 * 32];
-    if load {
-        for i in 0..rows {
-            scratch[i * nr..i * nr + cols].copy_from_slice(&c[i * ldc..i * ldc + cols]);
-        }
-    }
-    kernel(&mut scratch, nr, folds);
-    for i in 0..rows {
-        c[i * ldc..i * ldc + cols].copy_from_slice(&scratch[i * nr..i * nr + cols]);
-    }
+    super::through_scratch(c, ldc, (rows, cols), (mr, nr), load, &mut scratch, |c, ldc| kernel(c, ldc, folds));
 }
 
 /// 12 × 32 on AVX-512 VNNI: acc (loaded from `c` when `load`) += (A+128)·B over `quads` quads,
@@ -570,10 +558,8 @@ unsafe fn kernel_6x16(
         }
         step += 1;
         if let Some(state) = folds[0].as_deref_mut() {
-            let mut s = _mm256_loadu_si256(state.as_ptr() as *const __m256i);
-            for (q, v) in acc.iter().enumerate() {
-                s = if q % 2 == 0 { _mm256_xor_si256(s, *v) } else { _mm256_add_epi32(s, *v) };
-            }
+            let s = _mm256_loadu_si256(state.as_ptr() as *const __m256i);
+            let s = super::avx2::fold_avx2(s, &acc);
             _mm256_storeu_si256(state.as_mut_ptr() as *mut __m256i, s);
         }
     }
