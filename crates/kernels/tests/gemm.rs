@@ -55,6 +55,9 @@ fn odd_shapes_match_the_reference() {
         (12, 256, 32),
         (25, 259, 65),
         (200, 770, 97),
+        // k across the VNNI driver's 2048-deep panels, a partial last quad among them.
+        (29, 2051, 70),
+        (7, 4099, 33),
     ];
     for &(m, k, n) in &shapes {
         let (a, b) = (random(m, k, m as u64), random(k, n, n as u64 + 7));
@@ -139,8 +142,12 @@ fn transcript_folds_agree_across_isas_and_do_not_disturb_the_product() {
         (30, 289, 70, 32),
         (200, 700, 97, 32),
         (101, 1030, 33, 64),
-        // Enough row blocks that no column split happens (the VNNI driver's other path).
+        // Enough row blocks that no column split happens (the VNNI driver's other path); on 2
+        // threads these are its 48-row blocks.
         (1000, 70, 40, 32),
+        // Several of the VNNI driver's 2048-deep k-panels.
+        (30, 2100, 50, 32),
+        (13, 4100, 20, 64),
     ];
     for &(m, k, n, depth) in &cases {
         let (a, b) = (random(m, k, 11), random(k, n, 12));

@@ -304,10 +304,7 @@ impl Ctx<'_> {
         load: bool,
         fold: Option<&mut FoldState>,
     ) {
-        let mut scratch = [0i32; MR * NR];
-        through_scratch(c, self.n, (rows, cols), (MR, NR), load, &mut scratch, |c, ldc| {
-            self.kernel(kp, a, b, c, ldc, load, fold)
-        });
+        through_scratch(c, self.n, (rows, cols), (MR, NR), load, |c, ldc| self.kernel(kp, a, b, c, ldc, load, fold));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -336,28 +333,33 @@ impl Ctx<'_> {
     }
 }
 
+/// The largest register tile of any kernel (12 × 32, AVX-512 VNNI).
+const SCRATCH: usize = 12 * 32;
+
 /// Runs `kernel(c, ldc)` on a register tile of `mr × nr` at the start of `c` (rows `ldc` apart)
-/// of which `rows × cols` lie inside C: a whole tile directly, an edge tile through `scratch`
-/// (loaded from C when `load`, copied back after), so a kernel never writes outside C.
+/// of which `rows × cols` lie inside C: a whole tile directly, an edge tile through a scratch
+/// tile (loaded from C when `load`, copied back after), so a kernel never writes outside C.
 fn through_scratch(
     c: &mut [i32],
     ldc: usize,
     (rows, cols): (usize, usize),
     (mr, nr): (usize, usize),
     load: bool,
-    scratch: &mut [i32],
     kernel: impl FnOnce(&mut [i32], usize),
 ) {
     if rows == mr && cols == nr {
         kernel(c, ldc);
         return;
     }
+    // Zeroed only here: on every whole tile its 1.5 KB memset was 7% of a 2048³ product.
+    let mut buf = [0i32; SCRATCH];
+    let scratch = &mut buf[..mr * nr];
     if load {
         for i in 0..rows {
             scratch[i * nr..i * nr + cols].copy_from_slice(&c[i * ldc..i * ldc + cols]);
         }
     }
-    kernel(scratch, nr);
+    kernel(&mut *scratch, nr);
     for i in 0..rows {
         c[i * ldc..i * ldc + cols].copy_from_slice(&scratch[i * nr..i * nr + cols]);
     }

@@ -52,7 +52,13 @@ impl Tile {
     }
 }
 
-const _: () = assert!(MC.is_multiple_of(12) && KC.is_multiple_of(4));
+/// Depth of one packed k-panel here. Deep panels matter: each k-panel loads and stores every C
+/// tile once more, and C's rows sit `n` i32s apart, at power-of-two strides the same L1 set. At
+/// 2048³ on Zen 5, panels of 2048 ran 1.2–1.3× faster than panels of 256; the A panel (96 × 2048
+/// bytes) and a B micro-panel (2048 × 32) stream from L2, which keeps up.
+const KV: usize = 2048;
+
+const _: () = assert!(MC.is_multiple_of(24) && KV.is_multiple_of(KC) && KC.is_multiple_of(4));
 
 /// One product on a VNNI kernel (the caller checked shapes, exactness and the CPU).
 pub(super) struct Product<'a> {
@@ -61,7 +67,7 @@ pub(super) struct Product<'a> {
     pub m: usize,
     pub k: usize,
     pub n: usize,
-    /// Fold depth (a multiple of 4 dividing KC), or 0 for no transcript.
+    /// Fold depth (a multiple of 4 dividing KC, hence KV), or 0 for no transcript.
     pub depth: usize,
     pub tile: Tile,
     pub progress: Option<&'a AtomicU64>,
@@ -84,14 +90,14 @@ impl PackedB {
         let panels = n.div_ceil(nr);
         let quads = |kc: usize| kc.div_ceil(4);
         let steps = |kc: usize| kc.div_ceil(step);
-        let data_len: usize = (0..k).step_by(KC).map(|pc| quads((k - pc).min(KC)) * 4 * nr * panels).sum();
-        let corr_len: usize = (0..k).step_by(KC).map(|pc| steps((k - pc).min(KC)) * nr * panels).sum();
+        let data_len: usize = (0..k).step_by(KV).map(|pc| quads((k - pc).min(KV)) * 4 * nr * panels).sum();
+        let corr_len: usize = (0..k).step_by(KV).map(|pc| steps((k - pc).min(KV)) * nr * panels).sum();
         let mut data = vec![0i8; data_len];
         let mut corr = vec![0i32; corr_len];
         let mut chunks: Vec<(usize, usize, &mut [i8], &mut [i32])> = Vec::new();
         let (mut rest, mut rest_corr) = (data.as_mut_slice(), corr.as_mut_slice());
-        for pc in (0..k).step_by(KC) {
-            let kc = (k - pc).min(KC);
+        for pc in (0..k).step_by(KV) {
+            let kc = (k - pc).min(KV);
             for jp in 0..panels {
                 let (head, tail) = rest.split_at_mut(quads(kc) * 4 * nr);
                 let (chead, ctail) = rest_corr.split_at_mut(steps(kc) * nr);
@@ -100,7 +106,7 @@ impl PackedB {
             }
         }
         chunks.into_par_iter().for_each(|(pc, jp, dst, corr)| {
-            let kc = (k - pc).min(KC);
+            let kc = (k - pc).min(KV);
             let c0 = jp * nr;
             let cols = (n - c0).min(nr);
             let row = |t: usize| -> &[i8] {
@@ -135,11 +141,11 @@ impl PackedB {
 
     /// The micro-panel `jp` of the k-panel at `pc` and its corrections.
     fn panel(&self, pc: usize, jp: usize, k: usize, nr: usize) -> (&[i8], &[i32]) {
-        let kc = (k - pc).min(KC);
+        let kc = (k - pc).min(KV);
         let (quads, steps) = (kc.div_ceil(4), kc.div_ceil(self.step));
         // Every earlier k-panel is full.
-        let (full_quads, full_steps) = (KC / 4, KC / self.step);
-        let before = pc / KC;
+        let (full_quads, full_steps) = (KV / 4, KV / self.step);
+        let before = pc / KV;
         let data0 = before * full_quads * 4 * nr * self.panels + jp * quads * 4 * nr;
         let corr0 = before * full_steps * nr * self.panels + jp * steps * nr;
         (&self.data[data0..data0 + quads * 4 * nr], &self.corr[corr0..corr0 + steps * nr])
@@ -183,61 +189,116 @@ fn pack_a(a: &[i8], k: usize, row0: usize, mc: usize, pc: usize, kc: usize, mr: 
     let quads = kc.div_ceil(4);
     let len = mc.div_ceil(mr) * quads * mr * 4;
     for (ip, panel) in out[..len].chunks_exact_mut(quads * mr * 4).enumerate() {
-        for i in 0..mr {
-            let r = ip * mr + i;
-            if r >= mc {
+        let row = |i: usize| {
+            let r = row0 + ip * mr + i;
+            &a[r * k + pc..r * k + pc + kc]
+        };
+        let real = mc.saturating_sub(ip * mr).min(mr);
+        // Four rows at a time by 4×4 transposes of 32-bit words (every quad group that is whole),
+        // the rest one word at a time.
+        let mut done = 0;
+        while done + 4 <= real {
+            let rows = [row(done), row(done + 1), row(done + 2), row(done + 3)];
+            let whole = kc / 16 * 4;
+            // SAFETY: SSE2 is part of x86-64; each row has kc ≥ 4·whole bytes and the panel
+            // holds quads·mr words (asserted inside).
+            unsafe { transpose4_rows(rows, whole, mr, done, panel) };
+            for (u, src) in rows.iter().enumerate() {
+                pack_row_words(src, whole, quads, mr, done + u, panel);
+            }
+            done += 4;
+        }
+        for i in done..mr {
+            if i < real {
+                pack_row_words(row(i), 0, quads, mr, i, panel);
+            } else {
                 for q in 0..quads {
                     panel[(q * mr + i) * 4..(q * mr + i) * 4 + 4].fill(128);
                 }
-                continue;
             }
-            let src = &a[(row0 + r) * k + pc..(row0 + r) * k + pc + kc];
-            // A + 128 as a byte is A's bits with the sign bit flipped.
-            let mut words = src.chunks_exact(4);
-            for (q, w) in words.by_ref().enumerate() {
-                let v = u32::from_ne_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]) ^ 0x8080_8080;
-                panel[(q * mr + i) * 4..(q * mr + i) * 4 + 4].copy_from_slice(&v.to_ne_bytes());
-            }
-            let rest = words.remainder();
-            if !rest.is_empty() {
-                let q = quads - 1;
-                let mut v = [128u8; 4];
-                for (u, &x) in rest.iter().enumerate() {
-                    v[u] = (x as u8) ^ 0x80;
-                }
-                panel[(q * mr + i) * 4..(q * mr + i) * 4 + 4].copy_from_slice(&v);
-            }
+        }
+    }
+}
+
+/// Quads `from..quads` of one row of A, shifted, into row `i` of a micro-panel of `mr` rows (a
+/// last partial quad padded with 128: A = 0).
+fn pack_row_words(src: &[i8], from: usize, quads: usize, mr: usize, i: usize, panel: &mut [u8]) {
+    // A + 128 as a byte is A's bits with the sign bit flipped.
+    let mut words = src[4 * from..].chunks_exact(4);
+    for (q, w) in (from..).zip(words.by_ref()) {
+        let v = u32::from_ne_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]) ^ 0x8080_8080;
+        panel[(q * mr + i) * 4..(q * mr + i) * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut v = [128u8; 4];
+        for (slot, &x) in v.iter_mut().zip(rest) {
+            *slot = (x as u8) ^ 0x80;
+        }
+        let q = quads - 1;
+        panel[(q * mr + i) * 4..(q * mr + i) * 4 + 4].copy_from_slice(&v);
+    }
+}
+
+/// Quads `0..quads` (a multiple of 4) of four rows of A, shifted, into rows i0..i0+4 of a
+/// micro-panel of `mr` rows: each 16 bytes of the four rows is a 4×4 transpose of words.
+///
+/// # Safety
+/// SSE2 only (every x86-64 CPU); the bounds are asserted.
+unsafe fn transpose4_rows(rows: [&[i8]; 4], quads: usize, mr: usize, i0: usize, panel: &mut [u8]) {
+    assert!(quads.is_multiple_of(4) && rows.iter().all(|r| r.len() >= 4 * quads));
+    assert!(i0 + 4 <= mr && (quads == 0 || panel.len() >= ((quads - 1) * mr + i0 + 4) * 4));
+    let flip = _mm_set1_epi8(0x80u8 as i8);
+    for q0 in (0..quads).step_by(4) {
+        let load = |r: &[i8]| _mm_xor_si128(_mm_loadu_si128(r.as_ptr().add(4 * q0) as *const __m128i), flip);
+        let (t0, t1, t2, t3) = (load(rows[0]), load(rows[1]), load(rows[2]), load(rows[3]));
+        let (u0, u1) = (_mm_unpacklo_epi32(t0, t1), _mm_unpackhi_epi32(t0, t1));
+        let (u2, u3) = (_mm_unpacklo_epi32(t2, t3), _mm_unpackhi_epi32(t2, t3));
+        let quad = [
+            _mm_unpacklo_epi64(u0, u2),
+            _mm_unpackhi_epi64(u0, u2),
+            _mm_unpacklo_epi64(u1, u3),
+            _mm_unpackhi_epi64(u1, u3),
+        ];
+        for (j, v) in quad.into_iter().enumerate() {
+            _mm_storeu_si128(panel.as_mut_ptr().add(((q0 + j) * mr + i0) * 4) as *mut __m128i, v);
         }
     }
 }
 
 /// C = A·B into `c`, folding into `states` (the `transcript_grid` of m × n) when given.
 ///
-/// Tasks are blocks of `MC` rows. When there are too few of them to keep every thread busy (the
-/// skinny products of inference: 256 rows are 3 tasks), each row block is also split into column
-/// blocks; such a task computes into an output and fold states of its own, copied into place
-/// after, so no two tasks ever hold the same memory.
+/// Tasks are blocks of `MC` rows, or of `MC / 2` when that is what it takes to give every thread
+/// eight tasks (1024 rows are 11 blocks of 96, which leave a thread idle for one of them; 22 of
+/// 48 balance). When even those are too few to keep every thread busy (the skinny products of
+/// inference: 256 rows are 3 tasks), each row block is also split into column blocks; such a task
+/// computes into an output and fold states of its own, copied into place after, so no two tasks
+/// ever hold the same memory.
 pub(super) fn gemm(p: &Product<'_>, c: &mut [i32], states: Option<&mut [FoldState]>) {
     let (mr, nr) = (p.tile.mr(), p.tile.nr());
-    let step = if p.depth == 0 { KC } else { p.depth };
-    debug_assert!(step % 4 == 0 && KC.is_multiple_of(step));
+    let step = if p.depth == 0 { KV } else { p.depth };
+    debug_assert!(step % 4 == 0 && KV.is_multiple_of(step));
     let packed = PackedB::new(p.b, p.k, p.n, nr, step);
     let grid_cols = p.n.div_ceil(NR);
-    let row_tasks = p.m.div_ceil(MC);
-    let wanted = 4 * rayon::current_num_threads();
+    let threads = rayon::current_num_threads();
+    let mc_task = if p.m.div_ceil(MC) < 8 * threads && p.m.div_ceil(MC / 2) >= 8 * threads { MC / 2 } else { MC };
+    let row_tasks = p.m.div_ceil(mc_task);
+    let wanted = 4 * threads;
     let col_blocks = if row_tasks >= wanted { 1 } else { wanted.div_ceil(row_tasks).min(p.n.div_ceil(nr)) };
     if col_blocks <= 1 {
-        let state_chunk = MC / MR * grid_cols;
+        let state_chunk = mc_task / MR * grid_cols;
         let mut blocks: Vec<Option<&mut [FoldState]>> = match states {
             Some(s) => s.chunks_mut(state_chunk).map(Some).collect(),
             None => (0..row_tasks).map(|_| None).collect(),
         };
-        let tasks: Vec<_> = c.chunks_mut(MC * p.n).zip(blocks.iter_mut()).enumerate().collect();
+        let tasks: Vec<_> = c.chunks_mut(mc_task * p.n).zip(blocks.iter_mut()).enumerate().collect();
         tasks.into_par_iter().for_each_init(
-            || vec![0u8; MC * KC],
+            || vec![0u8; mc_task * KV],
             |apack, (block, (c_rows, states))| {
+                let row0 = block * mc_task;
+                let mc = (p.m - row0).min(mc_task);
                 let view = View { c: c_rows, ldc: p.n, cols: 0..p.n, states: states.as_deref_mut(), grid_cols };
-                row_block(p, &packed, block * MC, view, apack, (mr, nr));
+                row_block(p, &packed, (row0, mc), view, apack, (mr, nr));
             },
         );
         return;
@@ -246,13 +307,13 @@ pub(super) fn gemm(p: &Product<'_>, c: &mut [i32], states: Option<&mut [FoldStat
     let width = p.n.div_ceil(nr).div_ceil(col_blocks) * nr;
     let folding = states.is_some();
     let blocks: Vec<(usize, usize)> =
-        (0..row_tasks).flat_map(|rb| (0..p.n).step_by(width).map(move |lo| (rb * MC, lo))).collect();
+        (0..row_tasks).flat_map(|rb| (0..p.n).step_by(width).map(move |lo| (rb * mc_task, lo))).collect();
     let done: Vec<(usize, usize, Vec<i32>, Vec<FoldState>)> = blocks
         .into_par_iter()
         .map_init(
-            || vec![0u8; MC * KC],
+            || vec![0u8; mc_task * KV],
             |apack, (row0, lo)| {
-                let (mc, hi) = ((p.m - row0).min(MC), (lo + width).min(p.n));
+                let (mc, hi) = ((p.m - row0).min(mc_task), (lo + width).min(p.n));
                 let (w, tile_cols) = (hi - lo, (hi - lo).div_ceil(NR));
                 let mut out = vec![0i32; mc * w];
                 let mut own = if folding { vec![[0u32; 8]; mc.div_ceil(MR) * tile_cols] } else { vec![] };
@@ -263,7 +324,7 @@ pub(super) fn gemm(p: &Product<'_>, c: &mut [i32], states: Option<&mut [FoldStat
                     states: folding.then_some(&mut own[..]),
                     grid_cols: tile_cols,
                 };
-                row_block(p, &packed, row0, view, apack, (mr, nr));
+                row_block(p, &packed, (row0, mc), view, apack, (mr, nr));
                 (row0, lo, out, own)
             },
         )
@@ -299,18 +360,17 @@ struct View<'a> {
 fn row_block(
     p: &Product<'_>,
     packed: &PackedB,
-    row0: usize,
+    (row0, mc): (usize, usize),
     view: View<'_>,
     apack: &mut [u8],
     (mr, nr): (usize, usize),
 ) {
     let View { c, ldc, cols: range, mut states, grid_cols } = view;
     let k = p.k;
-    let mc = (p.m - row0).min(MC);
     let step_quads = packed.step / 4;
     debug_assert!(range.start.is_multiple_of(nr));
-    for pc in (0..k).step_by(KC) {
-        let kc = (k - pc).min(KC);
+    for pc in (0..k).step_by(KV) {
+        let kc = (k - pc).min(KV);
         let quads = kc.div_ceil(4);
         pack_a(p.a, k, row0, mc, pc, kc, mr, apack);
         let last = pc + kc == k;
@@ -419,8 +479,7 @@ fn run_tile(
             }
         }
     };
-    let mut scratch = [0i32; 12 * 32];
-    super::through_scratch(c, ldc, (rows, cols), (mr, nr), load, &mut scratch, |c, ldc| kernel(c, ldc, folds));
+    super::through_scratch(c, ldc, (rows, cols), (mr, nr), load, |c, ldc| kernel(c, ldc, folds));
 }
 
 /// 12 × 32 on AVX-512 VNNI: acc (loaded from `c` when `load`) += (A+128)·B over `quads` quads,
