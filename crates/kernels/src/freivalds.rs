@@ -5,8 +5,13 @@
 //! C ≠ A·B some row of A·B − C is a nonzero linear form, which vanishes at a uniform x with
 //! probability 1/p. Rounds are independent: false accept ≤ p^−rounds, ≤ 2^−122 at the default 2.
 //!
-//! The arithmetic splits field elements into 31/30-bit limbs (and int32 entries into 16-bit
-//! limbs) so every inner sum is an exact i64 that vectorises; reductions happen once per row.
+//! The arithmetic splits field elements into limbs so every inner sum is exact in integers that
+//! vectorise, reducing mod p once per row (or per 1024 columns):
+//! - AVX-512 VNNI: the two rounds' vectors in one pass over A, B and C. An int8 row times a
+//!   vector is `vpdpbusd` on the vector's 8 byte limbs; an int32 row is `vpmuldq` on 21-bit
+//!   limbs, four rows at a time. Reading C once (4 bytes an entry) is most of the cost.
+//! - AVX2: one round at a time, 31/30-bit limbs by `vpmuldq`, int32 entries in 16-bit limbs.
+//! - Elsewhere: the same limbs in scalar code.
 
 use rayon::prelude::*;
 
@@ -46,16 +51,51 @@ pub fn check(a: &MatI8, b: &MatI8, c: &MatI32, rounds: u32, seed: [u8; 32]) -> R
         return Err(KernelError::Shape("Freivalds needs at least one round".into()));
     }
     let mut xof = blake3::Hasher::new_keyed(&seed).update(b"ergon/freivalds/v1").finalize_xof();
-    for _ in 0..rounds {
-        let x: Vec<u64> = (0..n).map(|_| uniform_element(&mut xof)).collect();
-        let y = mat_i8_vec(b.as_slice(), k, n, &x);
-        let z = mat_i8_vec(a.as_slice(), m, k, &y);
-        let w = mat_i32_vec(c.as_slice(), m, n, &x);
-        if let Some(row) = z.iter().zip(&w).position(|(z, w)| z != w) {
-            return Ok(Verdict::Reject { row });
+    // Every round's vector, drawn in round order, then the rounds checked in pairs: one pass over
+    // A, B and C serves two rounds, and C (4 bytes an entry) is most of what is read.
+    let xs: Vec<Vec<u64>> = (0..rounds).map(|_| (0..n).map(|_| uniform_element(&mut xof)).collect()).collect();
+    for pair in xs.chunks(2) {
+        let y = mat_i8_vecs(b.as_slice(), k, n, pair);
+        let z = mat_i8_vecs(a.as_slice(), m, k, &y);
+        let w = mat_i32_vecs(c.as_slice(), m, n, pair);
+        for (z, w) in z.iter().zip(&w) {
+            if let Some(row) = z.iter().zip(w).position(|(z, w)| z != w) {
+                return Ok(Verdict::Reject { row });
+            }
         }
     }
     Ok(Verdict::Accept { false_accept_bits: rounds.saturating_mul(BITS_PER_ROUND) })
+}
+
+/// M·x mod p for each x (one or two), on the fastest path this CPU has.
+fn mat_i8_vecs(mat: &[i8], rows: usize, cols: usize, xs: &[Vec<u64>]) -> Vec<Vec<u64>> {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512_vnni() && xs.len() == 2 {
+        let limbs = ByteLimbs::new(xs, cols);
+        let out: Vec<[u64; 2]> = mat
+            .par_chunks(cols)
+            .take(rows)
+            // SAFETY: AVX-512 F and VNNI detected; the limbs cover `cols` columns of both vectors.
+            .map(|row| unsafe { dot_i8_vnni(row, &limbs) })
+            .collect();
+        return (0..2).map(|v| out.iter().map(|r| r[v]).collect()).collect();
+    }
+    xs.iter().map(|x| mat_i8_vec(mat, rows, cols, x)).collect()
+}
+
+/// M·x mod p for each x (one or two) and an int32 M, on the fastest path this CPU has.
+fn mat_i32_vecs(mat: &[i32], rows: usize, cols: usize, xs: &[Vec<u64>]) -> Vec<Vec<u64>> {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512f() && xs.len() == 2 {
+        let limbs = WordLimbs::new(xs, cols);
+        let out: Vec<[u64; 2]> = mat[..rows * cols]
+            .par_chunks(ROW_GROUP * cols)
+            // SAFETY: AVX-512 F detected; the limbs cover `cols` columns of both vectors.
+            .flat_map_iter(|group| unsafe { dot_i32_avx512(group, cols, &limbs) })
+            .collect();
+        return (0..2).map(|v| out.iter().map(|r| r[v]).collect()).collect();
+    }
+    xs.iter().map(|x| mat_i32_vec(mat, rows, cols, x)).collect()
 }
 
 fn uniform_element(xof: &mut blake3::OutputReader) -> u64 {
@@ -213,6 +253,201 @@ unsafe fn hsum(v: std::arch::x86_64::__m256i) -> i64 {
     lanes.iter().sum()
 }
 
+#[cfg(target_arch = "x86_64")]
+fn has_avx512_vnni() -> bool {
+    has_avx512f() && std::arch::is_x86_feature_detected!("avx512vnni")
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx512f() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+/// How far ahead of the SIMD paths' reads a matrix row is prefetched, in bytes.
+const PREFETCH: usize = 2048;
+
+/// Bytes per field element: 8 limbs of 8 bits cover 2^64 > p.
+const BYTE_LIMBS: usize = 8;
+
+/// Two vectors over F_p cut into bytes, limb-major: `bytes[(v·8 + l)·stride + j]` is byte l of
+/// x_v[j], each limb row zero-padded to a multiple of 64 columns. This is the unsigned side of
+/// `vpdpbusd`, so an int8 row times a limb row is 64 multiply-adds per instruction.
+struct ByteLimbs {
+    bytes: Vec<u8>,
+    stride: usize,
+    cols: usize,
+}
+
+impl ByteLimbs {
+    fn new(xs: &[Vec<u64>], cols: usize) -> ByteLimbs {
+        let stride = cols.div_ceil(64) * 64;
+        let mut bytes = vec![0u8; 2 * BYTE_LIMBS * stride];
+        for (v, x) in xs.iter().enumerate().take(2) {
+            for (j, &e) in x.iter().enumerate().take(cols) {
+                for (l, byte) in e.to_le_bytes().into_iter().enumerate() {
+                    bytes[(v * BYTE_LIMBS + l) * stride + j] = byte;
+                }
+            }
+        }
+        ByteLimbs { bytes, stride, cols }
+    }
+}
+
+/// Σ_j row[j]·x_v[j] mod p for both vectors: 16 `vpdpbusd` (2 vectors × 8 byte limbs) per 64
+/// entries of the row. A lane gains at most 4·128·255 < 2^17 per instruction, so the i32 lanes
+/// are emptied into i64 sums every 2^13 instructions (2^19 columns), well before 2^31.
+///
+/// # Safety
+/// The CPU must have AVX-512 F and VNNI; `limbs` must cover `row.len()` columns.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn dot_i8_vnni(row: &[i8], limbs: &ByteLimbs) -> [u64; 2] {
+    use std::arch::x86_64::*;
+    assert!(row.len() <= limbs.cols && limbs.bytes.len() >= 2 * BYTE_LIMBS * limbs.stride);
+    let whole = row.len() / 64 * 64;
+    let mut sums = [0i64; 2 * BYTE_LIMBS];
+    const FLUSH: usize = 1 << 19;
+    for c0 in (0..whole).step_by(FLUSH) {
+        let mut acc = [_mm512_setzero_si512(); 2 * BYTE_LIMBS];
+        for j in (c0..whole.min(c0 + FLUSH)).step_by(64) {
+            // The row streams from memory at the rate of one 64-byte line per 16 instructions;
+            // the hardware prefetcher alone left this loop waiting on DRAM (a prefetch past
+            // the row's end runs into the next row, which is usually next, and never faults).
+            _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().wrapping_add(j + PREFETCH));
+            let v = _mm512_loadu_si512(row.as_ptr().add(j) as *const __m512i);
+            for (q, acc) in acc.iter_mut().enumerate() {
+                let x = _mm512_loadu_si512(limbs.bytes.as_ptr().add(q * limbs.stride + j) as *const __m512i);
+                *acc = _mm512_dpbusd_epi32(*acc, x, v);
+            }
+        }
+        for (sum, acc) in sums.iter_mut().zip(acc) {
+            *sum += _mm512_reduce_add_epi64(_mm512_add_epi64(
+                _mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc)),
+                _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(acc)),
+            ));
+        }
+    }
+    for (j, &e) in row.iter().enumerate().skip(whole) {
+        for (q, sum) in sums.iter_mut().enumerate() {
+            *sum += e as i64 * limbs.bytes[q * limbs.stride + j] as i64;
+        }
+    }
+    // |sum| < 2^7 · 2^8 · cols: Σ_l 2^(8l) · sum_l is exact in i128 for any real row length.
+    std::array::from_fn(|v| {
+        let total: i128 = (0..BYTE_LIMBS).map(|l| (sums[v * BYTE_LIMBS + l] as i128) << (8 * l)).sum();
+        reduce(total)
+    })
+}
+
+/// Bits per limb of a field element on the int32 path: 3 limbs of at most 21 bits.
+const WORD_LIMB_BITS: u32 = 21;
+const WORD_LIMBS: usize = 3;
+
+/// Two vectors over F_p cut into 21-bit limbs, laid out for `vpmuldq` on 16 int32 entries at a
+/// time: for each block of 16 columns, for each of the 6 (vector, limb) pairs, the even columns'
+/// 8 limbs then the odd columns' 8, as i64 lanes.
+struct WordLimbs {
+    lanes: Vec<i64>,
+    cols: usize,
+}
+
+impl WordLimbs {
+    fn new(xs: &[Vec<u64>], cols: usize) -> WordLimbs {
+        let blocks = cols.div_ceil(16);
+        let mut lanes = vec![0i64; blocks * 2 * WORD_LIMBS * 16];
+        for (v, x) in xs.iter().enumerate().take(2) {
+            for (j, &e) in x.iter().enumerate().take(cols) {
+                let (block, lane) = (j / 16, j % 16);
+                for l in 0..WORD_LIMBS {
+                    let limb = (e >> (WORD_LIMB_BITS * l as u32)) & ((1 << WORD_LIMB_BITS) - 1);
+                    let at = (block * 2 * WORD_LIMBS + v * WORD_LIMBS + l) * 16 + (lane % 2) * 8 + lane / 2;
+                    lanes[at] = limb as i64;
+                }
+            }
+        }
+        WordLimbs { lanes, cols }
+    }
+}
+
+/// Rows of C taken together on the AVX-512 path: each limb vector loaded serves all of them.
+/// The limbs are 12× the bytes of the C entries they multiply, so one row at a time read
+/// mostly limbs (from L2); four rows keep 24 accumulators, 4 entry vectors and a limb in the 32
+/// registers.
+const ROW_GROUP: usize = 4;
+
+/// Σ_j row[j]·x_v[j] mod p for both vectors, for each row of `group` (up to ROW_GROUP rows of
+/// `cols` entries), 16 entries per step: `vpmuldq` reads each 64-bit lane's low 32 bits as
+/// signed, so the even entries multiply as loaded and the odd ones after a 32-bit shift.
+/// |entry · limb| < 2^52 and a lane gains two of them per step, so after 2^6 steps (1024
+/// columns) a lane is below 2^59 and the sum of the 8 lanes below 2^62: exact.
+///
+/// # Safety
+/// The CPU must have AVX-512 F; `limbs` must cover `cols` columns.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+// Index loops over constant bounds: unrolled, they leave every accumulator in a register.
+#[allow(clippy::needless_range_loop)]
+unsafe fn dot_i32_avx512(group: &[i32], cols: usize, limbs: &WordLimbs) -> Vec<[u64; 2]> {
+    use std::arch::x86_64::*;
+    let rows = group.len() / cols;
+    assert!(rows * cols == group.len() && rows <= ROW_GROUP && cols <= limbs.cols);
+    assert!(limbs.lanes.len() >= cols.div_ceil(16) * 2 * WORD_LIMBS * 16);
+    let whole = cols / 16 * 16;
+    let mut totals = [[0i128; 2]; ROW_GROUP];
+    const FLUSH: usize = 1 << 10;
+    const Q: usize = 2 * WORD_LIMBS;
+    for c0 in (0..whole).step_by(FLUSH) {
+        let mut acc = [[_mm512_setzero_si512(); Q]; ROW_GROUP];
+        for j in (c0..whole.min(c0 + FLUSH)).step_by(16) {
+            let x = limbs.lanes.as_ptr().add(j / 16 * Q * 16);
+            let mut entries = [_mm512_setzero_si512(); ROW_GROUP];
+            for (r, e) in entries.iter_mut().enumerate().take(rows) {
+                let at = group.as_ptr().add(r * cols + j);
+                // The rows stream from memory; the hardware prefetcher alone left this loop
+                // waiting on DRAM. A prefetch past the end never faults.
+                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(PREFETCH / 4) as *const i8);
+                *e = _mm512_loadu_si512(at as *const __m512i);
+            }
+            for q in 0..Q {
+                let xe = _mm512_loadu_si512(x.add(q * 16) as *const __m512i);
+                for r in 0..ROW_GROUP {
+                    acc[r][q] = _mm512_add_epi64(acc[r][q], _mm512_mul_epi32(entries[r], xe));
+                }
+            }
+            for e in entries.iter_mut() {
+                *e = _mm512_srli_epi64::<32>(*e);
+            }
+            for q in 0..Q {
+                let xo = _mm512_loadu_si512(x.add(q * 16 + 8) as *const __m512i);
+                for r in 0..ROW_GROUP {
+                    acc[r][q] = _mm512_add_epi64(acc[r][q], _mm512_mul_epi32(entries[r], xo));
+                }
+            }
+        }
+        for (total, acc) in totals.iter_mut().zip(acc) {
+            for (q, acc) in acc.into_iter().enumerate() {
+                let (v, l) = (q / WORD_LIMBS, q % WORD_LIMBS);
+                total[v] += (_mm512_reduce_add_epi64(acc) as i128) << (WORD_LIMB_BITS as usize * l);
+            }
+            *total = total.map(|t| reduce(t) as i128);
+        }
+    }
+    (0..rows)
+        .map(|r| {
+            let mut total = totals[r];
+            for (j, &e) in group[r * cols..(r + 1) * cols].iter().enumerate().skip(whole) {
+                let x = &limbs.lanes[j / 16 * Q * 16..];
+                let lane = (j % 2) * 8 + (j % 16) / 2;
+                for q in 0..Q {
+                    let (v, l) = (q / WORD_LIMBS, q % WORD_LIMBS);
+                    total[v] += (e as i128 * x[q * 16 + lane] as i128) << (WORD_LIMB_BITS as usize * l);
+                }
+            }
+            total.map(reduce)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +503,52 @@ mod tests {
                 assert_eq!(dot_i8_avx2(&row8, &lo, &hi), dot_i8(&row8, &lo, &hi));
                 assert_eq!(dot_i32_avx2(&row32, &lo, &hi), dot_i32(&row32, &lo, &hi));
             }
+        }
+    }
+
+    /// The two-vector paths against the one-vector reference: lengths around their SIMD blocks
+    /// and reduction points, field elements near p, entries at the int8/int32 extremes.
+    #[test]
+    fn two_vector_paths_match_the_reference() {
+        let mut s = 0x1234_5678_9abc_def0u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for cols in [1, 15, 16, 17, 63, 64, 65, 1023, 1024, 1025, 2049, 3000, (1 << 19) + 77] {
+            let xs: Vec<Vec<u64>> =
+                (0..2).map(|v| (0..cols).map(|j| if j % 7 == v { P - 1 } else { next() % P }).collect()).collect();
+            let rows = if cols > 5000 { 2 } else { 6 };
+            let m8: Vec<i8> = (0..rows * cols).map(|i| if i % 5 == 0 { -128 } else { next() as i8 }).collect();
+            let m32: Vec<i32> = (0..rows * cols)
+                .map(|i| match i % 5 {
+                    0 => i32::MIN,
+                    1 => i32::MAX,
+                    _ => next() as i32,
+                })
+                .collect();
+            let want8: Vec<Vec<u64>> = xs.iter().map(|x| mat_i8_vec(&m8, rows, cols, x)).collect();
+            let want32: Vec<Vec<u64>> = xs.iter().map(|x| mat_i32_vec(&m32, rows, cols, x)).collect();
+            assert_eq!(mat_i8_vecs(&m8, rows, cols, &xs), want8, "int8, {cols} columns");
+            assert_eq!(mat_i32_vecs(&m32, rows, cols, &xs), want32, "int32, {cols} columns");
+        }
+        // The worst case for the lanes' reduction points: every entry at its extreme, every
+        // element p − 1 (bytes 0xFE, 0xFF…; 21-bit limbs all ones). Without them the int32 lanes
+        // overflow past about 2^11 columns and the int8 lanes past about 2^20.
+        for (rows, cols) in [(6, 3000), (1, 1_200_000)] {
+            let xs = vec![vec![P - 1; cols]; 2];
+            let m8 = vec![-128i8; rows * cols];
+            let want8: Vec<Vec<u64>> = xs.iter().map(|x| mat_i8_vec(&m8, rows, cols, x)).collect();
+            assert_eq!(mat_i8_vecs(&m8, rows, cols, &xs), want8, "int8 extremes, {cols} columns");
+            let m32 = vec![i32::MIN; rows * cols];
+            let want32: Vec<Vec<u64>> = xs.iter().map(|x| mat_i32_vec(&m32, rows, cols, x)).collect();
+            assert_eq!(mat_i32_vecs(&m32, rows, cols, &xs), want32, "int32 extremes, {cols} columns");
+        }
+        #[cfg(target_arch = "x86_64")]
+        if !has_avx512_vnni() {
+            eprintln!("skipped: the AVX-512 VNNI and AVX-512 F paths (this CPU lacks them)");
         }
     }
 
