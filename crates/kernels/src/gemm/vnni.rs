@@ -21,6 +21,7 @@
 //! whose depth is not a multiple of 4 to the AVX2 kernel instead.
 
 use std::arch::x86_64::*;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
@@ -85,17 +86,35 @@ struct PackedB {
     step: usize,
 }
 
+/// One micro-panel of one k-panel being packed: (k-panel start, micro-panel, its bytes, its
+/// corrections).
+type PanelChunk<'a> = (usize, usize, &'a mut [i8], &'a mut [i32]);
+
 impl PackedB {
+    /// All of B (k × n), packed by every thread.
     fn new(b: &[i8], k: usize, n: usize, nr: usize, step: usize) -> PackedB {
+        let mut packed = PackedB { data: Vec::new(), corr: Vec::new(), panels: 0, step };
+        packed.pack(b, n, (0..k, 0..n), nr, true);
+        packed
+    }
+
+    /// Packs rows × cols of B (row-major, rows `ld` apart) in place of what this held, reusing
+    /// its buffers: its k-panel `pc` and micro-panel `jp` are then those of the block.
+    fn pack(&mut self, b: &[i8], ld: usize, (rows, cols): (Range<usize>, Range<usize>), nr: usize, parallel: bool) {
+        let (k, n, step) = (rows.len(), cols.len(), self.step);
         let panels = n.div_ceil(nr);
         let quads = |kc: usize| kc.div_ceil(4);
         let steps = |kc: usize| kc.div_ceil(step);
         let data_len: usize = (0..k).step_by(KV).map(|pc| quads((k - pc).min(KV)) * 4 * nr * panels).sum();
         let corr_len: usize = (0..k).step_by(KV).map(|pc| steps((k - pc).min(KV)) * nr * panels).sum();
-        let mut data = vec![0i8; data_len];
-        let mut corr = vec![0i32; corr_len];
-        let mut chunks: Vec<(usize, usize, &mut [i8], &mut [i32])> = Vec::new();
-        let (mut rest, mut rest_corr) = (data.as_mut_slice(), corr.as_mut_slice());
+        // Zeroed: padding past k and n must be 0, and the corrections are sums.
+        self.data.clear();
+        self.data.resize(data_len, 0);
+        self.corr.clear();
+        self.corr.resize(corr_len, 0);
+        self.panels = panels;
+        let mut chunks: Vec<PanelChunk<'_>> = Vec::new();
+        let (mut rest, mut rest_corr) = (self.data.as_mut_slice(), self.corr.as_mut_slice());
         for pc in (0..k).step_by(KV) {
             let kc = (k - pc).min(KV);
             for jp in 0..panels {
@@ -105,38 +124,83 @@ impl PackedB {
                 (rest, rest_corr) = (tail, ctail);
             }
         }
-        chunks.into_par_iter().for_each(|(pc, jp, dst, corr)| {
+        // Quad q (k-steps 4q..4q+4) of micro-panel jp of the k-panel at pc: four rows into each
+        // column's 4 bytes, and the step's column sums in the same pass; 16 columns per SIMD
+        // group, the rest (a ragged right edge) one by one.
+        let pack_quad = |pc: usize, jp: usize, q: usize, quad: &mut [i8], corr: &mut [i32]| {
             let kc = (k - pc).min(KV);
-            let c0 = jp * nr;
-            let cols = (n - c0).min(nr);
+            let c0 = cols.start + jp * nr;
+            let width = (cols.end - c0).min(nr);
             let row = |t: usize| -> &[i8] {
                 if t < kc {
-                    &b[(pc + t) * n + c0..(pc + t) * n + c0 + cols]
+                    let at = (rows.start + pc + t) * ld + c0;
+                    &b[at..at + width]
                 } else {
                     &[]
                 }
             };
-            // Four rows at a time into each column's 4 bytes, and the step's column sums in the
-            // same pass: 16 columns per SIMD group, the rest (a ragged right edge) one by one.
-            for (q, quad) in dst.chunks_exact_mut(4 * nr).enumerate() {
-                let t = 4 * q;
-                let rows = [row(t), row(t + 1), row(t + 2), row(t + 3)];
-                let sums = &mut corr[(t / step) * nr..(t / step) * nr + nr];
-                let full = if rows.iter().all(|r| r.len() == cols) { cols / 16 * 16 } else { 0 };
-                for j0 in (0..full).step_by(16) {
-                    let group: [&[i8]; 4] = rows.map(|r| &r[j0..j0 + 16]);
-                    // SAFETY: SSSE3 is part of every CPU the VNNI kernels run on (they need
-                    // AVX2); the slices are 16 bytes and the outputs 64 bytes and 16 sums.
-                    unsafe { interleave16(group, &mut quad[4 * j0..4 * j0 + 64], &mut sums[j0..j0 + 16]) };
+            let t = 4 * q;
+            let rows = [row(t), row(t + 1), row(t + 2), row(t + 3)];
+            let sums = &mut corr[(t / step) * nr..(t / step) * nr + nr];
+            let full = if rows.iter().all(|r| r.len() == width) { width / 16 * 16 } else { 0 };
+            if full == 32 && nr == 32 {
+                // SAFETY: AVX2 is part of every CPU the VNNI kernels run on; the rows hold 32
+                // bytes, the quad 128 and the sums 32.
+                unsafe { interleave32(rows, quad, sums) };
+                return;
+            }
+            for j0 in (0..full).step_by(16) {
+                let group: [&[i8]; 4] = rows.map(|r| &r[j0..j0 + 16]);
+                // SAFETY: SSSE3 is part of every CPU the VNNI kernels run on (they need AVX2);
+                // the slices are 16 bytes and the outputs 64 bytes and 16 sums.
+                unsafe { interleave16(group, &mut quad[4 * j0..4 * j0 + 64], &mut sums[j0..j0 + 16]) };
+            }
+            for j in full..width {
+                let v = [0, 1, 2, 3].map(|u| rows[u].get(j).copied().unwrap_or(0));
+                quad[4 * j..4 * j + 4].copy_from_slice(&v);
+                sums[j] += 128 * (v[0] as i32 + v[1] as i32 + v[2] as i32 + v[3] as i32);
+            }
+        };
+        // Four rows of B at a time across a group of micro-panels (up to 256 columns), so each
+        // row is read as one sequential run: micro-panel by micro-panel, the reads were 32 bytes
+        // from each of 2048 rows n bytes apart, DRAM misses the prefetcher could not follow (a
+        // quarter of a 256×4096×4096 product). The rows 8 quads on are prefetched line by line
+        // while these pack.
+        let pack_group = |group: &mut [PanelChunk<'_>]| {
+            let Some(&(pc, jp_first, _, _)) = group.first() else { return };
+            let kc = (k - pc).min(KV);
+            let lo = cols.start + jp_first * nr;
+            let hi = (lo + group.len() * nr).min(cols.end);
+            for q in 0..quads(kc) {
+                for t in 4 * (q + 8)..(4 * (q + 9)).min(kc) {
+                    let row = (rows.start + pc + t) * ld;
+                    for at in (row + lo..row + hi).step_by(64) {
+                        // SAFETY: a prefetch reads nothing and never faults; `at` is in B.
+                        unsafe { _mm_prefetch::<_MM_HINT_T0>(b.as_ptr().add(at)) };
+                    }
                 }
-                for j in full..cols {
-                    let v = [0, 1, 2, 3].map(|u| rows[u].get(j).copied().unwrap_or(0));
-                    quad[4 * j..4 * j + 4].copy_from_slice(&v);
-                    sums[j] += 128 * (v[0] as i32 + v[1] as i32 + v[2] as i32 + v[3] as i32);
+                for (pc, jp, dst, corr) in group.iter_mut() {
+                    pack_quad(*pc, *jp, q, &mut dst[q * 4 * nr..(q + 1) * 4 * nr], corr);
                 }
             }
-        });
-        PackedB { data, corr, panels, step }
+        };
+        // Chunks run k-panel by k-panel, micro-panel by micro-panel: groups never span two
+        // k-panels because each k-panel's micro-panels are cut into groups of their own.
+        let per_group = (256 / nr).max(1);
+        let mut groups: Vec<&mut [PanelChunk<'_>]> = Vec::new();
+        let mut rest = chunks.as_mut_slice();
+        while !rest.is_empty() {
+            let (pc, jp) = (rest[0].0, rest[0].1);
+            let len = rest.iter().take_while(|c| c.0 == pc && c.1 < jp + per_group).count();
+            let (head, tail) = rest.split_at_mut(len);
+            groups.push(head);
+            rest = tail;
+        }
+        if parallel {
+            groups.into_par_iter().for_each(pack_group);
+        } else {
+            groups.into_iter().for_each(pack_group);
+        }
     }
 
     /// The micro-panel `jp` of the k-panel at `pc` and its corrections.
@@ -149,6 +213,38 @@ impl PackedB {
         let data0 = before * full_quads * 4 * nr * self.panels + jp * quads * 4 * nr;
         let corr0 = before * full_steps * nr * self.panels + jp * steps * nr;
         (&self.data[data0..data0 + quads * 4 * nr], &self.corr[corr0..corr0 + steps * nr])
+    }
+}
+
+/// [`interleave16`] on 32 columns (a whole zmm micro-panel) with 256-bit registers: 44
+/// instructions where two 16-column calls take about 80; B's packing is a fifth of a skinny
+/// product.
+///
+/// # Safety
+/// The CPU must have AVX2. Each row holds 32 bytes, `out` 128 and `sums` 32.
+#[target_feature(enable = "avx2")]
+unsafe fn interleave32(rows: [&[i8]; 4], out: &mut [i8], sums: &mut [i32]) {
+    assert!(rows.iter().all(|r| r.len() >= 32) && out.len() >= 128 && sums.len() >= 32);
+    let load = |r: &[i8]| _mm256_loadu_si256(r.as_ptr() as *const __m256i);
+    let (r0, r1, r2, r3) = (load(rows[0]), load(rows[1]), load(rows[2]), load(rows[3]));
+    // Within each 128-bit lane L, as in interleave16: q_g holds columns 16L + 4g .. 16L + 4g + 4.
+    let (p01_lo, p01_hi) = (_mm256_unpacklo_epi8(r0, r1), _mm256_unpackhi_epi8(r0, r1));
+    let (p23_lo, p23_hi) = (_mm256_unpacklo_epi8(r2, r3), _mm256_unpackhi_epi8(r2, r3));
+    let (q0, q1) = (_mm256_unpacklo_epi16(p01_lo, p23_lo), _mm256_unpackhi_epi16(p01_lo, p23_lo));
+    let (q2, q3) = (_mm256_unpacklo_epi16(p01_hi, p23_hi), _mm256_unpackhi_epi16(p01_hi, p23_hi));
+    // Columns in order: 0..8 are the low lanes of q0 and q1, 8..16 of q2 and q3, then the highs.
+    let columns = [
+        _mm256_permute2x128_si256::<0x20>(q0, q1),
+        _mm256_permute2x128_si256::<0x20>(q2, q3),
+        _mm256_permute2x128_si256::<0x31>(q0, q1),
+        _mm256_permute2x128_si256::<0x31>(q2, q3),
+    ];
+    let (ones8, ones16) = (_mm256_set1_epi8(1), _mm256_set1_epi16(1));
+    for (g, v) in columns.into_iter().enumerate() {
+        _mm256_storeu_si256(out.as_mut_ptr().add(32 * g) as *mut __m256i, v);
+        let sum = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, v), ones16);
+        let at = sums.as_mut_ptr().add(8 * g) as *mut __m256i;
+        _mm256_storeu_si256(at, _mm256_add_epi32(_mm256_loadu_si256(at), _mm256_slli_epi32::<7>(sum)));
     }
 }
 
@@ -268,24 +364,28 @@ unsafe fn transpose4_rows(rows: [&[i8]; 4], quads: usize, mr: usize, i0: usize, 
 
 /// C = A·B into `c`, folding into `states` (the `transcript_grid` of m × n) when given.
 ///
-/// Tasks are blocks of `MC` rows, or of `MC / 2` when that is what it takes to give every thread
-/// eight tasks (1024 rows are 11 blocks of 96, which leave a thread idle for one of them; 22 of
-/// 48 balance). When even those are too few to keep every thread busy (the skinny products of
-/// inference: 256 rows are 3 tasks), each row block is also split into column blocks; such a task
-/// computes into an output and fold states of its own, copied into place after, so no two tasks
-/// ever hold the same memory.
+/// Two ways to cut the work, by shape:
+/// - **Row blocks** (most products): a task per `MC` rows, or `MC / 2` when that is what it
+///   takes to give every thread eight tasks (1024 rows are 11 blocks of 96, which leave a thread
+///   idle for one of them; 22 of 48 balance). B is packed once, by every thread; each task packs
+///   its rows of A, k-panel by k-panel.
+/// - **Column blocks** (too few rows to keep every thread busy: the skinny products of
+///   inference, 256 rows): a task per block of up to 256 columns and up to 768 rows. A is
+///   packed once; each task packs its columns of B, k-panel by k-panel, so B goes from memory to
+///   L2 once (packing all of B first wrote and re-read 16 MB at 256×4096×4096 and was a fifth
+///   of its time). Such a task computes into an output and fold states of its own, copied into
+///   place after, so no two tasks ever hold the same memory.
 pub(super) fn gemm(p: &Product<'_>, c: &mut [i32], states: Option<&mut [FoldState]>) {
     let (mr, nr) = (p.tile.mr(), p.tile.nr());
     let step = if p.depth == 0 { KV } else { p.depth };
     debug_assert!(step % 4 == 0 && KV.is_multiple_of(step));
-    let packed = PackedB::new(p.b, p.k, p.n, nr, step);
     let grid_cols = p.n.div_ceil(NR);
     let threads = rayon::current_num_threads();
     let mc_task = if p.m.div_ceil(MC) < 8 * threads && p.m.div_ceil(MC / 2) >= 8 * threads { MC / 2 } else { MC };
     let row_tasks = p.m.div_ceil(mc_task);
     let wanted = 4 * threads;
-    let col_blocks = if row_tasks >= wanted { 1 } else { wanted.div_ceil(row_tasks).min(p.n.div_ceil(nr)) };
-    if col_blocks <= 1 {
+    if row_tasks >= wanted || p.n <= nr {
+        let packed = PackedB::new(p.b, p.k, p.n, nr, step);
         let state_chunk = mc_task / MR * grid_cols;
         let mut blocks: Vec<Option<&mut [FoldState]>> = match states {
             Some(s) => s.chunks_mut(state_chunk).map(Some).collect(),
@@ -298,22 +398,43 @@ pub(super) fn gemm(p: &Product<'_>, c: &mut [i32], states: Option<&mut [FoldStat
                 let row0 = block * mc_task;
                 let mc = (p.m - row0).min(mc_task);
                 let view = View { c: c_rows, ldc: p.n, cols: 0..p.n, states: states.as_deref_mut(), grid_cols };
-                row_block(p, &packed, (row0, mc), view, apack, (mr, nr));
+                let sources = Sources { a: APanels::Pack(apack), b: BPanels::Shared(&packed) };
+                row_block(p, sources, (row0, mc), view, (mr, nr));
             },
         );
         return;
     }
-    // Column blocks of whole register tiles.
+    // Column blocks of whole register tiles, at most 256 wide (a B k-panel of 2048 × 256 bytes
+    // sits in L2 beside its task's C); row blocks of at most 768 rows, whole register tiles.
+    let row_blocks = p.m.div_ceil(8 * MC);
+    let rows_per = p.m.div_ceil(row_blocks).div_ceil(mr) * mr;
+    let col_blocks = wanted.div_ceil(row_blocks).max(p.n.div_ceil(256));
     let width = p.n.div_ceil(nr).div_ceil(col_blocks) * nr;
+    let row_starts: Vec<usize> = (0..p.m).step_by(rows_per).collect();
+    let panels: Vec<usize> = (0..p.k).step_by(KV).collect();
+    // A + 128, packed once: per row block, per k-panel.
+    let packed_a: Vec<Vec<u8>> = row_starts
+        .iter()
+        .flat_map(|&row0| panels.iter().map(move |&pc| (row0, pc)))
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|(row0, pc)| {
+            let (mc, kc) = ((p.m - row0).min(rows_per), (p.k - pc).min(KV));
+            let mut out = vec![0u8; mc.div_ceil(mr) * kc.div_ceil(4) * mr * 4];
+            pack_a(p.a, p.k, row0, mc, pc, kc, mr, &mut out);
+            out
+        })
+        .collect();
     let folding = states.is_some();
     let blocks: Vec<(usize, usize)> =
-        (0..row_tasks).flat_map(|rb| (0..p.n).step_by(width).map(move |lo| (rb * mc_task, lo))).collect();
+        (0..row_starts.len()).flat_map(|rb| (0..p.n).step_by(width).map(move |lo| (rb, lo))).collect();
     let done: Vec<(usize, usize, Vec<i32>, Vec<FoldState>)> = blocks
         .into_par_iter()
         .map_init(
-            || vec![0u8; mc_task * KV],
-            |apack, (row0, lo)| {
-                let (mc, hi) = ((p.m - row0).min(mc_task), (lo + width).min(p.n));
+            || PackedB { data: Vec::new(), corr: Vec::new(), panels: 0, step },
+            |own_b, (rb, lo)| {
+                let row0 = row_starts[rb];
+                let (mc, hi) = ((p.m - row0).min(rows_per), (lo + width).min(p.n));
                 let (w, tile_cols) = (hi - lo, (hi - lo).div_ceil(NR));
                 let mut out = vec![0i32; mc * w];
                 let mut own = if folding { vec![[0u32; 8]; mc.div_ceil(MR) * tile_cols] } else { vec![] };
@@ -324,7 +445,9 @@ pub(super) fn gemm(p: &Product<'_>, c: &mut [i32], states: Option<&mut [FoldStat
                     states: folding.then_some(&mut own[..]),
                     grid_cols: tile_cols,
                 };
-                row_block(p, &packed, (row0, mc), view, apack, (mr, nr));
+                let a = &packed_a[rb * panels.len()..(rb + 1) * panels.len()];
+                let sources = Sources { a: APanels::Shared(a), b: BPanels::Pack(own_b) };
+                row_block(p, sources, (row0, mc), view, (mr, nr));
                 (row0, lo, out, own)
             },
         )
@@ -356,66 +479,103 @@ struct View<'a> {
     grid_cols: usize,
 }
 
-/// Rows row0.. row0+mc of C over every k-panel, for the view's columns.
+/// Where a task's packed panels come from: one side packed once for the whole product and
+/// shared, the other packed by the task, k-panel by k-panel, into a buffer of its own.
+struct Sources<'a> {
+    a: APanels<'a>,
+    b: BPanels<'a>,
+}
+
+enum APanels<'a> {
+    /// Packed here, into this buffer (`MC · KV` bytes), for each k-panel.
+    Pack(&'a mut Vec<u8>),
+    /// The task's rows, packed, one buffer per k-panel.
+    Shared(&'a [Vec<u8>]),
+}
+
+enum BPanels<'a> {
+    /// All of B, packed.
+    Shared(&'a PackedB),
+    /// Packed here, for the task's columns, for each k-panel.
+    Pack(&'a mut PackedB),
+}
+
+/// Rows row0.. row0+mc of C over every k-panel, for the view's columns. With A shared, the
+/// loop runs across B's micro-panels for each of A's (A's in L1, B's few in L2); with B shared,
+/// across A's micro-panels for each of B's (the task's A in L2, B streaming once).
 fn row_block(
     p: &Product<'_>,
-    packed: &PackedB,
+    sources: Sources<'_>,
     (row0, mc): (usize, usize),
     view: View<'_>,
-    apack: &mut [u8],
     (mr, nr): (usize, usize),
 ) {
     let View { c, ldc, cols: range, mut states, grid_cols } = view;
+    let Sources { a: mut a_src, b: mut b_src } = sources;
     let k = p.k;
-    let step_quads = packed.step / 4;
     debug_assert!(range.start.is_multiple_of(nr));
-    for pc in (0..k).step_by(KV) {
+    let (a_tiles, jp0) = (mc.div_ceil(mr), range.start / nr);
+    let b_tiles = range.end.div_ceil(nr) - jp0;
+    for (panel, pc) in (0..k).step_by(KV).enumerate() {
         let kc = (k - pc).min(KV);
         let quads = kc.div_ceil(4);
-        pack_a(p.a, k, row0, mc, pc, kc, mr, apack);
+        let (apack, a_outer): (&[u8], bool) = match &mut a_src {
+            APanels::Pack(buf) => {
+                pack_a(p.a, k, row0, mc, pc, kc, mr, buf);
+                (&buf[..], false)
+            }
+            APanels::Shared(panels) => (&panels[panel], true),
+        };
+        let (packed, bpc, bk, bjp0): (&PackedB, usize, usize, usize) = match &mut b_src {
+            BPanels::Shared(packed) => (packed, pc, k, 0),
+            BPanels::Pack(own) => {
+                own.pack(p.b, p.n, (pc..pc + kc, range.clone()), nr, false);
+                (own, 0, kc, jp0)
+            }
+        };
+        let step_quads = packed.step / 4;
         let last = pc + kc == k;
-        for jp in range.start / nr..range.end.div_ceil(nr) {
-            let (bmicro, corr) = packed.panel(pc, jp, k, nr);
+        for t in 0..a_tiles * b_tiles {
+            let (ip, jp) = if a_outer { (t / b_tiles, jp0 + t % b_tiles) } else { (t % a_tiles, jp0 + t / a_tiles) };
+            let (bmicro, corr) = packed.panel(bpc, jp - bjp0, bk, nr);
             // Global column of the register tile, and its column in the view.
             let (g0, c0) = (jp * nr, jp * nr - range.start);
-            for ip in 0..mc.div_ceil(mr) {
-                let amicro = &apack[ip * quads * mr * 4..(ip + 1) * quads * mr * 4];
-                let r0 = ip * mr;
-                let (rows, cols) = ((mc - r0).min(mr), (range.end - g0).min(nr));
-                // The microtiles of this register tile that exist in the grid, row-major.
-                let mut folds: [Option<&mut FoldState>; 4] = [None, None, None, None];
-                if let Some(s) = states.as_deref_mut() {
-                    let mut rest = s;
-                    let mut consumed = 0;
-                    for (slot, (rr, cc)) in microtiles(mr, nr).enumerate() {
-                        if r0 + rr * MR >= mc || g0 + cc * NR >= range.end {
-                            continue;
-                        }
-                        let index = ((r0 / MR) + rr) * grid_cols + c0 / NR + cc;
-                        let (_, tail) = std::mem::take(&mut rest).split_at_mut(index - consumed);
-                        let (state, tail) = tail.split_at_mut(1);
-                        folds[slot] = Some(&mut state[0]);
-                        rest = tail;
-                        consumed = index + 1;
+            let amicro = &apack[ip * quads * mr * 4..(ip + 1) * quads * mr * 4];
+            let r0 = ip * mr;
+            let (rows, cols) = ((mc - r0).min(mr), (range.end - g0).min(nr));
+            // The microtiles of this register tile that exist in the grid, row-major.
+            let mut folds: [Option<&mut FoldState>; 4] = [None, None, None, None];
+            if let Some(s) = states.as_deref_mut() {
+                let mut rest = s;
+                let mut consumed = 0;
+                for (slot, (rr, cc)) in microtiles(mr, nr).enumerate() {
+                    if r0 + rr * MR >= mc || g0 + cc * NR >= range.end {
+                        continue;
                     }
+                    let index = ((r0 / MR) + rr) * grid_cols + c0 / NR + cc;
+                    let (_, tail) = std::mem::take(&mut rest).split_at_mut(index - consumed);
+                    let (state, tail) = tail.split_at_mut(1);
+                    folds[slot] = Some(&mut state[0]);
+                    rest = tail;
+                    consumed = index + 1;
                 }
-                let tile = &mut c[r0 * ldc + c0..];
-                run_tile(p.tile, quads, step_quads, amicro, bmicro, corr, tile, ldc, (rows, cols), pc > 0, &mut folds);
-                if let (Some(epilogue), true) = (p.epilogue, last) {
-                    for (rr, cc) in microtiles(mr, nr) {
-                        let (tr, tc) = (rr * MR, cc * NR);
-                        if tr >= rows || tc >= cols {
-                            continue;
-                        }
-                        epilogue(TileMut {
-                            row0: row0 + r0 + tr,
-                            col0: g0 + tc,
-                            rows: (rows - tr).min(MR),
-                            cols: (cols - tc).min(NR),
-                            c: &mut tile[tr * ldc + tc..],
-                            ldc,
-                        });
+            }
+            let tile = &mut c[r0 * ldc + c0..];
+            run_tile(p.tile, quads, step_quads, amicro, bmicro, corr, tile, ldc, (rows, cols), pc > 0, &mut folds);
+            if let (Some(epilogue), true) = (p.epilogue, last) {
+                for (rr, cc) in microtiles(mr, nr) {
+                    let (tr, tc) = (rr * MR, cc * NR);
+                    if tr >= rows || tc >= cols {
+                        continue;
                     }
+                    epilogue(TileMut {
+                        row0: row0 + r0 + tr,
+                        col0: g0 + tc,
+                        rows: (rows - tr).min(MR),
+                        cols: (cols - tc).min(NR),
+                        c: &mut tile[tr * ldc + tc..],
+                        ldc,
+                    });
                 }
             }
         }
