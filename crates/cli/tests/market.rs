@@ -32,6 +32,10 @@ fn provider_and_client_see_leases_closures_and_refunds_with_reasons() {
         "400",
         "--filler-size",
         "96",
+        // Blocks paced by this machine's mining rate, so the 12-block lease outlives the
+        // stranger's uploads below (a fixed difficulty let a faster kernel end it first).
+        "--initial-difficulty",
+        "measured",
     ]));
     let api = format!("127.0.0.1:{}", free_port());
     let mut node = Command::new(env!("CARGO_BIN_EXE_ergon"))
@@ -75,7 +79,7 @@ fn provider_and_client_see_leases_closures_and_refunds_with_reasons() {
         "--max-price",
         "200",
         "--lease-blocks",
-        "3",
+        "12",
         "--api",
         &api,
     ]));
@@ -105,7 +109,7 @@ fn provider_and_client_see_leases_closures_and_refunds_with_reasons() {
     }
 
     // The provider never delivers: the lease closes at its deadline, with the reason on both sides.
-    wait_for("the lease to close", &job, "no result within 3 blocks");
+    wait_for("the lease to close", &job, "no result within 12 blocks");
     wait_for("the provider's side of it", &status, "lease closed: no result for job");
 
     ok(ergon(&["job", "cancel", "--key", &p("client.key"), &id, "--api", &api]));
