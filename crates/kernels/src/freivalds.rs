@@ -50,7 +50,7 @@ pub fn check(a: &MatI8, b: &MatI8, c: &MatI32, rounds: u32, seed: [u8; 32]) -> R
     if rounds == 0 {
         return Err(KernelError::Shape("Freivalds needs at least one round".into()));
     }
-    let mut xof = blake3::Hasher::new_keyed(&seed).update(b"ergon/freivalds/v1").finalize_xof();
+    let mut xof = Draws::new(blake3::Hasher::new_keyed(&seed).update(b"ergon/freivalds/v1").finalize_xof());
     // Every round's vector, drawn in round order, then the rounds checked in pairs: one pass over
     // A, B and C serves two rounds, and C (4 bytes an entry) is most of what is read.
     let xs: Vec<Vec<u64>> = (0..rounds).map(|_| (0..n).map(|_| uniform_element(&mut xof)).collect()).collect();
@@ -98,11 +98,35 @@ fn mat_i32_vecs(mat: &[i32], rows: usize, cols: usize, xs: &[Vec<u64>]) -> Vec<V
     xs.iter().map(|x| mat_i32_vec(mat, rows, cols, x)).collect()
 }
 
-fn uniform_element(xof: &mut blake3::OutputReader) -> u64 {
+/// The XOF's stream, 8 bytes per draw, read 512 bytes at a time (8 bytes per `fill` spent more
+/// time in the XOF's bookkeeping than the check spends on a 2048-column vector's limbs). The
+/// draws are the same bytes in the same order either way.
+struct Draws {
+    xof: blake3::OutputReader,
+    buf: [u8; 512],
+    at: usize,
+}
+
+impl Draws {
+    fn new(xof: blake3::OutputReader) -> Draws {
+        Draws { xof, buf: [0; 512], at: 512 }
+    }
+
+    fn next(&mut self) -> [u8; 8] {
+        if self.at == self.buf.len() {
+            self.xof.fill(&mut self.buf);
+            self.at = 0;
+        }
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&self.buf[self.at..self.at + 8]);
+        self.at += 8;
+        out
+    }
+}
+
+fn uniform_element(xof: &mut Draws) -> u64 {
     loop {
-        let mut buf = [0u8; 8];
-        xof.fill(&mut buf);
-        let v = u64::from_le_bytes(buf) >> 3;
+        let v = u64::from_le_bytes(xof.next()) >> 3;
         if v < P {
             return v;
         }
@@ -549,6 +573,19 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         if !has_avx512_vnni() {
             eprintln!("skipped: the AVX-512 VNNI and AVX-512 F paths (this CPU lacks them)");
+        }
+    }
+
+    /// The buffered draws are the XOF's stream read 8 bytes at a time, so the vectors (and every
+    /// verdict) are the ones the check drew before the buffer.
+    #[test]
+    fn buffered_draws_are_the_stream_in_order() {
+        let xof = || blake3::Hasher::new_keyed(&[9; 32]).update(b"ergon/freivalds/v1").finalize_xof();
+        let (mut plain, mut draws) = (xof(), Draws::new(xof()));
+        for _ in 0..300 {
+            let mut want = [0u8; 8];
+            plain.fill(&mut want);
+            assert_eq!(draws.next(), want);
         }
     }
 
