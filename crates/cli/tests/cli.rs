@@ -164,3 +164,28 @@ fn quantize_reports_its_error_and_the_result_multiplies() {
     let s: MatF32 = ergon_kernels::npy::read_npy(&d.join("S.npy")).unwrap();
     assert_eq!((s.rows(), s.cols()), (1, 12));
 }
+
+/// `bench matmul` beside its peer: with ONNX Runtime installed, both sides' medians and fastest
+/// runs and their ratios; without it, the reason it was skipped. Either way Ergon's kernel.
+#[test]
+fn bench_matmul_reports_ergon_beside_its_peer_or_says_why_not() {
+    let o = ergon(&["bench", "matmul", "--sizes", "96", "--shapes", "40x300x70", "--reps", "2", "--no-f32", "--json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let rows = report["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{report}");
+    let peer = report["peer"].as_str().unwrap();
+    for row in rows {
+        assert!(row["int8_gmacs"].as_f64().unwrap() > 0.0 && row["int8_best_seconds"].as_f64().unwrap() > 0.0);
+        if peer.starts_with("ONNX Runtime") {
+            assert_eq!(row["ort_exact"], true, "{row}");
+            let (median, best) =
+                (row["ergon_over_ort"].as_f64().unwrap(), row["ergon_over_ort_best"].as_f64().unwrap());
+            assert!(median > 0.0 && best > 0.0, "{row}");
+        } else {
+            assert!(peer.starts_with("skipped: ") && row["ergon_over_ort"].is_null(), "{peer}: {row}");
+        }
+    }
+    assert!(report["kernel"].as_str().is_some_and(|k| !k.is_empty()), "{report}");
+}
