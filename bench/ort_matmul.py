@@ -1,14 +1,19 @@
 """ONNX Runtime's int8 GEMM (MatMulInteger, u8 x s8 on MLAS), timed the way `ergon bench matmul`
-times Ergon's, for the side-by-side ratio. Run by the bench (the script is compiled into the
-binary and fed to python3 on stdin); by hand:
+times Ergon's, for the side-by-side ratio.
+
+`ergon bench matmul` runs this with --serve (the script text passed to python3 -c): it prints
+{"ort": version} (or {"skipped": why}), then answers commands on stdin, one JSON line each:
+"shape M K N" builds the session, runs it once to warm up and checks it exact ({"exact": bool}),
+"run" times one product ({"seconds": s}), "quit" ends. The bench alternates these runs with its
+own, so a burst of load on a shared machine lands on both sides. By hand:
 
     python3 bench/ort_matmul.py --shapes 1024x1024x1024,256x4096x4096 --threads 2 --reps 5
 
 A signed int8 A is fed as A + 128 (uint8) with a_zero_point 128, so MatMulInteger computes the
 exact signed product A·B: the way an ONNX Runtime user gets int8 × int8 on its fast u8 × s8 path.
 Each product is checked exact against an int64 numpy product (every row up to 2^27
-multiply-adds, otherwise 16 rows drawn at random). Prints one JSON object: {"ort": version, "results": [...]}, or
-{"skipped": why} when onnxruntime, onnx or numpy is missing.
+multiply-adds, otherwise 16 rows drawn at random). By hand it prints one JSON object:
+{"ort": version, "results": [...]}, or {"skipped": why} when onnxruntime, onnx or numpy is missing.
 """
 import argparse
 import json
@@ -35,33 +40,67 @@ def model(m, k, n):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
 
 
+def prepare(m, k, n, threads, spin):
+    """A session for one shape, warmed up, and whether its product is exact."""
+    rng = np.random.default_rng(m * 31 + k * 7 + n)
+    a = rng.integers(-127, 128, (m, k), dtype=np.int8)
+    b = rng.integers(-127, 128, (k, n), dtype=np.int8)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    s = ort.InferenceSession(model(m, k, n), opts, providers=["CPUExecutionProvider"])
+    feed = {"A": (a.astype(np.int16) + 128).astype(np.uint8), "B": b}
+    c = s.run(None, feed)[0]  # warm-up, and the exactness check
+    # numpy's int64 product has no BLAS: every row up to 2^27 multiply-adds, else 16 rows.
+    rows = np.arange(m) if m * k * n <= 1 << 27 else rng.choice(m, 16, replace=False)
+    exact = bool((c[rows].astype(np.int64) == a[rows].astype(np.int64) @ b.astype(np.int64)).all())
+    return s, feed, exact
+
+
+def timed(s, feed):
+    t = time.perf_counter()
+    s.run(None, feed)
+    return time.perf_counter() - t
+
+
+def serve(threads, spin):
+    print(json.dumps({"ort": ort.__version__}), flush=True)
+    session = None
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] == "quit":
+            break
+        if words[0] == "shape":
+            m, k, n = (int(x) for x in words[1:4])
+            session = prepare(m, k, n, threads, spin)
+            print(json.dumps({"exact": session[2]}), flush=True)
+        elif words[0] == "run" and session is not None:
+            print(json.dumps({"seconds": timed(session[0], session[1])}), flush=True)
+        else:
+            print(json.dumps({"error": f"unknown command {line.strip()!r}"}), flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--shapes", required=True)
+    p.add_argument("--shapes")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--serve", action="store_true")
+    p.add_argument("--spin", type=int, choices=[0, 1], default=None)
     args = p.parse_args()
+    if args.serve:
+        # Not spinning by default here: ORT's idle workers spin for about 15 ms after each
+        # run, on the cores the bench's next run (Ergon's) needs.
+        serve(args.threads, bool(args.spin))
+        return
+    if not args.shapes:
+        p.error("--shapes is required without --serve")
     results = []
     for shape in args.shapes.split(","):
         m, k, n = (int(x) for x in shape.split("x"))
-        rng = np.random.default_rng(m * 31 + k * 7 + n)
-        a = rng.integers(-127, 128, (m, k), dtype=np.int8)
-        b = rng.integers(-127, 128, (k, n), dtype=np.int8)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = args.threads
-        opts.inter_op_num_threads = 1
-        s = ort.InferenceSession(model(m, k, n), opts, providers=["CPUExecutionProvider"])
-        feed = {"A": (a.astype(np.int16) + 128).astype(np.uint8), "B": b}
-        c = s.run(None, feed)[0]  # warm-up, and the exactness check
-        # numpy's int64 product has no BLAS: every row up to 2^27 multiply-adds, else 16 rows.
-        rows = np.arange(m) if m * k * n <= 1 << 27 else rng.choice(m, 16, replace=False)
-        exact = bool((c[rows].astype(np.int64) == a[rows].astype(np.int64) @ b.astype(np.int64)).all())
-        times = []
-        for _ in range(args.reps):
-            t = time.perf_counter()
-            s.run(None, feed)
-            times.append(time.perf_counter() - t)
-        times.sort()
+        s, feed, exact = prepare(m, k, n, args.threads, args.spin != 0)
+        times = sorted(timed(s, feed) for _ in range(args.reps))
         results.append({"m": m, "k": k, "n": n, "seconds": times, "exact": exact})
     print(json.dumps({"ort": ort.__version__, "results": results}))
 

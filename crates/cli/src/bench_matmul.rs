@@ -2,12 +2,16 @@
 //! instead (ONNX Runtime's `MatMulInteger`, u8 × s8 on MLAS), a float32 GEMM, and the machine's
 //! measured int8 peak. Everything is measured in one run, shape by shape, on the same threads.
 //!
-//! ONNX Runtime runs in a python3 subprocess that reads `bench/ort_matmul.py` (compiled in) on
-//! stdin, right before Ergon's runs of the same shape. It is skipped, with the reason, when
+//! ONNX Runtime runs in a python3 subprocess (`bench/ort_matmul.py`, compiled in, run with
+//! `--serve`), one product per command, and its runs alternate with Ergon's: on a shared machine
+//! a burst of load lasting seconds then lands on both sides instead of taking one side's whole
+//! median, and the ratio is the median over those pairs. Each timed run follows an untimed one of
+//! the same side, which warms its caches again and lets the other side's spinning worker threads
+//! park. The peer is skipped, with the reason, when
 //! `onnxruntime`, `onnx` or `numpy` is missing (`pip install onnxruntime onnx numpy`).
 
-use std::io::Write;
-use std::process::{Command, ExitCode, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 
 use clap::Args;
 use ergon_kernels::gemm::Isa;
@@ -50,7 +54,8 @@ struct Row {
     n: usize,
     int8_seconds: f64,
     int8_gmacs: f64,
-    /// ONNX Runtime's median, and Ergon's throughput ÷ its (above 1: Ergon is faster).
+    /// ONNX Runtime's median, and Ergon's throughput ÷ its (above 1: Ergon is faster): the
+    /// median over interleaved pairs of runs of ORT's time ÷ Ergon's.
     ort_seconds: Option<f64>,
     ort_gmacs: Option<f64>,
     ergon_over_ort: Option<f64>,
@@ -79,19 +84,83 @@ struct Report {
     results: Vec<Row>,
 }
 
-/// What the peer's script prints.
+/// One line the peer's script prints.
 #[derive(Deserialize)]
-struct PeerOutput {
+struct PeerLine {
     ort: Option<String>,
     skipped: Option<String>,
-    #[serde(default)]
-    results: Vec<PeerRow>,
+    exact: Option<bool>,
+    seconds: Option<f64>,
+    error: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct PeerRow {
-    seconds: Vec<f64>,
-    exact: bool,
+/// ONNX Runtime in a python3 subprocess, one product per `run`.
+struct Peer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Peer {
+    /// Starts the script; its name and version, or why there is no peer.
+    fn start(threads: usize) -> Result<(Peer, String), String> {
+        let mut child = Command::new("python3")
+            .args(["-c", ORT_SCRIPT, "--serve", "--threads", &threads.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("python3 could not be started ({e})"))?;
+        let (stdin, stdout) = match (child.stdin.take(), child.stdout.take()) {
+            (Some(i), Some(o)) => (i, BufReader::new(o)),
+            _ => return Err("no pipes to python3".into()),
+        };
+        let mut peer = Peer { child, stdin, stdout };
+        let first = peer.line()?;
+        if let Some(why) = first.skipped {
+            return Err(why);
+        }
+        let version = first.ort.ok_or("the ONNX Runtime script did not say its version")?;
+        Ok((peer, format!("ONNX Runtime {version} MatMulInteger (u8 x s8, a_zero_point 128)")))
+    }
+
+    fn line(&mut self) -> Result<PeerLine, String> {
+        let mut text = String::new();
+        match self.stdout.read_line(&mut text) {
+            Ok(0) => Err("the ONNX Runtime script stopped".into()),
+            Ok(_) => {
+                let line: PeerLine = serde_json::from_str(&text)
+                    .map_err(|e| format!("the ONNX Runtime script printed {:?} ({e})", text.trim()))?;
+                match line.error {
+                    Some(e) => Err(format!("the ONNX Runtime script: {e}")),
+                    None => Ok(line),
+                }
+            }
+            Err(e) => Err(format!("reading the ONNX Runtime script: {e}")),
+        }
+    }
+
+    fn send(&mut self, command: &str) -> Result<PeerLine, String> {
+        writeln!(self.stdin, "{command}").and_then(|()| self.stdin.flush()).map_err(|e| format!("python3: {e}"))?;
+        self.line()
+    }
+
+    /// Builds and warms up the session for a shape; whether its product is exact.
+    fn shape(&mut self, (m, k, n): (usize, usize, usize)) -> Result<bool, String> {
+        self.send(&format!("shape {m} {k} {n}"))?.exact.ok_or_else(|| "no exactness check".into())
+    }
+
+    /// The seconds of one product.
+    fn run(&mut self) -> Result<f64, String> {
+        self.send("run")?.seconds.ok_or_else(|| "no time".into())
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.child.wait();
+    }
 }
 
 fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
@@ -106,45 +175,6 @@ fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
     }
 }
 
-/// ONNX Runtime's sorted run times for one shape, or why there are none.
-fn peer(shape: (usize, usize, usize), threads: usize, reps: usize) -> Result<(String, PeerRow), String> {
-    let (m, k, n) = shape;
-    let mut child = Command::new("python3")
-        .args([
-            "-",
-            "--shapes",
-            &format!("{m}x{k}x{n}"),
-            "--threads",
-            &threads.to_string(),
-            "--reps",
-            &reps.to_string(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("python3 could not be started ({e})"))?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin for python3")?
-        .write_all(ORT_SCRIPT.as_bytes())
-        .map_err(|e| format!("python3: {e}"))?;
-    let out = child.wait_with_output().map_err(|e| format!("python3: {e}"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("the ONNX Runtime script failed: {}", err.lines().last().unwrap_or("")));
-    }
-    let parsed: PeerOutput =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("the ONNX Runtime script printed no report ({e})"))?;
-    if let Some(why) = parsed.skipped {
-        return Err(why);
-    }
-    let version = parsed.ort.unwrap_or_default();
-    let row = parsed.results.into_iter().next().ok_or("the ONNX Runtime script measured nothing")?;
-    Ok((format!("ONNX Runtime {version} MatMulInteger (u8 x s8, a_zero_point 128)"), row))
-}
-
 pub fn run(args: MatmulArgs) -> CmdResult {
     if args.reps == 0 || args.sizes.iter().any(|&n| n == 0 || n > 16_384) {
         return Err("need --reps >= 1 and --sizes in 1..=16384".into());
@@ -155,36 +185,68 @@ pub fn run(args: MatmulArgs) -> CmdResult {
     }
     let threads = rayon::current_num_threads();
     let peak = measure_int8_peak(1000);
-    let mut peer_name = if args.no_peer { "not run (--no-peer)".to_string() } else { String::new() };
+    let (mut peer, mut peer_name) = if args.no_peer {
+        (None, "not run (--no-peer)".to_string())
+    } else {
+        match Peer::start(threads) {
+            Ok((peer, name)) => (Some(peer), name),
+            Err(why) => (None, format!("skipped: {why}")),
+        }
+    };
     let mut results = Vec::new();
     for (m, k, n) in shapes {
         // Full-range signed int8, −128 included: the product is exact for every input.
         let (a, b) = (random_matrix(m, k, 127, 1)?, random_matrix(k, n, 127, 2)?);
-        let ort = if args.no_peer {
-            None
-        } else {
-            match peer((m, k, n), threads, args.reps) {
-                Ok((name, row)) => {
-                    peer_name = name;
-                    Some(row)
-                }
+        let mut exact = None;
+        if let Some(p) = peer.as_mut() {
+            match p.shape((m, k, n)) {
+                Ok(e) => exact = Some(e),
                 Err(why) => {
                     peer_name = format!("skipped: {why}");
-                    None
+                    peer = None;
                 }
             }
-        };
-        // Ergon's runs back to back, then the float32 library's: its worker threads outlive a
-        // call and took the cores from the next int8 run when the two were interleaved.
-        let mut ti = Vec::new();
-        for rep in 0..=args.reps {
+        }
+        let ergon = || -> Result<f64, String> {
             let (c, s) = crate::bench::time(|| ergon_kernels::matmul(&a, &b));
             std::hint::black_box(c.map_err(|e| e.to_string())?);
-            // The first round warms caches, page tables and thread pools.
-            if rep > 0 {
-                ti.push(s);
+            Ok(s)
+        };
+        // The two sides take turns, each going first every other pair, and each timed run comes
+        // right after an untimed one of its own: that run warms its caches, page tables and
+        // thread pool again after the other side's, and lets the other side's spinning worker
+        // threads (ORT's spin by default, rayon's briefly) park before the timed one.
+        let (mut ti, mut to) = (Vec::new(), Vec::new());
+        for rep in 0..args.reps {
+            let Some(p) = peer.as_mut().filter(|_| exact.is_some()) else {
+                ergon()?;
+                ti.push(ergon()?);
+                continue;
+            };
+            let mut ort_twice = || p.run().and_then(|_| p.run());
+            let pair = if rep % 2 == 0 {
+                let o = ort_twice();
+                ergon()?;
+                (ergon()?, o)
+            } else {
+                ergon()?;
+                let e = ergon()?;
+                (e, ort_twice())
+            };
+            match pair {
+                (e, Ok(o)) => {
+                    ti.push(e);
+                    to.push(o);
+                }
+                (e, Err(why)) => {
+                    ti.push(e);
+                    peer_name = format!("skipped: {why}");
+                    peer = None;
+                    to.clear();
+                }
             }
         }
+        let ort = (!to.is_empty() && to.len() == ti.len()).then_some(());
         let mut tf = Vec::new();
         if !args.no_f32 {
             let af: Vec<f32> = a.as_slice().iter().map(|&v| v as f32).collect();
@@ -200,9 +262,10 @@ pub fn run(args: MatmulArgs) -> CmdResult {
         }
         let macs = (m * k * n) as f64;
         let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-        let (bi, bo) = (best(&ti), ort.as_ref().map(|r| best(&r.seconds)));
+        let (bi, bo) = (best(&ti), ort.map(|()| best(&to)));
+        let pairs = ort.map(|()| crate::bench::median(to.iter().zip(&ti).map(|(o, e)| o / e).collect()));
         let si = crate::bench::median(ti);
-        let so = ort.as_ref().map(|r| crate::bench::median(r.seconds.clone()));
+        let so = ort.map(|()| crate::bench::median(to.clone()));
         let sf = (!args.no_f32).then(|| crate::bench::median(tf));
         results.push(Row {
             m,
@@ -212,8 +275,8 @@ pub fn run(args: MatmulArgs) -> CmdResult {
             int8_gmacs: gmacs(macs, si),
             ort_seconds: so,
             ort_gmacs: so.map(|s| gmacs(macs, s)),
-            ergon_over_ort: so.map(|s| s / si),
-            ort_exact: ort.as_ref().map(|r| r.exact),
+            ergon_over_ort: pairs,
+            ort_exact: exact.filter(|_| ort.is_some()),
             int8_best_seconds: bi,
             ort_best_seconds: bo,
             ergon_over_ort_best: bo.map(|s| s / bi),
@@ -270,7 +333,8 @@ fn print_table(report: &Report) {
             r.fraction_of_int8_peak.map_or("—".into(), |f| format!("{:.0}%", f * 100.0))
         );
     }
-    println!("(G/s = 10^9 multiply-adds per second, medians; (best) = fastest Ergon run ÷ fastest ORT run;\n a float32 FMA counts as one multiply-add)");
+    println!("(G/s = 10^9 multiply-adds per second, medians; Ergon÷ORT = median over interleaved pairs of runs;");
+    println!(" (best) = fastest Ergon run ÷ fastest ORT run; a float32 FMA counts as one multiply-add)");
 }
 
 /// C = A·B in float32 with matrixmultiply (multi-threaded), row-major.
