@@ -189,3 +189,21 @@ fn bench_matmul_reports_ergon_beside_its_peer_or_says_why_not() {
     }
     assert!(report["kernel"].as_str().is_some_and(|k| !k.is_empty()), "{report}");
 }
+
+/// `bench pouw` reports mining's overhead, Freivalds and the floor under it (reading A, B and C
+/// once), all as measured shares of the same plain product.
+#[test]
+fn bench_pouw_reports_freivalds_beside_one_read_of_its_inputs() {
+    let o = ergon(&["bench", "pouw", "--sizes", "192", "--reps", "2", "--json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let row = &report["results"][0];
+    for field in
+        ["mining_overhead", "freivalds_fraction_of_product", "read_inputs_seconds", "read_inputs_fraction_of_product"]
+    {
+        assert!(row[field].as_f64().is_some_and(|v| v > 0.0), "{field}: {row}");
+    }
+    let (sp, sr) = (row["plain_seconds"].as_f64().unwrap(), row["read_inputs_seconds"].as_f64().unwrap());
+    assert!((row["read_inputs_fraction_of_product"].as_f64().unwrap() - sr / sp).abs() < 1e-9, "{row}");
+}
