@@ -61,8 +61,11 @@ fn a_validators_hidden_audit_catches_a_provider_posting_wrong_results_and_a_trus
             &b,
             "--max-price",
             "1000000",
+            // Long enough that P1's first deliveries outlast a loaded CI machine: with 12 blocks
+            // a lease once closed unanswered while P1's node was busy, and with P1 the only
+            // provider the job then waited out its timeout.
             "--lease-blocks",
-            "12",
+            "30",
             "--out",
             &out,
             "--timeout-s",
