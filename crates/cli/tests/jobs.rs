@@ -13,8 +13,14 @@ fn balance(api: &str, who: &str) -> u64 {
     get(api, &format!("/accounts/{who}")).unwrap()["balance"].as_u64().unwrap()
 }
 
-/// Submits a matmul job with `--out` and returns (job id, stdout).
-fn run_job(net: &Net, api: &str, a: &str, b: &str, shards: &str, out: &str) -> (String, String) {
+/// Submits a matmul job with `--out` and a lease of `lease_blocks`; returns (job id, stdout).
+fn run_job(
+    net: &Net,
+    api: &str,
+    (a, b, out): (&str, &str, &str),
+    shards: &str,
+    lease_blocks: &str,
+) -> (String, String) {
     let o = ergon(&[
         "job",
         "submit",
@@ -27,7 +33,7 @@ fn run_job(net: &Net, api: &str, a: &str, b: &str, shards: &str, out: &str) -> (
         "--max-price",
         "1000000",
         "--lease-blocks",
-        "12",
+        lease_blocks,
         "--out",
         out,
         "--timeout-s",
@@ -62,8 +68,11 @@ fn train(net: &Net, api: &str, replicas: &str, out: &str) -> String {
         &key,
         "--max-price",
         "1000000",
+        // Room for a loaded machine: a check replica whose lease ran out has nobody left to
+        // take it (each provider holds or failed a replica), and the job would wait out its
+        // timeout.
         "--lease-blocks",
-        "20",
+        "60",
         "--out",
         out,
         "--timeout-s",
@@ -82,7 +91,10 @@ fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
     ok(ergon(&["demo", "--size", "1024", "--dir", &net.p("big")]));
     let (a, b, c) = (net.p("big/A.npy"), net.p("big/B.npy"), net.p("big/C_out.npy"));
     let before = balance(&client_api, &client);
-    let (job, text) = run_job(&net, &client_api, &a, &b, "2", &c);
+    // A long lease: the first blocks of a new chain come several times faster than its block
+    // time until ASERT finds the rate of three mining processes on these cores (7 a second
+    // in one CI run, where a 12-block lease closed before the inputs had arrived).
+    let (job, text) = run_job(&net, &client_api, (&a, &b, &c), "2", "60");
     assert!(text.contains("verified (Freivalds)") && text.contains("receipt"), "{text}");
     ok(ergon(&["verify", &a, &b, &c]));
     let j = get(&client_api, &format!("/jobs/{job}")).unwrap();
@@ -169,7 +181,7 @@ fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
     ok(ergon(&["demo", "--size", "256", "--dir", &net.p("small")]));
     let (a, b) = (net.p("small/A.npy"), net.p("small/B.npy"));
     net.kill("p2");
-    let (job, text) = run_job(&net, &client_api, &a, &b, "1", &net.p("small/C1.npy"));
+    let (job, text) = run_job(&net, &client_api, (&a, &b, &net.p("small/C1.npy")), "1", "12");
     assert!(text.contains(&format!("leased to {p2}")) && text.contains(&format!("leased to {p1}")), "{text}");
     let log = get(&client_api, &format!("/jobs/{job}")).unwrap()["decisions"].to_string();
     assert!(log.contains("no result within 12 blocks") && log.contains("re-allocating"), "{log}");
@@ -181,7 +193,7 @@ fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
 
     // 5. P2 returns dishonest: its wrong product is disputed, it is slashed, P1 completes.
     net.node("p2", &["--provider-key", &p2_key, "--corrupt-results"]);
-    let (job, text) = run_job(&net, &client_api, &a, &b, "1", &net.p("small/C2.npy"));
+    let (job, text) = run_job(&net, &client_api, (&a, &b, &net.p("small/C2.npy")), "1", "12");
     assert!(text.contains("dispute sent"), "{text}");
     ok(ergon(&["verify", &a, &b, &net.p("small/C2.npy")]));
     let p2_state = get(&client_api, &format!("/providers/{p2}")).unwrap();

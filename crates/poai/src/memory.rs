@@ -143,7 +143,26 @@ impl MemoryChallenge {
     }
 
     /// The whole fill and its tree: what an honest provider computes and keeps.
+    ///
+    /// It runs on threads of its own, one per lane (fewer on fewer cores), not on the pool that
+    /// every other parallel job shares: each lane is one task of seconds, and on that pool a
+    /// liveness probe's product queued behind the whole fill (an honest provider was judged
+    /// absent at every memory epoch and lost its leases). Where no thread can be started, it
+    /// runs on the shared pool as before.
     pub fn fill(&self) -> Fill {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let own = rayon::ThreadPoolBuilder::new()
+            .num_threads(cores.min(LANES as usize))
+            .thread_name(|i| format!("memory-fill-{i}"))
+            .build();
+        match own {
+            Ok(pool) => pool.install(|| self.fill_here()),
+            Err(_) => self.fill_here(),
+        }
+    }
+
+    /// [`fill`](Self::fill) on the current pool.
+    fn fill_here(&self) -> Fill {
         let lane_bytes = self.lane_blocks as usize * BLOCK;
         let mut blocks = vec![0u8; lane_bytes * LANES as usize];
         blocks.par_chunks_mut(lane_bytes).enumerate().for_each(|(lane, mem)| {

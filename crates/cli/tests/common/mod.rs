@@ -153,6 +153,17 @@ impl Drop for Net {
         }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
+            return;
+        }
+        // A failed test on a CI machine leaves nothing to read afterwards: each node's last
+        // warnings (lost leases, missed probes, refused transactions) go to the test's output.
+        for name in self.started.keys() {
+            let Ok(log) = std::fs::read_to_string(self.dir.join(format!("{name}.log"))) else { continue };
+            let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
+            eprintln!("--- {name}: the last of its {} warnings ---", warnings.len());
+            for line in &warnings[warnings.len().saturating_sub(30)..] {
+                eprintln!("{line}");
+            }
         }
     }
 }
