@@ -144,8 +144,9 @@ impl PackedB {
             let sums = &mut corr[(t / step) * nr..(t / step) * nr + nr];
             let full = if rows.iter().all(|r| r.len() == width) { width / 16 * 16 } else { 0 };
             if full == 32 && nr == 32 {
-                // SAFETY: AVX2 is part of every CPU the VNNI kernels run on; the rows hold 32
-                // bytes, the quad 128 and the sums 32.
+                // SAFETY: 32-column micro-panels are the AVX-512 VNNI kernel's, chosen only
+                // where the CPU has AVX2, AVX-512 VL and VNNI; the rows hold 32 bytes, the quad
+                // 128 and the sums 32.
                 unsafe { interleave32(rows, quad, sums) };
                 return;
             }
@@ -171,6 +172,11 @@ impl PackedB {
             let kc = (k - pc).min(KV);
             let lo = cols.start + jp_first * nr;
             let hi = (lo + group.len() * nr).min(cols.end);
+            let width = hi - lo;
+            // Whole 32-column micro-panels and whole quads: the four rows are sliced once per
+            // quad for the whole group and the step of their sums found once (per micro-panel,
+            // that bookkeeping was a third of the packing: 1.04–1.06× on 256×4096×4096).
+            let whole = if nr == 32 && width == group.len() * 32 { kc / 4 } else { 0 };
             for q in 0..quads(kc) {
                 for t in 4 * (q + 8)..(4 * (q + 9)).min(kc) {
                     let row = (rows.start + pc + t) * ld;
@@ -178,6 +184,18 @@ impl PackedB {
                         // SAFETY: a prefetch reads nothing and never faults; `at` is in B.
                         unsafe { _mm_prefetch::<_MM_HINT_T0>(b.as_ptr().add(at)) };
                     }
+                }
+                if q < whole {
+                    let at = (rows.start + pc + 4 * q) * ld + lo;
+                    let four = [0, 1, 2, 3].map(|u| &b[at + u * ld..at + u * ld + width]);
+                    let sums = (4 * q / step) * 32;
+                    for (g, (_, _, dst, corr)) in group.iter_mut().enumerate() {
+                        let rows = four.map(|r| &r[32 * g..32 * g + 32]);
+                        // SAFETY: as in `pack_quad`'s 32-column case: the AVX-512 VNNI kernel's
+                        // micro-panels; 32 bytes per row, a 128-byte quad and 32 sums.
+                        unsafe { interleave32(rows, &mut dst[q * 128..q * 128 + 128], &mut corr[sums..sums + 32]) };
+                    }
+                    continue;
                 }
                 for (pc, jp, dst, corr) in group.iter_mut() {
                     pack_quad(*pc, *jp, q, &mut dst[q * 4 * nr..(q + 1) * 4 * nr], corr);
@@ -216,13 +234,16 @@ impl PackedB {
     }
 }
 
-/// [`interleave16`] on 32 columns (a whole zmm micro-panel) with 256-bit registers: 44
-/// instructions where two 16-column calls take about 80; B's packing is a fifth of a skinny
-/// product.
+/// [`interleave16`] on 32 columns (a whole zmm micro-panel) with 256-bit registers, for the
+/// AVX-512 VNNI kernel: 32 instructions where two 16-column calls take about 80; B's packing is
+/// a fifth of a skinny product. Each column's sum is one `vpdpbusd` of its four bytes by 128s
+/// into the sums (exactly 128 · Σ, as the correction needs); `vpmaddubsw`, `vpmaddwd` and a
+/// shift took 24 of 44 instructions.
 ///
 /// # Safety
-/// The CPU must have AVX2. Each row holds 32 bytes, `out` 128 and `sums` 32.
-#[target_feature(enable = "avx2")]
+/// The CPU must have AVX2, AVX-512 VL and AVX-512 VNNI. Each row holds 32 bytes, `out` 128 and
+/// `sums` 32.
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
 unsafe fn interleave32(rows: [&[i8]; 4], out: &mut [i8], sums: &mut [i32]) {
     assert!(rows.iter().all(|r| r.len() >= 32) && out.len() >= 128 && sums.len() >= 32);
     let load = |r: &[i8]| _mm256_loadu_si256(r.as_ptr() as *const __m256i);
@@ -239,12 +260,12 @@ unsafe fn interleave32(rows: [&[i8]; 4], out: &mut [i8], sums: &mut [i32]) {
         _mm256_permute2x128_si256::<0x31>(q0, q1),
         _mm256_permute2x128_si256::<0x31>(q2, q3),
     ];
-    let (ones8, ones16) = (_mm256_set1_epi8(1), _mm256_set1_epi16(1));
+    // Unsigned 128 times each signed byte, four to a lane: |Σ| ≤ 4 · 128 · 128, no overflow.
+    let by128 = _mm256_set1_epi8(-128);
     for (g, v) in columns.into_iter().enumerate() {
         _mm256_storeu_si256(out.as_mut_ptr().add(32 * g) as *mut __m256i, v);
-        let sum = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, v), ones16);
         let at = sums.as_mut_ptr().add(8 * g) as *mut __m256i;
-        _mm256_storeu_si256(at, _mm256_add_epi32(_mm256_loadu_si256(at), _mm256_slli_epi32::<7>(sum)));
+        _mm256_storeu_si256(at, _mm256_dpbusd_epi32(_mm256_loadu_si256(at), by128, v));
     }
 }
 
@@ -373,8 +394,9 @@ unsafe fn transpose4_rows(rows: [&[i8]; 4], quads: usize, mr: usize, i0: usize, 
 ///   inference, 256 rows): a task per block of up to 256 columns and up to 768 rows. A is
 ///   packed once; each task packs its columns of B, k-panel by k-panel, so B goes from memory to
 ///   L2 once (packing all of B first wrote and re-read 16 MB at 256×4096×4096 and was a fifth
-///   of its time). Such a task computes into an output and fold states of its own, copied into
-///   place after, so no two tasks ever hold the same memory.
+///   of its time). Such a task computes into an output and fold states of its own (its
+///   thread's, reused), copied into place under a lock, so no two tasks ever hold the same
+///   memory.
 pub(super) fn gemm(p: &Product<'_>, c: &mut [i32], states: Option<&mut [FoldState]>) {
     let (mr, nr) = (p.tile.mr(), p.tile.nr());
     let step = if p.depth == 0 { KV } else { p.depth };
@@ -428,44 +450,47 @@ pub(super) fn gemm(p: &Product<'_>, c: &mut [i32], states: Option<&mut [FoldStat
     let folding = states.is_some();
     let blocks: Vec<(usize, usize)> =
         (0..row_starts.len()).flat_map(|rb| (0..p.n).step_by(width).map(move |lo| (rb, lo))).collect();
-    let done: Vec<(usize, usize, Vec<i32>, Vec<FoldState>)> = blocks
-        .into_par_iter()
-        .map_init(
-            || PackedB { data: Vec::new(), corr: Vec::new(), panels: 0, step },
-            |own_b, (rb, lo)| {
-                let row0 = row_starts[rb];
-                let (mc, hi) = ((p.m - row0).min(rows_per), (lo + width).min(p.n));
-                let (w, tile_cols) = (hi - lo, (hi - lo).div_ceil(NR));
-                let mut out = vec![0i32; mc * w];
-                let mut own = if folding { vec![[0u32; 8]; mc.div_ceil(MR) * tile_cols] } else { vec![] };
-                let view = View {
-                    c: &mut out,
-                    ldc: w,
-                    cols: lo..hi,
-                    states: folding.then_some(&mut own[..]),
-                    grid_cols: tile_cols,
-                };
-                let a = &packed_a[rb * panels.len()..(rb + 1) * panels.len()];
-                let sources = Sources { a: APanels::Shared(a), b: BPanels::Pack(own_b) };
-                row_block(p, sources, (row0, mc), view, (mr, nr));
-                (row0, lo, out, own)
-            },
-        )
-        .collect();
-    let mut states = states;
-    for (row0, lo, out, own) in done {
-        let w = ((lo + width).min(p.n)) - lo;
-        for (i, row) in out.chunks_exact(w).enumerate() {
-            c[(row0 + i) * p.n + lo..(row0 + i) * p.n + lo + w].copy_from_slice(row);
-        }
-        if let Some(states) = states.as_deref_mut() {
-            let tile_cols = w.div_ceil(NR);
-            for (r, row) in own.chunks_exact(tile_cols).enumerate() {
-                let at = (row0 / MR + r) * grid_cols + lo / NR;
-                states[at..at + tile_cols].copy_from_slice(row);
+    // Each thread computes a block into buffers of its own, reused from task to task, and copies
+    // it into place under one lock while the other threads compute. (Fresh buffers per task,
+    // copied in one pass after all of them, left every thread but one idle for that pass: a
+    // sixth of a 256×4096×4096 product.)
+    let target = std::sync::Mutex::new((c, states));
+    blocks.into_par_iter().for_each_init(
+        || (PackedB { data: Vec::new(), corr: Vec::new(), panels: 0, step }, Vec::new(), Vec::new()),
+        |(own_b, out, own), (rb, lo)| {
+            let row0 = row_starts[rb];
+            let (mc, hi) = ((p.m - row0).min(rows_per), (lo + width).min(p.n));
+            let (w, tile_cols) = (hi - lo, (hi - lo).div_ceil(NR));
+            out.clear();
+            out.resize(mc * w, 0);
+            own.clear();
+            if folding {
+                own.resize(mc.div_ceil(MR) * tile_cols, [0u32; 8]);
             }
-        }
-    }
+            let view = View {
+                c: &mut out[..],
+                ldc: w,
+                cols: lo..hi,
+                states: folding.then_some(&mut own[..]),
+                grid_cols: tile_cols,
+            };
+            let a = &packed_a[rb * panels.len()..(rb + 1) * panels.len()];
+            let sources = Sources { a: APanels::Shared(a), b: BPanels::Pack(own_b) };
+            row_block(p, sources, (row0, mc), view, (mr, nr));
+            // A panic inside another task poisons the lock; the product is abandoned then anyway.
+            let mut guard = target.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let (c, states) = &mut *guard;
+            for (i, row) in out.chunks_exact(w).enumerate() {
+                c[(row0 + i) * p.n + lo..(row0 + i) * p.n + lo + w].copy_from_slice(row);
+            }
+            if let Some(states) = states.as_deref_mut() {
+                for (r, row) in own.chunks_exact(tile_cols).enumerate() {
+                    let at = (row0 / MR + r) * grid_cols + lo / NR;
+                    states[at..at + tile_cols].copy_from_slice(row);
+                }
+            }
+        },
+    );
 }
 
 /// Where a task writes: rows of C (row i at i · ldc) for the columns `cols` (local column 0 is
