@@ -76,8 +76,9 @@ pub(super) struct Product<'a> {
 }
 
 /// B packed for the kernel: per k-panel, per micro-panel of `nr` columns, per quad of k-steps,
-/// the `nr` columns' 4 bytes each; and per (k-panel, micro-panel, fold step) the correction
-/// 128 · Σ_{t in step} B[t][j] for the `nr` columns.
+/// the `nr` columns' 4 bytes each (32-column micro-panels in lane order, see [`lane32`]); and
+/// per (k-panel, micro-panel, fold step) the correction 128 · Σ_{t in step} B[t][j] for the `nr`
+/// columns, in the same order.
 struct PackedB {
     data: Vec<i8>,
     corr: Vec<i32>,
@@ -127,7 +128,8 @@ impl PackedB {
         // Quad q (k-steps 4q..4q+4) of micro-panel jp of the k-panel at pc: four rows into each
         // column's 4 bytes, and the step's column sums in the same pass; 16 columns per SIMD
         // group, the rest (a ragged right edge) one by one.
-        let pack_quad = |pc: usize, jp: usize, q: usize, quad: &mut [i8], corr: &mut [i32]| {
+        // `sums` are the quad's step's nr corrections.
+        let pack_natural = |pc: usize, jp: usize, q: usize, quad: &mut [i8], sums: &mut [i32]| {
             let kc = (k - pc).min(KV);
             let c0 = cols.start + jp * nr;
             let width = (cols.end - c0).min(nr);
@@ -141,15 +143,7 @@ impl PackedB {
             };
             let t = 4 * q;
             let rows = [row(t), row(t + 1), row(t + 2), row(t + 3)];
-            let sums = &mut corr[(t / step) * nr..(t / step) * nr + nr];
             let full = if rows.iter().all(|r| r.len() == width) { width / 16 * 16 } else { 0 };
-            if full == 32 && nr == 32 {
-                // SAFETY: 32-column micro-panels are the AVX-512 VNNI kernel's, chosen only
-                // where the CPU has AVX2, AVX-512 VL and VNNI; the rows hold 32 bytes, the quad
-                // 128 and the sums 32.
-                unsafe { interleave32(rows, quad, sums) };
-                return;
-            }
             for j0 in (0..full).step_by(16) {
                 let group: [&[i8]; 4] = rows.map(|r| &r[j0..j0 + 16]);
                 // SAFETY: SSSE3 is part of every CPU the VNNI kernels run on (they need AVX2);
@@ -160,6 +154,32 @@ impl PackedB {
                 let v = [0, 1, 2, 3].map(|u| rows[u].get(j).copied().unwrap_or(0));
                 quad[4 * j..4 * j + 4].copy_from_slice(&v);
                 sums[j] += 128 * (v[0] as i32 + v[1] as i32 + v[2] as i32 + v[3] as i32);
+            }
+        };
+        // 32-column micro-panels are packed in lane order (`lane32`): whole quads by
+        // `interleave32`, ragged ones in column order first.
+        let pack_quad = |pc: usize, jp: usize, q: usize, quad: &mut [i8], corr: &mut [i32]| {
+            let at = (4 * q / step) * nr;
+            if nr != 32 {
+                return pack_natural(pc, jp, q, quad, &mut corr[at..at + nr]);
+            }
+            let kc = (k - pc).min(KV);
+            let c0 = cols.start + jp * nr;
+            if 4 * q + 4 <= kc && c0 + 32 <= cols.end {
+                let from = (rows.start + pc + 4 * q) * ld + c0;
+                let four = [0, 1, 2, 3].map(|u| &b[from + u * ld..from + u * ld + 32]);
+                // SAFETY: 32-column micro-panels are the AVX-512 VNNI kernel's, chosen only
+                // where the CPU has AVX2, AVX-512 VL and VNNI; the rows hold 32 bytes, the quad
+                // 128 and the sums 32.
+                unsafe { interleave32(four, quad, &mut corr[at..at + 32]) };
+                return;
+            }
+            let (mut natural, mut sums) = ([0i8; 128], [0i32; 32]);
+            pack_natural(pc, jp, q, &mut natural, &mut sums);
+            for j in 0..32 {
+                let lane = lane32(j);
+                quad[4 * lane..4 * lane + 4].copy_from_slice(&natural[4 * j..4 * j + 4]);
+                corr[at + lane] += sums[j];
             }
         };
         // Four rows of B at a time across a group of micro-panels (up to 256 columns), so each
@@ -234,6 +254,18 @@ impl PackedB {
     }
 }
 
+/// Where column j (0..32) of a 32-column micro-panel sits in its packed quads and corrections:
+/// the middle two groups of 8 trade places, so the AVX-512 kernel's first accumulator of a row
+/// holds columns 0..8 and 16..24 (both microtiles' fold_tile v_2r) and its second 8..16 and
+/// 24..32 (both v_2r+1), which the fold then takes as they are.
+const fn lane32(j: usize) -> usize {
+    match j / 8 {
+        1 => j + 8,
+        2 => j - 8,
+        _ => j,
+    }
+}
+
 /// [`interleave16`] on 32 columns (a whole zmm micro-panel) with 256-bit registers, for the
 /// AVX-512 VNNI kernel: 32 instructions where two 16-column calls take about 80; B's packing is
 /// a fifth of a skinny product. Each column's sum is one `vpdpbusd` of its four bytes by 128s
@@ -263,8 +295,10 @@ unsafe fn interleave32(rows: [&[i8]; 4], out: &mut [i8], sums: &mut [i32]) {
     // Unsigned 128 times each signed byte, four to a lane: |Σ| ≤ 4 · 128 · 128, no overflow.
     let by128 = _mm256_set1_epi8(-128);
     for (g, v) in columns.into_iter().enumerate() {
-        _mm256_storeu_si256(out.as_mut_ptr().add(32 * g) as *mut __m256i, v);
-        let at = sums.as_mut_ptr().add(8 * g) as *mut __m256i;
+        // Columns 8g.. go to lanes lane32(8g)..: the middle two groups of 8 trade places.
+        let lane = lane32(8 * g);
+        _mm256_storeu_si256(out.as_mut_ptr().add(4 * lane) as *mut __m256i, v);
+        let at = sums.as_mut_ptr().add(lane) as *mut __m256i;
         _mm256_storeu_si256(at, _mm256_dpbusd_epi32(_mm256_loadu_si256(at), by128, v));
     }
 }
@@ -687,10 +721,14 @@ unsafe fn kernel_12x32(
     folds: &mut [Option<&mut FoldState>; 4],
 ) {
     let mut acc = [_mm512_setzero_si512(); 24];
+    // Lane order (see `lane32`): acc[2i] holds row i's columns 0..8 and 16..24, acc[2i+1]
+    // columns 8..16 and 24..32.
     if load {
         for i in 0..12 {
-            acc[2 * i] = _mm512_loadu_si512(c.add(i * ldc) as *const __m512i);
-            acc[2 * i + 1] = _mm512_loadu_si512(c.add(i * ldc + 16) as *const __m512i);
+            let row = c.add(i * ldc);
+            let half = |j: usize| _mm256_loadu_si256(row.add(j) as *const __m256i);
+            acc[2 * i] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(half(0)), half(16));
+            acc[2 * i + 1] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(half(8)), half(24));
         }
     }
     let fold = folds.iter().any(Option::is_some);
@@ -725,15 +763,20 @@ unsafe fn kernel_12x32(
         }
     }
     for i in 0..12 {
-        _mm512_storeu_si512(c.add(i * ldc) as *mut __m512i, acc[2 * i]);
-        _mm512_storeu_si512(c.add(i * ldc + 16) as *mut __m512i, acc[2 * i + 1]);
+        let row = c.add(i * ldc);
+        let (even, odd) = (acc[2 * i], acc[2 * i + 1]);
+        _mm256_storeu_si256(row as *mut __m256i, _mm512_castsi512_si256(even));
+        _mm256_storeu_si256(row.add(8) as *mut __m256i, _mm512_castsi512_si256(odd));
+        _mm256_storeu_si256(row.add(16) as *mut __m256i, _mm512_extracti64x4_epi64::<1>(even));
+        _mm256_storeu_si256(row.add(24) as *mut __m256i, _mm512_extracti64x4_epi64::<1>(odd));
     }
 }
 
 /// Folds the two microtiles of register rows RR·6.. (columns 0..16 and 16..32). Their row r is
-/// fold_tile's v_2r (a microtile's columns 0..8) then v_2r+1 (8..16). With both present, their
-/// states share one zmm: per row a `vshufi64x2` gathers both v_2r, another both v_2r+1, and one
-/// xor and one add fold both (4 instructions for two microtiles, where one at a time takes 6).
+/// fold_tile's v_2r (a microtile's columns 0..8) then v_2r+1 (8..16). In lane order acc[2i]
+/// holds both microtiles' v_2r and acc[2i+1] both v_2r+1, so with both present their states
+/// share one zmm and one xor and one add fold a row of both (2 instructions for two
+/// microtiles; gathering the halves with `vshufi64x2` took 4, and one at a time 6).
 #[inline(always)]
 unsafe fn fold_pair<const RR: usize>(
     acc: &[__m512i; 24],
@@ -746,10 +789,8 @@ unsafe fn fold_pair<const RR: usize>(
             let hi = _mm256_loadu_si256(r.as_ptr() as *const __m256i);
             let mut s = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
             for row in 0..MR {
-                let (a, b) = (acc[2 * (RR * MR + row)], acc[2 * (RR * MR + row) + 1]);
-                // [a.lo | b.lo] and [a.hi | b.hi]: 128-bit lanes (0, 1, 0, 1) and (2, 3, 2, 3).
-                s = _mm512_xor_si512(s, _mm512_shuffle_i64x2::<0b01_00_01_00>(a, b));
-                s = _mm512_add_epi32(s, _mm512_shuffle_i64x2::<0b11_10_11_10>(a, b));
+                s = _mm512_xor_si512(s, acc[2 * (RR * MR + row)]);
+                s = _mm512_add_epi32(s, acc[2 * (RR * MR + row) + 1]);
             }
             _mm256_storeu_si256(l.as_mut_ptr() as *mut __m256i, _mm512_castsi512_si256(s));
             _mm256_storeu_si256(r.as_mut_ptr() as *mut __m256i, _mm512_extracti64x4_epi64::<1>(s));
@@ -761,14 +802,14 @@ unsafe fn fold_pair<const RR: usize>(
 }
 
 /// Folds microtile (RR, CC) of the 12 × 32 register tile alone: its row r is fold_tile's v_2r
-/// (columns 0..8, the zmm's low half) then v_2r+1 (8..16, the high half).
+/// (half CC of acc[2r], in lane order) then v_2r+1 (half CC of acc[2r+1]).
 #[inline(always)]
 unsafe fn fold_zmm<const RR: usize, const CC: usize>(acc: &[__m512i; 24], state: &mut FoldState) {
+    let half = |v: __m512i| if CC == 0 { _mm512_castsi512_si256(v) } else { _mm512_extracti64x4_epi64::<1>(v) };
     let mut s = _mm256_loadu_si256(state.as_ptr() as *const __m256i);
     for r in 0..MR {
-        let v = acc[2 * (RR * MR + r) + CC];
-        s = _mm256_xor_si256(s, _mm512_castsi512_si256(v));
-        s = _mm256_add_epi32(s, _mm512_extracti64x4_epi64::<1>(v));
+        s = _mm256_xor_si256(s, half(acc[2 * (RR * MR + r)]));
+        s = _mm256_add_epi32(s, half(acc[2 * (RR * MR + r) + 1]));
     }
     _mm256_storeu_si256(state.as_mut_ptr() as *mut __m256i, s);
 }
