@@ -276,6 +276,9 @@ impl ChainParams {
         if self.audit_permille == 0 || self.audit_permille > 1000 || self.collusion_percent >= 100 {
             return bad("audit_permille must be in 1..=1000 and collusion_percent below 100");
         }
+        if !(1..=10_000).contains(&self.challenge_blocks) {
+            return bad("challenge_blocks must be in 1..=10000: a result nobody may dispute would be paid unchecked");
+        }
         if self.wasted_lease_percent > 100 || self.max_queue_blocks == 0 || self.reveal_blocks == 0 {
             return bad("wasted_lease_percent must be at most 100, max_queue_blocks and reveal_blocks positive");
         }
@@ -335,5 +338,19 @@ impl Genesis {
     /// Identifies the network: transactions sign over it, so they cannot be replayed elsewhere.
     pub fn hash(&self) -> Hash {
         Hash::of("ergon v1 genesis", &[self.to_json().as_bytes()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_nobody_may_dispute_is_refused_at_genesis() {
+        assert!(ChainParams::devnet().check().is_ok());
+        let unchecked = ChainParams { challenge_blocks: 0, ..ChainParams::devnet() };
+        let why = unchecked.check().unwrap_err().to_string();
+        assert!(why.contains("challenge_blocks must be in 1..=10000"), "{why}");
+        assert!(ChainParams { challenge_blocks: 10, ..ChainParams::devnet() }.check().is_ok());
     }
 }

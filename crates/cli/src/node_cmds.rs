@@ -294,6 +294,11 @@ pub struct GenesisArgs {
     /// so the first blocks do not race past lease deadlines while ASERT finds the real rate.
     #[arg(long)]
     initial_difficulty: Option<InitialDifficulty>,
+    /// Blocks a posted result waits, open to a dispute, before it is paid (default 3). Counted
+    /// in blocks, so it is shorter in time while the chain catches up on its schedule with
+    /// blocks faster than its block time: a client must fetch, check and dispute within it.
+    #[arg(long)]
+    challenge_blocks: Option<u64>,
     /// Main memory (MiB) any provider is taken to have up to its claim without a memory
     /// challenge (default 1024).
     #[arg(long)]
@@ -371,6 +376,7 @@ pub fn genesis(args: GenesisArgs) -> CmdResult {
         ..ergon_chain::ChainParams::devnet()
     };
     let params = ergon_chain::ChainParams {
+        challenge_blocks: args.challenge_blocks.unwrap_or(params.challenge_blocks),
         memory_floor_mib: args.memory_floor_mib.unwrap_or(params.memory_floor_mib),
         memory_epoch_blocks: args.memory_epoch_blocks.unwrap_or(params.memory_epoch_blocks),
         memory_window_blocks: args.memory_window_blocks.unwrap_or(params.memory_window_blocks),

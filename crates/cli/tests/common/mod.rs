@@ -197,7 +197,19 @@ impl MarketNet {
         let (p1, p2, miner) = (net.key("p1.key"), net.key("p2.key"), net.key("miner.key"));
         net.write_genesis(
             &[(&client, "1000000000000"), (&p1, "1000000000"), (&p2, "1000000000")],
-            &["--block-time-ms", "1000", "--filler-size", "128", "--initial-difficulty", "measured"],
+            // A dispute window of 10 blocks: while the chain catches up on its schedule, blocks
+            // come 2–5 a second, and a wrong result was paid 3 blocks after it was posted, before
+            // the client's dispute was in a block (jobs.rs, in a full run).
+            &[
+                "--block-time-ms",
+                "1000",
+                "--filler-size",
+                "128",
+                "--initial-difficulty",
+                "measured",
+                "--challenge-blocks",
+                "10",
+            ],
         );
         let validator = net.node("validator", &["--mine", "--miner", &miner]);
         let client_api = net.node("client", &[]);
