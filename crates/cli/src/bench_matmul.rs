@@ -1,13 +1,15 @@
 //! `ergon bench matmul`: Ergon's exact int8 product beside the int8 GEMM a user could install
-//! instead (ONNX Runtime's `MatMulInteger`, u8 × s8 on MLAS), a float32 GEMM, and the machine's
-//! measured int8 peak. Everything is measured in one run, shape by shape, on the same threads.
+//! instead (ONNX Runtime's `MatMulInteger` on MLAS, on its fastest path that is exact on this
+//! CPU), a float32 GEMM, and the machine's measured int8 peak. Everything is measured in one run, shape by shape, on the same threads.
 //!
 //! ONNX Runtime runs in a python3 subprocess (`bench/ort_matmul.py`, compiled in, run with
 //! `--serve`), one product per command, and its runs alternate with Ergon's: on a shared machine
 //! a burst of load lasting seconds then lands on both sides instead of taking one side's whole
 //! median, and the ratio is the median over those pairs. Each timed run follows an untimed one of
 //! the same side, which warms its caches again and lets the other side's spinning worker threads
-//! park. The peer is skipped, with the reason, when
+//! park. Without VNNI, ORT's fast u8 × s8 path saturates (`vpmaddubsw`) and is wrong on
+//! full-range inputs; the peer is then its exact u8 × u8 path, and the saturating one is timed
+//! beside it for reference only. The peer is skipped, with the reason, when
 //! `onnxruntime`, `onnx` or `numpy` is missing (`pip install onnxruntime onnx numpy`).
 
 use std::io::{BufRead, BufReader, Write};
@@ -60,6 +62,12 @@ struct Row {
     ort_gmacs: Option<f64>,
     ergon_over_ort: Option<f64>,
     ort_exact: Option<bool>,
+    /// ORT's path for this shape: "u8s8", or "u8u8" where u8 × s8 saturates on this CPU.
+    ort_kind: Option<String>,
+    /// Where ORT's u8 × s8 saturates: its median anyway (not the same job: wrong products), and
+    /// Ergon's throughput ÷ its, as the median over the same pairs.
+    ort_saturating_gmacs: Option<f64>,
+    ergon_over_ort_saturating: Option<f64>,
     /// The fastest run of each, and their ratio: on a shared machine interference only adds
     /// time, and a disturbance lasting seconds can take a whole side's median.
     int8_best_seconds: f64,
@@ -90,6 +98,8 @@ struct PeerLine {
     ort: Option<String>,
     skipped: Option<String>,
     exact: Option<bool>,
+    kind: Option<String>,
+    saturating: Option<bool>,
     seconds: Option<f64>,
     error: Option<String>,
 }
@@ -121,7 +131,10 @@ impl Peer {
             return Err(why);
         }
         let version = first.ort.ok_or("the ONNX Runtime script did not say its version")?;
-        Ok((peer, format!("ONNX Runtime {version} MatMulInteger (u8 x s8, a_zero_point 128)")))
+        Ok((
+            peer,
+            format!("ONNX Runtime {version} MatMulInteger (zero points 128; u8 x s8, or u8 x u8 where that saturates)"),
+        ))
     }
 
     fn line(&mut self) -> Result<PeerLine, String> {
@@ -145,15 +158,29 @@ impl Peer {
         self.line()
     }
 
-    /// Builds and warms up the session for a shape; whether its product is exact.
-    fn shape(&mut self, (m, k, n): (usize, usize, usize)) -> Result<bool, String> {
-        self.send(&format!("shape {m} {k} {n}"))?.exact.ok_or_else(|| "no exactness check".into())
+    /// Builds and warms up the sessions for a shape.
+    fn shape(&mut self, (m, k, n): (usize, usize, usize)) -> Result<PeerShape, String> {
+        let line = self.send(&format!("shape {m} {k} {n}"))?;
+        match (line.exact, line.kind, line.saturating) {
+            (Some(exact), Some(kind), Some(saturating)) => Ok(PeerShape { exact, kind, saturating }),
+            _ => Err("the ONNX Runtime script did not describe its sessions".into()),
+        }
     }
 
-    /// The seconds of one product.
-    fn run(&mut self) -> Result<f64, String> {
-        self.send("run")?.seconds.ok_or_else(|| "no time".into())
+    /// The seconds of one product on the exact path, or on the saturating u8 × s8 one.
+    fn run(&mut self, saturating: bool) -> Result<f64, String> {
+        self.send(if saturating { "run saturating" } else { "run" })?.seconds.ok_or_else(|| "no time".into())
     }
+}
+
+/// What the peer set up for one shape.
+struct PeerShape {
+    /// Whether the timed path's product was exact.
+    exact: bool,
+    /// "u8s8", or "u8u8" when u8 × s8 was not exact.
+    kind: String,
+    /// Whether a saturating u8 × s8 session is there to time for reference.
+    saturating: bool,
 }
 
 impl Drop for Peer {
@@ -197,10 +224,10 @@ pub fn run(args: MatmulArgs) -> CmdResult {
     for (m, k, n) in shapes {
         // Full-range signed int8, −128 included: the product is exact for every input.
         let (a, b) = (random_matrix(m, k, 127, 1)?, random_matrix(k, n, 127, 2)?);
-        let mut exact = None;
+        let mut setup = None;
         if let Some(p) = peer.as_mut() {
             match p.shape((m, k, n)) {
-                Ok(e) => exact = Some(e),
+                Ok(s) => setup = Some(s),
                 Err(why) => {
                     peer_name = format!("skipped: {why}");
                     peer = None;
@@ -216,14 +243,20 @@ pub fn run(args: MatmulArgs) -> CmdResult {
         // right after an untimed one of its own: that run warms its caches, page tables and
         // thread pool again after the other side's, and lets the other side's spinning worker
         // threads (ORT's spin by default, rayon's briefly) park before the timed one.
-        let (mut ti, mut to) = (Vec::new(), Vec::new());
+        let saturating = setup.as_ref().is_some_and(|s| s.saturating);
+        let (mut ti, mut to, mut ts) = (Vec::new(), Vec::new(), Vec::new());
         for rep in 0..args.reps {
             let Some(p) = peer.as_mut() else {
                 ergon()?;
                 ti.push(ergon()?);
                 continue;
             };
-            let mut ort_twice = || p.run().and_then(|_| p.run());
+            // The saturating path, where there is one, runs right after the exact one.
+            let mut ort_twice = || {
+                let exact = p.run(false).and_then(|_| p.run(false))?;
+                let fast = if saturating { Some(p.run(true).and_then(|_| p.run(true))?) } else { None };
+                Ok::<_, String>((exact, fast))
+            };
             let pair = if rep % 2 == 0 {
                 let o = ort_twice();
                 ergon()?;
@@ -234,15 +267,17 @@ pub fn run(args: MatmulArgs) -> CmdResult {
                 (e, ort_twice())
             };
             match pair {
-                (e, Ok(o)) => {
+                (e, Ok((o, s))) => {
                     ti.push(e);
                     to.push(o);
+                    ts.extend(s);
                 }
                 (e, Err(why)) => {
                     ti.push(e);
                     peer_name = format!("skipped: {why}");
                     peer = None;
                     to.clear();
+                    ts.clear();
                 }
             }
         }
@@ -265,6 +300,9 @@ pub fn run(args: MatmulArgs) -> CmdResult {
         let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
         let (bi, bo) = (best(&ti), paired.then(|| best(&to)));
         let pairs = paired.then(|| crate::bench::median(to.iter().zip(&ti).map(|(o, e)| o / e).collect()));
+        let saturated = (paired && saturating && ts.len() == ti.len()).then(|| {
+            (crate::bench::median(ts.clone()), crate::bench::median(ts.iter().zip(&ti).map(|(s, e)| s / e).collect()))
+        });
         let si = crate::bench::median(ti);
         let so = paired.then(|| crate::bench::median(to));
         let sf = (!args.no_f32).then(|| crate::bench::median(tf));
@@ -277,7 +315,10 @@ pub fn run(args: MatmulArgs) -> CmdResult {
             ort_seconds: so,
             ort_gmacs: so.map(|s| gmacs(macs, s)),
             ergon_over_ort: pairs,
-            ort_exact: exact.filter(|_| paired),
+            ort_exact: setup.as_ref().filter(|_| paired).map(|s| s.exact),
+            ort_kind: setup.filter(|_| paired).map(|s| s.kind),
+            ort_saturating_gmacs: saturated.map(|(s, _)| gmacs(macs, s)),
+            ergon_over_ort_saturating: saturated.map(|(_, r)| r),
             int8_best_seconds: bi,
             ort_best_seconds: bo,
             ergon_over_ort_best: bo.map(|s| s / bi),
@@ -318,9 +359,14 @@ fn print_table(report: &Report) {
         "M×K×N", "Ergon s", "Ergon G/s", "ORT G/s", "Ergon÷ORT", "(best)", "f32 G/s", "% peak"
     );
     for r in &report.results {
-        let exact = match r.ort_exact {
-            Some(false) => " (ORT inexact!)",
-            _ => "",
+        let exact = match (r.ort_exact, r.ort_kind.as_deref()) {
+            (Some(false), _) => " (ORT inexact!)".to_string(),
+            (_, Some("u8u8")) => format!(
+                " ORT u8×u8; its u8×s8 saturates here ({} G/s, Ergon ÷ it {})",
+                opt(r.ort_saturating_gmacs, 1),
+                opt(r.ergon_over_ort_saturating, 2)
+            ),
+            _ => String::new(),
         };
         println!(
             "{:>16} {:>10.4} {:>12.1} {:>12} {:>11} {:>11} {:>12} {:>8}{exact}",
@@ -336,6 +382,12 @@ fn print_table(report: &Report) {
     }
     println!("(G/s = 10^9 multiply-adds per second, medians; Ergon÷ORT = median over interleaved pairs of runs;");
     println!(" (best) = fastest Ergon run ÷ fastest ORT run; a float32 FMA counts as one multiply-add)");
+    if report.results.iter().any(|r| r.ort_kind.as_deref() == Some("u8u8")) {
+        println!("ORT's u8×s8 path here is `vpmaddubsw` (no VNNI): its i16 pair sums saturate, so its products are");
+        println!(
+            "wrong on full-range int8; the peer is ORT's exact u8×u8 path, the saturating one shown for reference"
+        );
+    }
 }
 
 /// C = A·B in float32 with matrixmultiply (multi-threaded), row-major.

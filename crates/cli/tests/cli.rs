@@ -179,7 +179,10 @@ fn bench_matmul_reports_ergon_beside_its_peer_or_says_why_not() {
     for row in rows {
         assert!(row["int8_gmacs"].as_f64().unwrap() > 0.0 && row["int8_best_seconds"].as_f64().unwrap() > 0.0);
         if peer.starts_with("ONNX Runtime") {
+            // Exact on every CPU: where u8 × s8 saturates, the peer is ORT's u8 × u8 path.
             assert_eq!(row["ort_exact"], true, "{row}");
+            let kind = row["ort_kind"].as_str().unwrap();
+            assert!(kind == "u8s8" || (kind == "u8u8" && row["ergon_over_ort_saturating"].as_f64().is_some()), "{row}");
             let (median, best) =
                 (row["ergon_over_ort"].as_f64().unwrap(), row["ergon_over_ort_best"].as_f64().unwrap());
             assert!(median > 0.0 && best > 0.0, "{row}");

@@ -119,7 +119,9 @@ fn jobs_complete_survive_a_dead_provider_and_slash_a_wrong_one() {
     assert!(cpu_ms.len() == 2 && cpu_ms.iter().all(|&ms| ms >= 1), "measured per shard: {j}");
     let cpu_seconds = j["energy"]["cpu_seconds"].as_f64().unwrap();
     assert_eq!(cpu_seconds, cpu_ms.iter().sum::<u64>() as f64 / 1000.0, "{j}");
-    assert_eq!(j["energy"]["joules"].as_f64().unwrap(), cpu_seconds * 3.75, "{j}");
+    // Summed shard by shard, so equal to the product only up to the last bit or two.
+    let joules = j["energy"]["joules"].as_f64().unwrap();
+    assert!((joules - cpu_seconds * 3.75).abs() <= 1e-9 * joules.max(1.0), "{j}");
     assert!(text.contains("CPU-seconds measured by its providers × 3.75 W per busy thread"), "{text}");
     let status = get(&client_api, "/status").unwrap();
     assert!(status["energy"]["results_reported"].as_u64().unwrap() >= 2, "{status}");
