@@ -2,7 +2,9 @@
 //! shapes and depths and extreme values, for every ISA this machine has (the others are named as
 //! skipped).
 
-use ergon_kernels::gemm::{gemm_into, transcript_grid, FoldState, GemmOptions, Isa, Transcript, MAX_K};
+use ergon_kernels::gemm::{
+    fold_tile, gemm_into, transcript_grid, FoldState, GemmOptions, Isa, Transcript, MAX_K, MR, NR,
+};
 use ergon_kernels::reference::matmul_naive;
 use ergon_kernels::{matmul_with, KernelError, MatI32, MatI8};
 use proptest::prelude::*;
@@ -184,6 +186,48 @@ fn transcript_folds_agree_across_isas_and_do_not_disturb_the_product() {
         if k > 32 {
             let (_, other) = folded(&a, &b, if depth == 16 { 32 } else { 16 }, Isa::Portable);
             assert_ne!(other, s0);
+        }
+    }
+}
+
+/// The transcript as `fold_tile` defines it, from nothing but the naive sums: each 6×16
+/// microtile's prefix sums over k-steps 0..t, zero outside C, folded at t = depth, 2·depth, …
+/// and at k.
+fn naive_folds(a: &MatI8, b: &MatI8, depth: usize) -> Vec<FoldState> {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    let (gr, gc) = transcript_grid(m, n);
+    let mut states = vec![[0u32; 8]; gr * gc];
+    let mut sums = vec![[[0i32; NR]; MR]; gr * gc];
+    for t in 0..k {
+        for (tile, acc) in sums.iter_mut().enumerate() {
+            let (r0, c0) = (tile / gc * MR, tile % gc * NR);
+            for (i, row) in acc.iter_mut().enumerate().filter(|(i, _)| r0 + i < m) {
+                let av = a.as_slice()[(r0 + i) * k + t] as i32;
+                for (j, v) in row.iter_mut().enumerate().filter(|(j, _)| c0 + j < n) {
+                    *v += av * b.as_slice()[t * n + c0 + j] as i32;
+                }
+            }
+        }
+        if (t + 1) % depth == 0 || t + 1 == k {
+            for (state, acc) in states.iter_mut().zip(&sums) {
+                fold_tile(state, acc);
+            }
+        }
+    }
+    states
+}
+
+/// Every kernel, on both of the pair driver's cuts (row blocks, and column blocks for few rows)
+/// and the VNNI driver's where the CPU has one, folds exactly the normative transcript.
+#[test]
+fn transcripts_match_the_fold_of_the_naive_sums() {
+    for (m, k, n, depth) in [(100, 700, 600, 32), (13, 1030, 90, 64), (200, 300, 40, 16), (30, 2100, 50, 32)] {
+        let (a, b) = (random(m, k, 31), random(k, n, 32));
+        let want = naive_folds(&a, &b, depth);
+        for isa in isas() {
+            let (c, s) = folded(&a, &b, depth, isa);
+            assert_eq!(c, matmul_naive(&a, &b).unwrap(), "{m}x{k}x{n} on {isa:?}");
+            assert!(s == want, "{m}x{k}x{n} depth {depth}: {isa:?} folds another transcript");
         }
     }
 }

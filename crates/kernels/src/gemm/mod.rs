@@ -1,26 +1,26 @@
 //! Exact int8 × int8 → int32 matrix products, blocked for caches and split across threads.
 //!
-//! Layout (BLIS-style): B is packed once into k-panels of `KC` rows × micro-panels of `NR`
-//! columns, as sign-extended i16 pairs (t, t+1) per column; each rayon task takes `MC` rows of A,
-//! packs them into micro-panels of `MR` rows the same way, and runs the 6×16 microkernel over every
-//! (micro-panel of A, micro-panel of B) with the B micro-panel hot in L1. The accumulation order
-//! never matters: int32 sums of int8 products are exact while they cannot overflow, which
-//! [`check_exact`] guarantees before anything runs.
+//! Layout (BLIS-style): B is packed into k-panels × micro-panels of a register tile's columns and
+//! each task packs its rows of A into micro-panels of the tile's rows; the microkernel runs over
+//! every (micro-panel of A, micro-panel of B) with the B micro-panel hot in L1. Two drivers:
+//! [`pairs`] for the AVX2 (`vpmaddwd`) and portable kernels on sign-extended i16 pairs, and
+//! [`vnni`] for `vpdpbusd` on byte quads. The accumulation order never matters: int32 sums of
+//! int8 products are exact while they cannot overflow, which [`check_exact`] guarantees before
+//! anything runs.
 //!
-//! The same driver optionally keeps a per-microtile *transcript fold* (see [`fold`]): after every
-//! `depth` inner steps each tile's running sums are folded into its state, in registers. Proof of
-//! Useful Work uses this to mine in the same pass as the product.
+//! Both drivers optionally keep a per-microtile *transcript fold* (see [`fold`]): after every
+//! `depth` inner steps each 6×16 tile's running sums are folded into its state, in registers.
+//! Proof of Useful Work uses this to mine in the same pass as the product.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 pub mod fold;
+mod pairs;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use rayon::prelude::*;
+use std::sync::atomic::AtomicU64;
 
 use crate::matrix::{MatI32, MatI8};
 use crate::KernelError;
@@ -203,14 +203,14 @@ pub fn gemm_into(
         // A VNNI instruction covers four k-steps: a fold between them is the AVX2 kernel's job.
         if depth % 4 == 0 {
             let tile = if isa == Isa::Avx512Vnni { vnni::Tile::Zmm12x32 } else { vnni::Tile::Ymm6x16 };
-            let product = vnni::Product {
+            let product = Product {
                 a: a.as_slice(),
                 b: b.as_slice(),
                 m,
                 k,
                 n,
                 depth,
-                tile,
+                kernel: tile,
                 progress: opts.progress,
                 epilogue: opts.epilogue,
             };
@@ -220,117 +220,35 @@ pub fn gemm_into(
         isa = Isa::Avx2;
     }
 
-    let packed_b = pack_b(b.as_slice(), k, n);
-    let ctx = Ctx {
+    let product = Product {
         a: a.as_slice(),
-        packed_b: &packed_b,
+        b: b.as_slice(),
         m,
         k,
         n,
-        step_pairs: depth / 2,
-        isa,
+        depth,
+        kernel: isa,
         progress: opts.progress,
         epilogue: opts.epilogue,
     };
-
-    // One task per MC rows of C; each carries its rows of C and of the fold-state grid.
-    let state_chunk = MC / MR * grid_cols;
-    let mut state_blocks: Vec<Option<&mut [FoldState]>> = match states {
-        Some(s) => s.chunks_mut(state_chunk).map(Some).collect(),
-        None => (0..m.div_ceil(MC)).map(|_| None).collect(),
-    };
-    let tasks: Vec<_> = c.as_mut_slice().chunks_mut(MC * n).zip(state_blocks.iter_mut()).enumerate().collect();
-    tasks.into_par_iter().for_each_init(
-        || vec![0i16; MC * KC],
-        |apack, (block, (c_rows, states))| ctx.row_block(block * MC, c_rows, states.as_deref_mut(), apack),
-    );
+    pairs::gemm(&product, c.as_mut_slice(), states);
     Ok(())
 }
 
-struct Ctx<'a> {
-    a: &'a [i8],
-    packed_b: &'a [i16],
-    m: usize,
-    k: usize,
-    n: usize,
-    step_pairs: usize,
-    isa: Isa,
-    progress: Option<&'a AtomicU64>,
-    epilogue: Option<&'a (dyn Fn(TileMut<'_>) + Sync)>,
-}
-
-impl Ctx<'_> {
-    /// Rows row0.. row0+mc of C, over every k-panel.
-    fn row_block(&self, row0: usize, c: &mut [i32], mut states: Option<&mut [FoldState]>, apack: &mut [i16]) {
-        let (k, n) = (self.k, self.n);
-        let mc = (self.m - row0).min(MC);
-        let a_panels = mc.div_ceil(MR);
-        let b_panels = n.div_ceil(NR);
-        for pc in (0..k).step_by(KC) {
-            let kc = (k - pc).min(KC);
-            let kp = kc.div_ceil(2);
-            pack_a(self.a, k, row0, mc, pc, kc, apack);
-            let bpanel = &self.packed_b[pc * b_panels * NR..];
-            for jp in 0..b_panels {
-                let bmicro = &bpanel[jp * kp * NR * 2..(jp + 1) * kp * NR * 2];
-                for ip in 0..a_panels {
-                    let amicro = &apack[ip * kp * MR * 2..(ip + 1) * kp * MR * 2];
-                    let fold = states.as_deref_mut().map(|s| &mut s[ip * b_panels + jp]);
-                    let (r0, c0) = (ip * MR, jp * NR);
-                    let (rows, cols) = ((mc - r0).min(MR), (n - c0).min(NR));
-                    let tile = &mut c[r0 * n + c0..];
-                    self.tile(kp, amicro, bmicro, tile, rows, cols, pc > 0, fold);
-                    if let (Some(epilogue), true) = (self.epilogue, pc + kc == k) {
-                        epilogue(TileMut { row0: row0 + r0, col0: c0, rows, cols, c: tile, ldc: n });
-                    }
-                }
-            }
-            if let Some(p) = self.progress {
-                p.fetch_add((mc * kc * n) as u64, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// One microtile; edge tiles go through a 6×16 scratch tile so the kernel never writes outside C.
-    #[allow(clippy::too_many_arguments)]
-    fn tile(
-        &self,
-        kp: usize,
-        a: &[i16],
-        b: &[i16],
-        c: &mut [i32],
-        rows: usize,
-        cols: usize,
-        load: bool,
-        fold: Option<&mut FoldState>,
-    ) {
-        through_scratch(c, self.n, (rows, cols), (MR, NR), load, |c, ldc| self.kernel(kp, a, b, c, ldc, load, fold));
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn kernel(
-        &self,
-        kp: usize,
-        a: &[i16],
-        b: &[i16],
-        c: &mut [i32],
-        ldc: usize,
-        load: bool,
-        fold: Option<&mut FoldState>,
-    ) {
-        match self.isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => {
-                assert!(a.len() >= kp * MR * 2 && b.len() >= kp * NR * 2);
-                assert!(c.len() >= (MR - 1) * ldc + NR);
-                // SAFETY: AVX2 was detected in gemm_into; the asserts above bound every access.
-                unsafe {
-                    avx2::kernel_6x16(kp, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, load, fold, self.step_pairs)
-                }
-            }
-            _ => portable::kernel_6x16(kp, a, b, c, ldc, load, fold, self.step_pairs),
-        }
-    }
+/// One product as a driver gets it (the caller checked shapes, exactness and the CPU), with
+/// the driver's choice of kernel: an [`Isa`] for the pair driver, a register tile for VNNI.
+pub(super) struct Product<'a, K> {
+    pub a: &'a [i8],
+    pub b: &'a [i8],
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// Fold after every `depth` k-steps (even, dividing KC; a multiple of 4 for VNNI), or 0 for
+    /// no transcript.
+    pub depth: usize,
+    pub kernel: K,
+    pub progress: Option<&'a AtomicU64>,
+    pub epilogue: Option<&'a (dyn Fn(TileMut<'_>) + Sync)>,
 }
 
 /// The largest register tile of any kernel (12 × 32, AVX-512 VNNI).
@@ -362,73 +280,5 @@ fn through_scratch(
     kernel(&mut *scratch, nr);
     for i in 0..rows {
         c[i * ldc..i * ldc + cols].copy_from_slice(&scratch[i * nr..i * nr + cols]);
-    }
-}
-
-/// Packs all of B: for each k-panel of KC rows, for each micro-panel of NR columns, for each k-pair
-/// p, the 16 column pairs (B[2p][j], B[2p+1][j]) as i16, zero-padded past k and n.
-fn pack_b(b: &[i8], k: usize, n: usize) -> Vec<i16> {
-    let b_panels = n.div_ceil(NR);
-    let panel_len = |kc: usize| kc.div_ceil(2) * 2 * b_panels * NR;
-    // Every k-panel starts at pc · b_panels · NR (KC is even, so full panels pack without padding).
-    let total: usize = (0..k).step_by(KC).map(|pc| panel_len((k - pc).min(KC))).sum();
-    let mut out = vec![0i16; total];
-    let mut chunks: Vec<(usize, usize, &mut [i16])> = Vec::new();
-    let mut rest = out.as_mut_slice();
-    for pc in (0..k).step_by(KC) {
-        let kc = (k - pc).min(KC);
-        let kp = kc.div_ceil(2);
-        for jp in 0..b_panels {
-            let (head, tail) = rest.split_at_mut(kp * NR * 2);
-            chunks.push((pc, jp, head));
-            rest = tail;
-        }
-    }
-    chunks.into_par_iter().for_each(|(pc, jp, dst)| {
-        let kc = (k - pc).min(KC);
-        let c0 = jp * NR;
-        let cols = (n - c0).min(NR);
-        for (p, pair) in dst.chunks_exact_mut(NR * 2).enumerate() {
-            let t0 = pc + 2 * p;
-            let row0 = &b[t0 * n + c0..t0 * n + c0 + cols];
-            for (j, &v) in row0.iter().enumerate() {
-                pair[2 * j] = v as i16;
-            }
-            if 2 * p + 1 < kc {
-                let row1 = &b[(t0 + 1) * n + c0..(t0 + 1) * n + c0 + cols];
-                for (j, &v) in row1.iter().enumerate() {
-                    pair[2 * j + 1] = v as i16;
-                }
-            }
-        }
-    });
-    out
-}
-
-/// Packs rows row0..row0+mc, columns pc..pc+kc of A into micro-panels of MR rows: for each k-pair
-/// p, the 6 row pairs (A[i][2p], A[i][2p+1]) as i16, zero-padded past mc and kc.
-fn pack_a(a: &[i8], k: usize, row0: usize, mc: usize, pc: usize, kc: usize, out: &mut [i16]) {
-    let kp = kc.div_ceil(2);
-    for (ip, panel) in out[..mc.div_ceil(MR) * kp * MR * 2].chunks_exact_mut(kp * MR * 2).enumerate() {
-        for i in 0..MR {
-            let r = ip * MR + i;
-            if r >= mc {
-                for p in 0..kp {
-                    panel[(p * MR + i) * 2] = 0;
-                    panel[(p * MR + i) * 2 + 1] = 0;
-                }
-                continue;
-            }
-            let src = &a[(row0 + r) * k + pc..(row0 + r) * k + pc + kc];
-            let mut pairs = src.chunks_exact(2);
-            for (p, pair) in pairs.by_ref().enumerate() {
-                panel[(p * MR + i) * 2] = pair[0] as i16;
-                panel[(p * MR + i) * 2 + 1] = pair[1] as i16;
-            }
-            if let [last] = pairs.remainder() {
-                panel[((kp - 1) * MR + i) * 2] = *last as i16;
-                panel[((kp - 1) * MR + i) * 2 + 1] = 0;
-            }
-        }
     }
 }

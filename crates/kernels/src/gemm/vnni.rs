@@ -22,7 +22,7 @@
 
 use std::arch::x86_64::*;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use rayon::prelude::*;
 
@@ -61,19 +61,8 @@ const KV: usize = 2048;
 
 const _: () = assert!(MC.is_multiple_of(24) && KV.is_multiple_of(KC) && KC.is_multiple_of(4));
 
-/// One product on a VNNI kernel (the caller checked shapes, exactness and the CPU).
-pub(super) struct Product<'a> {
-    pub a: &'a [i8],
-    pub b: &'a [i8],
-    pub m: usize,
-    pub k: usize,
-    pub n: usize,
-    /// Fold depth (a multiple of 4 dividing KC, hence KV), or 0 for no transcript.
-    pub depth: usize,
-    pub tile: Tile,
-    pub progress: Option<&'a AtomicU64>,
-    pub epilogue: Option<&'a (dyn Fn(TileMut<'_>) + Sync)>,
-}
+/// One product on a VNNI kernel.
+pub(super) type Product<'a> = super::Product<'a, Tile>;
 
 /// B packed for the kernel: per k-panel, per micro-panel of `nr` columns, per quad of k-steps,
 /// the `nr` columns' 4 bytes each (32-column micro-panels in lane order, see [`lane32`]); and
@@ -432,7 +421,7 @@ unsafe fn transpose4_rows(rows: [&[i8]; 4], quads: usize, mr: usize, i0: usize, 
 ///   thread's, reused), copied into place under a lock, so no two tasks ever hold the same
 ///   memory.
 pub(super) fn gemm(p: &Product<'_>, c: &mut [i32], states: Option<&mut [FoldState]>) {
-    let (mr, nr) = (p.tile.mr(), p.tile.nr());
+    let (mr, nr) = (p.kernel.mr(), p.kernel.nr());
     let step = if p.depth == 0 { KV } else { p.depth };
     debug_assert!(step % 4 == 0 && KV.is_multiple_of(step));
     let grid_cols = p.n.div_ceil(NR);
@@ -620,7 +609,7 @@ fn row_block(
                 }
             }
             let tile = &mut c[r0 * ldc + c0..];
-            run_tile(p.tile, quads, step_quads, amicro, bmicro, corr, tile, ldc, (rows, cols), pc > 0, &mut folds);
+            run_tile(p.kernel, quads, step_quads, amicro, bmicro, corr, tile, ldc, (rows, cols), pc > 0, &mut folds);
             if let (Some(epilogue), true) = (p.epilogue, last) {
                 for (rr, cc) in microtiles(mr, nr) {
                     let (tr, tc) = (rr * MR, cc * NR);

@@ -1,0 +1,347 @@
+//! The driver of the i16-pair kernels (AVX2 `vpmaddwd` and the portable one): both operands
+//! packed as sign-extended i16 pairs (t, t+1), B into k-panels × micro-panels of
+//! `NR` columns, A into micro-panels of `MR` rows, and the 6×16 microkernel run over every
+//! (micro-panel of A, micro-panel of B) with the B micro-panel hot in L1.
+//!
+//! Two ways to split the work across threads, both measured on Zen 2 (AVX2 only):
+//! - **Row blocks** when there are rows enough: B packed once and shared, each task `mc` rows of
+//!   C. The block height is chosen so the tasks come out even on the threads (1024 rows in
+//!   blocks of 96 are 11 tasks, and one thread ran 6 of them while the other idled through the
+//!   last: 48-row blocks were 1.05× faster).
+//! - **Column blocks** for few-row products (256×4096×4096): row blocks could not keep the
+//!   threads busy (three tasks of 96 rows on two threads), so each task takes at most 256
+//!   columns of C, packs its own columns of B panel by panel into a buffer it reuses (B is read
+//!   once in all, with no 32 MB buffer to page in), computes into a block of its own and copies
+//!   it into C under a lock.
+
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use super::fold::FoldState;
+use super::{through_scratch, Isa, TileMut, KC, MC, MR, NR};
+
+/// Depth of the row blocks' k-panels. Each panel loads and stores every C tile once more, from
+/// rows `n` i32s apart; on Zen 2, 2048-deep panels ran 1.03–1.05× faster than 512-deep ones at
+/// 1024³, 2048³ and 4096³, and 1.06–1.07× faster than 256-deep ones.
+const KA_ROWS: usize = 2048;
+/// Depth of the column blocks' k-panels: a task's own B panel (512 × 256 columns as i16 pairs,
+/// 256 KB) stays in L2; at 256×4096×4096, 2048-deep panels were 1.02× slower.
+const KA_COLS: usize = 512;
+
+const _: () = assert!(KA_ROWS.is_multiple_of(KC) && KA_COLS.is_multiple_of(KC) && MC.is_multiple_of(24));
+
+/// One product on a pair kernel.
+pub(super) type Product<'a> = super::Product<'a, Isa>;
+
+/// The row-block height whose tasks share out most evenly on `threads` threads: the tallest
+/// of 96, 48 and 24 rows whose busiest thread has at most 5% more rows than the best choice's.
+fn row_block_height(m: usize, threads: usize) -> usize {
+    let busiest = |h: usize| m.div_ceil(h).div_ceil(threads) * h;
+    let best = [MC, MC / 2, MC / 4].into_iter().map(busiest).min().unwrap_or(MC);
+    [MC, MC / 2].into_iter().find(|&h| busiest(h) * 100 <= best * 105).unwrap_or(MC / 4)
+}
+
+pub(super) fn gemm(p: &Product<'_>, c: &mut [i32], states: Option<&mut [FoldState]>) {
+    let (m, n) = (p.m, p.n);
+    let grid_cols = n.div_ceil(NR);
+    let threads = rayon::current_num_threads();
+    let height = row_block_height(m, threads);
+    let row_tasks = m.div_ceil(height);
+    if row_tasks >= 4 * threads || n <= NR {
+        let packed = pack_b(p.kernel, p.b, p.k, n, KA_ROWS);
+        let state_chunk = height / MR * grid_cols;
+        let mut blocks: Vec<Option<&mut [FoldState]>> = match states {
+            Some(s) => s.chunks_mut(state_chunk).map(Some).collect(),
+            None => (0..row_tasks).map(|_| None).collect(),
+        };
+        let tasks: Vec<_> = c.chunks_mut(height * n).zip(blocks.iter_mut()).enumerate().collect();
+        tasks.into_par_iter().for_each_init(
+            || vec![0i16; height * KA_ROWS],
+            |apack, (block, (c_rows, states))| {
+                let row0 = block * height;
+                let rows = row0..(row0 + height).min(m);
+                let view = View { c: c_rows, ldc: n, cols: 0..n, states: states.as_deref_mut(), grid_cols };
+                block_product(p, rows, KA_ROWS, (APanels::Pack(apack), BPanels::Shared(&packed)), view);
+            },
+        );
+        return;
+    }
+    // Column blocks of whole micro-panels, at most 256 wide (a B k-panel of 512 × 256 as pairs
+    // is 256 KB, in L2 beside the task's A panel), and row blocks of at most 192 rows.
+    let row_blocks = m.div_ceil(2 * MC);
+    let rows_per = m.div_ceil(row_blocks).div_ceil(MR) * MR;
+    let col_blocks = (4 * threads).div_ceil(row_blocks).max(n.div_ceil(256));
+    let width = n.div_ceil(NR).div_ceil(col_blocks) * NR;
+    let blocks: Vec<(Range<usize>, Range<usize>)> = (0..m)
+        .step_by(rows_per)
+        .flat_map(|r0| (0..n).step_by(width).map(move |c0| (r0..(r0 + rows_per).min(m), c0..(c0 + width).min(n))))
+        .collect();
+    // A packed once, per row block and k-panel, for all the column blocks to share.
+    let panels = k_panels(p.k, KA_COLS);
+    let packed_a: Vec<Vec<i16>> = (0..m)
+        .step_by(rows_per)
+        .flat_map(|r0| panels.iter().map(move |&pc| (r0, pc)))
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|(r0, pc)| {
+            let (mc, kc) = ((m - r0).min(rows_per), (p.k - pc).min(KA_COLS));
+            let mut out = vec![0i16; mc.div_ceil(MR) * MR * kc.div_ceil(2) * 2];
+            pack_a(p.a, p.k, r0, mc, pc, kc, &mut out);
+            out
+        })
+        .collect();
+    let folding = states.is_some();
+    let target = Mutex::new((c, states));
+    blocks.into_par_iter().for_each_init(
+        || (Vec::new(), Vec::new(), Vec::new()),
+        |(own_b, out, own_states), (rows, cols)| {
+            let (w, tile_cols) = (cols.len(), cols.len().div_ceil(NR));
+            out.clear();
+            out.resize(rows.len() * w, 0);
+            own_states.clear();
+            if folding {
+                own_states.resize(rows.len().div_ceil(MR) * tile_cols, [0u32; 8]);
+            }
+            let view = View {
+                c: &mut out[..],
+                ldc: w,
+                cols: cols.clone(),
+                states: folding.then_some(&mut own_states[..]),
+                grid_cols: tile_cols,
+            };
+            let a = &packed_a[rows.start / rows_per * panels.len()..][..panels.len()];
+            block_product(p, rows.clone(), KA_COLS, (APanels::Shared(a), BPanels::Own(own_b)), view);
+            // A panic inside another task poisons the lock; the product is abandoned then anyway.
+            let mut guard = target.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let (c, states) = &mut *guard;
+            for (i, row) in out.chunks_exact(w).enumerate() {
+                let at = (rows.start + i) * n + cols.start;
+                c[at..at + w].copy_from_slice(row);
+            }
+            if let Some(states) = states.as_deref_mut() {
+                for (r, row) in own_states.chunks_exact(tile_cols).enumerate() {
+                    let at = (rows.start / MR + r) * grid_cols + cols.start / NR;
+                    states[at..at + tile_cols].copy_from_slice(row);
+                }
+            }
+        },
+    );
+}
+
+/// Where a task writes: rows of C (row i at i · ldc) for the columns `cols` (local column 0 is
+/// `cols.start`), and the fold states of their microtiles (`grid_cols` per microtile row).
+struct View<'a> {
+    c: &'a mut [i32],
+    ldc: usize,
+    cols: Range<usize>,
+    states: Option<&'a mut [FoldState]>,
+    grid_cols: usize,
+}
+
+/// Where a task's A micro-panels come from.
+enum APanels<'a> {
+    /// Packed here, into this buffer, for each k-panel.
+    Pack(&'a mut [i16]),
+    /// The task's rows, packed, one buffer per k-panel.
+    Shared(&'a [Vec<i16>]),
+}
+
+/// The first k-step of each k-panel `depth` deep.
+fn k_panels(k: usize, depth: usize) -> Vec<usize> {
+    (0..k).step_by(depth).collect()
+}
+
+/// Where a task's B micro-panels come from.
+enum BPanels<'a> {
+    /// All of B, packed once for the product.
+    Shared(&'a [i16]),
+    /// Packed here, for the task's columns, k-panel by k-panel.
+    Own(&'a mut Vec<i16>),
+}
+
+/// The view's block of C = rows × the view's columns, over every k-panel `depth` deep (as the
+/// sources are packed): for each micro-panel of B, across the task's micro-panels of A (B's in
+/// L1, A's from L2).
+fn block_product(
+    p: &Product<'_>,
+    rows: Range<usize>,
+    depth: usize,
+    sources: (APanels<'_>, BPanels<'_>),
+    view: View<'_>,
+) {
+    let (mut a_src, mut b_src) = sources;
+    let View { c, ldc, cols, mut states, grid_cols } = view;
+    let (k, n) = (p.k, p.n);
+    let (row0, mc) = (rows.start, rows.len());
+    debug_assert!(cols.start.is_multiple_of(NR) && row0.is_multiple_of(MR));
+    let (a_panels, jp0) = (mc.div_ceil(MR), cols.start / NR);
+    let b_panels = cols.len().div_ceil(NR);
+    let step_pairs = p.depth / 2;
+    for (panel, pc) in k_panels(k, depth).into_iter().enumerate() {
+        let kc = (k - pc).min(depth);
+        let kp = kc.div_ceil(2);
+        let micro = kp * NR * 2;
+        let apack: &[i16] = match &mut a_src {
+            APanels::Pack(buf) => {
+                pack_a(p.a, k, row0, mc, pc, kc, buf);
+                buf
+            }
+            APanels::Shared(panels) => &panels[panel],
+        };
+        let bpanel: &[i16] = match &mut b_src {
+            BPanels::Shared(all) => &all[pc * n.div_ceil(NR) * NR + jp0 * micro..],
+            BPanels::Own(own) => {
+                own.clear();
+                own.resize(b_panels * micro, 0);
+                for (jp, dst) in own.chunks_exact_mut(micro).enumerate() {
+                    pack_b_micro(p.kernel, p.b, n, pc, kc, cols.start + jp * NR, dst);
+                }
+                &own[..]
+            }
+        };
+        for jp in 0..b_panels {
+            let bmicro = &bpanel[jp * micro..(jp + 1) * micro];
+            for ip in 0..a_panels {
+                let amicro = &apack[ip * kp * MR * 2..(ip + 1) * kp * MR * 2];
+                let fold = states.as_deref_mut().map(|s| &mut s[ip * grid_cols + jp]);
+                let (r0, c0) = (ip * MR, jp * NR);
+                let (tile_rows, tile_cols) = ((mc - r0).min(MR), (cols.len() - c0).min(NR));
+                let tile = &mut c[r0 * ldc + c0..];
+                through_scratch(tile, ldc, (tile_rows, tile_cols), (MR, NR), pc > 0, |c, ldc| {
+                    kernel(p.kernel, kp, amicro, bmicro, c, ldc, pc > 0, fold, step_pairs)
+                });
+                if let (Some(epilogue), true) = (p.epilogue, pc + kc == k) {
+                    let (row0, col0) = (row0 + r0, cols.start + c0);
+                    epilogue(TileMut { row0, col0, rows: tile_rows, cols: tile_cols, c: tile, ldc });
+                }
+            }
+        }
+        if let Some(progress) = p.progress {
+            progress.fetch_add((mc * kc * cols.len()) as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn kernel(
+    isa: Isa,
+    kp: usize,
+    a: &[i16],
+    b: &[i16],
+    c: &mut [i32],
+    ldc: usize,
+    load: bool,
+    fold: Option<&mut FoldState>,
+    step_pairs: usize,
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            assert!(a.len() >= kp * MR * 2 && b.len() >= kp * NR * 2);
+            assert!(c.len() >= (MR - 1) * ldc + NR);
+            // SAFETY: AVX2 was detected in gemm_into; the asserts above bound every access.
+            unsafe { super::avx2::kernel_6x16(kp, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, load, fold, step_pairs) }
+        }
+        _ => super::portable::kernel_6x16(kp, a, b, c, ldc, load, fold, step_pairs),
+    }
+}
+
+/// Packs all of B: for each k-panel of `depth` rows, for each micro-panel of NR columns, for each
+/// k-pair p, the 16 column pairs (B[2p][j], B[2p+1][j]) as i16, zero-padded past k and n.
+fn pack_b(isa: Isa, b: &[i8], k: usize, n: usize, depth: usize) -> Vec<i16> {
+    let b_panels = n.div_ceil(NR);
+    let micro = |kc: usize| kc.div_ceil(2) * NR * 2;
+    // Every k-panel starts at pc · b_panels · NR (depth is even: full panels need no padding).
+    let total: usize = (0..k).step_by(depth).map(|pc| micro((k - pc).min(depth)) * b_panels).sum();
+    let mut out = vec![0i16; total];
+    let mut chunks: Vec<(usize, usize, &mut [i16])> = Vec::new();
+    let mut rest = out.as_mut_slice();
+    for pc in (0..k).step_by(depth) {
+        for jp in 0..b_panels {
+            let (head, tail) = rest.split_at_mut(micro((k - pc).min(depth)));
+            chunks.push((pc, jp, head));
+            rest = tail;
+        }
+    }
+    chunks.into_par_iter().for_each(|(pc, jp, dst)| pack_b_micro(isa, b, n, pc, (k - pc).min(depth), jp * NR, dst));
+    out
+}
+
+/// One micro-panel of B: rows pc..pc+kc, columns c0..c0+16 (zero past n), as i16 column pairs.
+/// `dst` holds ⌈kc/2⌉ · 32 values and is overwritten. Whole pairs of whole micro-panels go
+/// through AVX2 where the kernel is AVX2 (the scalar loop was a fifth of 256×4096×4096).
+fn pack_b_micro(isa: Isa, b: &[i8], n: usize, pc: usize, kc: usize, c0: usize, dst: &mut [i16]) {
+    let cols = (n - c0).min(NR);
+    for (p, pair) in dst.chunks_exact_mut(NR * 2).enumerate() {
+        let t0 = pc + 2 * p;
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx2 && cols == NR && 2 * p + 1 < kc {
+            let row = |t: usize| -> &[i8; NR] { b[t * n + c0..t * n + c0 + NR].try_into().expect("16 columns") };
+            let out: &mut [i16; 2 * NR] = pair.try_into().expect("16 pairs");
+            // SAFETY: the kernel is AVX2, which gemm_into checked this CPU has.
+            unsafe { super::avx2::pack_b_pair(row(t0), row(t0 + 1), out) };
+            continue;
+        }
+        pair.fill(0);
+        for (j, &v) in b[t0 * n + c0..t0 * n + c0 + cols].iter().enumerate() {
+            pair[2 * j] = v as i16;
+        }
+        if 2 * p + 1 < kc {
+            for (j, &v) in b[(t0 + 1) * n + c0..(t0 + 1) * n + c0 + cols].iter().enumerate() {
+                pair[2 * j + 1] = v as i16;
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
+}
+
+/// Packs rows row0..row0+mc, columns pc..pc+kc of A into micro-panels of MR rows: for each k-pair
+/// p, the 6 row pairs (A[i][2p], A[i][2p+1]) as i16, zero-padded past mc and kc.
+fn pack_a(a: &[i8], k: usize, row0: usize, mc: usize, pc: usize, kc: usize, out: &mut [i16]) {
+    let kp = kc.div_ceil(2);
+    for (ip, panel) in out[..mc.div_ceil(MR) * kp * MR * 2].chunks_exact_mut(kp * MR * 2).enumerate() {
+        for i in 0..MR {
+            let r = ip * MR + i;
+            if r >= mc {
+                for p in 0..kp {
+                    panel[(p * MR + i) * 2] = 0;
+                    panel[(p * MR + i) * 2 + 1] = 0;
+                }
+                continue;
+            }
+            let src = &a[(row0 + r) * k + pc..(row0 + r) * k + pc + kc];
+            let mut pairs = src.chunks_exact(2);
+            for (p, pair) in pairs.by_ref().enumerate() {
+                panel[(p * MR + i) * 2] = pair[0] as i16;
+                panel[(p * MR + i) * 2 + 1] = pair[1] as i16;
+            }
+            if let [last] = pairs.remainder() {
+                panel[((kp - 1) * MR + i) * 2] = *last as i16;
+                panel[((kp - 1) * MR + i) * 2 + 1] = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_blocks_share_out_evenly() {
+        // 1024 rows in 96s are 11 tasks: 6 on one thread of two, 576 rows against 528 for 48s.
+        assert_eq!(row_block_height(1024, 2), 48);
+        assert_eq!(row_block_height(2048, 2), 96);
+        assert_eq!(row_block_height(4096, 2), 96);
+        assert_eq!(row_block_height(96, 1), 96);
+        for m in [1, 7, 100, 256, 1000, 5000] {
+            for threads in [1, 2, 3, 8] {
+                assert!([24, 48, 96].contains(&row_block_height(m, threads)));
+            }
+        }
+    }
+}
