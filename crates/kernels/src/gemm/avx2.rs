@@ -108,3 +108,48 @@ pub(super) unsafe fn pack_b_pair(row0: &[i8; NR], row1: &[i8; NR], out: &mut [i1
     _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, lo);
     _mm256_storeu_si256(out.as_mut_ptr().add(NR) as *mut __m256i, hi);
 }
+
+/// Packs eight k-pairs of a whole 6-row micro-panel of A: from each row's 16 bytes, the 8
+/// sign-extended pairs (A[i][2p], A[i][2p+1]), written pair by pair as the kernel broadcasts
+/// them (pair p's six 32-bit words at 6p). The rows' pair words are transposed by unpacks.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn pack_a_pairs8(rows: [&[i8; 16]; MR], out: &mut [i16; 8 * MR * 2]) {
+    let w: [__m256i; MR] =
+        std::array::from_fn(|i| _mm256_cvtepi8_epi16(_mm_loadu_si128(rows[i].as_ptr() as *const __m128i)));
+    // Per 128-bit lane (pairs 0..4 low, 4..8 high): t0 = rows 0,1 of pairs 0,1; t1 of pairs 2,3.
+    let (t0, t1) = (_mm256_unpacklo_epi32(w[0], w[1]), _mm256_unpackhi_epi32(w[0], w[1]));
+    let (t2, t3) = (_mm256_unpacklo_epi32(w[2], w[3]), _mm256_unpackhi_epi32(w[2], w[3]));
+    let (t4, t5) = (_mm256_unpacklo_epi32(w[4], w[5]), _mm256_unpackhi_epi32(w[4], w[5]));
+    // Rows 0..4 of pairs 0, 1, 2, 3 (and 4..8 in the high lanes).
+    let u = [
+        _mm256_unpacklo_epi64(t0, t2),
+        _mm256_unpackhi_epi64(t0, t2),
+        _mm256_unpacklo_epi64(t1, t3),
+        _mm256_unpackhi_epi64(t1, t3),
+    ];
+    let dst = out.as_mut_ptr() as *mut i32;
+    for half in 0..2 {
+        let (lo4, hi4) = if half == 0 {
+            (_mm256_castsi256_si128(t4), _mm256_castsi256_si128(t5))
+        } else {
+            (_mm256_extracti128_si256::<1>(t4), _mm256_extracti128_si256::<1>(t5))
+        };
+        for (j, v) in u.iter().enumerate() {
+            let rows03 = if half == 0 { _mm256_castsi256_si128(*v) } else { _mm256_extracti128_si256::<1>(*v) };
+            // Rows 4 and 5 of pair j: the low or high 64 bits of t4 (pairs 0, 1) or t5 (2, 3).
+            let rows45 = match j {
+                0 => lo4,
+                1 => _mm_unpackhi_epi64(lo4, lo4),
+                2 => hi4,
+                _ => _mm_unpackhi_epi64(hi4, hi4),
+            };
+            let at = dst.add((half * 4 + j) * MR);
+            _mm_storeu_si128(at as *mut __m128i, rows03);
+            _mm_storel_epi64(at.add(4) as *mut __m128i, rows45);
+        }
+    }
+}
