@@ -14,6 +14,8 @@
 //!   once in all, with no 32 MB buffer to page in), computes into a block of its own and copies
 //!   it into C under a lock.
 
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
@@ -196,9 +198,7 @@ fn block_product(
             BPanels::Own(own) => {
                 own.clear();
                 own.resize(b_panels * micro, 0);
-                for (jp, dst) in own.chunks_exact_mut(micro).enumerate() {
-                    pack_b_micro(p.kernel, p.b, n, pc, kc, cols.start + jp * NR, dst);
-                }
+                pack_b_block(p.kernel, p.b, n, pc, kc, cols.start, own);
                 &own[..]
             }
         };
@@ -250,7 +250,8 @@ fn kernel(
 }
 
 /// Packs all of B: for each k-panel of `depth` rows, for each micro-panel of NR columns, for each
-/// k-pair p, the 16 column pairs (B[2p][j], B[2p+1][j]) as i16, zero-padded past k and n.
+/// k-pair p, the 16 column pairs (B[2p][j], B[2p+1][j]) as i16, zero-padded past k and n. The
+/// threads take runs of up to 16 micro-panels of a k-panel.
 fn pack_b(isa: Isa, b: &[i8], k: usize, n: usize, depth: usize) -> Vec<i16> {
     let b_panels = n.div_ceil(NR);
     let micro = |kc: usize| kc.div_ceil(2) * NR * 2;
@@ -260,38 +261,61 @@ fn pack_b(isa: Isa, b: &[i8], k: usize, n: usize, depth: usize) -> Vec<i16> {
     let mut chunks: Vec<(usize, usize, &mut [i16])> = Vec::new();
     let mut rest = out.as_mut_slice();
     for pc in (0..k).step_by(depth) {
-        for jp in 0..b_panels {
-            let (head, tail) = rest.split_at_mut(micro((k - pc).min(depth)));
+        for jp in (0..b_panels).step_by(16) {
+            let (head, tail) = rest.split_at_mut(micro((k - pc).min(depth)) * (b_panels - jp).min(16));
             chunks.push((pc, jp, head));
             rest = tail;
         }
     }
-    chunks.into_par_iter().for_each(|(pc, jp, dst)| pack_b_micro(isa, b, n, pc, (k - pc).min(depth), jp * NR, dst));
+    chunks.into_par_iter().for_each(|(pc, jp, dst)| pack_b_block(isa, b, n, pc, (k - pc).min(depth), jp * NR, dst));
     out
 }
 
-/// One micro-panel of B: rows pc..pc+kc, columns c0..c0+16 (zero past n), as i16 column pairs.
-/// `dst` holds ⌈kc/2⌉ · 32 values and is overwritten. Whole pairs of whole micro-panels go
-/// through AVX2 where the kernel is AVX2 (the scalar loop was a fifth of 256×4096×4096).
-fn pack_b_micro(isa: Isa, b: &[i8], n: usize, pc: usize, kc: usize, c0: usize, dst: &mut [i16]) {
-    let cols = (n - c0).min(NR);
-    for (p, pair) in dst.chunks_exact_mut(NR * 2).enumerate() {
+/// Consecutive micro-panels of B: rows pc..pc+kc, columns from c0 (zero past n), as i16 column
+/// pairs, micro-panel after micro-panel; `dst` holds whole micro-panels of ⌈kc/2⌉ · 32 values
+/// and is overwritten. It walks B's rows in order, each pair of rows across every micro-panel:
+/// walking one micro-panel's 16 bytes down the rows instead touched a line per row at a
+/// power-of-two stride (the same L1 and L2 sets) and fetched each line four times, from L3
+/// (packing was an eighth of 256×4096×4096). Whole pairs of whole micro-panels go through AVX2
+/// where the kernel is AVX2.
+#[allow(clippy::too_many_arguments)]
+fn pack_b_block(isa: Isa, b: &[i8], n: usize, pc: usize, kc: usize, c0: usize, dst: &mut [i16]) {
+    let micro = kc.div_ceil(2) * NR * 2;
+    let panels = dst.len() / micro;
+    let width = (panels * NR).min(n - c0);
+    for p in 0..kc.div_ceil(2) {
         let t0 = pc + 2 * p;
+        // The rows four pairs on, requested now: each row of a column block is a page of its own
+        // for B 4096 wide, and waiting on them was most of the packing (1.07× at 256×4096×4096).
         #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx2 && cols == NR && 2 * p + 1 < kc {
-            let row = |t: usize| -> &[i8; NR] { b[t * n + c0..t * n + c0 + NR].try_into().expect("16 columns") };
-            let out: &mut [i16; 2 * NR] = pair.try_into().expect("16 pairs");
-            // SAFETY: the kernel is AVX2, which gemm_into checked this CPU has.
-            unsafe { super::avx2::pack_b_pair(row(t0), row(t0 + 1), out) };
-            continue;
+        if t0 + 9 < pc + kc {
+            for at in [(t0 + 8) * n + c0, (t0 + 9) * n + c0] {
+                for off in (0..width).step_by(64) {
+                    // SAFETY: a prefetch reads nothing; the address is inside b (row < pc + kc).
+                    unsafe { _mm_prefetch::<_MM_HINT_T0>(b.as_ptr().add(at + off)) };
+                }
+            }
         }
-        pair.fill(0);
-        for (j, &v) in b[t0 * n + c0..t0 * n + c0 + cols].iter().enumerate() {
-            pair[2 * j] = v as i16;
-        }
-        if 2 * p + 1 < kc {
-            for (j, &v) in b[(t0 + 1) * n + c0..(t0 + 1) * n + c0 + cols].iter().enumerate() {
-                pair[2 * j + 1] = v as i16;
+        for jp in 0..panels {
+            let pair = &mut dst[jp * micro + p * NR * 2..jp * micro + (p + 1) * NR * 2];
+            let c = c0 + jp * NR;
+            let cols = (n - c).min(NR);
+            #[cfg(target_arch = "x86_64")]
+            if isa == Isa::Avx2 && cols == NR && 2 * p + 1 < kc {
+                let row = |t: usize| -> &[i8; NR] { b[t * n + c..t * n + c + NR].try_into().expect("16 columns") };
+                let out: &mut [i16; 2 * NR] = pair.try_into().expect("16 pairs");
+                // SAFETY: the kernel is AVX2, which gemm_into checked this CPU has.
+                unsafe { super::avx2::pack_b_pair(row(t0), row(t0 + 1), out) };
+                continue;
+            }
+            pair.fill(0);
+            for (j, &v) in b[t0 * n + c..t0 * n + c + cols].iter().enumerate() {
+                pair[2 * j] = v as i16;
+            }
+            if 2 * p + 1 < kc {
+                for (j, &v) in b[(t0 + 1) * n + c..(t0 + 1) * n + c + cols].iter().enumerate() {
+                    pair[2 * j + 1] = v as i16;
+                }
             }
         }
     }
