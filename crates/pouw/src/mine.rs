@@ -84,7 +84,7 @@ pub fn mine(
     let t = Instant::now();
     let (grid_rows, grid_cols) = transcript_grid(m, n);
     let mut states = vec![[0u32; 8]; grid_rows * grid_cols];
-    let mut c = MatI32::zeros(m, n)?;
+    let mut c = MatI32::zeros_parallel(m, n)?;
     let transcript = Transcript { depth: RANK, states: &mut states };
     let epilogue = |tile: TileMut<'_>| correction.apply(tile);
     let gemm = GemmOptions { isa: opts.isa, progress: opts.progress, epilogue: Some(&epilogue) };

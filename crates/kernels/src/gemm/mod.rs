@@ -132,7 +132,7 @@ pub fn matmul(a: &MatI8, b: &MatI8) -> Result<MatI32, KernelError> {
 
 /// C = A·B with explicit options.
 pub fn matmul_with(a: &MatI8, b: &MatI8, opts: GemmOptions<'_>) -> Result<MatI32, KernelError> {
-    let mut c = MatI32::zeros(a.rows(), b.cols())?;
+    let mut c = MatI32::zeros_parallel(a.rows(), b.cols())?;
     gemm_into(a, b, &mut c, None, opts)?;
     Ok(c)
 }

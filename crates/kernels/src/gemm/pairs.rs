@@ -159,9 +159,17 @@ fn k_panels(k: usize, depth: usize) -> Vec<usize> {
 /// Where a task's B micro-panels come from.
 enum BPanels<'a> {
     /// All of B, packed once for the product.
-    Shared(&'a [i16]),
+    Shared(&'a PackedB),
     /// Packed here, for the task's columns, k-panel by k-panel.
     Own(&'a mut Vec<i16>),
+}
+
+/// One k-panel of B as a task reads it.
+#[derive(Clone, Copy)]
+enum BPanel<'a> {
+    Shared(&'a PackedB),
+    /// The task's own micro-panels, from its first column on.
+    Own(&'a [i16]),
 }
 
 /// The view's block of C = rows × the view's columns, over every k-panel `depth` deep (as the
@@ -193,17 +201,20 @@ fn block_product(
             }
             APanels::Shared(panels) => &panels[panel],
         };
-        let bpanel: &[i16] = match &mut b_src {
-            BPanels::Shared(all) => &all[pc * n.div_ceil(NR) * NR + jp0 * micro..],
+        let bpanel = match &mut b_src {
+            BPanels::Shared(all) => BPanel::Shared(all),
             BPanels::Own(own) => {
                 own.clear();
                 own.resize(b_panels * micro, 0);
                 pack_b_block(p.kernel, p.b, n, pc, kc, cols.start, own);
-                &own[..]
+                BPanel::Own(&own[..])
             }
         };
         for jp in 0..b_panels {
-            let bmicro = &bpanel[jp * micro..(jp + 1) * micro];
+            let bmicro = match bpanel {
+                BPanel::Shared(all) => all.micro(panel, jp0 + jp, micro),
+                BPanel::Own(own) => &own[jp * micro..(jp + 1) * micro],
+            };
             for ip in 0..a_panels {
                 let amicro = &apack[ip * kp * MR * 2..(ip + 1) * kp * MR * 2];
                 let fold = states.as_deref_mut().map(|s| &mut s[ip * grid_cols + jp]);
@@ -249,26 +260,43 @@ fn kernel(
     }
 }
 
-/// Packs all of B: for each k-panel of `depth` rows, for each micro-panel of NR columns, for each
-/// k-pair p, the 16 column pairs (B[2p][j], B[2p+1][j]) as i16, zero-padded past k and n. The
-/// threads take runs of up to 16 micro-panels of a k-panel.
-fn pack_b(isa: Isa, b: &[i8], k: usize, n: usize, depth: usize) -> Vec<i16> {
-    let b_panels = n.div_ceil(NR);
-    let micro = |kc: usize| kc.div_ceil(2) * NR * 2;
-    // Every k-panel starts at pc · b_panels · NR (depth is even: full panels need no padding).
-    let total: usize = (0..k).step_by(depth).map(|pc| micro((k - pc).min(depth)) * b_panels).sum();
-    let mut out = vec![0i16; total];
-    let mut chunks: Vec<(usize, usize, &mut [i16])> = Vec::new();
-    let mut rest = out.as_mut_slice();
-    for pc in (0..k).step_by(depth) {
-        for jp in (0..b_panels).step_by(16) {
-            let (head, tail) = rest.split_at_mut(micro((k - pc).min(depth)) * (b_panels - jp).min(16));
-            chunks.push((pc, jp, head));
-            rest = tail;
-        }
+/// Runs of micro-panels packed per B k-panel.
+const RUN: usize = 16;
+
+/// All of B packed for the row blocks: for each k-panel, runs of up to [`RUN`] micro-panels, each
+/// run a buffer of its own, packed (and zeroed) by the threads in parallel; one buffer for all
+/// was zeroed on one thread while the others waited.
+struct PackedB {
+    runs: Vec<Vec<i16>>,
+    runs_per_panel: usize,
+}
+
+impl PackedB {
+    /// Micro-panel `jp` of k-panel `panel`, `micro` values long.
+    fn micro(&self, panel: usize, jp: usize, micro: usize) -> &[i16] {
+        let run = &self.runs[panel * self.runs_per_panel + jp / RUN];
+        &run[(jp % RUN) * micro..(jp % RUN + 1) * micro]
     }
-    chunks.into_par_iter().for_each(|(pc, jp, dst)| pack_b_block(isa, b, n, pc, (k - pc).min(depth), jp * NR, dst));
-    out
+}
+
+/// Packs all of B into k-panels of `depth` rows: per micro-panel of NR columns, per k-pair p, the
+/// 16 column pairs (B[2p][j], B[2p+1][j]) as i16, zero-padded past k and n.
+fn pack_b(isa: Isa, b: &[i8], k: usize, n: usize, depth: usize) -> PackedB {
+    let b_panels = n.div_ceil(NR);
+    let runs_per_panel = b_panels.div_ceil(RUN);
+    let runs = (0..k)
+        .step_by(depth)
+        .flat_map(|pc| (0..b_panels).step_by(RUN).map(move |jp| (pc, jp)))
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|(pc, jp)| {
+            let kc = (k - pc).min(depth);
+            let mut run = vec![0i16; kc.div_ceil(2) * NR * 2 * (b_panels - jp).min(RUN)];
+            pack_b_block(isa, b, n, pc, kc, jp * NR, &mut run);
+            run
+        })
+        .collect();
+    PackedB { runs, runs_per_panel }
 }
 
 /// Consecutive micro-panels of B: rows pc..pc+kc, columns from c0 (zero past n), as i16 column
