@@ -10,7 +10,9 @@
 //! - AVX-512 VNNI: the two rounds' vectors in one pass over A, B and C. An int8 row times a
 //!   vector is `vpdpbusd` on the vector's 8 byte limbs; an int32 row is `vpmuldq` on 21-bit
 //!   limbs, four rows at a time. Reading C once (4 bytes an entry) is most of the cost.
-//! - AVX2: one round at a time, 31/30-bit limbs by `vpmuldq`, int32 entries in 16-bit limbs.
+//! - AVX2: the two rounds' vectors in one pass over A, B and C. An int8 row times a vector is
+//!   `vpmaddwd` on the vector's 15-bit digits; an int32 row is `vpmuldq` on 31/30-bit limbs,
+//!   the entry in 16-bit limbs.
 //! - Elsewhere: the same limbs in scalar code.
 
 use rayon::prelude::*;
@@ -80,6 +82,17 @@ fn mat_i8_vecs(mat: &[i8], rows: usize, cols: usize, xs: &[Vec<u64>]) -> Vec<Vec
             .collect();
         return (0..2).map(|v| out.iter().map(|r| r[v]).collect()).collect();
     }
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() && xs.len() == 2 {
+        let limbs = DigitLimbs::new(xs, cols);
+        let out: Vec<[u64; 2]> = mat
+            .par_chunks(cols)
+            .take(rows)
+            // SAFETY: AVX2 detected; the digits cover `cols` columns of both vectors.
+            .map(|row| unsafe { dot_i8_avx2_pair(row, &limbs) })
+            .collect();
+        return (0..2).map(|v| out.iter().map(|r| r[v]).collect()).collect();
+    }
     xs.iter().map(|x| mat_i8_vec(mat, rows, cols, x)).collect()
 }
 
@@ -92,6 +105,28 @@ fn mat_i32_vecs(mat: &[i32], rows: usize, cols: usize, xs: &[Vec<u64>]) -> Vec<V
             .par_chunks(ROW_GROUP * cols)
             // SAFETY: AVX-512 F detected; the limbs cover `cols` columns of both vectors.
             .flat_map_iter(|group| unsafe { dot_i32_avx512(group, cols, &limbs) })
+            .collect();
+        return (0..2).map(|v| out.iter().map(|r| r[v]).collect()).collect();
+    }
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() && xs.len() == 2 {
+        let ((lo0, hi0), (lo1, hi1)) = (limbs(&xs[0]), limbs(&xs[1]));
+        let out: Vec<[u64; 2]> = mat[..rows * cols]
+            .par_chunks(cols)
+            .map(|row| {
+                let mut totals = [0i128; 2];
+                for c0 in (0..cols).step_by(1 << 15) {
+                    let r = c0..(c0 + (1 << 15)).min(cols);
+                    let x = [&lo0[r.clone()], &hi0[r.clone()], &lo1[r.clone()], &hi1[r.clone()]];
+                    // SAFETY: AVX2 detected; the function reads only within the slices.
+                    let sums = unsafe { dot_i32_avx2_pair(&row[r], x) };
+                    for (total, [ll, lh, hl, hh]) in totals.iter_mut().zip(sums) {
+                        *total += ll as i128 + ((lh as i128) << 31) + ((hl as i128) << 16) + ((hh as i128) << 47);
+                        *total = reduce(*total) as i128;
+                    }
+                }
+                totals.map(reduce)
+            })
             .collect();
         return (0..2).map(|v| out.iter().map(|r| r[v]).collect()).collect();
     }
@@ -267,6 +302,109 @@ unsafe fn dot_i32_avx2(row: &[i32], lo: &[i64], hi: &[i64]) -> [i64; 4] {
     }
     let tail = dot_i32(&row[j..len], &lo[j..len], &hi[j..len]);
     std::array::from_fn(|q| hsum(acc[q]) + tail[q])
+}
+
+/// `dot_i32_avx2` for two vectors in one pass over the row (C is most of what the check reads):
+/// the entry's limbs are split once and meet each of the 4 (vector, limb) arrays `x`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_i32_avx2_pair(row: &[i32], x: [&[i64]; 4]) -> [[i64; 4]; 2] {
+    use std::arch::x86_64::*;
+    let len = x.iter().fold(row.len(), |len, x| len.min(x.len()));
+    let mask = _mm256_set1_epi64x(0xffff);
+    let mut acc = [_mm256_setzero_si256(); 8];
+    let mut j = 0;
+    while j + 4 <= len {
+        _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().wrapping_add(j + PREFETCH / 4) as *const i8);
+        let v = _mm256_cvtepi32_epi64(_mm_loadu_si128(row.as_ptr().add(j) as *const __m128i));
+        let (vl, vh) = (_mm256_and_si256(v, mask), _mm256_srli_epi64(v, 16));
+        for (q, x) in x.iter().enumerate() {
+            let xv = _mm256_loadu_si256(x.as_ptr().add(j) as *const __m256i);
+            acc[q] = _mm256_add_epi64(acc[q], _mm256_mul_epi32(vl, xv));
+            acc[4 + q] = _mm256_add_epi64(acc[4 + q], _mm256_mul_epi32(vh, xv));
+        }
+        j += 4;
+    }
+    // acc[q] = c_lo · x[q], acc[4 + q] = c_hi · x[q]; per vector v: [lo·lo, lo·hi, hi·lo, hi·hi].
+    std::array::from_fn(|v| {
+        let tail = dot_i32(&row[j..len], &x[2 * v][j..len], &x[2 * v + 1][j..len]);
+        let lanes = [acc[2 * v], acc[2 * v + 1], acc[4 + 2 * v], acc[4 + 2 * v + 1]];
+        std::array::from_fn(|q| hsum(lanes[q]) + tail[q])
+    })
+}
+
+/// Bits per digit of a field element on the AVX2 int8 path: 5 digits of 15 bits cover 2^75 > p,
+/// each a non-negative i16, the side of `vpmaddwd` that meets the sign-extended entries.
+const DIGIT_BITS: u32 = 15;
+const DIGITS: usize = 5;
+
+/// Two vectors over F_p cut into 15-bit digits, digit-major: `digits[(v·5 + q)·stride + j]` is
+/// digit q of x_v[j], each row zero-padded to a multiple of 16 columns.
+struct DigitLimbs {
+    digits: Vec<i16>,
+    stride: usize,
+    cols: usize,
+}
+
+impl DigitLimbs {
+    fn new(xs: &[Vec<u64>], cols: usize) -> DigitLimbs {
+        let stride = cols.div_ceil(16) * 16;
+        let mut digits = vec![0i16; 2 * DIGITS * stride];
+        for (v, x) in xs.iter().enumerate().take(2) {
+            for (j, &e) in x.iter().enumerate().take(cols) {
+                for q in 0..DIGITS {
+                    digits[(v * DIGITS + q) * stride + j] = ((e >> (DIGIT_BITS * q as u32)) & 0x7fff) as i16;
+                }
+            }
+        }
+        DigitLimbs { digits, stride, cols }
+    }
+}
+
+/// Σ_j row[j]·x_v[j] mod p for both vectors: 10 `vpmaddwd` (2 vectors × 5 digits) per 16
+/// entries, where `vpmuldq` needs 16 (2 vectors × 2 limbs, 4 entries each). A lane gains at most
+/// 2·128·(2^15 − 1) < 2^23 per step, so the i32 lanes are emptied into i64 sums every 256 steps
+/// (4096 columns), while still below 2^31.
+///
+/// # Safety
+/// The CPU must have AVX2; `limbs` must cover `row.len()` columns.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_i8_avx2_pair(row: &[i8], limbs: &DigitLimbs) -> [u64; 2] {
+    use std::arch::x86_64::*;
+    assert!(row.len() <= limbs.cols && limbs.digits.len() >= 2 * DIGITS * limbs.stride);
+    let whole = row.len() / 16 * 16;
+    let mut sums = [0i64; 2 * DIGITS];
+    const FLUSH: usize = 256 * 16;
+    for c0 in (0..whole).step_by(FLUSH) {
+        let mut acc = [_mm256_setzero_si256(); 2 * DIGITS];
+        for j in (c0..whole.min(c0 + FLUSH)).step_by(16) {
+            // A prefetch past the row's end runs into the next row, usually next, and never faults.
+            _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().wrapping_add(j + PREFETCH));
+            let e = _mm256_cvtepi8_epi16(_mm_loadu_si128(row.as_ptr().add(j) as *const __m128i));
+            for (q, acc) in acc.iter_mut().enumerate() {
+                let d = _mm256_loadu_si256(limbs.digits.as_ptr().add(q * limbs.stride + j) as *const __m256i);
+                *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(e, d));
+            }
+        }
+        for (sum, acc) in sums.iter_mut().zip(acc) {
+            let wide = _mm256_add_epi64(
+                _mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc)),
+                _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(acc)),
+            );
+            *sum += hsum(wide);
+        }
+    }
+    for (j, &e) in row.iter().enumerate().skip(whole) {
+        for (q, sum) in sums.iter_mut().enumerate() {
+            *sum += e as i64 * limbs.digits[q * limbs.stride + j] as i64;
+        }
+    }
+    // |sum| < 2^7 · 2^15 · cols: Σ_q 2^(15q) · sum_q is exact in i128 for any real row length.
+    std::array::from_fn(|v| {
+        let total: i128 = (0..DIGITS).map(|q| (sums[v * DIGITS + q] as i128) << (DIGIT_BITS as usize * q)).sum();
+        reduce(total)
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -573,6 +711,10 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         if !has_avx512_vnni() {
             eprintln!("skipped: the AVX-512 VNNI and AVX-512 F paths (this CPU lacks them)");
+        }
+        #[cfg(target_arch = "x86_64")]
+        if !has_avx2() {
+            eprintln!("skipped: the AVX2 paths (this CPU lacks AVX2)");
         }
     }
 
