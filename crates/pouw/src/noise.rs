@@ -338,9 +338,24 @@ impl Noise {
         // G·F_R by Four Russians too, over the rank components of each row of G: per group q
         // and pattern p (bit u set ⇒ F_R[4q+u][j] = −1), Σ_u ±G[i][4q+u]. A column's pattern
         // is a nibble of its F_R mask, so 16 columns look their entries up with one vpermd.
-        // Only the AVX-512 epilogue reads them: elsewhere they would be built for nothing.
-        let gt = if has_avx512f() { g.par_iter().map(four_russians).collect() } else { Vec::new() };
-        Correction { g, f_r, eh, el: self.el.clone(), gt, fr: self.fr.clone() }
+        // Only the SIMD epilogues read them: elsewhere they would be built for nothing.
+        let simd = has_avx512f() || has_avx2();
+        let gt = if simd { g.par_iter().map(four_russians).collect() } else { Vec::new() };
+        // AVX2's vpermd looks up 8 entries, not 16: a pattern with bit 3 set is the complement
+        // of one without, whose sum is the negation, T[15 − p] = −T[p]. So per panel, group and
+        // column, the entry to look up among the first 8 and the sign to give it.
+        let (mut fr_idx, mut fr_sign) = (Vec::new(), Vec::new());
+        if has_avx2() && !has_avx512f() {
+            fr_idx = vec![0i32; panels * GROUPS * PANEL];
+            fr_sign = vec![1i32; panels * GROUPS * PANEL];
+            for (j, &mk) in self.fr.iter().enumerate() {
+                for q in 0..GROUPS {
+                    let (p, at) = (nibble(mk, q), ((j / PANEL) * GROUPS + q) * PANEL + j % PANEL);
+                    (fr_idx[at], fr_sign[at]) = if p & 8 == 0 { (p as i32, 1) } else { ((15 - p) as i32, -1) };
+                }
+            }
+        }
+        Correction { g, f_r, eh, el: self.el.clone(), gt, fr: self.fr.clone(), fr_idx, fr_sign }
     }
 
     /// C' → A·B in place (the unfused form of [`Noise::correction`], for tests and tools).
@@ -368,10 +383,22 @@ pub struct Correction {
     /// E_L rows as sign masks (bit s set ⇒ −1).
     el: Vec<Mask>,
     /// Per row of G, per group of 4 rank components, the 16 signed sums (see `four_russians`);
-    /// empty where the CPU has no AVX-512, whose epilogue is the only reader.
+    /// empty where the CPU has neither AVX-512 nor AVX2, whose epilogues are the only readers.
     gt: Vec<[[i32; PATTERNS]; GROUPS]>,
     /// F_R's columns as sign masks (bit s set ⇒ F_R[s][j] = −1).
     fr: Vec<Mask>,
+    /// For the AVX2 epilogue (empty elsewhere), [panel][group][16 columns]: which of a group's
+    /// first 8 patterns the column's F_R nibble p is (p, or 15 − p) and the sign to give it.
+    fr_idx: Vec<i32>,
+    fr_sign: Vec<i32>,
+}
+
+/// Whether the AVX2 epilogue can run here.
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Whether the AVX-512 epilogue can run here (and so whether its tables are built).
@@ -410,15 +437,10 @@ impl Correction {
             return;
         }
         #[cfg(target_arch = "x86_64")]
-        if cols == PANEL && col0 % PANEL == 0 && std::arch::is_x86_feature_detected!("avx2") {
-            let mut i = 0;
-            while i < rows {
-                let group = if rows - i >= 3 { 3 } else { 1 };
-                // SAFETY: AVX2 detected; rows i..i+group of the tile have 16 entries at
-                // (i+r)·ldc (TileMut's contract) and the tables hold a whole panel at col0.
-                unsafe { self.apply_rows16_avx2(&mut c[i * ldc..], ldc, row0 + i, group, col0) };
-                i += group;
-            }
+        if cols == PANEL && col0 % PANEL == 0 && !self.fr_idx.is_empty() && has_avx2() {
+            // SAFETY: AVX2 detected; the tile's rows have 16 entries at i·ldc (TileMut's
+            // contract), and the tables hold every row of the tile and a whole panel at col0.
+            unsafe { self.apply_rows16_avx2(c, ldc, row0, rows, col0) };
             return;
         }
         for i in 0..rows {
@@ -466,40 +488,38 @@ impl Correction {
         }
     }
 
-    /// 1 or 3 rows × 16 columns: each F_R vector is loaded once for all rows and `vpsignd`
-    /// applies it to G; E_L·H is 8 table rows per row.
+    /// `rows` rows × 16 columns on AVX2, both terms by table lookups like the AVX-512 form: per
+    /// group, 8 columns at a time, `vpermd` picks each column's entry among the group's first 8
+    /// patterns and `vpsignd` negates it for the complemented ones: 64 vector operations a row
+    /// (16 lookups, 16 signs, 32 subtractions) where G·F_R as 32 signed terms and E_L·H took 144.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn apply_rows16_avx2(&self, c: &mut [i32], ldc: usize, i: usize, rows: usize, col0: usize) {
+    unsafe fn apply_rows16_avx2(&self, c: &mut [i32], ldc: usize, row0: usize, rows: usize, col0: usize) {
         use std::arch::x86_64::*;
-        let base = panel_index(0, col0);
-        let tables = table_index(0, 0, col0);
-        assert!(rows <= 3 && i + rows <= self.g.len() && c.len() >= (rows - 1) * ldc + PANEL);
-        assert!(base + RANK * PANEL <= self.f_r.len() && tables + GROUPS * PATTERNS * PANEL <= self.eh.len());
-        let mut acc = [_mm256_setzero_si256(); 6];
+        let (lookups, tables) = ((col0 / PANEL) * GROUPS * PANEL, table_index(0, 0, col0));
+        assert!(row0 + rows <= self.gt.len() && row0 + rows <= self.el.len());
+        assert!(lookups + GROUPS * PANEL <= self.fr_idx.len() && lookups + GROUPS * PANEL <= self.fr_sign.len());
+        assert!(rows == 0 || c.len() >= (rows - 1) * ldc + PANEL);
+        assert!(tables + GROUPS * PATTERNS * PANEL <= self.eh.len());
+        let (idx, sign) = (self.fr_idx.as_ptr().add(lookups), self.fr_sign.as_ptr().add(lookups));
         for r in 0..rows {
-            acc[2 * r] = _mm256_loadu_si256(c.as_ptr().add(r * ldc) as *const __m256i);
-            acc[2 * r + 1] = _mm256_loadu_si256(c.as_ptr().add(r * ldc + 8) as *const __m256i);
-        }
-        for s in 0..RANK {
-            let f = self.f_r.as_ptr().add(base + s * PANEL);
-            let f_lo = _mm256_loadu_si256(f as *const __m256i);
-            let f_hi = _mm256_loadu_si256(f.add(8) as *const __m256i);
-            for r in 0..rows {
-                let gs = _mm256_set1_epi32(self.g[i + r][s]);
-                acc[2 * r] = _mm256_sub_epi32(acc[2 * r], _mm256_sign_epi32(gs, f_lo));
-                acc[2 * r + 1] = _mm256_sub_epi32(acc[2 * r + 1], _mm256_sign_epi32(gs, f_hi));
+            let (gt, mask) = (&self.gt[row0 + r], self.el[row0 + r]);
+            let at = c.as_mut_ptr().add(r * ldc);
+            let mut acc = [_mm256_loadu_si256(at as *const __m256i), _mm256_loadu_si256(at.add(8) as *const __m256i)];
+            for (q, table) in gt.iter().enumerate() {
+                let first8 = _mm256_loadu_si256(table.as_ptr() as *const __m256i);
+                let eh = self.eh.as_ptr().add(tables + (q * PATTERNS + nibble(mask, q)) * PANEL);
+                for (h, acc) in acc.iter_mut().enumerate() {
+                    let lane = q * PANEL + 8 * h;
+                    let i = _mm256_loadu_si256(idx.add(lane) as *const __m256i);
+                    let s = _mm256_loadu_si256(sign.add(lane) as *const __m256i);
+                    let gf = _mm256_sign_epi32(_mm256_permutevar8x32_epi32(first8, i), s);
+                    *acc = _mm256_sub_epi32(*acc, gf);
+                    *acc = _mm256_sub_epi32(*acc, _mm256_loadu_si256(eh.add(8 * h) as *const __m256i));
+                }
             }
-        }
-        for r in 0..rows {
-            let mask = self.el[i + r];
-            for q in 0..GROUPS {
-                let t = self.eh.as_ptr().add(tables + (q * PATTERNS + nibble(mask, q)) * PANEL);
-                acc[2 * r] = _mm256_sub_epi32(acc[2 * r], _mm256_loadu_si256(t as *const __m256i));
-                acc[2 * r + 1] = _mm256_sub_epi32(acc[2 * r + 1], _mm256_loadu_si256(t.add(8) as *const __m256i));
-            }
-            _mm256_storeu_si256(c.as_mut_ptr().add(r * ldc) as *mut __m256i, acc[2 * r]);
-            _mm256_storeu_si256(c.as_mut_ptr().add(r * ldc + 8) as *mut __m256i, acc[2 * r + 1]);
+            _mm256_storeu_si256(at as *mut __m256i, acc[0]);
+            _mm256_storeu_si256(at.add(8) as *mut __m256i, acc[1]);
         }
     }
 }
