@@ -4,10 +4,10 @@
 //! (micro-panel of A, micro-panel of B) with the B micro-panel hot in L1.
 //!
 //! Two ways to split the work across threads, both measured on Zen 2 (AVX2 only):
-//! - **Row blocks** when there are rows enough: B packed once and shared, each task `mc` rows of
-//!   C. The block height is chosen so the tasks come out even on the threads (1024 rows in
-//!   blocks of 96 are 11 tasks, and one thread ran 6 of them while the other idled through the
-//!   last: 48-row blocks were 1.05× faster).
+//! - **Row blocks** when there are rows enough: B packed once and shared, each task a block of
+//!   rows of C. The blocks come out even on the threads (1024 rows in blocks of 96 are 11 tasks,
+//!   and one thread ran 6 of them while the other idled through the last): see
+//!   [`even_row_blocks`].
 //! - **Column blocks** for few-row products (256×4096×4096): row blocks could not keep the
 //!   threads busy (three tasks of 96 rows on two threads), so each task takes at most 256
 //!   columns of C, packs its own columns of B panel by panel into a buffer it reuses (B is read
@@ -38,34 +38,43 @@ const _: () = assert!(KA_ROWS.is_multiple_of(KC) && KA_COLS.is_multiple_of(KC) &
 /// One product on a pair kernel.
 pub(super) type Product<'a> = super::Product<'a, Isa>;
 
-/// The row-block height whose tasks share out most evenly on `threads` threads: the tallest
-/// of 96, 48 and 24 rows whose busiest thread has at most 5% more rows than the best choice's.
-fn row_block_height(m: usize, threads: usize) -> usize {
-    let busiest = |h: usize| m.div_ceil(h).div_ceil(threads) * h;
-    let best = [MC, MC / 2, MC / 4].into_iter().map(busiest).min().unwrap_or(MC);
-    [MC, MC / 2].into_iter().find(|&h| busiest(h) * 100 <= best * 105).unwrap_or(MC / 4)
+/// Row blocks of whole microtile rows, at most about `MC` high, the same number for every
+/// thread and their heights within one microtile row of each other. (Blocks of one fixed height
+/// leave a thread a block more, or a short one: 1024 rows in 48s are 22 blocks, the last of 16
+/// rows, and 11 blocks of 48 on one thread took 528 rows' time for 512 rows' work. Even blocks
+/// ran 1.02–1.04× faster at 1024³ and 600×1000×1000, 1.02× at 2048³.)
+fn even_row_blocks(m: usize, threads: usize) -> Vec<Range<usize>> {
+    let micro_rows = m.div_ceil(MR);
+    let blocks = (threads * m.div_ceil(threads).div_ceil(MC)).clamp(1, micro_rows.max(1));
+    (0..blocks).map(|i| (i * micro_rows / blocks * MR)..((i + 1) * micro_rows / blocks * MR).min(m)).collect()
 }
 
 pub(super) fn gemm(p: &Product<'_>, c: &mut [i32], states: Option<&mut [FoldState]>) {
     let (m, n) = (p.m, p.n);
     let grid_cols = n.div_ceil(NR);
     let threads = rayon::current_num_threads();
-    let height = row_block_height(m, threads);
-    let row_tasks = m.div_ceil(height);
-    if row_tasks >= 4 * threads || n <= NR {
+    let row_blocks = even_row_blocks(m, threads);
+    if row_blocks.len() >= 4 * threads || n <= NR {
         let packed = pack_b(p.kernel, p.b, p.k, n, KA_ROWS);
-        let state_chunk = height / MR * grid_cols;
-        let mut blocks: Vec<Option<&mut [FoldState]>> = match states {
-            Some(s) => s.chunks_mut(state_chunk).map(Some).collect(),
-            None => (0..row_tasks).map(|_| None).collect(),
-        };
-        let tasks: Vec<_> = c.chunks_mut(height * n).zip(blocks.iter_mut()).enumerate().collect();
+        // Whole micro-panels: the last block may end inside one.
+        let tallest = row_blocks.iter().map(|rows| rows.len().div_ceil(MR) * MR).max().unwrap_or(0);
+        // Each block with its rows of C and of the fold-state grid.
+        let mut tasks = Vec::with_capacity(row_blocks.len());
+        let (mut c_rest, mut states_rest) = (c, states);
+        for rows in row_blocks {
+            let (c_rows, tail) = std::mem::take(&mut c_rest).split_at_mut(rows.len() * n);
+            c_rest = tail;
+            let states = states_rest.take().map(|s| {
+                let (here, tail) = s.split_at_mut(rows.len().div_ceil(MR) * grid_cols);
+                states_rest = Some(tail);
+                here
+            });
+            tasks.push((rows, c_rows, states));
+        }
         tasks.into_par_iter().for_each_init(
-            || vec![0i16; height * KA_ROWS],
-            |apack, (block, (c_rows, states))| {
-                let row0 = block * height;
-                let rows = row0..(row0 + height).min(m);
-                let view = View { c: c_rows, ldc: n, cols: 0..n, states: states.as_deref_mut(), grid_cols };
+            || vec![0i16; tallest * KA_ROWS],
+            |apack, (rows, c_rows, states)| {
+                let view = View { c: c_rows, ldc: n, cols: 0..n, states, grid_cols };
                 block_product(p, rows, KA_ROWS, (APanels::Pack(apack), BPanels::Shared(&packed)), view);
             },
         );
@@ -409,16 +418,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn row_blocks_share_out_evenly() {
-        // 1024 rows in 96s are 11 tasks: 6 on one thread of two, 576 rows against 528 for 48s.
-        assert_eq!(row_block_height(1024, 2), 48);
-        assert_eq!(row_block_height(2048, 2), 96);
-        assert_eq!(row_block_height(4096, 2), 96);
-        assert_eq!(row_block_height(96, 1), 96);
-        for m in [1, 7, 100, 256, 1000, 5000] {
+    fn row_blocks_cover_the_rows_and_share_out_evenly() {
+        for m in [1, 5, 6, 7, 100, 256, 1000, 1024, 2048, 4096, 5000] {
             for threads in [1, 2, 3, 8] {
-                assert!([24, 48, 96].contains(&row_block_height(m, threads)));
+                let blocks = even_row_blocks(m, threads);
+                // Contiguous from 0 to m, each starting on a microtile row.
+                assert_eq!(blocks.first().map(|r| r.start), Some(0), "{m} rows, {threads} threads");
+                assert_eq!(blocks.last().map(|r| r.end), Some(m));
+                assert!(blocks.windows(2).all(|w| w[0].end == w[1].start && !w[1].is_empty()));
+                assert!(blocks.iter().all(|r| r.start % MR == 0 && r.len() <= MC + MR));
+                // Whole blocks differ by at most one microtile row; the count is even on the
+                // threads whenever every thread can have one.
+                let whole: Vec<usize> = blocks.iter().filter(|r| r.end < m).map(|r| r.len()).collect();
+                if let (Some(lo), Some(hi)) = (whole.iter().min(), whole.iter().max()) {
+                    assert!(hi - lo <= MR, "{m} rows, {threads} threads: {blocks:?}");
+                }
+                if m.div_ceil(MR) >= threads {
+                    assert_eq!(blocks.len() % threads, 0, "{m} rows, {threads} threads");
+                }
             }
         }
+        // 1024 rows on 2 threads: 12 blocks of 84 or 90 rows, 6 to a thread.
+        let blocks = even_row_blocks(1024, 2);
+        assert_eq!(blocks.len(), 12);
+        assert!(blocks.iter().all(|r| r.len() == 84 || r.len() == 90 || r.end == 1024));
     }
 }
