@@ -115,14 +115,13 @@ fn mat_i32_vecs(mat: &[i32], rows: usize, cols: usize, xs: &[Vec<u64>]) -> Vec<V
             .par_chunks(cols)
             .map(|row| {
                 let mut totals = [0i128; 2];
-                for c0 in (0..cols).step_by(1 << 15) {
-                    let r = c0..(c0 + (1 << 15)).min(cols);
+                for c0 in (0..cols).step_by(I32_CHUNK) {
+                    let r = c0..(c0 + I32_CHUNK).min(cols);
                     let x = [&lo0[r.clone()], &hi0[r.clone()], &lo1[r.clone()], &hi1[r.clone()]];
                     // SAFETY: AVX2 detected; the function reads only within the slices.
                     let sums = unsafe { dot_i32_avx2_pair(&row[r], x) };
-                    for (total, [ll, lh, hl, hh]) in totals.iter_mut().zip(sums) {
-                        *total += ll as i128 + ((lh as i128) << 31) + ((hl as i128) << 16) + ((hh as i128) << 47);
-                        *total = reduce(*total) as i128;
+                    for (total, sums) in totals.iter_mut().zip(sums) {
+                        add_limb_sums(total, sums);
                     }
                 }
                 totals.map(reduce)
@@ -218,23 +217,32 @@ fn mat_i32_vec(mat: &[i32], rows: usize, cols: usize, x: &[u64]) -> Vec<u64> {
         .take(rows)
         .map(|row| {
             let mut total: i128 = 0;
-            // |limb of C · limb of x| < 2^47: exact i64 sums over 2^15 columns at a time.
-            for ((r, l), h) in row.chunks(1 << 15).zip(lo.chunks(1 << 15)).zip(hi.chunks(1 << 15)) {
+            for ((r, l), h) in row.chunks(I32_CHUNK).zip(lo.chunks(I32_CHUNK)).zip(hi.chunks(I32_CHUNK)) {
                 #[cfg(target_arch = "x86_64")]
-                let [ll, lh, hl, hh] = if avx2 {
+                let sums = if avx2 {
                     // SAFETY: AVX2 detected; the function reads only within the three slices.
                     unsafe { dot_i32_avx2(r, l, h) }
                 } else {
                     dot_i32(r, l, h)
                 };
                 #[cfg(not(target_arch = "x86_64"))]
-                let [ll, lh, hl, hh] = dot_i32(r, l, h);
-                total += ll as i128 + ((lh as i128) << 31) + ((hl as i128) << 16) + ((hh as i128) << 47);
-                total = reduce(total) as i128;
+                let sums = dot_i32(r, l, h);
+                add_limb_sums(&mut total, sums);
             }
             reduce(total)
         })
         .collect()
+}
+
+/// Columns of an int32 row summed per limb pair before the sums are combined:
+/// |limb of C · limb of x| < 2^47, so the i64 sums are exact over 2^15 columns.
+const I32_CHUNK: usize = 1 << 15;
+
+/// total ← (total + Σ of `dot_i32`'s four limb sums at their weights) mod p: c_lo·x_lo at 1,
+/// c_lo·x_hi at 2^31, c_hi·x_lo at 2^16, c_hi·x_hi at 2^47.
+fn add_limb_sums(total: &mut i128, [ll, lh, hl, hh]: [i64; 4]) {
+    *total += ll as i128 + ((lh as i128) << 31) + ((hl as i128) << 16) + ((hh as i128) << 47);
+    *total = reduce(*total) as i128;
 }
 
 /// [Σ c_lo·x_lo, Σ c_lo·x_hi, Σ c_hi·x_lo, Σ c_hi·x_hi] with c = c_hi·2^16 + c_lo, c_lo ∈ [0, 2^16).

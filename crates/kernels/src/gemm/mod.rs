@@ -20,7 +20,9 @@ mod portable;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
 
+use std::ops::Range;
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 
 use crate::matrix::{MatI32, MatI8};
 use crate::KernelError;
@@ -249,6 +251,63 @@ pub(super) struct Product<'a, K> {
     pub kernel: K,
     pub progress: Option<&'a AtomicU64>,
     pub epilogue: Option<&'a (dyn Fn(TileMut<'_>) + Sync)>,
+}
+
+/// Where a driver's task writes: rows of C (row i at i · ldc) for the columns `cols` (local
+/// column 0 is `cols.start`), and the fold states of their microtiles (`grid_cols` per microtile
+/// row, local column 0 is the microtile at `cols.start`).
+struct View<'a> {
+    c: &'a mut [i32],
+    ldc: usize,
+    cols: Range<usize>,
+    states: Option<&'a mut [FoldState]>,
+    grid_cols: usize,
+}
+
+/// C and the fold-state grid, shared by column-block tasks under one lock.
+type Target<'a> = Mutex<(&'a mut [i32], Option<&'a mut [FoldState]>)>;
+
+/// A column-block task's private output, its block of C and of the fold-state grid: reused
+/// from task to task by a thread and copied into place under one lock while the other threads
+/// compute. (Fresh buffers per task, copied in one pass after all of them, left every thread
+/// but one idle for that pass: a sixth of a 256×4096×4096 product.)
+#[derive(Default)]
+struct BlockOut {
+    c: Vec<i32>,
+    states: Vec<FoldState>,
+}
+
+impl BlockOut {
+    /// A zeroed view of `rows` rows × the columns `cols`, with fold states when `folding`.
+    fn view(&mut self, rows: usize, cols: Range<usize>, folding: bool) -> View<'_> {
+        let (w, tile_cols) = (cols.len(), cols.len().div_ceil(NR));
+        self.c.clear();
+        self.c.resize(rows * w, 0);
+        self.states.clear();
+        if folding {
+            self.states.resize(rows.div_ceil(MR) * tile_cols, [0u32; 8]);
+        }
+        View { c: &mut self.c[..], ldc: w, cols, states: folding.then_some(&mut self.states[..]), grid_cols: tile_cols }
+    }
+
+    /// Copies the block computed in the last view into C (n columns) at row `row0` and column
+    /// `cols.start`, and its fold states into the grid (`grid_cols` microtiles a row).
+    fn place(&self, target: &Target<'_>, n: usize, grid_cols: usize, row0: usize, cols: Range<usize>) {
+        let (w, tile_cols) = (cols.len(), cols.len().div_ceil(NR));
+        // A panic inside another task poisons the lock; the product is abandoned then anyway.
+        let mut guard = target.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (c, states) = &mut *guard;
+        for (i, row) in self.c.chunks_exact(w).enumerate() {
+            let at = (row0 + i) * n + cols.start;
+            c[at..at + w].copy_from_slice(row);
+        }
+        if let Some(states) = states.as_deref_mut() {
+            for (r, row) in self.states.chunks_exact(tile_cols).enumerate() {
+                let at = (row0 / MR + r) * grid_cols + cols.start / NR;
+                states[at..at + tile_cols].copy_from_slice(row);
+            }
+        }
+    }
 }
 
 /// The largest register tile of any kernel (12 × 32, AVX-512 VNNI).

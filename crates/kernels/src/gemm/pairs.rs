@@ -11,8 +11,8 @@
 //! - **Column blocks** for few-row products (256×4096×4096): row blocks could not keep the
 //!   threads busy (three tasks of 96 rows on two threads), so each task takes at most 256
 //!   columns of C, packs its own columns of B panel by panel into a buffer it reuses (B is read
-//!   once in all, with no 32 MB buffer to page in), computes into a block of its own and copies
-//!   it into C under a lock.
+//!   once in all, with no 32 MB buffer to page in), computes into a [`BlockOut`] and copies it
+//!   into C under a lock.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::fold::FoldState;
-use super::{through_scratch, Isa, TileMut, KC, MC, MR, NR};
+use super::{through_scratch, BlockOut, Isa, TileMut, View, KC, MC, MR, NR};
 
 /// Depth of the row blocks' k-panels. Each panel loads and stores every C tile once more, from
 /// rows `n` i32s apart; on Zen 2, 2048-deep panels ran 1.03–1.05× faster than 512-deep ones at
@@ -108,49 +108,14 @@ pub(super) fn gemm(p: &Product<'_>, c: &mut [i32], states: Option<&mut [FoldStat
     let folding = states.is_some();
     let target = Mutex::new((c, states));
     blocks.into_par_iter().for_each_init(
-        || (Vec::new(), Vec::new(), Vec::new()),
-        |(own_b, out, own_states), (rows, cols)| {
-            let (w, tile_cols) = (cols.len(), cols.len().div_ceil(NR));
-            out.clear();
-            out.resize(rows.len() * w, 0);
-            own_states.clear();
-            if folding {
-                own_states.resize(rows.len().div_ceil(MR) * tile_cols, [0u32; 8]);
-            }
-            let view = View {
-                c: &mut out[..],
-                ldc: w,
-                cols: cols.clone(),
-                states: folding.then_some(&mut own_states[..]),
-                grid_cols: tile_cols,
-            };
+        || (Vec::new(), BlockOut::default()),
+        |(own_b, out), (rows, cols)| {
+            let view = out.view(rows.len(), cols.clone(), folding);
             let a = &packed_a[rows.start / rows_per * panels.len()..][..panels.len()];
             block_product(p, rows.clone(), KA_COLS, (APanels::Shared(a), BPanels::Own(own_b)), view);
-            // A panic inside another task poisons the lock; the product is abandoned then anyway.
-            let mut guard = target.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let (c, states) = &mut *guard;
-            for (i, row) in out.chunks_exact(w).enumerate() {
-                let at = (rows.start + i) * n + cols.start;
-                c[at..at + w].copy_from_slice(row);
-            }
-            if let Some(states) = states.as_deref_mut() {
-                for (r, row) in own_states.chunks_exact(tile_cols).enumerate() {
-                    let at = (rows.start / MR + r) * grid_cols + cols.start / NR;
-                    states[at..at + tile_cols].copy_from_slice(row);
-                }
-            }
+            out.place(&target, n, grid_cols, rows.start, cols);
         },
     );
-}
-
-/// Where a task writes: rows of C (row i at i · ldc) for the columns `cols` (local column 0 is
-/// `cols.start`), and the fold states of their microtiles (`grid_cols` per microtile row).
-struct View<'a> {
-    c: &'a mut [i32],
-    ldc: usize,
-    cols: Range<usize>,
-    states: Option<&'a mut [FoldState]>,
-    grid_cols: usize,
 }
 
 /// Where a task's A micro-panels come from.

@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering;
 use rayon::prelude::*;
 
 use super::fold::FoldState;
-use super::{TileMut, KC, MC, MR, NR};
+use super::{BlockOut, TileMut, View, KC, MC, MR, NR};
 
 /// A VNNI register tile: rows × columns, whole 6×16 microtiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -473,58 +473,20 @@ pub(super) fn gemm(p: &Product<'_>, c: &mut [i32], states: Option<&mut [FoldStat
     let folding = states.is_some();
     let blocks: Vec<(usize, usize)> =
         (0..row_starts.len()).flat_map(|rb| (0..p.n).step_by(width).map(move |lo| (rb, lo))).collect();
-    // Each thread computes a block into buffers of its own, reused from task to task, and copies
-    // it into place under one lock while the other threads compute. (Fresh buffers per task,
-    // copied in one pass after all of them, left every thread but one idle for that pass: a
-    // sixth of a 256×4096×4096 product.)
+    // Each thread computes a block into a `BlockOut` of its own and copies it into place.
     let target = std::sync::Mutex::new((c, states));
     blocks.into_par_iter().for_each_init(
-        || (PackedB { data: Vec::new(), corr: Vec::new(), panels: 0, step }, Vec::new(), Vec::new()),
-        |(own_b, out, own), (rb, lo)| {
+        || (PackedB { data: Vec::new(), corr: Vec::new(), panels: 0, step }, BlockOut::default()),
+        |(own_b, out), (rb, lo)| {
             let row0 = row_starts[rb];
             let (mc, hi) = ((p.m - row0).min(rows_per), (lo + width).min(p.n));
-            let (w, tile_cols) = (hi - lo, (hi - lo).div_ceil(NR));
-            out.clear();
-            out.resize(mc * w, 0);
-            own.clear();
-            if folding {
-                own.resize(mc.div_ceil(MR) * tile_cols, [0u32; 8]);
-            }
-            let view = View {
-                c: &mut out[..],
-                ldc: w,
-                cols: lo..hi,
-                states: folding.then_some(&mut own[..]),
-                grid_cols: tile_cols,
-            };
+            let view = out.view(mc, lo..hi, folding);
             let a = &packed_a[rb * panels.len()..(rb + 1) * panels.len()];
             let sources = Sources { a: APanels::Shared(a), b: BPanels::Pack(own_b) };
             row_block(p, sources, (row0, mc), view, (mr, nr));
-            // A panic inside another task poisons the lock; the product is abandoned then anyway.
-            let mut guard = target.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let (c, states) = &mut *guard;
-            for (i, row) in out.chunks_exact(w).enumerate() {
-                c[(row0 + i) * p.n + lo..(row0 + i) * p.n + lo + w].copy_from_slice(row);
-            }
-            if let Some(states) = states.as_deref_mut() {
-                for (r, row) in own.chunks_exact(tile_cols).enumerate() {
-                    let at = (row0 / MR + r) * grid_cols + lo / NR;
-                    states[at..at + tile_cols].copy_from_slice(row);
-                }
-            }
+            out.place(&target, p.n, grid_cols, row0, lo..hi);
         },
     );
-}
-
-/// Where a task writes: rows of C (row i at i · ldc) for the columns `cols` (local column 0 is
-/// `cols.start`), and the fold states of their microtiles (`grid_cols` per microtile row, local
-/// column 0 is the microtile at `cols.start`).
-struct View<'a> {
-    c: &'a mut [i32],
-    ldc: usize,
-    cols: std::ops::Range<usize>,
-    states: Option<&'a mut [FoldState]>,
-    grid_cols: usize,
 }
 
 /// Where a task's packed panels come from: one side packed once for the whole product and
