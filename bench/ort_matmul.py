@@ -4,9 +4,9 @@ Ergon's, for the side-by-side ratio.
 `ergon bench matmul` runs this with --serve (the script text passed to python3 -c): it prints
 {"ort": version} (or {"skipped": why}), then answers commands on stdin, one JSON line each:
 "shape M K N" builds the sessions, runs them once to warm up and checks them exact
-({"exact": bool, "kind": "u8s8" | "u8u8", "saturating": bool}), "run" times one product of the
-exact session ({"seconds": s}), "run saturating" one of the u8 × s8 session when that one was
-not exact, "quit" ends. The bench alternates these runs with its own, so a burst of load on a
+({"exact": bool, "kind": "u8s8" | "u8u8"}), "run" times one product of the exact session
+({"seconds": s}), "run saturating" one of the u8 × s8 session when that one was not exact
+(kind "u8u8"), "quit" ends. The bench alternates these runs with its own, so a burst of load on a
 shared machine lands on both sides. By hand:
 
     python3 bench/ort_matmul.py --shapes 1024x1024x1024,256x4096x4096 --threads 2 --reps 5
@@ -93,8 +93,7 @@ def serve(threads, spin):
         if words[0] == "shape":
             m, k, n = (int(x) for x in words[1:4])
             shape = prepare(m, k, n, threads, spin)
-            saturating = shape["saturating"] is not None
-            print(json.dumps({"exact": shape["exact_ok"], "kind": shape["kind"], "saturating": saturating}), flush=True)
+            print(json.dumps({"exact": shape["exact_ok"], "kind": shape["kind"]}), flush=True)
         elif words == ["run"] and shape is not None:
             print(json.dumps({"seconds": timed(*shape["exact"])}), flush=True)
         elif words == ["run", "saturating"] and shape is not None and shape["saturating"] is not None:

@@ -1,6 +1,7 @@
 //! `ergon bench matmul`: Ergon's exact int8 product beside the int8 GEMM a user could install
 //! instead (ONNX Runtime's `MatMulInteger` on MLAS, on its fastest path that is exact on this
-//! CPU), a float32 GEMM, and the machine's measured int8 peak. Everything is measured in one run, shape by shape, on the same threads.
+//! CPU), a float32 GEMM, and the machine's measured int8 peak. Everything is measured in one run,
+//! shape by shape, on the same threads.
 //!
 //! ONNX Runtime runs in a python3 subprocess (`bench/ort_matmul.py`, compiled in, run with
 //! `--serve`), one product per command, and its runs alternate with Ergon's: on a shared machine
@@ -99,7 +100,6 @@ struct PeerLine {
     skipped: Option<String>,
     exact: Option<bool>,
     kind: Option<String>,
-    saturating: Option<bool>,
     seconds: Option<f64>,
     error: Option<String>,
 }
@@ -161,8 +161,8 @@ impl Peer {
     /// Builds and warms up the sessions for a shape.
     fn shape(&mut self, (m, k, n): (usize, usize, usize)) -> Result<PeerShape, String> {
         let line = self.send(&format!("shape {m} {k} {n}"))?;
-        match (line.exact, line.kind, line.saturating) {
-            (Some(exact), Some(kind), Some(saturating)) => Ok(PeerShape { exact, kind, saturating }),
+        match (line.exact, line.kind) {
+            (Some(exact), Some(kind)) => Ok(PeerShape { exact, kind }),
             _ => Err("the ONNX Runtime script did not describe its sessions".into()),
         }
     }
@@ -177,10 +177,9 @@ impl Peer {
 struct PeerShape {
     /// Whether the timed path's product was exact.
     exact: bool,
-    /// "u8s8", or "u8u8" when u8 × s8 was not exact.
+    /// "u8s8", or "u8u8" when u8 × s8 was not exact (its session is then kept, to time for
+    /// reference).
     kind: String,
-    /// Whether a saturating u8 × s8 session is there to time for reference.
-    saturating: bool,
 }
 
 impl Drop for Peer {
@@ -243,7 +242,7 @@ pub fn run(args: MatmulArgs) -> CmdResult {
         // right after an untimed one of its own: that run warms its caches, page tables and
         // thread pool again after the other side's, and lets the other side's spinning worker
         // threads (ORT's spin by default, rayon's briefly) park before the timed one.
-        let saturating = setup.as_ref().is_some_and(|s| s.saturating);
+        let saturating = setup.as_ref().is_some_and(|s| s.kind == "u8u8");
         let (mut ti, mut to, mut ts) = (Vec::new(), Vec::new(), Vec::new());
         for rep in 0..args.reps {
             let Some(p) = peer.as_mut() else {
