@@ -101,7 +101,7 @@ impl<T: Copy + Default> Matrix<T> {
 }
 
 /// rows × cols, refusing shapes whose entry count overflows or that have a zero side.
-fn checked_len(rows: usize, cols: usize) -> Result<usize, KernelError> {
+pub(crate) fn checked_len(rows: usize, cols: usize) -> Result<usize, KernelError> {
     if rows == 0 || cols == 0 {
         return Err(KernelError::Shape(format!("empty matrix {rows}x{cols}")));
     }

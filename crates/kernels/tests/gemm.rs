@@ -70,6 +70,38 @@ fn odd_shapes_match_the_reference() {
     }
 }
 
+/// `matmul_with` writes C into fresh memory without zeroing it first: every entry must be stored
+/// whatever the memory held, across k-panels (k = 4099 is three of the pair driver's 2048-deep
+/// panels), on both of its cuts of the work (few rows: column blocks), and with an epilogue,
+/// which gets tiles of C as values.
+#[test]
+fn fresh_output_memory_is_stored_in_full() {
+    let pools: Vec<_> = [1, 2].map(|t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap()).into();
+    let plus_one = |tile: ergon_kernels::gemm::TileMut<'_>| {
+        for i in 0..tile.rows {
+            for v in &mut tile.c[i * tile.ldc..i * tile.ldc + tile.cols] {
+                *v += 1;
+            }
+        }
+    };
+    for (m, k, n) in [(97, 513, 31), (200, 770, 97), (7, 4099, 33), (301, 4099, 70), (13, 300, 2000)] {
+        let (a, b) = (random(m, k, 41), random(k, n, 42));
+        let want = matmul_naive(&a, &b).unwrap();
+        for pool in &pools {
+            for isa in isas() {
+                // Memory the allocator will likely hand out again, holding what no product gives.
+                drop(std::hint::black_box(vec![0x5EED_5EEDi32; m * n]));
+                let c = pool.install(|| product(&a, &b, isa));
+                assert_eq!(c, want, "{m}x{k}x{n} on {isa:?}, {} threads", pool.current_num_threads());
+                drop(std::hint::black_box(vec![0x5EED_5EEDi32; m * n]));
+                let opts = GemmOptions { isa: Some(isa), epilogue: Some(&plus_one), ..GemmOptions::default() };
+                let c = pool.install(|| matmul_with(&a, &b, opts)).unwrap();
+                assert!(c.as_slice().iter().zip(want.as_slice()).all(|(c, w)| *c == w + 1), "{m}x{k}x{n} on {isa:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn large_odd_shape_matches_the_reference() {
     let (a, b) = (random(999, 1001, 1), random(1001, 1000, 2));

@@ -12,7 +12,8 @@ use super::{MR, NR};
 ///
 /// # Safety
 /// The CPU must support AVX2. `a` must hold `kp * 12` and `b` `kp * 32` i16 values; `c` must be
-/// valid for reads and writes of 6 rows of 16 i32 spaced `ldc` apart.
+/// valid for writes of 6 rows of 16 i32 spaced `ldc` apart, and with `load` for reads of them
+/// (holding values: it may be fresh memory otherwise, which is only written).
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn kernel_6x16(

@@ -20,9 +20,12 @@ mod portable;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
+
+use rayon::prelude::*;
 
 use crate::matrix::{MatI32, MatI8};
 use crate::KernelError;
@@ -133,10 +136,19 @@ pub fn matmul(a: &MatI8, b: &MatI8) -> Result<MatI32, KernelError> {
 }
 
 /// C = A·B with explicit options.
+///
+/// C is fresh memory that the product's stores write first: zeroing it beforehand was a pass over
+/// all of C (1.5–2% of a 1024³ product on Zen 2), where ONNX Runtime's arena hands out memory
+/// as it is.
 pub fn matmul_with(a: &MatI8, b: &MatI8, opts: GemmOptions<'_>) -> Result<MatI32, KernelError> {
-    let mut c = MatI32::zeros_parallel(a.rows(), b.cols())?;
-    gemm_into(a, b, &mut c, None, opts)?;
-    Ok(c)
+    let (m, n) = (a.rows(), b.cols());
+    let len = crate::matrix::checked_len(m, n)?;
+    let mut c = Vec::with_capacity(len);
+    product(a, b, Out::Fresh(&mut c.spare_capacity_mut()[..len]), None, opts)?;
+    // SAFETY: `product` returned Ok, so its driver stored every entry of the m × n output (see
+    // `Out::Fresh`), and the capacity holds `len` entries.
+    unsafe { c.set_len(len) };
+    MatI32::from_vec(m, n, c)
 }
 
 /// Refuses shapes that do not chain and products whose int32 sums could overflow.
@@ -171,11 +183,97 @@ pub fn gemm_into(
     transcript: Option<Transcript<'_>>,
     opts: GemmOptions<'_>,
 ) -> Result<(), KernelError> {
-    check_exact(a, b)?;
-    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    let (m, n) = (a.rows(), b.cols());
     if c.rows() != m || c.cols() != n {
         return Err(KernelError::Shape(format!("output is {}x{}, product is {m}x{n}", c.rows(), c.cols())));
     }
+    product(a, b, Out::Values(c.as_mut_slice()), transcript, opts)
+}
+
+/// A product's output: the a.rows() × b.cols() entries of C, row-major.
+enum Out<'a> {
+    /// A caller's matrix, overwritten.
+    Values(&'a mut [i32]),
+    /// Fresh memory. A driver either stores every entry, each before it reads it (the first
+    /// k-panel's tiles are stored, not added to), or zeroes it first ([`Out::into_values`]).
+    Fresh(&'a mut [MaybeUninit<i32>]),
+}
+
+impl<'a> Out<'a> {
+    /// The output as values: fresh memory zeroed, by all threads (for the paths that add into C
+    /// or hand tiles of it to an epilogue).
+    fn into_values(self) -> &'a mut [i32] {
+        match self {
+            Out::Values(c) => c,
+            Out::Fresh(c) => {
+                c.par_chunks_mut(1 << 16).for_each(|chunk| chunk.fill(MaybeUninit::new(0)));
+                // SAFETY: every entry was just written; MaybeUninit<i32> has i32's layout.
+                unsafe { &mut *(c as *mut [MaybeUninit<i32>] as *mut [i32]) }
+            }
+        }
+    }
+}
+
+/// An entry of C as a driver's tasks hold it: `i32` where C holds values, `MaybeUninit<i32>` in
+/// fresh memory ([`Out::Fresh`]), which is read only where it was stored before.
+trait Entry: Copy + Send + Sync {
+    const ZERO: Self;
+    fn new(v: i32) -> Self;
+    /// The value stored here.
+    ///
+    /// # Safety
+    /// A value must have been stored in this entry (always so for `i32`).
+    unsafe fn value(self) -> i32;
+    /// The entries' memory, for a SIMD kernel's stores and its loads of entries stored before.
+    fn as_mut_ptr(c: &mut [Self]) -> *mut i32;
+    /// The entries as values, where they are known to be: `None` for fresh memory (an epilogue
+    /// gets tiles of C as values, so a driver zeroes fresh memory before it runs one).
+    fn values(c: &mut [Self]) -> Option<&mut [i32]>;
+}
+
+impl Entry for i32 {
+    const ZERO: Self = 0;
+    fn new(v: i32) -> Self {
+        v
+    }
+    unsafe fn value(self) -> i32 {
+        self
+    }
+    fn as_mut_ptr(c: &mut [Self]) -> *mut i32 {
+        c.as_mut_ptr()
+    }
+    fn values(c: &mut [Self]) -> Option<&mut [i32]> {
+        Some(c)
+    }
+}
+
+impl Entry for MaybeUninit<i32> {
+    const ZERO: Self = MaybeUninit::new(0);
+    fn new(v: i32) -> Self {
+        MaybeUninit::new(v)
+    }
+    unsafe fn value(self) -> i32 {
+        // SAFETY: the caller guarantees a value was stored.
+        unsafe { self.assume_init() }
+    }
+    fn as_mut_ptr(c: &mut [Self]) -> *mut i32 {
+        c.as_mut_ptr().cast()
+    }
+    fn values(_: &mut [Self]) -> Option<&mut [i32]> {
+        None
+    }
+}
+
+/// C = A·B into `out`, optionally folding the transcript (shapes of the output checked).
+fn product(
+    a: &MatI8,
+    b: &MatI8,
+    out: Out<'_>,
+    transcript: Option<Transcript<'_>>,
+    opts: GemmOptions<'_>,
+) -> Result<(), KernelError> {
+    check_exact(a, b)?;
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
     let (grid_rows, grid_cols) = transcript_grid(m, n);
     let (depth, states) = match transcript {
         Some(t) => {
@@ -216,7 +314,7 @@ pub fn gemm_into(
                 progress: opts.progress,
                 epilogue: opts.epilogue,
             };
-            vnni::gemm(&product, c.as_mut_slice(), states);
+            vnni::gemm(&product, out.into_values(), states);
             return Ok(());
         }
         isa = Isa::Avx2;
@@ -233,7 +331,7 @@ pub fn gemm_into(
         progress: opts.progress,
         epilogue: opts.epilogue,
     };
-    pairs::gemm(&product, c.as_mut_slice(), states);
+    pairs::gemm(&product, out, states);
     Ok(())
 }
 
@@ -256,8 +354,8 @@ pub(super) struct Product<'a, K> {
 /// Where a driver's task writes: rows of C (row i at i · ldc) for the columns `cols` (local
 /// column 0 is `cols.start`), and the fold states of their microtiles (`grid_cols` per microtile
 /// row, local column 0 is the microtile at `cols.start`).
-struct View<'a> {
-    c: &'a mut [i32],
+struct View<'a, T = i32> {
+    c: &'a mut [T],
     ldc: usize,
     cols: Range<usize>,
     states: Option<&'a mut [FoldState]>,
@@ -316,20 +414,20 @@ const SCRATCH: usize = 12 * 32;
 /// Runs `kernel(c, ldc)` on a register tile of `mr × nr` at the start of `c` (rows `ldc` apart)
 /// of which `rows × cols` lie inside C: a whole tile directly, an edge tile through a scratch
 /// tile (loaded from C when `load`, copied back after), so a kernel never writes outside C.
-fn through_scratch(
-    c: &mut [i32],
+fn through_scratch<T: Entry>(
+    c: &mut [T],
     ldc: usize,
     (rows, cols): (usize, usize),
     (mr, nr): (usize, usize),
     load: bool,
-    kernel: impl FnOnce(&mut [i32], usize),
+    kernel: impl FnOnce(&mut [T], usize),
 ) {
     if rows == mr && cols == nr {
         kernel(c, ldc);
         return;
     }
     // Zeroed only here: on every whole tile its 1.5 KB memset was 7% of a 2048³ product.
-    let mut buf = [0i32; SCRATCH];
+    let mut buf = [T::ZERO; SCRATCH];
     let scratch = &mut buf[..mr * nr];
     if load {
         for i in 0..rows {

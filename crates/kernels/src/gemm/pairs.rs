@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::fold::FoldState;
-use super::{through_scratch, BlockOut, Isa, TileMut, View, KC, MC, MR, NR};
+use super::{through_scratch, BlockOut, Entry, Isa, Out, TileMut, View, KC, MC, MR, NR};
 
 /// Depth of the row blocks' k-panels. Each panel loads and stores every C tile once more, from
 /// rows `n` i32s apart; on Zen 2, 2048-deep panels ran 1.03–1.05× faster than 512-deep ones at
@@ -49,37 +49,20 @@ fn even_row_blocks(m: usize, threads: usize) -> Vec<Range<usize>> {
     (0..blocks).map(|i| (i * micro_rows / blocks * MR)..((i + 1) * micro_rows / blocks * MR).min(m)).collect()
 }
 
-pub(super) fn gemm(p: &Product<'_>, c: &mut [i32], states: Option<&mut [FoldState]>) {
+pub(super) fn gemm(p: &Product<'_>, out: Out<'_>, states: Option<&mut [FoldState]>) {
     let (m, n) = (p.m, p.n);
     let grid_cols = n.div_ceil(NR);
     let threads = rayon::current_num_threads();
     let row_blocks = even_row_blocks(m, threads);
     if row_blocks.len() >= 4 * threads || n <= NR {
-        let packed = pack_b(p.kernel, p.b, p.k, n, KA_ROWS);
-        // Whole micro-panels: the last block may end inside one.
-        let tallest = row_blocks.iter().map(|rows| rows.len().div_ceil(MR) * MR).max().unwrap_or(0);
-        // Each block with its rows of C and of the fold-state grid.
-        let mut tasks = Vec::with_capacity(row_blocks.len());
-        let (mut c_rest, mut states_rest) = (c, states);
-        for rows in row_blocks {
-            let (c_rows, tail) = std::mem::take(&mut c_rest).split_at_mut(rows.len() * n);
-            c_rest = tail;
-            let states = states_rest.take().map(|s| {
-                let (here, tail) = s.split_at_mut(rows.len().div_ceil(MR) * grid_cols);
-                states_rest = Some(tail);
-                here
-            });
-            tasks.push((rows, c_rows, states));
+        // Fresh memory stays as it is unless an epilogue is to get tiles of it as values.
+        match out {
+            Out::Fresh(c) if p.epilogue.is_none() => row_blocks_product(p, row_blocks, c, states),
+            out => row_blocks_product(p, row_blocks, out.into_values(), states),
         }
-        tasks.into_par_iter().for_each_init(
-            || vec![0i16; tallest * KA_ROWS],
-            |apack, (rows, c_rows, states)| {
-                let view = View { c: c_rows, ldc: n, cols: 0..n, states, grid_cols };
-                block_product(p, rows, KA_ROWS, (APanels::Pack(apack), BPanels::Shared(&packed)), view);
-            },
-        );
         return;
     }
+    let c = out.into_values();
     // Column blocks of whole micro-panels, at most 256 wide, and row blocks of at most 384 rows:
     // each row block packs all of B once more, and at 256×4096×4096 one block of 256 rows ran
     // 1.05× faster than two of 128 (128-wide column blocks were 1.02× slower).
@@ -118,6 +101,41 @@ pub(super) fn gemm(p: &Product<'_>, c: &mut [i32], states: Option<&mut [FoldStat
     );
 }
 
+/// The product by row blocks (`blocks`, covering the rows of C in order): all of B packed once,
+/// each block's rows of C, and of the fold-state grid, one task's.
+fn row_blocks_product<T: Entry>(
+    p: &Product<'_>,
+    blocks: Vec<Range<usize>>,
+    c: &mut [T],
+    states: Option<&mut [FoldState]>,
+) {
+    let (n, grid_cols) = (p.n, p.n.div_ceil(NR));
+    let packed = pack_b(p.kernel, p.b, p.k, n, KA_ROWS);
+    // Whole micro-panels: the last block may end inside one.
+    let tallest = blocks.iter().map(|rows| rows.len().div_ceil(MR) * MR).max().unwrap_or(0);
+    let mut tasks = Vec::with_capacity(blocks.len());
+    let (mut c_rest, mut states_rest) = (c, states);
+    for rows in blocks {
+        let (c_rows, tail) = std::mem::take(&mut c_rest).split_at_mut(rows.len() * n);
+        c_rest = tail;
+        let states = states_rest.take().map(|s| {
+            let (here, tail) = s.split_at_mut(rows.len().div_ceil(MR) * grid_cols);
+            states_rest = Some(tail);
+            here
+        });
+        tasks.push((rows, c_rows, states));
+    }
+    // Every entry of C is in one task's rows (fresh memory needs each stored).
+    assert!(c_rest.is_empty(), "row blocks cover the rows of C");
+    tasks.into_par_iter().for_each_init(
+        || vec![0i16; tallest * KA_ROWS],
+        |apack, (rows, c_rows, states)| {
+            let view = View { c: c_rows, ldc: n, cols: 0..n, states, grid_cols };
+            block_product(p, rows, KA_ROWS, (APanels::Pack(apack), BPanels::Shared(&packed)), view);
+        },
+    );
+}
+
 /// Where a task's A micro-panels come from.
 enum APanels<'a> {
     /// Packed here, into this buffer, for each k-panel.
@@ -149,13 +167,13 @@ enum BPanel<'a> {
 
 /// The view's block of C = rows × the view's columns, over every k-panel `depth` deep (as the
 /// sources are packed): for each micro-panel of B, across the task's micro-panels of A (B's in
-/// L1, A's from L2).
-fn block_product(
+/// L1, A's from L2). The first k-panel stores every tile of the block, the later ones add to it.
+fn block_product<T: Entry>(
     p: &Product<'_>,
     rows: Range<usize>,
     depth: usize,
     sources: (APanels<'_>, BPanels<'_>),
-    view: View<'_>,
+    view: View<'_, T>,
 ) {
     let (mut a_src, mut b_src) = sources;
     let View { c, ldc, cols, mut states, grid_cols } = view;
@@ -197,11 +215,13 @@ fn block_product(
                 let (tile_rows, tile_cols) = ((mc - r0).min(MR), (cols.len() - c0).min(NR));
                 let tile = &mut c[r0 * ldc + c0..];
                 through_scratch(tile, ldc, (tile_rows, tile_cols), (MR, NR), pc > 0, |c, ldc| {
-                    kernel(p.kernel, kp, amicro, bmicro, c, ldc, pc > 0, fold, step_pairs)
+                    // SAFETY: the tile is loaded only after the first k-panel, which stored it.
+                    unsafe { kernel(p.kernel, kp, amicro, bmicro, c, ldc, pc > 0, fold, step_pairs) }
                 });
                 if let (Some(epilogue), true) = (p.epilogue, pc + kc == k) {
                     let (row0, col0) = (row0 + r0, cols.start + c0);
-                    epilogue(TileMut { row0, col0, rows: tile_rows, cols: tile_cols, c: tile, ldc });
+                    let c = T::values(tile).expect("gemm zeroes fresh memory for an epilogue");
+                    epilogue(TileMut { row0, col0, rows: tile_rows, cols: tile_cols, c, ldc });
                 }
             }
         }
@@ -211,13 +231,17 @@ fn block_product(
     }
 }
 
+/// The tile on the product's kernel.
+///
+/// # Safety
+/// With `load`, C's tile must hold values (a caller's, or stored by an earlier k-panel).
 #[allow(clippy::too_many_arguments)]
-fn kernel(
+unsafe fn kernel<T: Entry>(
     isa: Isa,
     kp: usize,
     a: &[i16],
     b: &[i16],
-    c: &mut [i32],
+    c: &mut [T],
     ldc: usize,
     load: bool,
     fold: Option<&mut FoldState>,
@@ -228,10 +252,14 @@ fn kernel(
         Isa::Avx2 => {
             assert!(a.len() >= kp * MR * 2 && b.len() >= kp * NR * 2);
             assert!(c.len() >= (MR - 1) * ldc + NR);
-            // SAFETY: AVX2 was detected in gemm_into; the asserts above bound every access.
-            unsafe { super::avx2::kernel_6x16(kp, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, load, fold, step_pairs) }
+            // SAFETY: AVX2 was detected in gemm::product; the asserts above bound every access; C is
+            // read only with `load`, when it holds values (this function's contract).
+            unsafe {
+                super::avx2::kernel_6x16(kp, a.as_ptr(), b.as_ptr(), T::as_mut_ptr(c), ldc, load, fold, step_pairs)
+            }
         }
-        _ => super::portable::kernel_6x16(kp, a, b, c, ldc, load, fold, step_pairs),
+        // SAFETY: this function's contract is the portable kernel's.
+        _ => unsafe { super::portable::kernel_6x16(kp, a, b, c, ldc, load, fold, step_pairs) },
     }
 }
 
@@ -307,7 +335,7 @@ fn pack_b_block(isa: Isa, b: &[i8], n: usize, pc: usize, kc: usize, c0: usize, d
             if isa == Isa::Avx2 && cols == NR && 2 * p + 1 < kc {
                 let row = |t: usize| -> &[i8; NR] { b[t * n + c..t * n + c + NR].try_into().expect("16 columns") };
                 let out: &mut [i16; 2 * NR] = pair.try_into().expect("16 pairs");
-                // SAFETY: the kernel is AVX2, which gemm_into checked this CPU has.
+                // SAFETY: the kernel is AVX2, which gemm::product checked this CPU has.
                 unsafe { super::avx2::pack_b_pair(row(t0), row(t0 + 1), out) };
                 continue;
             }
@@ -353,7 +381,7 @@ fn pack_a(isa: Isa, a: &[i8], k: usize, row0: usize, mc: usize, pc: usize, kc: u
             for (q, eight) in body.chunks_exact_mut(8 * MR * 2).enumerate() {
                 let at = |i: usize| -> &[i8; 16] { rows[i][16 * q..16 * q + 16].try_into().expect("16 bytes") };
                 let out: &mut [i16; 8 * MR * 2] = eight.try_into().expect("8 pairs of 6 rows");
-                // SAFETY: the kernel is AVX2, which gemm_into checked this CPU has.
+                // SAFETY: the kernel is AVX2, which gemm::product checked this CPU has.
                 unsafe { super::avx2::pack_a_pairs8(std::array::from_fn(at), out) };
                 done = 8 * (q + 1);
             }

@@ -2,16 +2,19 @@
 //! fallback on CPUs without AVX2 and the second opinion the SIMD kernel is tested against.
 
 use super::fold::{fold_tile, FoldState};
-use super::{MR, NR};
+use super::{Entry, MR, NR};
 
 /// acc (6×16, loaded from `c` when `load`) += Σ_p A_p ⊗ B_p over `kp` packed k-pairs, folding the
 /// running tile into `fold` after every `step_pairs` k-pairs and after a trailing partial step.
+///
+/// # Safety
+/// With `load`, C's tile must hold values (a caller's, or stored by an earlier k-panel).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn kernel_6x16(
+pub(super) unsafe fn kernel_6x16<T: Entry>(
     kp: usize,
     a: &[i16],
     b: &[i16],
-    c: &mut [i32],
+    c: &mut [T],
     ldc: usize,
     load: bool,
     mut fold: Option<&mut FoldState>,
@@ -22,7 +25,10 @@ pub(super) fn kernel_6x16(
     let mut acc = [[0i32; NR]; MR];
     if load {
         for (i, row) in acc.iter_mut().enumerate() {
-            row.copy_from_slice(&c[i * ldc..i * ldc + NR]);
+            for (v, entry) in row.iter_mut().zip(&c[i * ldc..i * ldc + NR]) {
+                // SAFETY: with `load` the tile holds values (this function's contract).
+                *v = unsafe { entry.value() };
+            }
         }
     }
     let mut p = 0;
@@ -44,6 +50,8 @@ pub(super) fn kernel_6x16(
         p = end;
     }
     for (i, row) in acc.iter().enumerate() {
-        c[i * ldc..i * ldc + NR].copy_from_slice(row);
+        for (entry, &v) in c[i * ldc..i * ldc + NR].iter_mut().zip(row) {
+            *entry = T::new(v);
+        }
     }
 }

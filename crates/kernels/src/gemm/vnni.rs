@@ -621,7 +621,7 @@ fn run_tile(
     let kernel = |c: &mut [i32], ldc: usize, folds: &mut [Option<&mut FoldState>; 4]| {
         assert!(c.len() >= (mr - 1) * ldc + nr);
         // SAFETY: the driver runs a tile only on a CPU with its features (checked in
-        // `gemm_into`); the asserts above bound every pointer the kernel reads and writes.
+        // `gemm::product`); the asserts above bound every pointer the kernel reads and writes.
         unsafe {
             match tile {
                 Tile::Zmm12x32 => kernel_12x32(
