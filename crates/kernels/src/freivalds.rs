@@ -11,8 +11,8 @@
 //!   vector is `vpdpbusd` on the vector's 8 byte limbs; an int32 row is `vpmuldq` on 21-bit
 //!   limbs, four rows at a time. Reading C once (4 bytes an entry) is most of the cost.
 //! - AVX2: the two rounds' vectors in one pass over A, B and C. An int8 row times a vector is
-//!   `vpmaddwd` on the vector's 15-bit digits; an int32 row is `vpmuldq` on 31/30-bit limbs,
-//!   the entry in 16-bit limbs.
+//!   `vpmaddwd` on the vector's 4 balanced digits (base 2^16 − 1); an int32 row is `vpmuldq` on
+//!   the same 21-bit limbs as AVX-512's, two rows at a time.
 //! - Elsewhere: the same limbs in scalar code.
 
 use rayon::prelude::*;
@@ -110,22 +110,11 @@ fn mat_i32_vecs(mat: &[i32], rows: usize, cols: usize, xs: &[Vec<u64>]) -> Vec<V
     }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() && xs.len() == 2 {
-        let ((lo0, hi0), (lo1, hi1)) = (limbs(&xs[0]), limbs(&xs[1]));
+        let limbs = WordLimbs::new(xs, cols);
         let out: Vec<[u64; 2]> = mat[..rows * cols]
-            .par_chunks(cols)
-            .map(|row| {
-                let mut totals = [0i128; 2];
-                for c0 in (0..cols).step_by(I32_CHUNK) {
-                    let r = c0..(c0 + I32_CHUNK).min(cols);
-                    let x = [&lo0[r.clone()], &hi0[r.clone()], &lo1[r.clone()], &hi1[r.clone()]];
-                    // SAFETY: AVX2 detected; the function reads only within the slices.
-                    let sums = unsafe { dot_i32_avx2_pair(&row[r], x) };
-                    for (total, sums) in totals.iter_mut().zip(sums) {
-                        add_limb_sums(total, sums);
-                    }
-                }
-                totals.map(reduce)
-            })
+            .par_chunks(ROW_PAIR * cols)
+            // SAFETY: AVX2 detected; the limbs cover `cols` columns of both vectors.
+            .flat_map_iter(|group| unsafe { dot_i32_avx2_rows(group, cols, &limbs) })
             .collect();
         return (0..2).map(|v| out.iter().map(|r| r[v]).collect()).collect();
     }
@@ -312,41 +301,36 @@ unsafe fn dot_i32_avx2(row: &[i32], lo: &[i64], hi: &[i64]) -> [i64; 4] {
     std::array::from_fn(|q| hsum(acc[q]) + tail[q])
 }
 
-/// `dot_i32_avx2` for two vectors in one pass over the row (C is most of what the check reads):
-/// the entry's limbs are split once and meet each of the 4 (vector, limb) arrays `x`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn dot_i32_avx2_pair(row: &[i32], x: [&[i64]; 4]) -> [[i64; 4]; 2] {
-    use std::arch::x86_64::*;
-    let len = x.iter().fold(row.len(), |len, x| len.min(x.len()));
-    let mask = _mm256_set1_epi64x(0xffff);
-    let mut acc = [_mm256_setzero_si256(); 8];
-    let mut j = 0;
-    while j + 4 <= len {
-        _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().wrapping_add(j + PREFETCH / 4) as *const i8);
-        let v = _mm256_cvtepi32_epi64(_mm_loadu_si128(row.as_ptr().add(j) as *const __m128i));
-        let (vl, vh) = (_mm256_and_si256(v, mask), _mm256_srli_epi64(v, 16));
-        for (q, x) in x.iter().enumerate() {
-            let xv = _mm256_loadu_si256(x.as_ptr().add(j) as *const __m256i);
-            acc[q] = _mm256_add_epi64(acc[q], _mm256_mul_epi32(vl, xv));
-            acc[4 + q] = _mm256_add_epi64(acc[4 + q], _mm256_mul_epi32(vh, xv));
+/// The base of a field element's digits on the AVX2 int8 path. Four balanced digits at base
+/// 2^16 − 1, each in [−32767, 32767] (an i16, the side of `vpmaddwd` that meets the
+/// sign-extended entries), cover ±(B^4 − 1)/2 > 2^63 > p: 4 digits where unsigned 15-bit ones
+/// needed 5 (1.25× fewer multiplies). Base 2^16 would need the digit −32768, with which 256
+/// steps of −128 · −32768 · 2 reach 2^31; below 2^15 they stay under it.
+const DIGIT_BASE: i64 = (1 << 16) - 1;
+const DIGITS: usize = 4;
+
+/// The balanced digits of a field element e: e = Σ_q d_q · DIGIT_BASE^q, |d_q| ≤ 32767.
+fn balanced_digits(e: u64) -> [i16; DIGITS] {
+    debug_assert!(e < P);
+    // Unsigned throughout (rest never goes negative), so the divisions by a constant are
+    // multiplications.
+    const BASE: u64 = DIGIT_BASE as u64;
+    let mut rest = e;
+    let digits = std::array::from_fn(|_| {
+        let r = rest % BASE;
+        rest /= BASE;
+        if r > BASE / 2 {
+            rest += 1;
+            (r as i64 - DIGIT_BASE) as i16
+        } else {
+            r as i16
         }
-        j += 4;
-    }
-    // acc[q] = c_lo · x[q], acc[4 + q] = c_hi · x[q]; per vector v: [lo·lo, lo·hi, hi·lo, hi·hi].
-    std::array::from_fn(|v| {
-        let tail = dot_i32(&row[j..len], &x[2 * v][j..len], &x[2 * v + 1][j..len]);
-        let lanes = [acc[2 * v], acc[2 * v + 1], acc[4 + 2 * v], acc[4 + 2 * v + 1]];
-        std::array::from_fn(|q| hsum(lanes[q]) + tail[q])
-    })
+    });
+    assert_eq!(rest, 0, "a field element has {DIGITS} balanced digits");
+    digits
 }
 
-/// Bits per digit of a field element on the AVX2 int8 path: 5 digits of 15 bits cover 2^75 > p,
-/// each a non-negative i16, the side of `vpmaddwd` that meets the sign-extended entries.
-const DIGIT_BITS: u32 = 15;
-const DIGITS: usize = 5;
-
-/// Two vectors over F_p cut into 15-bit digits, digit-major: `digits[(v·5 + q)·stride + j]` is
+/// Two vectors over F_p cut into balanced digits, digit-major: `digits[(v·4 + q)·stride + j]` is
 /// digit q of x_v[j], each row zero-padded to a multiple of 16 columns.
 struct DigitLimbs {
     digits: Vec<i16>,
@@ -360,8 +344,8 @@ impl DigitLimbs {
         let mut digits = vec![0i16; 2 * DIGITS * stride];
         for (v, x) in xs.iter().enumerate().take(2) {
             for (j, &e) in x.iter().enumerate().take(cols) {
-                for q in 0..DIGITS {
-                    digits[(v * DIGITS + q) * stride + j] = ((e >> (DIGIT_BITS * q as u32)) & 0x7fff) as i16;
+                for (q, d) in balanced_digits(e).into_iter().enumerate() {
+                    digits[(v * DIGITS + q) * stride + j] = d;
                 }
             }
         }
@@ -369,9 +353,9 @@ impl DigitLimbs {
     }
 }
 
-/// Σ_j row[j]·x_v[j] mod p for both vectors: 10 `vpmaddwd` (2 vectors × 5 digits) per 16
+/// Σ_j row[j]·x_v[j] mod p for both vectors: 8 `vpmaddwd` (2 vectors × 4 digits) per 16
 /// entries, where `vpmuldq` needs 16 (2 vectors × 2 limbs, 4 entries each). A lane gains at most
-/// 2·128·(2^15 − 1) < 2^23 per step, so the i32 lanes are emptied into i64 sums every 256 steps
+/// 2·128·32767 < 2^23 per step, so the i32 lanes are emptied into i64 sums every 256 steps
 /// (4096 columns), while still below 2^31.
 ///
 /// # Safety
@@ -408,9 +392,10 @@ unsafe fn dot_i8_avx2_pair(row: &[i8], limbs: &DigitLimbs) -> [u64; 2] {
             *sum += e as i64 * limbs.digits[q * limbs.stride + j] as i64;
         }
     }
-    // |sum| < 2^7 · 2^15 · cols: Σ_q 2^(15q) · sum_q is exact in i128 for any real row length.
+    // |sum| < 2^7 · 2^15 · cols and DIGIT_BASE^3 < 2^48: Σ_q DIGIT_BASE^q · sum_q is exact in
+    // i128 for any real row length.
     std::array::from_fn(|v| {
-        let total: i128 = (0..DIGITS).map(|q| (sums[v * DIGITS + q] as i128) << (DIGIT_BITS as usize * q)).sum();
+        let total: i128 = (0..DIGITS).map(|q| sums[v * DIGITS + q] as i128 * (DIGIT_BASE as i128).pow(q as u32)).sum();
         reduce(total)
     })
 }
@@ -602,20 +587,90 @@ unsafe fn dot_i32_avx512(group: &[i32], cols: usize, limbs: &WordLimbs) -> Vec<[
             *total = total.map(|t| reduce(t) as i128);
         }
     }
-    (0..rows)
-        .map(|r| {
-            let mut total = totals[r];
-            for (j, &e) in group[r * cols..(r + 1) * cols].iter().enumerate().skip(whole) {
-                let x = &limbs.lanes[j / 16 * Q * 16..];
-                let lane = (j % 2) * 8 + (j % 16) / 2;
+    (0..rows).map(|r| word_limbs_tail(&group[r * cols..(r + 1) * cols], whole, limbs, totals[r])).collect()
+}
+
+/// A row's sums for both vectors, `total` (over its first `from` columns) plus the columns from
+/// `from` on, in scalar code on the same limbs, reduced mod p.
+fn word_limbs_tail(row: &[i32], from: usize, limbs: &WordLimbs, mut total: [i128; 2]) -> [u64; 2] {
+    const Q: usize = 2 * WORD_LIMBS;
+    for (j, &e) in row.iter().enumerate().skip(from) {
+        let x = &limbs.lanes[j / 16 * Q * 16..];
+        let lane = (j % 2) * 8 + (j % 16) / 2;
+        for q in 0..Q {
+            let (v, l) = (q / WORD_LIMBS, q % WORD_LIMBS);
+            total[v] += (e as i128 * x[q * 16 + lane] as i128) << (WORD_LIMB_BITS as usize * l);
+        }
+    }
+    total.map(reduce)
+}
+
+/// Rows of C taken together on the AVX2 path: two rows keep 12 accumulators, an entry vector per
+/// row and a limb in the 16 registers, and each limb loaded serves both.
+const ROW_PAIR: usize = 2;
+
+/// [`dot_i32_avx512`] on AVX2, for up to [`ROW_PAIR`] rows of `cols` entries: 21-bit limbs, so
+/// an entry meets 3 limbs per vector as loaded (the 16-bit halves of C and 31/30-bit limbs of x
+/// took 4 `vpmuldq`, and the halves had to be split: 1.3× slower at 2048²). 16 entries of a
+/// row per step, each 8-entry half in two `vpmuldq` rounds (even entries, then odd ones after a
+/// 32-bit shift). |entry · limb| < 2^52 and a lane gains four per step, so after 2^6 steps
+/// (1024 columns) a lane is below 2^60 and the sum of its 4 lanes below 2^62: exact.
+///
+/// # Safety
+/// The CPU must have AVX2; `limbs` must cover `cols` columns.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+// Index loops over constant bounds: unrolled, they leave every accumulator in a register.
+#[allow(clippy::needless_range_loop)]
+unsafe fn dot_i32_avx2_rows(group: &[i32], cols: usize, limbs: &WordLimbs) -> Vec<[u64; 2]> {
+    use std::arch::x86_64::*;
+    let rows = group.len() / cols;
+    assert!(rows * cols == group.len() && rows <= ROW_PAIR && cols <= limbs.cols);
+    assert!(limbs.lanes.len() >= cols.div_ceil(16) * 2 * WORD_LIMBS * 16);
+    let whole = cols / 16 * 16;
+    let mut totals = [[0i128; 2]; ROW_PAIR];
+    const FLUSH: usize = 1 << 10;
+    const Q: usize = 2 * WORD_LIMBS;
+    for c0 in (0..whole).step_by(FLUSH) {
+        let mut acc = [[_mm256_setzero_si256(); Q]; ROW_PAIR];
+        for j in (c0..whole.min(c0 + FLUSH)).step_by(16) {
+            let x = limbs.lanes.as_ptr().add(j / 16 * Q * 16);
+            for half in 0..2 {
+                let mut entries = [_mm256_setzero_si256(); ROW_PAIR];
+                for (r, e) in entries.iter_mut().enumerate().take(rows) {
+                    let at = group.as_ptr().add(r * cols + j + 8 * half);
+                    // A prefetch past the end never faults.
+                    _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(PREFETCH / 4) as *const i8);
+                    *e = _mm256_loadu_si256(at as *const __m256i);
+                }
+                // The half's even columns are lanes 4·half.. of the limbs' even 8, its odd ones
+                // lanes 4·half.. of the odd 8.
                 for q in 0..Q {
-                    let (v, l) = (q / WORD_LIMBS, q % WORD_LIMBS);
-                    total[v] += (e as i128 * x[q * 16 + lane] as i128) << (WORD_LIMB_BITS as usize * l);
+                    let xe = _mm256_loadu_si256(x.add(q * 16 + 4 * half) as *const __m256i);
+                    for r in 0..ROW_PAIR {
+                        acc[r][q] = _mm256_add_epi64(acc[r][q], _mm256_mul_epi32(entries[r], xe));
+                    }
+                }
+                for e in entries.iter_mut() {
+                    *e = _mm256_srli_epi64::<32>(*e);
+                }
+                for q in 0..Q {
+                    let xo = _mm256_loadu_si256(x.add(q * 16 + 8 + 4 * half) as *const __m256i);
+                    for r in 0..ROW_PAIR {
+                        acc[r][q] = _mm256_add_epi64(acc[r][q], _mm256_mul_epi32(entries[r], xo));
+                    }
                 }
             }
-            total.map(reduce)
-        })
-        .collect()
+        }
+        for (total, acc) in totals.iter_mut().zip(acc) {
+            for (q, acc) in acc.into_iter().enumerate() {
+                let (v, l) = (q / WORD_LIMBS, q % WORD_LIMBS);
+                total[v] += (hsum(acc) as i128) << (WORD_LIMB_BITS as usize * l);
+            }
+            *total = total.map(|t| reduce(t) as i128);
+        }
+    }
+    (0..rows).map(|r| word_limbs_tail(&group[r * cols..(r + 1) * cols], whole, limbs, totals[r])).collect()
 }
 
 #[cfg(test)]
@@ -707,8 +762,10 @@ mod tests {
         // The worst case for the lanes' reduction points: every entry at its extreme, every
         // element p − 1 (bytes 0xFE, 0xFF…; 21-bit limbs all ones). Without them the int32 lanes
         // overflow past about 2^11 columns and the int8 lanes past about 2^20.
-        for (rows, cols) in [(6, 3000), (1, 1_200_000)] {
-            let xs = vec![vec![P - 1; cols]; 2];
+        // And elements whose first three balanced digits are all 32767, the int8 lanes' worst.
+        let top_digits = (32767 * (1 + DIGIT_BASE + DIGIT_BASE * DIGIT_BASE)) as u64;
+        for (rows, cols, e) in [(6, 3000, P - 1), (1, 1_200_000, P - 1), (1, 1_200_000, top_digits)] {
+            let xs = vec![vec![e; cols]; 2];
             let m8 = vec![-128i8; rows * cols];
             let want8: Vec<Vec<u64>> = xs.iter().map(|x| mat_i8_vec(&m8, rows, cols, x)).collect();
             assert_eq!(mat_i8_vecs(&m8, rows, cols, &xs), want8, "int8 extremes, {cols} columns");
@@ -723,6 +780,21 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         if !has_avx2() {
             eprintln!("skipped: the AVX2 paths (this CPU lacks AVX2)");
+        }
+    }
+
+    #[test]
+    fn balanced_digits_recombine_and_stay_below_2_to_15() {
+        let mut e = 0x0123_4567_89ab_cdefu64 % P;
+        let edges = [0, 1, 32767, 32768, 65534, 65535, 65536, P - 1, P - 2, (P - 1) / 2];
+        for x in edges.into_iter().chain((0..10_000).map(|_| {
+            e = (e.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407)) >> 3;
+            e % P
+        })) {
+            let digits = balanced_digits(x);
+            assert!(digits.iter().all(|d| d.unsigned_abs() <= 32767), "{x}: {digits:?}");
+            let back: i128 = digits.iter().rev().fold(0, |acc, &d| acc * DIGIT_BASE as i128 + d as i128);
+            assert_eq!(back, x as i128);
         }
     }
 
