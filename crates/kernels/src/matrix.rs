@@ -17,20 +17,6 @@ impl<T: Copy + Default> Matrix<T> {
         Ok(Self { rows, cols, data: vec![T::default(); len] })
     }
 
-    /// A rows × cols matrix of zeros, written by all threads: a product's output. Freed blocks
-    /// raise the allocator's mmap threshold, so the next product's C comes from the heap and is
-    /// zeroed by a memset, on one thread while the others wait (2.3% of a 1024³ product).
-    pub fn zeros_parallel(rows: usize, cols: usize) -> Result<Self, KernelError>
-    where
-        T: Send + Sync,
-    {
-        use rayon::prelude::*;
-        let len = checked_len(rows, cols)?;
-        let mut data = Vec::with_capacity(len);
-        data.par_extend(rayon::iter::repeat_n(T::default(), len));
-        Ok(Self { rows, cols, data })
-    }
-
     /// Wraps row-major `data`, which must hold exactly rows × cols entries.
     pub fn from_vec(rows: usize, cols: usize, data: Vec<T>) -> Result<Self, KernelError> {
         let len = checked_len(rows, cols)?;

@@ -72,8 +72,8 @@ fn odd_shapes_match_the_reference() {
 
 /// `matmul_with` writes C into fresh memory without zeroing it first: every entry must be stored
 /// whatever the memory held, across k-panels (k = 4099 is three of the pair driver's 2048-deep
-/// panels), on both of its cuts of the work (few rows: column blocks), and with an epilogue,
-/// which gets tiles of C as values.
+/// panels), on both of its cuts of the work, and with an epilogue, which gets tiles of C as
+/// values (so the row blocks zero their rows of fresh memory first).
 #[test]
 fn fresh_output_memory_is_stored_in_full() {
     let pools: Vec<_> = [1, 2].map(|t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap()).into();
@@ -84,7 +84,17 @@ fn fresh_output_memory_is_stored_in_full() {
             }
         }
     };
-    for (m, k, n) in [(97, 513, 31), (200, 770, 97), (7, 4099, 33), (301, 4099, 70), (13, 300, 2000)] {
+    // Row blocks (many rows, or n ≤ 16) and column blocks (few rows), on 1 thread and on 2.
+    let shapes = [
+        (97, 513, 31),
+        (200, 770, 97),
+        (7, 4099, 33),
+        (301, 4099, 70),
+        (13, 300, 2000),
+        (1000, 300, 50),
+        (50, 2100, 9),
+    ];
+    for (m, k, n) in shapes {
         let (a, b) = (random(m, k, 41), random(k, n, 42));
         let want = matmul_naive(&a, &b).unwrap();
         for pool in &pools {

@@ -4,7 +4,7 @@
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use ergon_kernels::gemm::{gemm_into, transcript_grid, GemmOptions, Isa, TileMut, Transcript};
+use ergon_kernels::gemm::{gemm_new, transcript_grid, GemmOptions, Isa, TileMut, Transcript};
 use ergon_kernels::{MatI32, MatI8};
 
 use crate::challenge::Challenge;
@@ -84,11 +84,10 @@ pub fn mine(
     let t = Instant::now();
     let (grid_rows, grid_cols) = transcript_grid(m, n);
     let mut states = vec![[0u32; 8]; grid_rows * grid_cols];
-    let mut c = MatI32::zeros_parallel(m, n)?;
     let transcript = Transcript { depth: RANK, states: &mut states };
     let epilogue = |tile: TileMut<'_>| correction.apply(tile);
     let gemm = GemmOptions { isa: opts.isa, progress: opts.progress, epilogue: Some(&epilogue) };
-    gemm_into(&a_noisy, &b_noisy, &mut c, Some(transcript), gemm)?;
+    let c = gemm_new(&a_noisy, &b_noisy, Some(transcript), gemm)?;
     timings.product = t.elapsed();
 
     let t = Instant::now();

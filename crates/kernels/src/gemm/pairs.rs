@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::fold::FoldState;
-use super::{through_scratch, BlockOut, Entry, Isa, Out, TileMut, View, KC, MC, MR, NR};
+use super::{through_scratch, zeroed, BlockOut, Entry, Isa, Out, TileMut, View, KC, MC, MR, NR};
 
 /// Depth of the row blocks' k-panels. Each panel loads and stores every C tile once more, from
 /// rows `n` i32s apart; on Zen 2, 2048-deep panels ran 1.03–1.05× faster than 512-deep ones at
@@ -55,10 +55,13 @@ pub(super) fn gemm(p: &Product<'_>, out: Out<'_>, states: Option<&mut [FoldState
     let threads = rayon::current_num_threads();
     let row_blocks = even_row_blocks(m, threads);
     if row_blocks.len() >= 4 * threads || n <= NR {
-        // Fresh memory stays as it is unless an epilogue is to get tiles of it as values.
+        // Fresh memory stays as it is unless an epilogue is to get tiles of it as values; then
+        // each task zeroes its rows as it starts (in its cache, where a pass over all of C
+        // before the product went out to memory and back).
         match out {
-            Out::Fresh(c) if p.epilogue.is_none() => row_blocks_product(p, row_blocks, c, states),
-            out => row_blocks_product(p, row_blocks, out.into_values(), states),
+            Out::Fresh(c) if p.epilogue.is_none() => row_blocks_product(p, row_blocks, c, states, |c| c),
+            Out::Fresh(c) => row_blocks_product(p, row_blocks, c, states, zeroed),
+            Out::Values(c) => row_blocks_product(p, row_blocks, c, states, |c| c),
         }
         return;
     }
@@ -102,12 +105,14 @@ pub(super) fn gemm(p: &Product<'_>, out: Out<'_>, states: Option<&mut [FoldState
 }
 
 /// The product by row blocks (`blocks`, covering the rows of C in order): all of B packed once,
-/// each block's rows of C, and of the fold-state grid, one task's.
-fn row_blocks_product<T: Entry>(
+/// each block's rows of C, and of the fold-state grid, one task's, which takes its rows of C
+/// through `own` first.
+fn row_blocks_product<T: Send, U: Entry>(
     p: &Product<'_>,
     blocks: Vec<Range<usize>>,
     c: &mut [T],
     states: Option<&mut [FoldState]>,
+    own: fn(&mut [T]) -> &mut [U],
 ) {
     let (n, grid_cols) = (p.n, p.n.div_ceil(NR));
     let packed = pack_b(p.kernel, p.b, p.k, n, KA_ROWS);
@@ -130,7 +135,7 @@ fn row_blocks_product<T: Entry>(
     tasks.into_par_iter().for_each_init(
         || vec![0i16; tallest * KA_ROWS],
         |apack, (rows, c_rows, states)| {
-            let view = View { c: c_rows, ldc: n, cols: 0..n, states, grid_cols };
+            let view = View { c: own(c_rows), ldc: n, cols: 0..n, states, grid_cols };
             block_product(p, rows, KA_ROWS, (APanels::Pack(apack), BPanels::Shared(&packed)), view);
         },
     );
