@@ -343,19 +343,19 @@ impl Noise {
         let gt = if simd { g.par_iter().map(four_russians).collect() } else { Vec::new() };
         // AVX2's vpermd looks up 8 entries, not 16: a pattern with bit 3 set is the complement
         // of one without, whose sum is the negation, T[15 − p] = −T[p]. So per panel, group and
-        // column, the entry to look up among the first 8 and the sign to give it.
-        let (mut fr_idx, mut fr_sign) = (Vec::new(), Vec::new());
+        // column, the entry to look up among the first 8 and the sign to give it, in one word:
+        // vpermd reads its low 3 bits, vpsignd its sign (bit 3 set keeps a positive one nonzero).
+        let mut fr_lookup = Vec::new();
         if has_avx2() && !has_avx512f() {
-            fr_idx = vec![0i32; panels * GROUPS * PANEL];
-            fr_sign = vec![1i32; panels * GROUPS * PANEL];
+            fr_lookup = vec![0i32; panels * GROUPS * PANEL];
             for (j, &mk) in self.fr.iter().enumerate() {
                 for q in 0..GROUPS {
-                    let (p, at) = (nibble(mk, q), ((j / PANEL) * GROUPS + q) * PANEL + j % PANEL);
-                    (fr_idx[at], fr_sign[at]) = if p & 8 == 0 { (p as i32, 1) } else { ((15 - p) as i32, -1) };
+                    let (p, at) = (nibble(mk, q) as i32, ((j / PANEL) * GROUPS + q) * PANEL + j % PANEL);
+                    fr_lookup[at] = if p & 8 == 0 { p | 8 } else { (15 - p) | i32::MIN };
                 }
             }
         }
-        Correction { g, f_r, eh, el: self.el.clone(), gt, fr: self.fr.clone(), fr_idx, fr_sign }
+        Correction { g, f_r, eh, el: self.el.clone(), gt, fr: self.fr.clone(), fr_lookup }
     }
 
     /// C' → A·B in place (the unfused form of [`Noise::correction`], for tests and tools).
@@ -388,9 +388,9 @@ pub struct Correction {
     /// F_R's columns as sign masks (bit s set ⇒ F_R[s][j] = −1).
     fr: Vec<Mask>,
     /// For the AVX2 epilogue (empty elsewhere), [panel][group][16 columns]: which of a group's
-    /// first 8 patterns the column's F_R nibble p is (p, or 15 − p) and the sign to give it.
-    fr_idx: Vec<i32>,
-    fr_sign: Vec<i32>,
+    /// first 8 patterns the column's F_R nibble p is (p, or 15 − p) in the low 3 bits, and the
+    /// sign to give it as the word's sign (bit 3 set when positive, so the word is nonzero).
+    fr_lookup: Vec<i32>,
 }
 
 /// Whether the AVX2 epilogue can run here.
@@ -437,7 +437,7 @@ impl Correction {
             return;
         }
         #[cfg(target_arch = "x86_64")]
-        if cols == PANEL && col0 % PANEL == 0 && !self.fr_idx.is_empty() && has_avx2() {
+        if cols == PANEL && col0 % PANEL == 0 && !self.fr_lookup.is_empty() && has_avx2() {
             // SAFETY: AVX2 detected; the tile's rows have 16 entries at i·ldc (TileMut's
             // contract), and the tables hold every row of the tile and a whole panel at col0.
             unsafe { self.apply_rows16_avx2(c, ldc, row0, rows, col0) };
@@ -498,10 +498,10 @@ impl Correction {
         use std::arch::x86_64::*;
         let (lookups, tables) = ((col0 / PANEL) * GROUPS * PANEL, table_index(0, 0, col0));
         assert!(row0 + rows <= self.gt.len() && row0 + rows <= self.el.len());
-        assert!(lookups + GROUPS * PANEL <= self.fr_idx.len() && lookups + GROUPS * PANEL <= self.fr_sign.len());
+        assert!(lookups + GROUPS * PANEL <= self.fr_lookup.len());
         assert!(rows == 0 || c.len() >= (rows - 1) * ldc + PANEL);
         assert!(tables + GROUPS * PATTERNS * PANEL <= self.eh.len());
-        let (idx, sign) = (self.fr_idx.as_ptr().add(lookups), self.fr_sign.as_ptr().add(lookups));
+        let lookup = self.fr_lookup.as_ptr().add(lookups);
         for r in 0..rows {
             let (gt, mask) = (&self.gt[row0 + r], self.el[row0 + r]);
             let at = c.as_mut_ptr().add(r * ldc);
@@ -511,9 +511,8 @@ impl Correction {
                 let eh = self.eh.as_ptr().add(tables + (q * PATTERNS + nibble(mask, q)) * PANEL);
                 for (h, acc) in acc.iter_mut().enumerate() {
                     let lane = q * PANEL + 8 * h;
-                    let i = _mm256_loadu_si256(idx.add(lane) as *const __m256i);
-                    let s = _mm256_loadu_si256(sign.add(lane) as *const __m256i);
-                    let gf = _mm256_sign_epi32(_mm256_permutevar8x32_epi32(first8, i), s);
+                    let i = _mm256_loadu_si256(lookup.add(lane) as *const __m256i);
+                    let gf = _mm256_sign_epi32(_mm256_permutevar8x32_epi32(first8, i), i);
                     *acc = _mm256_sub_epi32(*acc, gf);
                     *acc = _mm256_sub_epi32(*acc, _mm256_loadu_si256(eh.add(8 * h) as *const __m256i));
                 }
@@ -693,16 +692,21 @@ mod tests {
             let noise = Noise::derive(&seed(9), 0..m, k, 0..n);
             let ap = MatI8::from_vec(m, k, noise.perturb_a(a.as_slice()).unwrap()).unwrap();
             let bp = MatI8::from_vec(k, n, noise.perturb_b(b.as_slice()).unwrap()).unwrap();
-            let mut c = matmul_naive(&ap, &bp).unwrap();
+            let c = matmul_naive(&ap, &bp).unwrap();
             let corr = noise.correction(&a, &bp);
-            let data = c.as_mut_slice();
-            for row0 in (0..m).step_by(6) {
-                for col0 in (0..n).step_by(16) {
-                    let (rows, cols) = ((m - row0).min(6), (n - col0).min(16));
-                    corr.apply(TileMut { row0, col0, rows, cols, c: &mut data[row0 * n + col0..], ldc: n });
+            let want = matmul_naive(&a, &b).unwrap();
+            // Tiles 6 rows high (the pair kernels') and 12 (the AVX-512 VNNI kernel's).
+            for height in [6, 12] {
+                let mut c = c.clone();
+                let data = c.as_mut_slice();
+                for row0 in (0..m).step_by(height) {
+                    for col0 in (0..n).step_by(16) {
+                        let (rows, cols) = ((m - row0).min(height), (n - col0).min(16));
+                        corr.apply(TileMut { row0, col0, rows, cols, c: &mut data[row0 * n + col0..], ldc: n });
+                    }
                 }
+                assert_eq!(c, want, "{m}x{k}x{n}, tiles {height} high");
             }
-            assert_eq!(c, matmul_naive(&a, &b).unwrap(), "{m}x{k}x{n}");
         }
     }
 
