@@ -145,8 +145,9 @@ pub fn matmul_with(a: &MatI8, b: &MatI8, opts: GemmOptions<'_>) -> Result<MatI32
 }
 
 /// C = A·B as a new matrix, optionally folding the transcript: [`gemm_into`] without a pass
-/// that zeroes C first (see [`matmul_with`]; with an epilogue each task zeroes its own rows of C
-/// just before it computes them, where they are still in its cache).
+/// that zeroes C first (see [`matmul_with`]). With an epilogue, the pair driver's row-block
+/// tasks zero their own rows of C as they start, in their caches; the paths that add into C
+/// (column blocks, VNNI) zero it on all threads first.
 pub fn gemm_new(
     a: &MatI8,
     b: &MatI8,
