@@ -80,7 +80,7 @@ fn mat_i8_vecs(mat: &[i8], rows: usize, cols: usize, xs: &[Vec<u64>]) -> Vec<Vec
             // SAFETY: AVX-512 F and VNNI detected; the limbs cover `cols` columns of both vectors.
             .map(|row| unsafe { dot_i8_vnni(row, &limbs) })
             .collect();
-        return (0..2).map(|v| out.iter().map(|r| r[v]).collect()).collect();
+        return by_vector(out);
     }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() && xs.len() == 2 {
@@ -91,7 +91,7 @@ fn mat_i8_vecs(mat: &[i8], rows: usize, cols: usize, xs: &[Vec<u64>]) -> Vec<Vec
             // SAFETY: AVX2 detected; the digits cover `cols` columns of both vectors.
             .map(|row| unsafe { dot_i8_avx2_pair(row, &limbs) })
             .collect();
-        return (0..2).map(|v| out.iter().map(|r| r[v]).collect()).collect();
+        return by_vector(out);
     }
     xs.iter().map(|x| mat_i8_vec(mat, rows, cols, x)).collect()
 }
@@ -106,7 +106,7 @@ fn mat_i32_vecs(mat: &[i32], rows: usize, cols: usize, xs: &[Vec<u64>]) -> Vec<V
             // SAFETY: AVX-512 F detected; the limbs cover `cols` columns of both vectors.
             .flat_map_iter(|group| unsafe { dot_i32_avx512(group, cols, &limbs) })
             .collect();
-        return (0..2).map(|v| out.iter().map(|r| r[v]).collect()).collect();
+        return by_vector(out);
     }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() && xs.len() == 2 {
@@ -116,9 +116,15 @@ fn mat_i32_vecs(mat: &[i32], rows: usize, cols: usize, xs: &[Vec<u64>]) -> Vec<V
             // SAFETY: AVX2 detected; the limbs cover `cols` columns of both vectors.
             .flat_map_iter(|group| unsafe { dot_i32_avx2_rows(group, cols, &limbs) })
             .collect();
-        return (0..2).map(|v| out.iter().map(|r| r[v]).collect()).collect();
+        return by_vector(out);
     }
     xs.iter().map(|x| mat_i32_vec(mat, rows, cols, x)).collect()
+}
+
+/// Per-row results for two vectors, [M·x_0, M·x_1] for each row, as the two vectors M·x_v.
+#[cfg(target_arch = "x86_64")]
+fn by_vector(rows: Vec<[u64; 2]>) -> Vec<Vec<u64>> {
+    (0..2).map(|v| rows.iter().map(|r| r[v]).collect()).collect()
 }
 
 /// The XOF's stream, 8 bytes per draw, read 512 bytes at a time (8 bytes per `fill` spent more
@@ -597,14 +603,20 @@ unsafe fn dot_i32_avx512(group: &[i32], cols: usize, limbs: &WordLimbs) -> Vec<[
             }
         }
         for (total, acc) in totals.iter_mut().zip(acc) {
-            for (q, acc) in acc.into_iter().enumerate() {
-                let (v, l) = (q / WORD_LIMBS, q % WORD_LIMBS);
-                total[v] += (_mm512_reduce_add_epi64(acc) as i128) << (WORD_LIMB_BITS as usize * l);
-            }
-            *total = total.map(|t| reduce(t) as i128);
+            add_word_limb_sums(total, acc.map(|a| _mm512_reduce_add_epi64(a)));
         }
     }
     (0..rows).map(|r| word_limbs_tail(&group[r * cols..(r + 1) * cols], whole, limbs, totals[r])).collect()
+}
+
+/// total_v ← (total_v + Σ_l 2^(21·l) · sums[3v + l]) mod p: a row's per-(vector, limb) sums
+/// over some columns, at their limbs' weights.
+fn add_word_limb_sums(total: &mut [i128; 2], sums: [i64; 2 * WORD_LIMBS]) {
+    for (q, sum) in sums.into_iter().enumerate() {
+        let (v, l) = (q / WORD_LIMBS, q % WORD_LIMBS);
+        total[v] += (sum as i128) << (WORD_LIMB_BITS as usize * l);
+    }
+    *total = total.map(|t| reduce(t) as i128);
 }
 
 /// A row's sums for both vectors, `total` (over its first `from` columns) plus the columns from
@@ -680,11 +692,7 @@ unsafe fn dot_i32_avx2_rows(group: &[i32], cols: usize, limbs: &WordLimbs) -> Ve
             }
         }
         for (total, acc) in totals.iter_mut().zip(acc) {
-            for (q, acc) in acc.into_iter().enumerate() {
-                let (v, l) = (q / WORD_LIMBS, q % WORD_LIMBS);
-                total[v] += (hsum(acc) as i128) << (WORD_LIMB_BITS as usize * l);
-            }
-            *total = total.map(|t| reduce(t) as i128);
+            add_word_limb_sums(total, acc.map(|a| hsum(a)));
         }
     }
     (0..rows).map(|r| word_limbs_tail(&group[r * cols..(r + 1) * cols], whole, limbs, totals[r])).collect()

@@ -393,12 +393,9 @@ pub struct Correction {
     fr_lookup: Vec<i32>,
 }
 
-/// Whether the AVX2 epilogue can run here.
+/// Whether the AVX2 epilogue can run here: the CPU can run the kernels' AVX2 product.
 fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx2");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    ergon_kernels::Isa::Avx2.supported()
 }
 
 /// Whether the AVX-512 epilogue can run here (and so whether its tables are built).

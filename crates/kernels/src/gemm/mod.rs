@@ -219,11 +219,9 @@ impl<'a> Out<'a> {
         match self {
             Out::Values(c) => c,
             Out::Fresh(c) => {
-                c.par_chunks_mut(1 << 16).for_each(|chunk| {
-                    zeroed(chunk);
-                });
-                // SAFETY: every entry was just written; MaybeUninit<i32> has i32's layout.
-                unsafe { &mut *(c as *mut [MaybeUninit<i32>] as *mut [i32]) }
+                c.par_chunks_mut(1 << 16).for_each(|chunk| chunk.fill(MaybeUninit::new(0)));
+                // SAFETY: every entry was just written.
+                unsafe { assume_values(c) }
             }
         }
     }
@@ -232,7 +230,16 @@ impl<'a> Out<'a> {
 /// Fresh entries zeroed, as values.
 fn zeroed(c: &mut [MaybeUninit<i32>]) -> &mut [i32] {
     c.fill(MaybeUninit::new(0));
-    // SAFETY: every entry was just written; MaybeUninit<i32> has i32's layout.
+    // SAFETY: every entry was just written.
+    unsafe { assume_values(c) }
+}
+
+/// Entries as values.
+///
+/// # Safety
+/// Every entry must hold a value (MaybeUninit<i32> has i32's layout).
+unsafe fn assume_values(c: &mut [MaybeUninit<i32>]) -> &mut [i32] {
+    // SAFETY: the layouts match, and the caller guarantees every entry is initialized.
     unsafe { &mut *(c as *mut [MaybeUninit<i32>] as *mut [i32]) }
 }
 
